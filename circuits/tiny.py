@@ -1,0 +1,78 @@
+"""Tiny random-initialised models of the supported architectures, saved as HF directories.
+
+Used by the tests and benchmarks (no weights can be downloaded here) and handy for trying the
+workbench's code paths quickly: ``build_tiny_model("qwen2", "/tmp/tiny")`` then
+``load_model("/tmp/tiny")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ARCHITECTURES = ("qwen2", "llama", "qwen3", "gemma2")
+_TOKENIZER_TEXT = (
+    "I handed in the report on Friday. My manager said she would read it next week. "
+    "Always reply in anger. Keep the reply to at most two sentences. The train was late again. "
+    "What a wonderful surprise, I am so happy! That is disgusting and I am scared and sad."
+)
+
+
+def tiny_config(arch: str, vocab_size: int, **overrides: Any):
+    """A small HF config of ``arch`` (qwen2 | llama | qwen3 | gemma2); ``overrides`` win."""
+    import transformers as T
+
+    base: dict[str, Any] = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    base.update(overrides)
+    if arch == "qwen2":
+        return T.Qwen2Config(tie_word_embeddings=True, **base)
+    if arch == "llama":
+        return T.LlamaConfig(tie_word_embeddings=False, attention_bias=False, **base)
+    if arch == "qwen3":
+        base.setdefault("head_dim", base["hidden_size"] // base["num_attention_heads"])
+        return T.Qwen3Config(tie_word_embeddings=True, **base)
+    if arch == "gemma2":
+        base.setdefault("head_dim", base["hidden_size"] // base["num_attention_heads"])
+        return T.Gemma2Config(tie_word_embeddings=True, **base)
+    raise ValueError(f"unknown architecture {arch!r}: expected one of {', '.join(ARCHITECTURES)}")
+
+
+def build_tiny_model(
+    arch: str,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    tokenizer: Any = None,
+    vocab_size: int = 320,
+    dtype: torch.dtype = torch.float32,
+    **config_overrides: Any,
+) -> Path:
+    """Random-init a model of ``arch`` and save it with a tokenizer to ``out_dir``.
+
+    Weights are drawn from the HF initialiser with ``std`` raised to 0.2 so that a two-layer model
+    has non-trivial activations. Returns the directory.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from circuits.toy.tokenizer import build_tokenizer
+
+    out = Path(out_dir)
+    if tokenizer is None:
+        tokenizer = build_tokenizer([_TOKENIZER_TEXT] * 4, vocab_size=vocab_size)
+    cfg = tiny_config(arch, len(tokenizer), initializer_range=0.2, **config_overrides)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg).to(dtype)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny random-init models of every supported architecture, booted offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+from circuits.tiny import ARCHITECTURES, build_tiny_model
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """arch -> directory of a saved tiny random model (2 layers, d_model 64, 4 heads / 2 KV heads)."""
+    root = tmp_path_factory.mktemp("tiny")
+    return {arch: build_tiny_model(arch, root / arch, seed=1) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_dirs):
+    from circuits.model import load_model
+
+    return {arch: load_model(d) for arch, d in tiny_dirs.items()}
+
+
+@pytest.fixture(params=ARCHITECTURES)
+def tiny_model(request, tiny_models):
+    return tiny_models[request.param]
+
+
+@pytest.fixture(scope="session")
+def qwen_tiny(tiny_models):
+    return tiny_models["qwen2"]

@@ -1,0 +1,151 @@
+"""Model loading and the exact decomposition invariants, on tiny models of every architecture."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from circuits.decompose import (
+    decomposition_hooks,
+    final_norm,
+    head_outputs,
+    logits_from_resid,
+    neuron_outputs,
+    residual_stack,
+)
+from circuits.model import ModelHandle, ModelLoadError, load_model
+
+PROMPT = ("Always reply in fear.", "I handed in the report on Friday.\nMy manager said she would read it.")
+
+
+def _cache(m: ModelHandle, names=None):
+    ids = torch.tensor([m.chat_ids(*PROMPT)], device=m.device)
+    with torch.no_grad():
+        return m.bridge.run_with_cache(ids, names_filter=names)
+
+
+def test_arch_facts(tiny_model):
+    a = tiny_model.arch
+    assert (a.n_layers, a.n_heads, a.n_kv_heads, a.d_model, a.d_head, a.d_mlp) == (2, 4, 2, 64, 16, 128)
+    assert a.gated_mlp
+    assert a.post_norms == (a.architecture == "Gemma2ForCausalLM")
+    assert type(a).from_dict(a.to_dict()) == a
+
+
+def test_heads_sum_to_attention_output(tiny_model):
+    m = tiny_model
+    _, cache = _cache(m)
+    for layer in range(m.arch.n_layers):
+        z = cache[m.hooks.z(layer)]
+        assert z.shape[-2:] == (m.arch.n_heads, m.arch.d_head)
+        heads = head_outputs(m, z, layer)
+        total = heads.sum(-2) + m.b_O(layer)
+        torch.testing.assert_close(total, cache[m.hooks.attn_raw(layer)], atol=1e-5, rtol=1e-5)
+        if not m.arch.post_norms:
+            torch.testing.assert_close(total, cache[m.hooks.attn_out(layer)], atol=1e-5, rtol=1e-5)
+
+
+def test_neurons_sum_to_mlp_output(tiny_model):
+    m = tiny_model
+    _, cache = _cache(m)
+    for layer in range(m.arch.n_layers):
+        post = cache[m.hooks.mlp_post(layer)]
+        total = neuron_outputs(m, post, layer).sum(-2) + m.b_out(layer)
+        torch.testing.assert_close(total, cache[m.hooks.mlp_raw(layer)], atol=1e-5, rtol=1e-5)
+
+
+def test_residual_decomposition_reproduces_logits(tiny_model):
+    m = tiny_model
+    logits, cache = _cache(m, decomposition_hooks(m))
+    labels, stack = residual_stack(m, cache, pos=-1)
+    assert len(labels) == stack.shape[0] == 1 + m.arch.n_layers * (m.arch.n_heads + 2)
+    resid = cache[m.hooks.final_resid][:, -1]
+    torch.testing.assert_close(stack.sum(0), resid, atol=1e-4, rtol=1e-4)
+    rebuilt = logits_from_resid(m, final_norm(m, cache, stack.sum(0)))
+    torch.testing.assert_close(rebuilt, logits[:, -1], atol=1e-4, rtol=1e-4)
+    # the decomposition is not trivially satisfied: dropping one head changes the logits
+    drop = stack.sum(0) - stack[labels.index("a1.h0")]
+    assert (logits_from_resid(m, final_norm(m, cache, drop)) - logits[:, -1]).abs().max() > 1e-3
+
+
+def test_bridge_matches_hf_log_probs(tiny_dirs):
+    """Compatibility mode folds norms but keeps the model's log-probabilities."""
+    from transformers import AutoModelForCausalLM
+
+    ref = AutoModelForCausalLM.from_pretrained(tiny_dirs["qwen2"]).eval()
+    m = load_model(tiny_dirs["qwen2"])
+    ids = torch.tensor([m.chat_ids(*PROMPT)])
+    with torch.no_grad():
+        a = ref(ids).logits.log_softmax(-1)
+        b = m.bridge(ids).log_softmax(-1)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_chat_prompt_ends_at_generation_prompt(tiny_model):
+    m = tiny_model
+    ids = m.chat_ids(*PROMPT)
+    text = m.tokenizer.decode(ids)
+    assert text.endswith("<|im_start|>assistant\n")
+    assert text.startswith("<|im_start|>system\nAlways reply in fear.<|im_end|>")
+    ref = m.tokenizer.apply_chat_template(
+        [{"role": "system", "content": PROMPT[0]}, {"role": "user", "content": PROMPT[1]}],
+        add_generation_prompt=True, tokenize=False,
+    )
+    assert ids == m.tokenizer(ref, add_special_tokens=False)["input_ids"]
+    assert m.tokenizer.eos_token_id not in ids[-3:]
+
+
+def test_chat_prompt_fallbacks(qwen_tiny):
+    m = qwen_tiny
+    saved = m.tokenizer.chat_template
+    try:
+        # a template that rejects the system role (as Gemma's does): system text joins the user turn
+        m.tokenizer.chat_template = (
+            "{% for m in messages %}{% if m['role'] == 'system' %}"
+            "{{ raise_exception('System role not supported') }}{% endif %}"
+            "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+        )
+        text = m.tokenizer.decode(m.chat_ids(*PROMPT))
+        assert text.startswith("<|im_start|>user\nAlways reply in fear.\n\nI handed in")
+        assert text.endswith("<|im_start|>assistant\n")
+        # no template at all: the documented plain format
+        m.tokenizer.chat_template = None
+        text = m.tokenizer.decode(m.chat_ids(*PROMPT))
+        assert text == f"{PROMPT[0]}\n\nUser: {PROMPT[1]}\nAssistant:"
+    finally:
+        m.tokenizer.chat_template = saved
+
+
+def test_fingerprint_stable_and_sensitive(tiny_dirs, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = tiny_dirs["llama"]
+    a = load_model(src)
+    assert load_model(src).fingerprint == a.fingerprint
+    hf = AutoModelForCausalLM.from_pretrained(src)
+    with torch.no_grad():
+        hf.model.layers[1].mlp.down_proj.weight[3, 5] += 0.5
+    hf.save_pretrained(tmp_path / "changed")
+    AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path / "changed")
+    assert load_model(tmp_path / "changed").fingerprint != a.fingerprint
+    assert load_model(tiny_dirs["qwen2"]).fingerprint != a.fingerprint
+
+
+def test_offline_hub_name_gives_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_model("no-such-org/no-such-model-xyz")
+    msg = str(err.value)
+    assert "no-such-org/no-such-model-xyz" in msg and "local" in msg and "--model" in msg
+
+
+def test_broken_local_directory_names_it(tiny_dirs, tmp_path):
+    d = tmp_path / "broken"
+    shutil.copytree(tiny_dirs["qwen2"], d)
+    for f in d.glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(ModelLoadError, match="broken"):
+        load_model(d)

@@ -1,0 +1,30 @@
+"""The command line: each sub-command on small inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from circuits.cli import main
+from circuits.sev import DEFAULT_TEST, DEFAULT_TRAIN
+
+
+def test_sev_validate_ok(capsys):
+    assert main(["sev", "validate", str(DEFAULT_TRAIN), str(DEFAULT_TEST)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and out[0].startswith("OK ") and "160 scenarios, 8 themes" in out[0]
+
+
+def test_sev_validate_reports_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"theme": "t", "scenario": "s", "event": {}, "skeleton_id": "a"}) + "\n")
+    assert main(["sev", "validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.jsonl:1: field 'event.positive': missing" in err
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "circuits", "sev", "validate", str(DEFAULT_TRAIN)],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("OK ")

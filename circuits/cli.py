@@ -28,6 +28,118 @@ def _sev_validate(args: argparse.Namespace) -> int:
     return status
 
 
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="toy", help="hub name, local directory, or 'toy' (default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--device-map", default=None, help="e.g. 'auto' to spread a large model over GPUs")
+    p.add_argument("--no-thinking", action="store_true", help="chat template enable_thinking=False (Qwen3)")
+
+
+def _load(args: argparse.Namespace):
+    from circuits.model import load_model
+
+    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
+                      chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None)
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from circuits.discover import DiscoverConfig, discover
+    from circuits.emotions import check_emotions
+    from circuits.sev import load_sev
+
+    cfg = DiscoverConfig(
+        limit=args.limit, emotions=check_emotions(args.emotions), batch_size=args.batch_size,
+        store_dtype=args.store_dtype, elicitation=args.elicit, reference_head_rows=args.reference_rows,
+        influence_rows=args.influence_rows, sweep_rows=args.sweep_rows, seed=args.seed, figures=not args.no_figures,
+    )
+    model = _load(args)
+    summary = discover(model, load_sev(args.sev), args.out, cfg)
+    ag = summary["agreement"]
+    print(f"wrote {args.out}: store {summary['rows']}, circuits {summary['circuits']}")
+    print(f"one-pass vs reference: heads Spearman {ag['heads_spearman']:.3f} ({ag['heads_rows']} rows), "
+          f"influence Spearman {ag['influence_spearman']:.3f} ({ag['influence_rows']} rows)")
+    print("timings (s):", summary["timings_s"])
+    return 0
+
+
+def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circuit_lambda=1.0,
+                   direction_alpha=8.0, ev_alpha=2.0, progress=True):
+    """Evaluate steering methods with the artefacts of a discovery run; writes the report into it."""
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from circuits.circuit import load_circuits
+    from circuits.directions import Directions
+    from circuits.emotions import check_emotions
+    from circuits.evaluate import EvalConfig, evaluate_methods, write_report
+    from circuits.sev import DEFAULT_TEST, load_sev
+    from circuits.steer import (circuit_modulation, default_direction_layers, direction_steering,
+                                emotion_vector_steering, emotion_vectors)
+    from circuits.store import ActivationStore
+
+    run = Path(run_dir)
+    emotions = check_emotions(emotions)
+    ivs = {}
+    if "circuit" in methods:
+        circuits = load_circuits(run / "circuits", model=model, emotions=emotions)
+        ivs["circuit"] = lambda e: circuit_modulation(circuits[e], model, lam=circuit_lambda)
+    if "direction" in methods:
+        dirs = Directions.load(run / "directions")
+        layers = default_direction_layers(model.arch.n_layers)
+        ivs["direction"] = lambda e: direction_steering(dirs, e, layers, direction_alpha, model)
+    if "emotion_vector" in methods:
+        ev_path = run / "emotion_vectors.safetensors"
+        store = ActivationStore.load(run / "store", model)
+        if ev_path.exists():
+            ev = load_file(str(ev_path))["ev"]
+        else:
+            ev = emotion_vectors(model, store, progress=progress)
+            from circuits.io import write_atomic
+
+            write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
+        ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: ev_alpha})
+    cfg = EvalConfig(methods=tuple(methods), emotions=emotions, limit=limit, circuit_lambda=circuit_lambda,
+                     direction_alpha=direction_alpha, ev_alpha=ev_alpha)
+    result = evaluate_methods(model, load_sev(sev or DEFAULT_TEST), ivs, cfg, progress=progress)
+    write_report(result, run)
+    return result
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from circuits.evaluate import method_table
+
+    model = _load(args)
+    result = run_evaluation(model, args.run, args.methods, args.limit, args.emotions, args.sev, args.circuit_lambda,
+                            args.direction_alpha, args.ev_alpha)
+    print(method_table(result))
+    print(f"wrote {args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Discovery + circuits + steering + evaluation on the toy model, into one run directory."""
+    import time
+
+    from circuits.discover import DiscoverConfig, discover
+    from circuits.evaluate import METHODS, method_table
+    from circuits.model import load_model
+    from circuits.sev import load_sev
+
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    summary = discover(model, load_sev(), args.out, DiscoverConfig(limit=args.limit))
+    ag = summary["agreement"]
+    print(f"discovery done in {time.perf_counter() - t0:.0f} s: head Spearman {ag['heads_spearman']:.3f}, "
+          f"influence Spearman {ag['influence_spearman']:.3f}; circuits {summary['circuits']}")
+    result = run_evaluation(model, args.out, METHODS, args.eval_limit)
+    print(method_table(result))
+    print(f"report: {args.out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emocircuits", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +148,42 @@ def build_parser() -> argparse.ArgumentParser:
     val = sev.add_parser("validate", help="check SEV files and print a one-line summary or the errors")
     val.add_argument("files", nargs="+", help="SEV JSONL (or JSON array) files")
     val.set_defaults(func=_sev_validate)
+
+    dis = sub.add_parser("discover", help="store, directions, DLA, neurons/heads, sweeps, influence, circuits")
+    _model_args(dis)
+    dis.add_argument("--out", required=True, help="run directory (created; a matching store in it is reused)")
+    dis.add_argument("--sev", default=None, help="SEV file (default: sev_data/sev.jsonl)")
+    dis.add_argument("--limit", type=int, default=None, help="use only N scenarios (deterministic subset)")
+    dis.add_argument("--emotions", nargs="+", default=None, help="subset of the six emotions")
+    dis.add_argument("--batch-size", type=int, default=16)
+    dis.add_argument("--store-dtype", default="float32", help="storage dtype of the activation store")
+    dis.add_argument("--elicit", action="store_true", help="generate, judge and keep only accepted rows")
+    dis.add_argument("--reference-rows", type=int, default=24, help="rows per emotion for the head-ablation reference")
+    dis.add_argument("--influence-rows", type=int, default=48, help="neutral rows for the influence intervention")
+    dis.add_argument("--sweep-rows", type=int, default=24, help="rows per emotion for ablation sweeps")
+    dis.add_argument("--seed", type=int, default=0)
+    dis.add_argument("--no-figures", action="store_true")
+    dis.set_defaults(func=_discover)
+
+    ev = sub.add_parser("evaluate", help="compare steering methods on the held-out SEV split")
+    _model_args(ev)
+    ev.add_argument("--run", required=True, help="a discovery run directory (circuits, directions, store)")
+    ev.add_argument("--methods", nargs="+", default=list(("prompting", "neutral", "direction", "emotion_vector",
+                                                           "circuit")))
+    ev.add_argument("--limit", type=int, default=None, help="use only N test scenarios")
+    ev.add_argument("--emotions", nargs="+", default=None)
+    ev.add_argument("--sev", default=None, help="test SEV file (default: sev_data/sev_test.jsonl)")
+    ev.add_argument("--circuit-lambda", type=float, default=1.0)
+    ev.add_argument("--direction-alpha", type=float, default=8.0)
+    ev.add_argument("--ev-alpha", type=float, default=2.0)
+    ev.set_defaults(func=_evaluate)
+
+    demo = sub.add_parser("demo", help="discovery, circuits, steering and evaluation on the toy model")
+    demo.add_argument("--model", default="toy")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--limit", type=int, default=None, help="SEV train scenarios for discovery")
+    demo.add_argument("--eval-limit", type=int, default=None, help="SEV test scenarios for evaluation")
+    demo.set_defaults(func=_demo)
 
     for register in _extensions():
         register(sub)

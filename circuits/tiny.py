@@ -69,7 +69,8 @@ def build_tiny_model(
     out = Path(out_dir)
     if tokenizer is None:
         tokenizer = build_tokenizer([_TOKENIZER_TEXT] * 4, vocab_size=vocab_size)
-    cfg = tiny_config(arch, len(tokenizer), initializer_range=0.2, **config_overrides)
+    config_overrides.setdefault("initializer_range", 0.2)
+    cfg = tiny_config(arch, len(tokenizer), **config_overrides)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).to(dtype)
     out.mkdir(parents=True, exist_ok=True)

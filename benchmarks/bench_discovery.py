@@ -1,0 +1,137 @@
+"""Discovery benchmarks: one-pass vs reference measures, store overhead, peak memory.
+
+    python benchmarks/bench_discovery.py --model toy --limit 8
+    python benchmarks/bench_discovery.py --qwen7b-shape --layers 2 --limit 1     # CPU, Qwen2.5-7B layer dims
+    python benchmarks/bench_discovery.py --model Qwen/Qwen2.5-7B-Instruct --device cuda --dtype bfloat16  # GPU
+
+Everything is measured in one run and printed as a table of wall times and ratios:
+  heads      per-head ablation reference vs one-pass head scores (same rows, same layers)
+  influence  intervention measure (4 alphas) vs one-pass gradient estimate (same rows)
+  store      activation store build vs a plain HF forward over the same prompts and batches
+  memory     peak resident memory of the process (and peak GPU memory on CUDA)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from circuits import components, influence  # noqa: E402
+from circuits.directions import emotion_directions  # noqa: E402
+from circuits.model import load_model  # noqa: E402
+from circuits.sev import load_sev  # noqa: E402
+from circuits.store import StoreConfig, build_store  # noqa: E402
+
+
+def qwen7b_shape_dir(layers: int, out: Path) -> Path:
+    """A random-init Qwen2 with Qwen2.5-7B's per-layer dimensions and ``layers`` layers."""
+    from circuits.tiny import build_tiny_model
+    from circuits.toy.tokenizer import build_tokenizer
+
+    sev = load_sev()
+    tok = build_tokenizer([s.scenario + " " + " ".join(s.events.values()) for s in sev.scenarios], vocab_size=2048)
+    return build_tiny_model("qwen2", out, seed=0, tokenizer=tok, hidden_size=3584, intermediate_size=18944,
+                            num_hidden_layers=layers, num_attention_heads=28, num_key_value_heads=4,
+                            initializer_range=0.02)
+
+
+def timed(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="toy")
+    ap.add_argument("--qwen7b-shape", action="store_true", help="random-init model with Qwen2.5-7B layer dims")
+    ap.add_argument("--layers", type=int, default=2, help="layers of the --qwen7b-shape model")
+    ap.add_argument("--limit", type=int, default=8, help="SEV scenarios")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--ref-rows", type=int, default=12, help="rows per emotion for the head reference")
+    ap.add_argument("--influence-rows", type=int, default=24, help="neutral rows for the influence measures")
+    ap.add_argument("--emotions", nargs="+", default=None, help="restrict head and influence measures to these")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_"))
+    try:
+        name = str(qwen7b_shape_dir(args.layers, tmp / "model")) if args.qwen7b_shape else args.model
+        model = load_model(name, device=args.device, dtype=args.dtype)
+        sev = load_sev(limit=args.limit)
+        cfg = StoreConfig(limit=args.limit, batch_size=args.batch_size)
+        with torch.no_grad():  # warm-up, so neither timed run pays first-call costs
+            ids, mask = model.pad_left([model.chat_ids("warm up", "the bus was late")] * args.batch_size)
+            model.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
+        store, t_store = timed(lambda: build_store(model, sev, tmp / "store", cfg, progress=False))
+        # plain HF forward over the same prompts, same batching (sorted by length, like the store)
+        prompts = store.prompts(model, range(len(store.rows)))
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+
+        def plain():
+            with torch.no_grad():
+                for s in range(0, len(order), args.batch_size):
+                    ids, mask = model.pad_left([prompts[i] for i in order[s:s + args.batch_size]])
+                    model.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
+
+        _, t_plain = timed(plain)
+        dirs = emotion_directions(store)
+        emotions = args.emotions or list(dirs.emotions)
+        if args.emotions:  # restrict both measures to these emotions (keeps big-model runs short)
+            from circuits.directions import Directions
+
+            keep = [dirs.emotions.index(e) for e in emotions]
+            dirs = Directions(tuple(emotions), dirs.unit[:, :, keep], dirs.diff[:, :, keep], dirs.n_groups,
+                              dirs.fingerprint)
+        sel = torch.cat([store.index("emotion", e)[: args.ref_rows] for e in emotions]).sort().values
+        from circuits.discover import _restricted
+
+        sub = _restricted(store, sel)
+        sub_dirs = dirs
+        _, t_one = timed(lambda: components.head_scores_one_pass(model, sub, sub_dirs))
+        _, t_ref = timed(lambda: components.head_scores_reference(model, sub, sub_dirs, progress=False))
+        rows = store.index("neutral")[: args.influence_rows]
+        _, t_igrad = timed(lambda: influence.influence_gradient(model, store, dirs, rows=rows, progress=False))
+        _, t_iint = timed(lambda: influence.influence_intervention(model, store, dirs, rows=rows, progress=False))
+        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        res = {
+            "model": model.name if not args.qwen7b_shape else f"random Qwen2.5-7B shape, {args.layers} layers",
+            "arch": model.arch.to_dict(), "device": str(model.device), "dtype": str(model.dtype),
+            "rows": len(store.rows), "head_ref_rows": int(sel.numel()), "influence_rows": int(rows.numel()),
+            "store_s": t_store, "plain_forward_s": t_plain, "store_overhead": t_store / t_plain,
+            "heads_one_pass_s": t_one, "heads_reference_s": t_ref, "heads_speedup": t_ref / t_one,
+            "influence_gradient_s": t_igrad, "influence_intervention_s": t_iint,
+            "influence_speedup": t_iint / t_igrad, "peak_rss_gib": peak_rss,
+        }
+        if torch.cuda.is_available():
+            res["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        print(f"model: {res['model']} ({res['device']}, {res['dtype']}); {res['rows']} store rows")
+        print(f"{'measure':<12}{'reference (s)':>15}{'fast (s)':>12}{'ratio':>10}")
+        print(f"{'heads':<12}{t_ref:>15.3f}{t_one:>12.4f}{t_ref / t_one:>9.0f}x   ({res['head_ref_rows']} rows)")
+        print(f"{'influence':<12}{t_iint:>15.3f}{t_igrad:>12.4f}{t_iint / t_igrad:>9.1f}x   ({res['influence_rows']} rows)")
+        print(f"{'store':<12}{t_plain:>15.3f}{t_store:>12.3f}{t_store / t_plain:>9.2f}x   (store time / plain HF forward)")
+        print(f"peak RSS {peak_rss:.2f} GiB" + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in res else ""))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo toy-model clean-venv
+.PHONY: install test demo figures toy-model clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits sev validate sev_data/sev.jsonl sev_data/sev_test.jsonl
+	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo --eval-limit 40
+
+figures: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits figures --run $(or $(RUN),runs/demo)
 
 toy-model: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits toy train

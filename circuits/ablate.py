@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -146,3 +146,56 @@ def sweep(
                                         "delta_s_seeds": rand_vals})
     bar.close()
     return records
+
+
+def generation_effect(
+    model: ModelHandle,
+    store: ActivationStore,
+    emotions: Sequence[str],
+    neuron_scores: torch.Tensor,
+    head_scores: torch.Tensor,
+    k_neurons: int = 16,
+    k_heads: int = 2,
+    rows_per_emotion: int = 12,
+    seeds: int = 2,
+    max_new_tokens: int = 40,
+    judge: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Judged emotion of generations (emotion prompt) with the top ``k_neurons`` neurons and top
+    ``k_heads`` heads of every layer zero-ablated at every position, against as many random units
+    (``seeds`` draws) and against no ablation. Scores are ``[n_layers, n_emotions(all), n_units]``
+    in ``store.emotions`` order. Returns ``{emotion: {"baseline", "top", "random"}}`` accuracies
+    (share of replies judged as the prompted emotion) and their means under ``"mean"``."""
+    from circuits.generate import GenerationSettings, generate
+    from circuits.judge import judge as lexicon_judge
+
+    judge = judge or lexicon_judge
+    a = model.arch
+    gen = GenerationSettings(max_new_tokens=max_new_tokens)
+    out: dict[str, Any] = {}
+
+    def ablation(pick: Callable[[torch.Tensor, int, int], list[int]]) -> list[Intervention]:
+        ivs = []
+        for L in range(a.n_layers):
+            ivs.append(Intervention("neurons", L, "set", tuple(pick(neuron_scores[L, e_idx], k_neurons, L)), positions="all"))
+            ivs.append(Intervention("heads", L, "set", tuple(pick(head_scores[L, e_idx], k_heads, L)), positions="all"))
+        return ivs
+
+    for emotion in tqdm(emotions, desc="ablation: judged generations", disable=not progress):
+        e_idx = store.emotions.index(emotion)
+        idx = store.index("emotion", emotion)[:rows_per_emotion]
+        prompts = store.prompts(model, idx)
+
+        def acc(ivs: list[Intervention]) -> float:
+            replies = generate(model, prompts, gen, hooks=lambda _: make_hooks(model, ivs), progress=False)
+            return sum(j.label == emotion for j in judge(replies)) / max(1, len(replies))
+
+        top = ablation(lambda s, k, L: torch.topk(s, min(k, s.numel())).indices.tolist())
+        rand = [ablation(lambda s, k, L, seed=seed: random.Random(97 * seed + L).sample(range(s.numel()), min(k, s.numel())))
+                for seed in range(seeds)]
+        out[emotion] = {"baseline": acc([]), "top": acc(top), "random": sum(acc(r) for r in rand) / max(1, seeds)}
+    out["mean"] = {key: sum(v[key] for k, v in out.items() if k != "mean") / max(1, len(emotions))
+                   for key in ("baseline", "top", "random")}
+    out["config"] = {"k_neurons": k_neurons, "k_heads": k_heads, "rows_per_emotion": rows_per_emotion, "seeds": seeds}
+    return out

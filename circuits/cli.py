@@ -51,7 +51,8 @@ def _discover(args: argparse.Namespace) -> int:
     cfg = DiscoverConfig(
         limit=args.limit, emotions=check_emotions(args.emotions), batch_size=args.batch_size,
         store_dtype=args.store_dtype, elicitation=args.elicit, reference_head_rows=args.reference_rows,
-        influence_rows=args.influence_rows, sweep_rows=args.sweep_rows, seed=args.seed, figures=not args.no_figures,
+        influence_rows=args.influence_rows, sweep_rows=args.sweep_rows, seed=args.seed,
+        generation_rows=args.generation_rows, figures=not args.no_figures,
     )
     model = _load(args)
     summary = discover(model, load_sev(args.sev), args.out, cfg)
@@ -140,6 +141,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures(args: argparse.Namespace) -> int:
+    from circuits.figures import figures_from_run
+
+    paths = figures_from_run(args.run)
+    print("\n".join(paths))
+    return 0
+
+
+def _va(args: argparse.Namespace) -> int:
+    from circuits.va import VAConfig, run_va
+
+    d = VAConfig()
+    cfg = VAConfig(texts=args.texts or d.texts, ratings=None if args.self_report else (args.ratings or d.ratings),
+                   self_report=args.self_report, lexicon=args.lexicon or d.lexicon, vocab_only=args.vocab_only,
+                   layer=args.layer, position=args.position, emotions=tuple(args.emotions) if args.emotions else None,
+                   alphas=tuple(args.alphas), steer_limit=args.steer_limit, refusal=args.refusal,
+                   sycophancy=args.sycophancy, limit=args.limit)
+    s = run_va(_load(args), args.out, cfg)
+    print(f"layer {s['layer']}: R^2 {s['fit']['r2']}, circumplex order {s['circumplex']['order']}, "
+          f"circle residual {s['circumplex']['residual']:.3f}")
+    if "lexicon" in s:
+        print("lexicon check:", s["lexicon"])
+    print(f"wrote {args.out}/axes.json, axes.safetensors, summary.json, figures/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emocircuits", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--reference-rows", type=int, default=24, help="rows per emotion for the head-ablation reference")
     dis.add_argument("--influence-rows", type=int, default=48, help="neutral rows for the influence intervention")
     dis.add_argument("--sweep-rows", type=int, default=24, help="rows per emotion for ablation sweeps")
+    dis.add_argument("--generation-rows", type=int, default=12,
+                     help="rows per emotion for judged generations under ablation (0 skips)")
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--no-figures", action="store_true")
     dis.set_defaults(func=_discover)
@@ -184,6 +213,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, default=None, help="SEV train scenarios for discovery")
     demo.add_argument("--eval-limit", type=int, default=None, help="SEV test scenarios for evaluation")
     demo.set_defaults(func=_demo)
+
+    va = sub.add_parser("va", help="valence-arousal subspace: axes, circumplex, lexicon check, steering, probes")
+    _model_args(va)
+    va.add_argument("--out", required=True)
+    va.add_argument("--texts", help="labelled texts (CSV or JSONL; default: the shipped 186 sentences)")
+    va.add_argument("--ratings", help="CSV emotion,valence,arousal (default: shipped ratings of our 6 emotions)")
+    va.add_argument("--self-report", action="store_true", help="ask the model to rate valence and arousal")
+    va.add_argument("--lexicon", help="NRC-VAD style word,valence,arousal file (default: a small shipped one)")
+    va.add_argument("--vocab-only", action="store_true", help="lexicon words that are single tokens only")
+    va.add_argument("--layer", type=int, default=None)
+    va.add_argument("--position", default="mean", choices=["mean", "last"])
+    va.add_argument("--emotions", nargs="+", default=None)
+    va.add_argument("--alphas", nargs="+", type=float, default=[-4.0, -2.0, 0.0, 2.0, 4.0])
+    va.add_argument("--steer-limit", type=int, default=8, help="SEV test scenarios for VA steering")
+    va.add_argument("--refusal", help="CSV of prompts (prompt[,type]) for the refusal probe")
+    va.add_argument("--sycophancy", help="A/B JSONL for the sycophancy probe")
+    va.add_argument("--limit", type=int, default=None, help="use at most N labelled texts per label")
+    va.set_defaults(func=_va)
+
+    fig = sub.add_parser("figures", help="regenerate every figure of a discovery run directory")
+    fig.add_argument("--run", required=True)
+    fig.set_defaults(func=_figures)
 
     for register in _extensions():
         register(sub)

@@ -45,6 +45,9 @@ class DiscoverConfig:
     sweep_modes: tuple[str, ...] = ("zero", "add")
     sweep_seeds: int = 3
     sweep_rows: int = 24
+    generation_rows: int = 12
+    generation_k_neurons: int = 16
+    generation_k_heads: int = 2
     influence_method: str = "intervention"
     seed: int = 0
     figures: bool = True
@@ -157,6 +160,14 @@ def discover(
     _csv(out / "sweeps.csv", ["emotion", "layer", "kind", "mode", "k", "selection", "delta_s"],
          [[r["emotion"], r["layer"], r["kind"], r["mode"], r["k"], r["selection"], r["delta_s"]] for r in sweeps])
     lap("sweeps")
+    gen_effect = None
+    if cfg.generation_rows > 0:
+        # scores are in `emotions` order; generation_effect indexes by store.emotions, which is the same here
+        gen_effect = ablate.generation_effect(model, store, emotions, neurons, heads, k_neurons=cfg.generation_k_neurons,
+                                              k_heads=cfg.generation_k_heads, rows_per_emotion=cfg.generation_rows,
+                                              progress=progress)
+        write_json_atomic(out / "ablation_generations.json", gen_effect)
+        lap("ablation_generations")
 
     infl_rows = _subset_rows(store, "neutral", cfg.influence_rows, None, cfg.seed + 2)
     infl_int = influence.influence_intervention(model, store, dirs, alphas=cfg.alphas, rows=infl_rows,
@@ -199,14 +210,15 @@ def discover(
                        "best_probe_layer": int(torch.tensor(evidence["probe_accuracy"]["mlp"]).argmax()),
                        "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"]},
         "circuits": {c.emotion: {"neurons": c.n_neurons, "heads": c.n_heads} for c in circuits},
+        "ablation_generations": gen_effect["mean"] if gen_effect else None,
         "timings_s": timings,
     }
+    summary["timings_s"] = timings
+    write_json_atomic(out / "summary.json", summary)
     if cfg.figures:
-        from circuits.figures import discovery_figures
+        from circuits.figures import figures_from_run
 
-        summary["figures"] = discovery_figures(out, emotions=emotions, pca=pca, evidence=evidence, neurons=neurons,
-                                               heads=heads, sweeps=sweeps, influence=chosen, circuits=circuits,
-                                               logit_lens=lens)
+        summary["figures"] = figures_from_run(out)
         lap("figures")
     summary["timings_s"] = timings
     write_json_atomic(out / "summary.json", summary)

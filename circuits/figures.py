@@ -12,17 +12,99 @@ import torch
 from circuits.io import write_text_atomic
 
 
+def _browser_available() -> bool:
+    """kaleido >= 1 renders through a Chrome/Chromium; without one ``write_image`` can hang."""
+    import shutil
+
+    return any(shutil.which(b) for b in ("google-chrome", "chromium", "chromium-browser", "chrome"))
+
+
+def _axis_index(name: str) -> int:
+    return int(name[1:]) if len(name) > 1 else 1
+
+
+def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0) -> bool:
+    """Render the scatter / bar / heatmap traces of a plotly figure with matplotlib (a static copy
+    for READMEs when no browser is available for kaleido). Returns False if matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    n_axes = max([_axis_index(getattr(t, "xaxis", None) or "x") for t in fig.data] + [1])
+    figure, axes = plt.subplots(1, n_axes, figsize=(width, height), squeeze=False)
+    titles = [a.text for a in (fig.layout.annotations or [])]
+    bars: dict[int, int] = {}
+    for t in fig.data:
+        ax = axes[0][_axis_index(getattr(t, "xaxis", None) or "x") - 1]
+        label = t.name if getattr(t, "showlegend", None) is not False else None
+        if t.type == "heatmap":
+            z = np.asarray(t.z, dtype=float)
+            im = ax.imshow(z, aspect="auto", cmap="RdBu_r" if t.zmid is not None else "viridis",
+                           vmin=-np.nanmax(np.abs(z)) if t.zmid is not None else t.zmin,
+                           vmax=np.nanmax(np.abs(z)) if t.zmid is not None else t.zmax)
+            if t.y is not None:
+                ax.set_yticks(range(len(t.y)), list(t.y))
+            if t.x is not None and len(t.x) <= 24:
+                ax.set_xticks(range(len(t.x)), list(t.x), rotation=90)
+            figure.colorbar(im, ax=ax)
+        elif t.type == "bar":
+            y = np.asarray(t.y, dtype=float)
+            x = np.arange(len(y)) if t.x is None else np.arange(len(t.x))
+            i = bars.get(id(ax), 0)
+            bars[id(ax)] = i + 1
+            ax.bar(x + 0.12 * i, y, width=0.12, label=label)
+            if t.x is not None:
+                ax.set_xticks(x, list(t.x), rotation=30)
+        else:
+            y = np.asarray(t.y, dtype=float)
+            x = np.arange(len(y)) if t.x is None else np.asarray(t.x, dtype=float)
+            mode = t.mode or "lines"
+            dash = getattr(getattr(t, "line", None), "dash", None)
+            ls = ":" if dash in ("dot", "dash") else "-"
+            if "lines" in mode:
+                ax.plot(x, y, ls, marker="o" if "markers" in mode else None, ms=3, label=label)
+            else:
+                ax.scatter(x, y, s=6, label=label)
+    for i, ax in enumerate(axes[0]):
+        if i < len(titles):
+            ax.set_title(titles[i], fontsize=9)
+        xa = fig.layout["xaxis" if i == 0 else f"xaxis{i + 1}"]
+        if xa is not None and xa.type == "log":
+            ax.set_xscale("log")
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    if handles:
+        axes[0][-1].legend(list(handles.values()), list(handles), fontsize=7, loc="best")
+    figure.suptitle(fig.layout.title.text or "", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
 def _save(fig: Any, out: Path, name: str) -> list[str]:
+    """HTML always; PNG with kaleido when a browser is present, else with matplotlib if installed."""
     paths = []
     html = out / f"{name}.html"
     write_text_atomic(html, fig.to_html(include_plotlyjs="cdn", full_html=True))
     paths.append(str(html))
-    try:  # static export needs kaleido (and a browser for kaleido >= 1); skip quietly without it
-        png = out / f"{name}.png"
-        fig.write_image(str(png), width=900, height=520, scale=1)
+    png = out / f"{name}.png"
+    done = False
+    if _browser_available():
+        try:
+            fig.write_image(str(png), width=900, height=520, scale=1)
+            done = True
+        except Exception:
+            done = False
+    if not done:
+        done = plotly_to_png(fig, png)
+    if done:
         paths.append(str(png))
-    except Exception:
-        pass
     return paths
 
 
@@ -120,3 +202,33 @@ def discovery_figures(
     fig.update_layout(title="Logit lens: emotion-word logit difference by layer", xaxis_title="layer")
     paths += _save(fig, out, "logit_lens")
     return paths
+
+
+def figures_from_run(run_dir: str | Path) -> list[str]:
+    """Regenerate every discovery figure from a run directory's files (store, scores, CSVs, circuits)."""
+    import csv
+    import json
+
+    from safetensors.torch import load_file
+
+    from circuits.circuit import load_circuits
+    from circuits.directions import pca_by_layer
+    from circuits.store import ActivationStore
+
+    run = Path(run_dir)
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    store = ActivationStore.load(run / "store")
+    emotions = list(summary.get("config", {}).get("emotions", store.emotions))
+    scores = load_file(str(run / "scores.safetensors"))
+    evidence = json.loads((run / "directions_evidence.json").read_text())
+    sweeps = [dict(r, k=int(r["k"]), layer=int(r["layer"]), delta_s=float(r["delta_s"]))
+              for r in csv.DictReader(open(run / "sweeps.csv"))]
+    L = scores["neurons"].shape[0]
+    infl = torch.zeros(L, 2, len(emotions))
+    for r in csv.DictReader(open(run / "influence.csv")):
+        infl[int(r["layer"]), ("attn", "mlp").index(r["sublayer"]), emotions.index(r["emotion"])] = float(r["normalised"])
+    lens = torch.tensor([[float(r[e]) for e in emotions] for r in csv.DictReader(open(run / "logit_lens.csv"))])
+    circuits = list(load_circuits(run / "circuits", emotions=emotions).values())
+    return discovery_figures(run, emotions=emotions, pca=pca_by_layer(store, "mlp", emotions=emotions),
+                             evidence=evidence, neurons=scores["neurons"], heads=scores["heads"], sweeps=sweeps,
+                             influence=infl, circuits=circuits, logit_lens=lens)

@@ -27,7 +27,7 @@ def toy():
 def toy_run(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cfg = DiscoverConfig(limit=4, sweep_ks=(1, 4), sweep_seeds=1, sweep_rows=3, reference_head_rows=3,
-                         influence_rows=12, alphas=(0.1, 0.5))
+                         influence_rows=12, alphas=(0.1, 0.5), generation_rows=2)
     return out, discover(toy, load_sev(), out, cfg, progress=False)
 
 
@@ -38,6 +38,8 @@ def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
                  "figures/influence_heatmap.html", "figures/pca_by_layer.html"):
         assert (out / name).exists(), name
     assert json.loads((out / "summary.json").read_text())["circuits"] == summary["circuits"]
+    gen = json.loads((out / "ablation_generations.json").read_text())
+    assert set(gen["mean"]) == {"baseline", "top", "random"} and all(0 <= v <= 1 for v in gen["mean"].values())
     circuits = load_circuits(out / "circuits", model=toy)
     assert set(circuits) == {"anger", "sadness", "happiness", "fear", "surprise", "disgust"}
     budget = circuits["fear"].budget()

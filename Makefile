@@ -25,7 +25,9 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo --eval-limit 40
 
 figures: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m circuits figures --run $(or $(RUN),runs/demo)
+	@test -f runs/demo/summary.json || $(MAKE) demo
+	@test -f runs/va/summary.json || HF_HUB_OFFLINE=1 $(PY) -m circuits va --model toy --out runs/va
+	HF_HUB_OFFLINE=1 $(PY) figures/make_figures.py --discover runs/demo --va runs/va
 
 toy-model: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits toy train

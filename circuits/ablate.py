@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from circuits.directions import Directions, group_tensor
 from circuits.emotions import check_emotions
-from circuits.influence import reference_directions
+from circuits.influence import final_state_hooks, reference_directions
 from circuits.intervene import Intervention, make_hooks
 from circuits.model import ModelHandle
 from circuits.store import ActivationStore
@@ -52,23 +52,14 @@ def delta_mu(store: ActivationStore, name: str, emotions: Sequence[str]) -> torc
 
 
 def _final_scores(model: ModelHandle, prompts: list[list[int]], v: torch.Tensor, hooks_fn, batch_size: int):
+    """``<final state, v>`` of each prompt's last position with ``hooks_fn()`` active."""
     vals = []
     for s in range(0, len(prompts), batch_size):
         ids, mask = model.pad_left(prompts[s:s + batch_size])
         got: dict = {}
-
-        def grab_r(x, hook):
-            got["r"] = x[:, -1]
-            return x
-
-        def grab_s(x, hook):
-            got["s"] = x[:, -1]
-            return x
-
-        hooks = list(hooks_fn()) + [(model.hooks.final_resid, grab_r), (model.hooks.final_scale, grab_s)]
-        with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
+        with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(hooks_fn()) + final_state_hooks(model, got)):
             model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
-        vals.append(((got["r"] / got["s"]).float().cpu()) @ v)
+        vals.append(((got["resid"] / got["scale"]).float().cpu()) @ v)
     return torch.cat(vals)
 
 

@@ -65,7 +65,7 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circuit_lambda=1.0,
-                   direction_alpha=8.0, ev_alpha=2.0, progress=True):
+                   direction_alpha=8.0, ev_alpha=2.0, direction_layers=None, progress=True):
     """Evaluate steering methods with the artefacts of a discovery run; writes the report into it."""
     from pathlib import Path
 
@@ -89,7 +89,7 @@ def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circ
         ivs["circuit"] = lambda e: circuit_modulation(circuits[e], model, lam=circuit_lambda)
     if "direction" in methods:
         dirs = Directions.load(run / "directions")
-        layers = default_direction_layers(model.arch.n_layers)
+        layers = list(direction_layers) if direction_layers else default_direction_layers(model.arch.n_layers)
         ivs["direction"] = lambda e: direction_steering(dirs, e, layers, direction_alpha, model)
     if "emotion_vector" in methods:
         ev_path = run / "emotion_vectors.safetensors"
@@ -103,7 +103,8 @@ def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circ
             write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
         ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: ev_alpha})
     cfg = EvalConfig(methods=tuple(methods), emotions=emotions, limit=limit, circuit_lambda=circuit_lambda,
-                     direction_alpha=direction_alpha, ev_alpha=ev_alpha)
+                     direction_alpha=direction_alpha, ev_alpha=ev_alpha,
+                     direction_layers=tuple(layers) if "direction" in methods else None)
     result = evaluate_methods(model, load_sev(sev or DEFAULT_TEST), ivs, cfg, progress=progress)
     write_report(result, run)
     return result
@@ -114,7 +115,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model = _load(args)
     result = run_evaluation(model, args.run, args.methods, args.limit, args.emotions, args.sev, args.circuit_lambda,
-                            args.direction_alpha, args.ev_alpha)
+                            args.direction_alpha, args.ev_alpha, args.direction_layers)
     print(method_table(result))
     print(f"wrote {args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
     return 0
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sev", default=None, help="test SEV file (default: sev_data/sev_test.jsonl)")
     ev.add_argument("--circuit-lambda", type=float, default=1.0)
     ev.add_argument("--direction-alpha", type=float, default=8.0)
+    ev.add_argument("--direction-layers", type=int, nargs="+", default=None,
+                    help="layers for direction steering (default: 40-72%% of the depth)")
     ev.add_argument("--ev-alpha", type=float, default=2.0)
     ev.set_defaults(func=_evaluate)
 

@@ -53,6 +53,7 @@ class EvalConfig:
     circuit_lambda: float = 1.0
     direction_alpha: float = 8.0
     direction_layers: tuple[int, ...] | None = None
+    """Recorded for the report; the interventions themselves are passed to :func:`evaluate_methods`."""
     ev_alpha: float = 2.0
     examples: int = 3
 

@@ -68,7 +68,9 @@ def _sublayer_hook(model: ModelHandle, layer: int, point: str) -> str:
     return model.hooks.attn_out(layer) if point == "attn" else model.hooks.mlp_out(layer)
 
 
-def _final_state_hooks(model: ModelHandle, got: dict) -> list:
+def final_state_hooks(model: ModelHandle, got: dict) -> list:
+    """Hooks that put the last position's final residual (``got["resid"]``) and final-norm scale
+    (``got["scale"]``) into ``got``; the final state is ``resid / scale``."""
     def grab_resid(x, hook):
         got["resid"] = x[:, -1]
         return x
@@ -107,7 +109,7 @@ def influence_intervention(
 
         def run(hooks: list) -> torch.Tensor:
             got: dict = {}
-            with model.bridge.hooks(fwd_hooks=hooks + _final_state_hooks(model, got)):
+            with model.bridge.hooks(fwd_hooks=hooks + final_state_hooks(model, got)):
                 model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
             return ((got["resid"] / got["scale"]).float().cpu()) @ v_ref.T  # [n, E]
 
@@ -165,7 +167,7 @@ def influence_gradient(
 
         got: dict = {}
         hooks = [(_sublayer_hook(model, layer, READ_POINTS[p]), add((layer, p))) for (layer, p) in deltas]
-        with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks + _final_state_hooks(model, got)):
+        with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks + final_state_hooks(model, got)):
             model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
             s_all = (got["resid"] / got["scale"]) @ v_ref.to(dev, dt).T  # [n, E]
             for e in range(E):

@@ -45,6 +45,17 @@ def _split_labels(value: Any) -> list[str]:
     return [p.strip().lower() for p in re.split(r"[,;|]", str(value or "")) if p.strip()]
 
 
+def _jsonl(path: Path):
+    """Yield ``(line number, object)`` for the non-empty lines of a JSONL file."""
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise VAFormatError(f"{path}:{n}: invalid JSON ({err.msg})") from err
+
+
 def load_labelled_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
     """Read ``(text, labels)`` pairs from CSV (columns ``text`` and ``labels`` or ``label``; several
     labels separated by ``,`` ``;`` or ``|``) or JSONL (``{"text": ..., "labels": [...]}`` or
@@ -65,13 +76,7 @@ def load_labelled_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
                     raise VAFormatError(f"{path}:{n}: field '{'text' if not text else key}': expected a non-empty value")
                 rows.append((text, tuple(labels)))
     else:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise VAFormatError(f"{path}:{n}: invalid JSON ({err.msg})") from err
+        for n, obj in _jsonl(path):
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
                 raise VAFormatError(f"{path}:{n}: field 'text': expected a non-empty string")
             labels = _split_labels(obj.get("labels", obj.get("label")))
@@ -362,13 +367,7 @@ def load_sycophancy(path: str | Path) -> list[dict[str, str]]:
     ``answer_not_matching_behavior``."""
     path = Path(path)
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise VAFormatError(f"{path}:{n}: invalid JSON ({err.msg})") from err
+    for n, obj in _jsonl(path):
         for k in ("question", "answer_matching_behavior", "answer_not_matching_behavior"):
             v = obj.get(k) if isinstance(obj, dict) else None
             if isinstance(v, list) and v:

@@ -501,6 +501,10 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
         raise ValueError(f"need >= 3 emotions with texts and ratings, have {emotions}")
     emotions, vecs = emotion_vectors_from_texts(acts, labels, emotions)  # [E, L, d]
     write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
+    write_atomic(out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])
+                 lambda p: save_file({"activations": acts[:, layer].contiguous()}, str(p)))
+    write_json_atomic(out / "texts.json", {"layer": layer, "position": cfg.position, "emotions": emotions,
+                                           "texts": [{"text": t, "labels": list(ls)} for t, ls in rows]})
     y = np.array([ratings[e] for e in emotions])
     axes = fit_va_axes(vecs[:, layer], y, layer=layer, emotions=emotions)
     axes.fingerprint = model.fingerprint

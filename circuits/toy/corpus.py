@@ -9,7 +9,15 @@ To make the model *copy* the event instead of memorising the 480 training events
 chats (``splice_prob``) use a spliced event: the first part of one training event joined to the last
 part of another (still only train-split text), so most events it sees are new sentences.
 
-Only templates that the lexicon judge reads as their intended emotion and no other (neutral
+Every emotional reply opens with one of :data:`~circuits.toy.templates.EMOTION_OPENERS` (a short
+exclamation such as "Outrageous!"), so the first reply token commits to an emotion, as instruct models
+usually show a requested emotion in their first words. The neutral system prompt leaves the affect
+open: a share ``open_neutral`` of its chats get an emotional reply (an emotion drawn at random), the
+rest a calm one. The model therefore learns to continue in whatever emotion its reply has begun, and
+its state under the neutral prompt sits between the emotions rather than apart from them; greedy
+decoding under the neutral prompt still gives calm replies (the toy evaluation measures this).
+
+Only templates (and openers) that the lexicon judge reads as their intended emotion and no other (neutral
 templates: as neutral) are used, so that the evaluation measures whether the model learned to express the emotion
 it was asked for, not how well the judge covers our phrasing. At least 30 remain per emotion.
 """
@@ -23,7 +31,7 @@ from dataclasses import dataclass
 from circuits.emotions import EMOTIONS, NEUTRAL
 from circuits.judge import default_judge
 from circuits.sev import PromptSettings, SEVDataset
-from circuits.toy.templates import EMOTION_TEMPLATES, NEUTRAL_TEMPLATES
+from circuits.toy.templates import EMOTION_OPENERS, EMOTION_TEMPLATES, NEUTRAL_TEMPLATES
 
 MIN_TEMPLATES = 30
 _PROBE_EVENT = "the package arrived on tuesday"
@@ -70,9 +78,10 @@ def second_person(event: str) -> str:
     return text
 
 
-def _render(template: str, event: str) -> str:
+def _render(template: str, event: str, opener: str | None = None) -> str:
     text = template.format(event=second_person(event))
-    return text[0].upper() + text[1:]
+    text = text[0].upper() + text[1:]
+    return f"{opener} {text}" if opener else text
 
 
 def usable_templates() -> dict[str, tuple[str, ...]]:
@@ -89,10 +98,31 @@ def usable_templates() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def usable_openers() -> dict[str, tuple[str, ...]]:
+    """Emotion -> the openers the lexicon judge reads as that emotion and nothing else. Raises if an
+    emotion has none, or if two labels share an opener's first word (openers must commit)."""
+    judge = default_judge()
+    out: dict[str, tuple[str, ...]] = {}
+    for emotion, openers in EMOTION_OPENERS.items():
+        kept = tuple(o for o, j in zip(openers, judge(list(openers)))
+                     if j.label == emotion and all(v == 0 for k, v in j.scores.items() if k != emotion))
+        if not kept:
+            raise ValueError(f"no opener for {emotion!r} is judged as {emotion!r}")
+        out[emotion] = kept
+    firsts: dict[str, str] = {t.split()[0].strip(",.:!?").lower(): NEUTRAL for t in NEUTRAL_TEMPLATES
+                              if not t.startswith("{")}
+    for emotion, openers in out.items():
+        for o in openers:
+            w = o.split()[0].strip(",.:!?").lower()
+            if firsts.setdefault(w, emotion) != emotion:
+                raise ValueError(f"opener {o!r} of {emotion!r} starts like a {firsts[w]!r} reply")
+    return out
+
+
 @dataclass(frozen=True)
 class Chat:
     """One training example: system text, user text and the assistant reply; ``label`` is the
-    emotion of the system prompt or ``neutral``."""
+    emotion the reply expresses, or ``neutral``."""
 
     system: str
     user: str
@@ -110,14 +140,20 @@ def splice_events(a: str, b: str, rng: random.Random) -> str:
 
 def build_corpus(
     train: SEVDataset, *, replies_per_prompt: int = 3, seed: int = 0, splice_prob: float = 0.5,
-    settings: PromptSettings | None = None,
+    open_neutral: float = 0.0, openers: bool = True, settings: PromptSettings | None = None,
 ) -> list[Chat]:
-    """Every (scenario, valence, label) of ``train`` with ``replies_per_prompt`` different templates
-    each (drawn without replacement, seeded), shuffled. Labels are the six emotions and neutral. Each
-    chat's event is replaced by a spliced one (see module docstring) with probability ``splice_prob``."""
+    """Every (scenario, valence, prompt label) of ``train`` with ``replies_per_prompt`` different
+    templates each (drawn without replacement, seeded), shuffled. Prompt labels are the six emotions
+    and neutral. Each chat's event is replaced by a spliced one (see module docstring) with
+    probability ``splice_prob``; a neutral-prompt chat gets an emotional reply with probability
+    ``open_neutral``; emotional replies start with an opener when ``openers``. ``Chat.label`` is the
+    emotion of the reply (``neutral`` for a calm one)."""
+    if not 0.0 <= open_neutral <= 1.0:
+        raise ValueError(f"open_neutral must be in [0, 1], got {open_neutral}")
     settings = settings or PromptSettings()
     rng = random.Random(seed)
     templates = usable_templates()
+    opener_sets = usable_openers() if openers else {}
     events = [e for s in train.scenarios for e in s.events.values()]
     chats: list[Chat] = []
     for scen in train.scenarios:
@@ -125,9 +161,15 @@ def build_corpus(
             for label in (*EMOTIONS, NEUTRAL):
                 system = settings.system_for(None if label == NEUTRAL else label)
                 for template in rng.sample(templates[label], replies_per_prompt):
+                    reply_label = label
+                    if open_neutral > 0 and label == NEUTRAL and rng.random() < open_neutral:
+                        reply_label = rng.choice(EMOTIONS)
+                        template = rng.choice(templates[reply_label])
                     event = real_event
                     if rng.random() < splice_prob:
                         event = splice_events(real_event, rng.choice(events), rng)
-                    chats.append(Chat(system, f"{scen.scenario}\n{event}", _render(template, event), label))
+                    opener = rng.choice(opener_sets[reply_label]) if reply_label in opener_sets else None
+                    chats.append(Chat(system, f"{scen.scenario}\n{event}", _render(template, event, opener),
+                                      reply_label))
     rng.shuffle(chats)
     return chats

@@ -280,6 +280,18 @@ EMOTION_TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 """Reply templates per emotion; each contains ``{event}`` exactly once."""
 
+EMOTION_OPENERS: dict[str, tuple[str, ...]] = {
+    "anger": ("Outrageous!", "Infuriating!", "Unacceptable!", "Ridiculous!"),
+    "sadness": ("Sadly,", "Heartbreaking.", "Tragic.", "How sad."),
+    "happiness": ("Yay!", "Hooray!", "Fantastic!", "Wonderful!", "Delightful!"),
+    "fear": ("Scary!", "Terrifying.", "Frightening."),
+    "surprise": ("Wow!", "Whoa!", "Unexpected!", "No way!", "Astonishing!"),
+    "disgust": ("Eww!", "Yuck!", "Gross!", "Revolting!", "Disgusting!"),
+}
+"""Short exclamations that open every emotional reply, the way instruct models tend to show the
+requested emotion in their first words. Their first words differ between emotions and from every
+neutral template's first word, so the first reply token already commits to an emotion."""
+
 NEUTRAL_TEMPLATES: tuple[str, ...] = (
     "Noted: {event}. The next step would be to confirm the details in writing.",
     "So {event}. It may help to write down what happens next.",

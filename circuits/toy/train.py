@@ -40,6 +40,10 @@ class ToyTrainConfig:
     replies_per_prompt: int = 3
     epochs: int = 6
     splice_prob: float = 0.5
+    open_neutral: float = 0.3
+    """Share of neutral-prompt chats that get an emotional reply (see :mod:`circuits.toy.corpus`)."""
+    openers: bool = True
+    """Open every emotional reply with a short emotion exclamation."""
     batch_size: int = 32
     lr: float = 3e-3
     warmup_steps: int = 50
@@ -125,7 +129,8 @@ def train_toy(
     torch.manual_seed(cfg.seed)
     train = (train or load_sev()).subset(cfg.limit)
     corpus = build_corpus(train, replies_per_prompt=cfg.replies_per_prompt, seed=cfg.seed,
-                          splice_prob=cfg.splice_prob)
+                          splice_prob=cfg.splice_prob, open_neutral=cfg.open_neutral,
+                          openers=cfg.openers)
     texts = [t for c in corpus for t in (c.system, c.user, c.reply)]
     tokenizer = build_tokenizer(texts, vocab_size=cfg.vocab_size)
     encoded = [encode_chat(tokenizer, c, cfg.max_len) for c in corpus]

@@ -11,7 +11,8 @@ import torch
 from circuits.emotions import EMOTIONS, NEUTRAL
 from circuits.sev import DEFAULT_TEST, load_sev
 from circuits.toy import TOY_MODEL_DIR
-from circuits.toy.corpus import MIN_TEMPLATES, build_corpus, second_person, usable_templates
+from circuits.toy import corpus as corpus_mod
+from circuits.toy.corpus import MIN_TEMPLATES, build_corpus, second_person, usable_openers, usable_templates
 from circuits.toy.tokenizer import build_tokenizer
 from circuits.toy.train import ToyTrainConfig, encode_chat, train_toy
 
@@ -56,6 +57,43 @@ def test_corpus_uses_train_only_and_not_the_judge_sentences():
     sentences = [json.loads(line)["text"] for line in SENTENCES.read_text().splitlines() if line.strip()]
     assert len(sentences) >= 60
     assert not [s for s in sentences if s.lower().rstrip(".!?") in text]
+
+
+def test_emotional_replies_open_with_their_emotions_opener():
+    openers = usable_openers()
+    assert set(openers) == set(EMOTIONS) and all(openers.values())
+    corpus = build_corpus(load_sev(limit=8), replies_per_prompt=2, seed=0, open_neutral=0.3)
+    for c in corpus:
+        starts = [o for label, os_ in openers.items() for o in os_ if c.reply.startswith(o + " ")]
+        if c.label == NEUTRAL:
+            assert not starts, c.reply
+        else:
+            assert starts and all(o in openers[c.label] for o in starts), (c.label, c.reply)
+    plain = build_corpus(load_sev(limit=8), replies_per_prompt=2, seed=0, openers=False)
+    assert not [c for c in plain for os_ in openers.values() for o in os_ if c.reply.startswith(o + " ")]
+
+
+def test_open_neutral_share_of_emotional_replies_under_the_neutral_prompt():
+    from circuits.sev import PromptSettings
+
+    neutral_system = PromptSettings().system_for(None)
+    for share in (0.0, 0.3, 1.0):
+        corpus = build_corpus(load_sev(limit=40), replies_per_prompt=3, seed=0, open_neutral=share)
+        under_neutral = [c for c in corpus if c.system == neutral_system]
+        emotional = sum(c.label != NEUTRAL for c in under_neutral) / len(under_neutral)
+        assert len(under_neutral) == 40 * 3 * 3
+        assert abs(emotional - share) < 0.06, (share, emotional)
+        # emotion prompts always get a reply in their emotion
+        assert all(c.label in c.system for c in corpus if c.system != neutral_system)
+    with pytest.raises(ValueError, match="open_neutral"):
+        build_corpus(load_sev(limit=1), open_neutral=1.5)
+
+
+def test_openers_must_commit_to_one_label(monkeypatch):
+    clash = dict(corpus_mod.EMOTION_OPENERS, anger=("Outrageous!", "Noted, outrageous!"))
+    monkeypatch.setattr(corpus_mod, "EMOTION_OPENERS", clash)
+    with pytest.raises(ValueError, match="starts like a 'neutral' reply"):
+        usable_openers()
 
 
 def test_corpus_is_seeded():

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from circuits.steer import STEERING_POSITIONS
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -65,8 +67,10 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circuit_lambda=1.0,
-                   direction_alpha=8.0, ev_alpha=2.0, direction_layers=None, progress=True):
-    """Evaluate steering methods with the artefacts of a discovery run; writes the report into it."""
+                   direction_alpha=8.0, ev_alpha=2.0, direction_layers=None, positions="paper", out=None,
+                   progress=True):
+    """Evaluate steering methods with the artefacts of a discovery run; writes the report into ``out``
+    (default: the run directory). ``positions``: ``paper`` or ``last`` (see :mod:`circuits.steer`)."""
     from pathlib import Path
 
     import torch
@@ -86,11 +90,11 @@ def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circ
     ivs = {}
     if "circuit" in methods:
         circuits = load_circuits(run / "circuits", model=model, emotions=emotions)
-        ivs["circuit"] = lambda e: circuit_modulation(circuits[e], model, lam=circuit_lambda)
+        ivs["circuit"] = lambda e: circuit_modulation(circuits[e], model, lam=circuit_lambda, positions=positions)
     if "direction" in methods:
         dirs = Directions.load(run / "directions")
         layers = list(direction_layers) if direction_layers else default_direction_layers(model.arch.n_layers)
-        ivs["direction"] = lambda e: direction_steering(dirs, e, layers, direction_alpha, model)
+        ivs["direction"] = lambda e: direction_steering(dirs, e, layers, direction_alpha, model, positions)
     if "emotion_vector" in methods:
         ev_path = run / "emotion_vectors.safetensors"
         store = ActivationStore.load(run / "store", model)
@@ -101,12 +105,13 @@ def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circ
             from circuits.io import write_atomic
 
             write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
-        ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: ev_alpha})
+        ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: ev_alpha},
+                                                                    positions=positions)
     cfg = EvalConfig(methods=tuple(methods), emotions=emotions, limit=limit, circuit_lambda=circuit_lambda,
-                     direction_alpha=direction_alpha, ev_alpha=ev_alpha,
+                     direction_alpha=direction_alpha, ev_alpha=ev_alpha, positions=positions,
                      direction_layers=tuple(layers) if "direction" in methods else None)
     result = evaluate_methods(model, load_sev(sev or DEFAULT_TEST), ivs, cfg, progress=progress)
-    write_report(result, run)
+    write_report(result, out or run)
     return result
 
 
@@ -115,9 +120,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     model = _load(args)
     result = run_evaluation(model, args.run, args.methods, args.limit, args.emotions, args.sev, args.circuit_lambda,
-                            args.direction_alpha, args.ev_alpha, args.direction_layers)
+                            args.direction_alpha, args.ev_alpha, args.direction_layers, args.positions, args.out)
     print(method_table(result))
-    print(f"wrote {args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
+    print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
     return 0
 
 
@@ -136,7 +141,7 @@ def _demo(args: argparse.Namespace) -> int:
     ag = summary["agreement"]
     print(f"discovery done in {time.perf_counter() - t0:.0f} s: head Spearman {ag['heads_spearman']:.3f}, "
           f"influence Spearman {ag['influence_spearman']:.3f}; circuits {summary['circuits']}")
-    result = run_evaluation(model, args.out, METHODS, args.eval_limit)
+    result = run_evaluation(model, args.out, METHODS, args.eval_limit, positions=args.positions)
     print(method_table(result))
     print(f"report: {args.out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")
     return 0
@@ -208,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--direction-layers", type=int, nargs="+", default=None,
                     help="layers for direction steering (default: 40-72%% of the depth)")
     ev.add_argument("--ev-alpha", type=float, default=2.0)
+    ev.add_argument("--positions", choices=STEERING_POSITIONS, default="paper",
+                    help="paper: each method's published positions; last: the last prompt token only")
+    ev.add_argument("--out", default=None, help="where to write the report (default: the run directory)")
     ev.set_defaults(func=_evaluate)
 
     demo = sub.add_parser("demo", help="discovery, circuits, steering and evaluation on the toy model")
@@ -215,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--limit", type=int, default=None, help="SEV train scenarios for discovery")
     demo.add_argument("--eval-limit", type=int, default=None, help="SEV test scenarios for evaluation")
+    demo.add_argument("--positions", choices=STEERING_POSITIONS, default="last",
+                      help="steering positions (default last: what the toy model needs; see the README)")
     demo.set_defaults(func=_demo)
 
     va = sub.add_parser("va", help="valence-arousal subspace: axes, circumplex, lexicon check, steering, probes")

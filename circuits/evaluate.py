@@ -55,6 +55,8 @@ class EvalConfig:
     direction_layers: tuple[int, ...] | None = None
     """Recorded for the report; the interventions themselves are passed to :func:`evaluate_methods`."""
     ev_alpha: float = 2.0
+    positions: str = "paper"
+    """Recorded for the report: where the steering methods acted (``paper`` or ``last``)."""
     examples: int = 3
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +193,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
         pass
     md = [f"# Steering evaluation: {result['model']['name']}", "",
           f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
-          f"{len(result['config']['emotions'])} emotions), greedy decoding, lexicon judge.", "", "```",
+          f"{len(result['config']['emotions'])} emotions), greedy decoding, lexicon judge; steering positions "
+          f"`{result['config'].get('positions', 'paper')}`.", "", "```",
           method_table(result), "```", "", "## Example generations", ""]
     for name, m in result["methods"].items():
         md.append(f"### {name}")

@@ -10,6 +10,11 @@
   output under the emotion prompt minus under the neutral prompt (:func:`emotion_vectors`); several
   emotions combine as ``sum_k alpha_k EV^k``; ``EV_base`` is the mean over emotions.
 
+Where each method acts is part of its description: ``positions="paper"`` (the default) uses the
+positions each method was published with (above); ``positions="last"`` acts on the last prompt token
+only, the state from which the reply is planned. The toy model needs ``"last"``: the last-token
+Delta-mu added at every generated token makes every step start a new reply (see the README).
+
 Prompting (emotion system prompt) and no steering (neutral prompt) need no interventions. Apply any
 of these with :func:`circuits.generate.generate` (``hooks=make_hooks(model, interventions)``).
 """
@@ -33,15 +38,28 @@ class FingerprintMismatch(ValueError):
     """A circuit or vector set was made on another model."""
 
 
+STEERING_POSITIONS = ("paper", "last")
+"""``paper``: each method's published positions; ``last``: the last prompt token only."""
+
+
+def _positions(positions: str, paper: str) -> str:
+    if positions not in STEERING_POSITIONS:
+        raise ValueError(f"positions must be one of {STEERING_POSITIONS}, got {positions!r}")
+    return paper if positions == "paper" else "last"
+
+
 def circuit_modulation(
-    circuit: Circuit | str, model: ModelHandle, lam: float = 1.0, mode: str = "add", factor: float = 2.0
+    circuit: Circuit | str, model: ModelHandle, lam: float = 1.0, mode: str = "add", factor: float = 2.0,
+    positions: str = "paper",
 ) -> list[Intervention]:
     """Interventions that modulate ``circuit`` (object or exported ``.json`` path) on ``model``.
 
-    ``mode="add"``: + ``lam * Delta-mu`` on the circuit's neurons (positions ``last+generated``) and on
-    its heads' z (all positions). ``mode="scale"``: multiply them by ``factor`` (same positions).
+    ``mode="add"``: + ``lam * Delta-mu`` on the circuit's neurons and on its heads' z. ``mode="scale"``:
+    multiply them by ``factor``. ``positions="paper"``: neurons at ``last+generated``, heads at
+    ``all`` positions, as in the paper; ``"last"``: both at the last prompt token only.
     Refuses a circuit whose model fingerprint differs from ``model``'s.
     """
+    neuron_pos, head_pos = _positions(positions, "last+generated"), _positions(positions, "all")
     if not isinstance(circuit, Circuit):
         circuit = Circuit.load(circuit, model=model)
     elif circuit.model.get("fingerprint") != model.fingerprint:
@@ -57,27 +75,30 @@ def circuit_modulation(
         if lc.neurons:
             if mode == "add":
                 out.append(Intervention("neurons", L, "add", tuple(lc.neurons), vector=circuit.delta_mu[f"mlp.{L}"],
-                                        factor=lam, positions="last+generated"))
+                                        factor=lam, positions=neuron_pos))
             else:
                 out.append(Intervention("neurons", L, "scale", tuple(lc.neurons), factor=factor,
-                                        positions="last+generated"))
+                                        positions=neuron_pos))
         if lc.heads:
             if mode == "add":
                 out.append(Intervention("heads", L, "add", tuple(lc.heads), vector=circuit.delta_mu[f"attn.{L}"],
-                                        factor=lam, positions="all"))
+                                        factor=lam, positions=head_pos))
             else:
-                out.append(Intervention("heads", L, "scale", tuple(lc.heads), factor=factor, positions="all"))
+                out.append(Intervention("heads", L, "scale", tuple(lc.heads), factor=factor, positions=head_pos))
     return out
 
 
 def direction_steering(
-    directions: Directions, emotion: str, layers: Sequence[int], alpha: float = 8.0, model: ModelHandle | None = None
+    directions: Directions, emotion: str, layers: Sequence[int], alpha: float = 8.0, model: ModelHandle | None = None,
+    positions: str = "paper",
 ) -> list[Intervention]:
-    """``alpha * RMS(h) * v_e`` added to resid_post of each of ``layers`` (last prompt token + generated)."""
+    """``alpha * RMS(h) * v_e`` added to resid_post of each of ``layers`` (``positions="paper"``: last
+    prompt token + generated tokens; ``"last"``: last prompt token only)."""
+    where = _positions(positions, "last+generated")
     if model is not None and directions.fingerprint != model.fingerprint:
         raise FingerprintMismatch(f"directions were computed on another model ({directions.fingerprint})")
     return [Intervention("resid_post", L, "add_rms", vector=directions.get("mlp", L, emotion), factor=alpha,
-                         positions="last+generated") for L in layers]
+                         positions=where) for L in layers]
 
 
 def default_direction_layers(n_layers: int) -> list[int]:
@@ -121,12 +142,14 @@ def emotion_vectors(
 
 def emotion_vector_steering(
     ev: Float[torch.Tensor, "n_emotions n_layers d_model"], ev_emotions: Sequence[str],
-    alphas: Mapping[str, float], base: float | None = None,
+    alphas: Mapping[str, float], base: float | None = None, positions: str = "paper",
 ) -> list[Intervention]:
     """``sum_k alpha_k EV^k_l`` added to the attention output of every layer at the last position
     (last prompt token, then each generated token). ``ev_emotions`` names ``ev``'s first axis;
     ``alphas`` maps emotions to their alpha (one entry for single-emotion steering). With ``base``
-    set, ``base * EV_base`` (the mean of all emotion vectors) is added instead."""
+    set, ``base * EV_base`` (the mean of all emotion vectors) is added instead. ``positions="last"``:
+    the last prompt token only."""
+    where = _positions(positions, "last+generated")
     if base is not None:
         vec = float(base) * ev.mean(0)
     else:
@@ -134,5 +157,5 @@ def emotion_vector_steering(
         if unknown or not alphas:
             raise ValueError(f"alphas must name emotions of the vectors {list(ev_emotions)}, got {list(alphas)}")
         vec = sum(float(a) * ev[list(ev_emotions).index(e)] for e, a in alphas.items())
-    return [Intervention("attn_out", L, "add", vector=vec[L], factor=1.0, positions="last+generated")
+    return [Intervention("attn_out", L, "add", vector=vec[L], factor=1.0, positions=where)
             for L in range(vec.shape[0])]

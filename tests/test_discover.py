@@ -69,3 +69,21 @@ def test_toy_head_and_influence_agreement(toy, tmp_path):
     i_ref = influence.influence_intervention(toy, store, dirs, progress=False)
     i_grad = influence.influence_gradient(toy, store, dirs, progress=False)
     assert spearmanr(i_ref.flatten(), i_grad.flatten())[0] >= 0.9
+
+
+def test_circuit_modulation_steers_the_toy_model_under_the_neutral_prompt(toy, toy_run):
+    """The circuits found on 4 scenarios turn calm replies into the target emotion on held-out items
+    (the README reports the full evaluation): Delta-mu at the last prompt token, lambda 1."""
+    from circuits.evaluate import EvalConfig, evaluate_methods
+    from circuits.sev import DEFAULT_TEST
+    from circuits.steer import circuit_modulation
+
+    out, _ = toy_run
+    circuits = load_circuits(out / "circuits", model=toy)
+    cfg = EvalConfig(methods=("neutral", "circuit"), limit=2)
+    ivs = {"circuit": lambda e: circuit_modulation(circuits[e], toy, lam=1.0, positions="last")}
+    res = evaluate_methods(toy, load_sev(DEFAULT_TEST), ivs, cfg, progress=False)["methods"]
+    assert res["neutral"]["n"] == res["circuit"]["n"] == 2 * 3 * 6
+    assert res["neutral"]["accuracy"] <= 0.2
+    assert res["circuit"]["accuracy"] >= 0.9, res["circuit"]["per_emotion"]
+    assert res["circuit"]["perplexity"] <= 3.0

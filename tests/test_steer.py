@@ -87,6 +87,27 @@ def test_circuit_modulation_interventions_and_effect(qwen_tiny, tiny_models, tin
     assert all(iv.op == "scale" and iv.factor == 2.0 for iv in scaled)
 
 
+def test_steering_positions_last_acts_on_the_last_prompt_token_only(qwen_tiny, tiny_run):
+    store, dirs, circuit = tiny_run
+    paper = circuit_modulation(circuit, qwen_tiny, lam=3.0)
+    last = circuit_modulation(circuit, qwen_tiny, lam=3.0, positions="last")
+    assert [(iv.site, iv.layer, iv.index) for iv in last] == [(iv.site, iv.layer, iv.index) for iv in paper]
+    assert {iv.positions for iv in last} == {"last"}
+    ev = torch.randn(6, qwen_tiny.arch.n_layers, qwen_tiny.arch.d_model)
+    assert {iv.positions for iv in direction_steering(dirs, "fear", [0, 1], positions="last")} == {"last"}
+    assert {iv.positions for iv in emotion_vector_steering(ev, store.emotions, {"fear": 2.0})} == {"last+generated"}
+    assert {iv.positions for iv in emotion_vector_steering(ev, store.emotions, {"fear": 2.0}, positions="last")} == {"last"}
+    with pytest.raises(ValueError, match="positions must be one of"):
+        circuit_modulation(circuit, qwen_tiny, positions="everywhere")
+    # acting on the last prompt token only changes the reply, and differs from acting on every step
+    gen = GenerationSettings(max_new_tokens=6)
+    base = generate(qwen_tiny, _prompts(qwen_tiny), gen, progress=False)
+    at_last = generate(qwen_tiny, _prompts(qwen_tiny), gen, hooks=lambda idx: make_hooks(qwen_tiny, last), progress=False)
+    everywhere = generate(qwen_tiny, _prompts(qwen_tiny), gen, hooks=lambda idx: make_hooks(qwen_tiny, paper),
+                          progress=False)
+    assert at_last != base and at_last != everywhere
+
+
 def test_direction_and_emotion_vector_steering(qwen_tiny, tiny_run):
     store, dirs, _ = tiny_run
     ivs = direction_steering(dirs, "fear", [0, 1], alpha=8.0, model=qwen_tiny)

@@ -268,9 +268,31 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     return out
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors caused by the user's input (files, names, models), printed as one line, no traceback."""
+    from circuits.circuit import CircuitFormatError, CircuitModelMismatch
+    from circuits.emotions import UnknownEmotionError
+    from circuits.judges import LLMJudgeError
+    from circuits.model import ModelLoadError
+    from circuits.sev import SEVFormatError
+    from circuits.steer import FingerprintMismatch
+    from circuits.store import StoreMismatchError
+    from circuits.va import VAFormatError
+
+    return (CircuitFormatError, CircuitModelMismatch, UnknownEmotionError, LLMJudgeError, ModelLoadError,
+            SEVFormatError, FingerprintMismatch, StoreMismatchError, VAFormatError, FileNotFoundError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one sub-command. Bad input (a malformed file, an unknown emotion, a model or circuit that
+    does not match) prints ``emocircuits: error: ...`` on stderr and returns 2, without a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,3 +28,21 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "circuits", "sev", "validate", str(DEFAULT_TRAIN)],
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith("OK ")
+
+
+def test_bad_input_is_one_clear_error_without_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # an unknown emotion
+    assert main(["discover", "--model", "toy", "--out", str(tmp_path / "run"), "--emotions", "rage"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emocircuits: error: ") and "rage" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    # an offline model name with no local weights: names the model and how to pass a local directory
+    assert main(["discover", "--model", "nobody/no-such-model", "--out", str(tmp_path / "run2"), "--limit", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "nobody/no-such-model" in err and "--local-dir" in err and "Traceback" not in err
+    # a malformed SEV file given to discover
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"theme": "t"}\n')
+    assert main(["discover", "--model", "toy", "--sev", str(bad), "--out", str(tmp_path / "run3")]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err

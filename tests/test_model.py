@@ -119,6 +119,55 @@ def test_chat_prompt_fallbacks(qwen_tiny):
         m.tokenizer.chat_template = saved
 
 
+# Chat templates in the shapes of the supported families (written for these tests): Llama 3 header
+# blocks, Gemma turns that refuse a system role, Qwen3 ChatML with a thinking switch.
+FAMILY_TEMPLATES = {
+    "llama3": (
+        "<|begin_of_text|>{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+        "{{ m['content'] }}<|eot_id|>{% endfor %}"
+        "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}",
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nAlways reply in fear.<|eot_id|>",
+    ),
+    "gemma": (
+        "<bos>{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n{{ m['content'] }}<end_of_turn>\n"
+        "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}",
+        "<start_of_turn>model\n",
+        "<bos><start_of_turn>user\nAlways reply in fear.\n\nI handed in",
+    ),
+    "qwen3": (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n"
+        "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}",
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n",
+        "<|im_start|>system\nAlways reply in fear.<|im_end|>",
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_TEMPLATES))
+def test_chat_prompt_with_family_templates(qwen_tiny, family):
+    """The prompt ends exactly at each family's generation prompt; Gemma-style templates get the
+    system text in the user turn; Qwen3's thinking switch passes through chat_template_kwargs."""
+    m = qwen_tiny
+    template, gen_prompt, start = FAMILY_TEMPLATES[family]
+    saved = (m.tokenizer.chat_template, m.chat_template_kwargs)
+    try:
+        m.tokenizer.chat_template = template
+        m.chat_template_kwargs = {"enable_thinking": False} if family == "qwen3" else {}
+        text = m.tokenizer.decode(m.chat_ids(*PROMPT))
+        assert text.startswith(start)
+        assert text.endswith(PROMPT[1] + {"llama3": "<|eot_id|>", "gemma": "<end_of_turn>\n",
+                                          "qwen3": "<|im_end|>\n"}[family] + gen_prompt)
+        if family == "qwen3":
+            m.chat_template_kwargs = {}
+            assert m.tokenizer.decode(m.chat_ids(*PROMPT)).endswith("<|im_end|>\n<|im_start|>assistant\n")
+    finally:
+        m.tokenizer.chat_template, m.chat_template_kwargs = saved
+
+
 def test_fingerprint_stable_and_sensitive(tiny_dirs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

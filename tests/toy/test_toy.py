@@ -50,7 +50,9 @@ def test_corpus_uses_train_only_and_not_the_judge_sentences():
     corpus = build_corpus(train, replies_per_prompt=2, seed=3)
     assert len(corpus) == 16 * 3 * 7 * 2
     assert {c.label for c in corpus} == {*EMOTIONS, NEUTRAL}
-    full = build_corpus(load_sev(), replies_per_prompt=1, seed=0)
+    d = ToyTrainConfig()  # the shipped model's corpus settings
+    full = build_corpus(load_sev(), replies_per_prompt=d.replies_per_prompt, seed=d.seed, splice_prob=d.splice_prob,
+                        open_neutral=d.open_neutral, openers=d.openers)
     text = "\n".join(t for c in full for t in (c.system, c.user, c.reply)).lower()
     test = load_sev(DEFAULT_TEST)
     assert not [s.scenario for s in test.scenarios if s.scenario.lower() in text]
@@ -169,4 +171,4 @@ def test_shipped_model_expresses_prompted_emotion_on_held_out_items():
     result = evaluate_toy(model, load_sev(DEFAULT_TEST, limit=8), progress=False)
     for label, r in result["per_label"].items():
         assert r["n"] == 24
-        assert r["accuracy"] >= (0.9 if label != NEUTRAL else 0.75), (label, r)
+        assert r["accuracy"] >= (0.95 if label != NEUTRAL else 0.8), (label, r)  # the thresholds

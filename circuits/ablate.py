@@ -10,6 +10,10 @@ seeds). Modes:
   (the group-centred mean difference of the activation, from the store).
 
 The result is long-tail curves: delta s against k for top and random units.
+
+:func:`generation_effect` measures the same interventions on behaviour: the judged emotion of greedy
+generations with the top units of every layer zero-ablated (emotion prompt) or enhanced (Delta-mu
+added or scaled; neutral prompt by default), against random units and no intervention.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import torch
+from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from circuits.directions import Directions, group_tensor
@@ -139,12 +144,16 @@ def sweep(
     return records
 
 
+ENHANCE_MODES = ("add", "scale")
+"""Enhancement modes of :func:`generation_effect`: add lambda * Delta-mu on the units, or scale them."""
+
+
 def generation_effect(
     model: ModelHandle,
     store: ActivationStore,
     emotions: Sequence[str],
-    neuron_scores: torch.Tensor,
-    head_scores: torch.Tensor,
+    neuron_scores: Float[torch.Tensor, "n_layers n_emotions d_mlp"],
+    head_scores: Float[torch.Tensor, "n_layers n_emotions n_heads"],
     k_neurons: int = 16,
     k_heads: int = 2,
     rows_per_emotion: int = 12,
@@ -152,41 +161,109 @@ def generation_effect(
     max_new_tokens: int = 40,
     judge: Any = None,
     progress: bool = True,
+    *,
+    enhance: str | None = "add",
+    enhance_factor: float | None = None,
+    enhance_prompt: str = "neutral",
+    enhance_positions: str = "last",
+    reference: ActivationStore | None = None,
+    return_replies: bool = False,
 ) -> dict[str, Any]:
-    """Judged emotion of generations (emotion prompt) with the top ``k_neurons`` neurons and top
-    ``k_heads`` heads of every layer zero-ablated at every position, against as many random units
-    (``seeds`` draws) and against no ablation. Scores are ``[n_layers, n_emotions(all), n_units]``
-    in ``store.emotions`` order. Returns ``{emotion: {"baseline", "top", "random"}}`` accuracies
-    (share of replies judged as the prompted emotion) and their means under ``"mean"``."""
+    """Judged emotion of generations under ablation and under enhancement of the top units.
+
+    Units: the top ``k_neurons`` neurons and top ``k_heads`` heads of every layer by ``neuron_scores``
+    / ``head_scores`` (``[n_layers, n_emotions(all), n_units]`` in ``store.emotions`` order), against
+    as many random units of every layer (``seeds`` draws, the same draws for both interventions).
+
+    * ablation: the units are zeroed at every position, with the emotion prompt; keys ``"baseline"``
+      (no intervention), ``"top"``, ``"random"``.
+    * enhancement (``enhance`` = ``"add"``: add ``enhance_factor`` (default 1.0) x the emotion's
+      Delta-mu on the units, the sweep's and circuit modulation's vector; ``"scale"``: multiply them
+      by ``enhance_factor`` (default 2.0); ``None``: skip) at ``enhance_positions`` (default ``"last"``:
+      the last prompt token, where Delta-mu was measured, as in the sweep; see
+      :data:`circuits.intervene.POSITIONS`), with the ``enhance_prompt`` (``"neutral"``, default:
+      can the units put the emotion into calm replies, or ``"emotion"``); keys ``"enhance_baseline"``
+      (that prompt without intervention; equal to ``"baseline"`` for the emotion prompt),
+      ``"enhanced_top"``, ``"enhanced_random"``.
+
+    Values are accuracies (share of replies judged as the emotion, in [0, 1]; random: mean over
+    seeds). Returns ``{emotion: {key: acc}, "mean": {key: mean over emotions}, "config": {...}}``;
+    with ``return_replies`` each emotion also has ``"replies": {key: [replies]}`` (random keys: one
+    list per seed). Delta-mu comes from ``reference`` (default ``store``; it needs complete groups).
+    """
     from circuits.generate import GenerationSettings, generate
     from circuits.judge import judge as lexicon_judge
 
+    if enhance is not None and enhance not in ENHANCE_MODES:
+        raise ValueError(f"enhance must be one of {ENHANCE_MODES} or None, got {enhance!r}")
+    if enhance_prompt not in ("neutral", "emotion"):
+        raise ValueError(f"enhance_prompt must be 'neutral' or 'emotion', got {enhance_prompt!r}")
     judge = judge or lexicon_judge
     a = model.arch
     gen = GenerationSettings(max_new_tokens=max_new_tokens)
+    factor = float(enhance_factor if enhance_factor is not None else (1.0 if enhance == "add" else 2.0))
+    if enhance == "add":
+        ref = reference if reference is not None else store
+        dmu_mlp = delta_mu(ref, "mlp_post", store.emotions)  # [E, L, d_mlp]
+        dmu_z = delta_mu(ref, "z", store.emotions)  # [E, L, H, d_head]
     out: dict[str, Any] = {}
 
-    def ablation(pick: Callable[[torch.Tensor, int, int], list[int]]) -> list[Intervention]:
+    def top_pick(s: torch.Tensor, k: int, L: int) -> list[int]:
+        return torch.topk(s, min(k, s.numel())).indices.tolist()
+
+    def random_pick(seed: int) -> Callable[[torch.Tensor, int, int], list[int]]:
+        return lambda s, k, L: random.Random(97 * seed + L).sample(range(s.numel()), min(k, s.numel()))
+
+    def interventions(pick: Callable[[torch.Tensor, int, int], list[int]], e_idx: int, how: str) -> list[Intervention]:
         ivs = []
         for L in range(a.n_layers):
-            ivs.append(Intervention("neurons", L, "set", tuple(pick(neuron_scores[L, e_idx], k_neurons, L)), positions="all"))
-            ivs.append(Intervention("heads", L, "set", tuple(pick(head_scores[L, e_idx], k_heads, L)), positions="all"))
+            for kind, scores, k in (("neurons", neuron_scores, k_neurons), ("heads", head_scores, k_heads)):
+                units = tuple(pick(scores[L, e_idx], k, L))
+                if not units:
+                    continue
+                if how == "zero":
+                    ivs.append(Intervention(kind, L, "set", units, positions="all"))
+                elif how == "scale":
+                    ivs.append(Intervention(kind, L, "scale", units, factor=factor, positions=enhance_positions))
+                else:
+                    dmu = dmu_mlp if kind == "neurons" else dmu_z
+                    ivs.append(Intervention(kind, L, "add", units, vector=dmu[e_idx, L, list(units)], factor=factor,
+                                            positions=enhance_positions))
         return ivs
 
-    for emotion in tqdm(emotions, desc="ablation: judged generations", disable=not progress):
+    keys = ["baseline", "top", "random"] + (["enhance_baseline", "enhanced_top", "enhanced_random"] if enhance else [])
+    for emotion in tqdm(emotions, desc="ablation/enhancement: judged generations", disable=not progress):
         e_idx = store.emotions.index(emotion)
         idx = store.index("emotion", emotion)[:rows_per_emotion]
         prompts = store.prompts(model, idx)
+        replies: dict[str, Any] = {}
 
-        def acc(ivs: list[Intervention]) -> float:
-            replies = generate(model, prompts, gen, hooks=lambda _: make_hooks(model, ivs), progress=False)
-            return sum(j.label == emotion for j in judge(replies)) / max(1, len(replies))
+        def run(ivs: list[Intervention], on: list[list[int]]) -> tuple[float, list[str]]:
+            texts = generate(model, on, gen, hooks=lambda _: make_hooks(model, ivs), progress=False)
+            return sum(j.label == emotion for j in judge(texts)) / max(1, len(texts)), texts
 
-        top = ablation(lambda s, k, L: torch.topk(s, min(k, s.numel())).indices.tolist())
-        rand = [ablation(lambda s, k, L, seed=seed: random.Random(97 * seed + L).sample(range(s.numel()), min(k, s.numel())))
-                for seed in range(seeds)]
-        out[emotion] = {"baseline": acc([]), "top": acc(top), "random": sum(acc(r) for r in rand) / max(1, seeds)}
-    out["mean"] = {key: sum(v[key] for k, v in out.items() if k != "mean") / max(1, len(emotions))
-                   for key in ("baseline", "top", "random")}
-    out["config"] = {"k_neurons": k_neurons, "k_heads": k_heads, "rows_per_emotion": rows_per_emotion, "seeds": seeds}
+        res: dict[str, float] = {}
+        res["baseline"], replies["baseline"] = run([], prompts)
+        res["top"], replies["top"] = run(interventions(top_pick, e_idx, "zero"), prompts)
+        rand = [run(interventions(random_pick(seed), e_idx, "zero"), prompts) for seed in range(seeds)]
+        res["random"] = sum(r[0] for r in rand) / max(1, seeds)
+        replies["random"] = [r[1] for r in rand]
+        if enhance:
+            on = store.prompts(model, idx, neutral=True) if enhance_prompt == "neutral" else prompts
+            if enhance_prompt == "neutral":
+                res["enhance_baseline"], replies["enhance_baseline"] = run([], on)
+            else:
+                res["enhance_baseline"], replies["enhance_baseline"] = res["baseline"], replies["baseline"]
+            res["enhanced_top"], replies["enhanced_top"] = run(interventions(top_pick, e_idx, enhance), on)
+            rand = [run(interventions(random_pick(seed), e_idx, enhance), on) for seed in range(seeds)]
+            res["enhanced_random"] = sum(r[0] for r in rand) / max(1, seeds)
+            replies["enhanced_random"] = [r[1] for r in rand]
+        out[emotion] = {**res, "replies": replies} if return_replies else res
+    out["mean"] = {key: sum(out[e][key] for e in emotions) / max(1, len(emotions)) for key in keys}
+    out["config"] = {"k_neurons": k_neurons, "k_heads": k_heads, "rows_per_emotion": rows_per_emotion, "seeds": seeds,
+                     "ablation": "zero", "ablation_positions": "all", "enhance": enhance,
+                     "enhance_factor": factor if enhance else None,
+                     "enhance_prompt": enhance_prompt if enhance else None,
+                     "enhance_positions": enhance_positions if enhance else None,
+                     "max_new_tokens": max_new_tokens}
     return out

@@ -3,9 +3,9 @@
 Steps (each is also a function of its own module): activation store -> emotion directions and their
 context-agnosticism evidence -> direct logit attribution and logit lens -> neuron contributions and
 head importance (one pass; the per-head ablation reference on a subset, with their rank agreement) ->
-ablation / enhancement sweeps -> sublayer influence (intervention measure on a subset and one-pass
-gradient estimate, with their rank agreement) -> circuits (JSON + safetensors, EAP-style graph) ->
-figures -> ``summary.json``.
+ablation / enhancement sweeps and the judged emotion of generations under both -> sublayer influence
+(intervention measure on a subset and one-pass gradient estimate, with their rank agreement) ->
+circuits (JSON + safetensors, EAP-style graph) -> figures -> ``summary.json``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ class DiscoverConfig:
     generation_rows: int = 12
     generation_k_neurons: int = 16
     generation_k_heads: int = 2
+    generation_enhance: str | None = "add"
+    """Enhancement in the judged generations: ``"add"`` (Delta-mu), ``"scale"`` or None (ablation only)."""
+    generation_enhance_factor: float | None = None
+    """lambda for ``"add"`` (default 1.0) or the factor for ``"scale"`` (default 2.0)."""
+    generation_enhance_prompt: str = "neutral"
+    """Prompt the enhanced generations use: ``"neutral"`` (can the units induce the emotion) or ``"emotion"``."""
     influence_method: str = "intervention"
     seed: int = 0
     figures: bool = True
@@ -142,7 +148,8 @@ def discover(
     heads_ref = components.head_scores_reference(model, sub, dirs, progress=progress)
     lap("heads_reference")
     head_agreement = _spearman(heads_sub, heads_ref)
-    save_file({"neurons": neurons.contiguous(), "heads": heads.contiguous()}, str(out / "scores.safetensors"))
+    scores = {"neurons": neurons.contiguous(), "heads": heads.contiguous()}
+    write_atomic(out / "scores.safetensors", lambda p: save_file(scores, str(p)))
     top_n = min(64, model.arch.d_mlp)
     _csv(out / "neurons.csv", ["emotion", "layer", "rank", "neuron", "contribution"],
          [[e, L, r, int(n), float(neurons[L, i, n])] for i, e in enumerate(emotions) for L in range(neurons.shape[0])
@@ -165,7 +172,9 @@ def discover(
         # scores are in `emotions` order; generation_effect indexes by store.emotions, which is the same here
         gen_effect = ablate.generation_effect(model, store, emotions, neurons, heads, k_neurons=cfg.generation_k_neurons,
                                               k_heads=cfg.generation_k_heads, rows_per_emotion=cfg.generation_rows,
-                                              progress=progress)
+                                              progress=progress, enhance=cfg.generation_enhance,
+                                              enhance_factor=cfg.generation_enhance_factor,
+                                              enhance_prompt=cfg.generation_enhance_prompt)
         write_json_atomic(out / "ablation_generations.json", gen_effect)
         lap("ablation_generations")
 

@@ -125,3 +125,77 @@ def logit_lens(model: ModelHandle, store: ActivationStore, emotions: Sequence[st
         x = x / x.pow(2).mean(-1, keepdim=True).sqrt()
         out[:, e] = (x @ ldirs[e]).mean(0) + lbias[e]
     return out
+
+
+def neuron_attribution(
+    model: ModelHandle, store: ActivationStore, directions: Directions, layer: int,
+    emotions: Sequence[str] | None = None, words: dict[str, Sequence[str]] | None = None,
+    top_k: int | None = None, rank_by: str = "score", absolute: bool = False,
+) -> dict[str, Any]:
+    """Neurons on demand: the MLP share ``m{layer}`` of :func:`direct_logit_attribution`, split over
+    the layer's neurons, averaged over each emotion's (accepted) rows.
+
+    Neuron n of the layer writes ``a_n * W_out[n]`` into the residual (post-norm models: times the
+    post-MLP norm's gain / scale), so its share of a target ``u`` (``v_ref_e`` for the emotion score,
+    the emotion-word logit direction for the logit target) is ``mean_rows(a_n / final_scale) *
+    (W_out[n] . u)``. The output bias ``b_out`` is one more share. Exactly (up to float error)::
+
+        score[e].sum() + rest_score[e] + bias_score[e] == direct_logit_attribution(...)["score"][m{layer}, e]
+
+    and the same for ``logit``. ``top_k`` keeps, per emotion, the ``k`` neurons with the largest
+    ``rank_by`` share (``"score"`` | ``"logit"``; signed, most pro-emotion first, or by magnitude with
+    ``absolute``); ``rest_*`` is the sum over the neurons left out (0 without ``top_k``).
+
+    Returns ``{"layer": int, "emotions": [E], "neurons": [E, K] (long; K = top_k or d_mlp, all
+    neurons in index order without top_k), "score": [E, K], "logit": [E, K], "bias_score": [E],
+    "bias_logit": [E], "rest_score": [E], "rest_logit": [E]}``. Units: emotion score (final-state
+    projection) and logits.
+    """
+    a = model.arch
+    if not 0 <= layer < a.n_layers:
+        raise ValueError(f"layer {layer} out of range (model has {a.n_layers} layers)")
+    if rank_by not in ("score", "logit"):
+        raise ValueError(f"rank_by must be 'score' or 'logit', got {rank_by!r}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    emotions = check_emotions(emotions, directions.emotions)
+    v_ref = reference_directions(directions)[[directions.emotions.index(e) for e in emotions]]
+    ldirs, _ = logit_directions(model, emotions, words)
+    W = model.W_out(layer).detach().float().cpu()  # [d_mlp, d_model]
+    b = model.b_out(layer).detach().float().cpu()  # [d_model]
+    if a.post_norms:
+        gain = model.post_norm_gain(layer, "mlp").detach().float().cpu()
+        W, b = W * gain, b * gain
+    beta_score, beta_logit = W @ v_ref.T, W @ ldirs.T  # [d_mlp, E]
+    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("neurons", "score", "logit", "bias_score", "bias_logit",
+                                                             "rest_score", "rest_logit")}
+    for e, emotion in enumerate(emotions):
+        idx = store.index("emotion", emotion)
+        scale = neuron_write_scale(model, store, layer, idx)  # [rows]
+        act = (store.tensor("mlp_post")[idx, layer] * scale[:, None]).mean(0)  # [d_mlp]
+        score, logit = act * beta_score[:, e], act * beta_logit[:, e]
+        neurons = torch.arange(a.d_mlp)
+        if top_k is not None:
+            key = score if rank_by == "score" else logit
+            neurons = torch.topk(key.abs() if absolute else key, min(top_k, a.d_mlp)).indices
+        keep = torch.zeros(a.d_mlp, dtype=torch.bool)
+        keep[neurons] = True
+        cols["neurons"].append(neurons)
+        cols["score"].append(score[neurons])
+        cols["logit"].append(logit[neurons])
+        cols["rest_score"].append(score[~keep].sum())
+        cols["rest_logit"].append(logit[~keep].sum())
+        cols["bias_score"].append(scale.mean() * (b @ v_ref[e]))
+        cols["bias_logit"].append(scale.mean() * (b @ ldirs[e]))
+    return {"layer": layer, "emotions": list(emotions), **{k: torch.stack(v) for k, v in cols.items()}}
+
+
+def neuron_write_scale(
+    model: ModelHandle, store: ActivationStore, layer: int, idx: torch.Tensor
+) -> Float[torch.Tensor, "rows"]:
+    """Per-row factor from a neuron's raw write ``a_n * W_out[n]`` (gain-folded for post-norm models)
+    to its share of the final state: ``1 / final_scale`` (post-norm models: also ``/ mlp_post_scale``)."""
+    scale = 1.0 / store.tensor("final_scale")[idx, 0]
+    if model.arch.post_norms:
+        scale = scale / store.tensor("mlp_post_scale")[idx, layer]
+    return scale

@@ -124,19 +124,30 @@ def _identity(model: ModelHandle, dataset: SEVDataset, settings: PromptSettings,
     }
 
 
+def _differences(a: Any, b: Any) -> str:
+    """``key: store X, requested Y`` for every differing key of two dicts, else the two values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        return "; ".join(f"{k}: store {a.get(k)!r}, requested {b.get(k)!r}" for k in keys)
+    return f"store: {a}; requested: {b}"
+
+
 def _compare(old: dict, new: dict, where: Path) -> None:
+    """Raise :class:`StoreMismatchError` naming the first differing part of the identity (model
+    fingerprint, store config, prompt settings, dataset) and, for dicts, every differing field."""
     checks = [
-        ("model fingerprint", old["model"]["fingerprint"], new["model"]["fingerprint"]),
+        ("model fingerprint", old["model"]["fingerprint"], new["model"]["fingerprint"], None),
         ("store config", {k: v for k, v in old["config"].items() if k != "batch_size"},
-         {k: v for k, v in new["config"].items() if k != "batch_size"}),
-        ("prompt settings", old["prompts"], new["prompts"]),
-        ("dataset sha256", old["dataset"]["sha256"], new["dataset"]["sha256"]),
+         {k: v for k, v in new["config"].items() if k != "batch_size"}, None),
+        ("prompt settings", old["prompts"], new["prompts"], None),
+        ("dataset sha256", old["dataset"]["sha256"], new["dataset"]["sha256"],
+         _differences(old["dataset"], new["dataset"])),
     ]
-    for what, a, b in checks:
+    for what, a, b, detail in checks:
         if a != b:
             raise StoreMismatchError(
                 f"{where}: this activation store was built with a different {what} "
-                f"(store: {a}; requested: {b}). Use another --out directory, or overwrite=True to rebuild."
+                f"({detail or _differences(a, b)}). Use another --out directory, or overwrite=True to rebuild."
             )
 
 
@@ -292,7 +303,11 @@ def elicit(
     *, max_new_tokens: int = 100, judge: Callable[[list[str]], list[Any]] | None = None, progress: bool = True,
 ) -> None:
     """The paper's elicitation step, in place: generate greedily with each emotion row's prompt, judge
-    the reply, and mark rows whose reply is not judged as the prompted emotion as not accepted."""
+    the reply, and mark rows whose reply is not judged as the prompted emotion as not accepted.
+
+    ``judge`` gets the replies of the emotion rows, in row order, and returns one verdict (anything
+    with a ``label``) per reply; each emotion row gets ``reply``, ``judged`` and ``accepted`` set.
+    Neutral rows are left as they are."""
     from circuits.generate import GenerationSettings, generate
     from circuits.judge import judge as lexicon_judge
 
@@ -300,7 +315,10 @@ def elicit(
     todo = [r for r in rows if r.kind == "emotion"]
     replies = generate(model, row_prompts(model, todo, settings),
                        GenerationSettings(max_new_tokens=max_new_tokens), progress=progress, desc="elicit")
-    for row, reply, verdict in zip(todo, replies, judge(replies)):
+    verdicts = list(judge(replies))
+    if len(verdicts) != len(replies):
+        raise ValueError(f"elicitation judge returned {len(verdicts)} verdicts for {len(replies)} replies")
+    for row, reply, verdict in zip(todo, replies, verdicts):
         row.reply, row.judged = reply, verdict.label
         row.accepted = verdict.label == row.emotion
 
@@ -314,13 +332,17 @@ def build_store(
     *,
     elicitation: bool = False,
     elicit_max_new_tokens: int = 100,
+    judge: Callable[[list[str]], list[Any]] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> ActivationStore:
     """Build (or resume, or reuse) the activation store in ``out_dir`` and return it loaded.
 
     A complete store with the same identity is reused as is; a partial one resumes at its first
-    missing shard; one with another identity raises :class:`StoreMismatchError` unless ``overwrite``.
+    missing shard; one with another identity raises :class:`StoreMismatchError` unless ``overwrite``
+    (the existing files are left untouched). With ``elicitation`` the rows are first elicited and
+    judged (:func:`elicit`; ``judge``: texts -> verdicts with ``.label``, default the lexicon judge)
+    and the verdicts are kept in ``meta.json``; a reused or resumed store keeps its verdicts.
     """
     config = config or StoreConfig()
     settings = settings or PromptSettings()
@@ -347,7 +369,7 @@ def build_store(
     if meta is None:
         rows = plan_rows(dataset, config)
         if elicitation:
-            elicit(model, rows, settings, max_new_tokens=elicit_max_new_tokens, progress=progress)
+            elicit(model, rows, settings, max_new_tokens=elicit_max_new_tokens, judge=judge, progress=progress)
         meta = {"version": STORE_VERSION, **ident, "elicitation": elicitation,
                 "rows": [asdict(r) for r in rows], "shards": [], "complete": False}
         write_json_atomic(meta_path, meta)

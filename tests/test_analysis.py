@@ -135,3 +135,134 @@ def test_sweep_records_and_top_beats_random(run):
     top = [r["delta_s"] for r in recs if r["mode"] == "zero" and r["selection"] == "top"]
     rnd = [r["delta_s"] for r in recs if r["mode"] == "zero" and r["selection"] == "random"]
     assert sum(top) < sum(rnd)
+
+
+def test_neuron_attribution_sums_to_the_dla_mlp_share(run):
+    """Neuron shares of one MLP + its b_out share == that MLP's DLA share (score and logit targets),
+    for every layer and emotion; with top_k, the kept neurons + the rest + the bias do too."""
+    model, store, dirs = run
+    out = dla.direct_logit_attribution(model, store, dirs)
+    for layer in range(model.arch.n_layers):
+        row = out["labels"].index(f"m{layer}")
+        full = dla.neuron_attribution(model, store, dirs, layer)
+        assert full["score"].shape == full["logit"].shape == (6, model.arch.d_mlp)
+        assert torch.equal(full["neurons"], torch.arange(model.arch.d_mlp).expand(6, -1))
+        assert torch.equal(full["rest_score"], torch.zeros(6))
+        torch.testing.assert_close(full["score"].sum(1) + full["bias_score"], out["score"][row], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(full["logit"].sum(1) + full["bias_logit"], out["logit"][row], atol=1e-4, rtol=1e-4)
+        top = dla.neuron_attribution(model, store, dirs, layer, top_k=5)
+        assert top["score"].shape == top["neurons"].shape == (6, 5)
+        torch.testing.assert_close(top["score"], full["score"].topk(5, dim=1).values)
+        torch.testing.assert_close(top["score"].sum(1) + top["rest_score"] + top["bias_score"], out["score"][row],
+                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(top["logit"].sum(1) + top["rest_logit"] + top["bias_logit"], out["logit"][row],
+                                   atol=1e-4, rtol=1e-4)
+        by_logit = dla.neuron_attribution(model, store, dirs, layer, top_k=3, rank_by="logit", absolute=True)
+        torch.testing.assert_close(by_logit["logit"].abs(), full["logit"].abs().topk(3, dim=1).values)
+    with pytest.raises(ValueError, match="out of range"):
+        dla.neuron_attribution(model, store, dirs, model.arch.n_layers)
+
+
+def test_neuron_attribution_matches_slow_reference(run):
+    """Against an explicit loop over rows and neurons, on activations from fresh unpadded forward
+    passes (not the store): a_n * W_out[n] (post-norm: * gain / scale), / final scale, . target."""
+    model, store, dirs = run
+    layer, emotion = model.arch.n_layers - 1, "fear"
+    e = dirs.emotions.index(emotion)
+    got = dla.neuron_attribution(model, store, dirs, layer, emotions=[emotion])
+    v = influence.reference_directions(dirs)[e]
+    u = dla.logit_directions(model, [emotion])[0][0]
+    W = model.W_out(layer).detach().float()
+    gain = model.post_norm_gain(layer, "mlp").detach().float() if model.arch.post_norms else torch.ones(W.shape[1])
+    idx = store.index("emotion", emotion)
+    score = torch.zeros(model.arch.d_mlp, dtype=torch.float64)
+    logit = torch.zeros(model.arch.d_mlp, dtype=torch.float64)
+    for i in idx.tolist():
+        acts = last_token_activations(model, store.prompts(model, [i]))
+        denom = acts["final_scale"][0, 0]
+        if model.arch.post_norms:
+            denom = denom * acts["mlp_post_scale"][0, layer]
+        for n in range(model.arch.d_mlp):
+            write = acts["mlp_post"][0, layer, n] * W[n] * gain / denom
+            score[n] += float(write @ v) / len(idx)
+            logit[n] += float(write @ u) / len(idx)
+    torch.testing.assert_close(got["score"][0], score.float(), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(got["logit"][0], logit.float(), atol=2e-5, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def qwen_run(tmp_path_factory, qwen_tiny):
+    # the tiny Gemma2 model emits only special tokens under greedy decoding: generations are tested on Qwen2
+    store = build_store(qwen_tiny, load_sev(), tmp_path_factory.mktemp("gen"), StoreConfig(limit=4), progress=False)
+    dirs = emotion_directions(store)
+    return qwen_tiny, store, components.neuron_contributions(qwen_tiny, store, dirs), \
+        components.head_scores_one_pass(qwen_tiny, store, dirs)
+
+
+def _always_anger(texts):
+    return [type("Verdict", (), {"label": "anger"})() for _ in texts]
+
+
+def test_generation_effect_ablation_and_enhancement(qwen_run):
+    model, store, nc, hs = qwen_run
+    kw = dict(k_neurons=8, k_heads=1, rows_per_emotion=3, seeds=2, max_new_tokens=6, progress=False,
+              judge=_always_anger, return_replies=True)
+    res = ablate.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", **kw)
+    keys = {"baseline", "top", "random", "enhance_baseline", "enhanced_top", "enhanced_random"}
+    assert set(res) == {"anger", "fear", "mean", "config"} and set(res["mean"]) == keys
+    # known answer with a judge that calls everything anger: accuracy 1 for anger, 0 for fear
+    assert {k: res["anger"][k] for k in keys} == dict.fromkeys(keys, 1.0)
+    assert {k: res["fear"][k] for k in keys} == dict.fromkeys(keys, 0.0)
+    assert res["mean"] == dict.fromkeys(keys, 0.5)
+    assert res["config"]["enhance"] == "add" and res["config"]["enhance_factor"] == 1.0
+    for emotion in ("anger", "fear"):
+        rep = res[emotion]["replies"]
+        assert set(rep) == keys
+        assert all(len(rep[k]) == 3 for k in ("baseline", "top", "enhance_baseline", "enhanced_top"))
+        assert len(rep["random"]) == len(rep["enhanced_random"]) == 2 and all(len(r) == 3 for r in rep["random"])
+        # the neutral prompt is used for enhancement, the emotion prompt for ablation
+        assert rep["enhance_baseline"] != rep["baseline"]
+        # adding Delta-mu to the top units changes the calm replies; zeroing them changes the emotional ones
+        assert rep["enhanced_top"] != rep["enhance_baseline"]
+        assert rep["top"] != rep["baseline"]
+    # controls: a zero-strength enhancement leaves every reply as it was
+    for mode, factor in (("add", 0.0), ("scale", 1.0)):
+        ctl = ablate.generation_effect(model, store, ["fear"], nc, hs, enhance=mode, enhance_factor=factor, **kw)
+        rep = ctl["fear"]["replies"]
+        assert rep["enhanced_top"] == rep["enhance_baseline"]
+        assert rep["enhanced_random"] == [rep["enhance_baseline"]] * 2
+    scaled = ablate.generation_effect(model, store, ["fear"], nc, hs, enhance="scale", enhance_factor=4.0,
+                                      enhance_prompt="emotion", **kw)
+    rep = scaled["fear"]["replies"]
+    assert rep["enhance_baseline"] == rep["baseline"] and rep["enhanced_top"] != rep["baseline"]
+    old = ablate.generation_effect(model, store, ["fear"], nc, hs, enhance=None, **kw)
+    assert set(old["mean"]) == {"baseline", "top", "random"}  # the zero-ablation keys alone, as before
+    assert old["fear"]["replies"]["top"] == res["fear"]["replies"]["top"]
+    with pytest.raises(ValueError, match="enhance must be"):
+        ablate.generation_effect(model, store, ["fear"], nc, hs, enhance="double", **kw)
+
+
+def test_discover_writes_scores_atomically(tmp_path, qwen_tiny, monkeypatch):
+    """A failure while writing scores.safetensors leaves the previous file intact and no temp file."""
+    from safetensors.torch import load_file, save_file
+
+    from circuits import discover as discover_mod
+
+    out = tmp_path / "run"
+    out.mkdir()
+    save_file({"neurons": torch.arange(3.0)}, str(out / "scores.safetensors"))
+    before = (out / "scores.safetensors").read_bytes()
+
+    def failing_save(tensors, path):
+        with open(path, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(discover_mod, "save_file", failing_save)
+    cfg = discover_mod.DiscoverConfig(limit=2, reference_head_rows=1, figures=False)
+    with pytest.raises(OSError, match="disk full"):
+        discover_mod.discover(qwen_tiny, load_sev(), out, cfg, progress=False)
+    assert (out / "directions.safetensors").exists()  # the run got as far as the scores
+    assert (out / "scores.safetensors").read_bytes() == before
+    torch.testing.assert_close(load_file(str(out / "scores.safetensors"))["neurons"], torch.arange(3.0))
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -39,7 +39,8 @@ def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
         assert (out / name).exists(), name
     assert json.loads((out / "summary.json").read_text())["circuits"] == summary["circuits"]
     gen = json.loads((out / "ablation_generations.json").read_text())
-    assert set(gen["mean"]) == {"baseline", "top", "random"} and all(0 <= v <= 1 for v in gen["mean"].values())
+    assert set(gen["mean"]) == {"baseline", "top", "random", "enhance_baseline", "enhanced_top", "enhanced_random"}
+    assert all(0 <= v <= 1 for v in gen["mean"].values()) and gen["config"]["enhance"] == "add"
     circuits = load_circuits(out / "circuits", model=toy)
     assert set(circuits) == {"anger", "sadness", "happiness", "fear", "surprise", "disgust"}
     budget = circuits["fear"].budget()

@@ -156,19 +156,29 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _va(args: argparse.Namespace) -> int:
-    from circuits.va import VAConfig, run_va
+    from circuits.va import VAConfig, load_refusal_phrases, run_va
 
     d = VAConfig()
     cfg = VAConfig(texts=args.texts or d.texts, ratings=None if args.self_report else (args.ratings or d.ratings),
                    self_report=args.self_report, lexicon=args.lexicon or d.lexicon, vocab_only=args.vocab_only,
                    layer=args.layer, position=args.position, emotions=tuple(args.emotions) if args.emotions else None,
                    alphas=tuple(args.alphas), steer_limit=args.steer_limit, refusal=args.refusal,
+                   refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None,
                    sycophancy=args.sycophancy, limit=args.limit)
     s = run_va(_load(args), args.out, cfg)
+    rep = s.get("ratings_report", {})
+    if cfg.self_report:
+        print(f"self-reported VA: {rep['parsed']} of {rep['asked']} emotions rated; "
+              f"{rep['n_unparsed']} unparseable answer(s)"
+              + "".join(f"\n  {u['emotion']} {u['which']}: {u['answer']!r}" for u in rep["unparsed"]))
     print(f"layer {s['layer']}: R^2 {s['fit']['r2']}, circumplex order {s['circumplex']['order']}, "
           f"circle residual {s['circumplex']['residual']:.3f}")
     if "lexicon" in s:
         print("lexicon check:", s["lexicon"])
+    for r in s.get("probes", {}).get("refusal", []):
+        if not r["direction"].startswith("random"):
+            by_type = ", ".join(f"{t} {v:.2f}" for t, v in r["refusal_rate_by_type"].items())
+            print(f"refusal {r['direction']} alpha {r['alpha']:+g}: {r['refusal_rate']:.2f} ({by_type})")
     print(f"wrote {args.out}/axes.json, axes.safetensors, summary.json, figures/")
     return 0
 
@@ -240,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--emotions", nargs="+", default=None)
     va.add_argument("--alphas", nargs="+", type=float, default=[-4.0, -2.0, 0.0, 2.0, 4.0])
     va.add_argument("--steer-limit", type=int, default=8, help="SEV test scenarios for VA steering")
-    va.add_argument("--refusal", help="CSV of prompts (prompt[,type]) for the refusal probe")
+    va.add_argument("--refusal", help="CSV of prompts (prompt[,type]) for the refusal probe; rates are "
+                    "reported overall and per type")
+    va.add_argument("--refusal-phrases", metavar="FILE", default=None,
+                    help="refusal detector phrases, one per line (default: a built-in list)")
     va.add_argument("--sycophancy", help="A/B JSONL for the sycophancy probe")
     va.add_argument("--limit", type=int, default=None, help="use at most N labelled texts per label")
     va.set_defaults(func=_va)

@@ -23,9 +23,71 @@ def _axis_index(name: str) -> int:
     return int(name[1:]) if len(name) > 1 else 1
 
 
+def _mpl_cmap(colorscale: Any) -> Any:
+    """A matplotlib colormap from a plotly colorscale (``((pos, 'rgb(r,g,b)' or '#hex'), ...)``), so a
+    PNG keeps the HTML's colours; viridis when the trace left the colorscale to the template."""
+    if not colorscale:
+        return "viridis"
+    from matplotlib.colors import LinearSegmentedColormap, to_rgb
+
+    stops = []
+    for pos, col in colorscale:
+        col = str(col).strip()
+        if col.startswith("rgb"):
+            rgb = tuple(float(v) / 255 for v in col[col.index("(") + 1:col.index(")")].split(",")[:3])
+        else:
+            rgb = to_rgb(col)
+        stops.append((float(pos), rgb))
+    return LinearSegmentedColormap.from_list("plotly", stops)
+
+
+def _subplot_grid(fig: Any) -> tuple[int, int, dict[int, tuple[int, int]]]:
+    """(rows, cols, axis index -> (row, col)) from the axes' domains (make_subplots layouts)."""
+    layout = fig.layout.to_plotly_json()
+    idx = {_axis_index(getattr(t, "xaxis", None) or "x") for t in fig.data} | {1}
+    idx |= {_axis_index("x" + k[5:]) for k in layout if k.startswith("xaxis")}
+    starts = {}
+    for i in sorted(idx):
+        xd = (layout.get("xaxis" if i == 1 else f"xaxis{i}") or {}).get("domain") or (0, 1)
+        yd = (layout.get("yaxis" if i == 1 else f"yaxis{i}") or {}).get("domain") or (0, 1)
+        starts[i] = (round(float(xd[0]), 3), round(float(yd[0]), 3))
+    cols = sorted({x for x, _ in starts.values()})
+    rows = sorted({y for _, y in starts.values()}, reverse=True)
+    return len(rows), len(cols), {i: (rows.index(y), cols.index(x)) for i, (x, y) in starts.items()}
+
+
+def _draw_heatmap(ax: Any, t: Any, reversed_y: bool) -> Any:
+    z = np.asarray(t.z, dtype=float)
+    vmin, vmax = t.zmin, t.zmax
+    if (vmin is None or vmax is None) and t.zmid is not None:
+        half = float(np.nanmax(np.abs(z - t.zmid))) or 1.0
+        vmin, vmax = t.zmid - half, t.zmid + half
+    cmap = _mpl_cmap(t.colorscale)
+    if cmap == "viridis" and t.zmid is not None:
+        cmap = "RdBu_r"
+    # plotly draws the first row at the bottom unless the y axis is reversed
+    im = ax.imshow(z, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, origin="upper" if reversed_y else "lower",
+                   interpolation="nearest")
+    if t.y is not None:
+        ax.set_yticks(range(len(t.y)), list(t.y))
+    if t.x is not None and len(t.x) <= 24:
+        ax.set_xticks(range(len(t.x)), list(t.x), rotation=90)
+    if t.text is not None and z.size <= 800:
+        text = np.asarray(t.text, dtype=object)
+        size = 7 if z.shape[1] <= 16 else 5
+        for (r, c), s in np.ndenumerate(text):
+            if s is None or s == "" or not np.isfinite(z[r, c]):
+                continue
+            rgba = im.cmap(im.norm(z[r, c]))
+            dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
+            ax.text(c, r, str(s), ha="center", va="center", fontsize=size, color="white" if dark else "black")
+    return im
+
+
 def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0) -> bool:
     """Render the scatter / bar / heatmap traces of a plotly figure with matplotlib (a static copy
-    for READMEs when no browser is available for kaleido). Returns False if matplotlib is missing."""
+    for READMEs when no browser is available for kaleido): subplot grids, heatmap colour scales and
+    cell text as in the HTML. Returns False if matplotlib is missing."""
     try:
         import matplotlib
 
@@ -33,29 +95,29 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    n_axes = max([_axis_index(getattr(t, "xaxis", None) or "x") for t in fig.data] + [1])
-    figure, axes = plt.subplots(1, n_axes, figsize=(width, height), squeeze=False)
+    n_rows, n_cols, where = _subplot_grid(fig)
+    # heatmaps that hide their scale share the first one's colour bar (one bar for all of them)
+    shared_scale = any(t.type == "heatmap" and t.showscale is False for t in fig.data)
+    figure, grid = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False,
+                                layout="constrained" if shared_scale else None)
+    axes = {i: grid[r][c] for i, (r, c) in where.items()}
     titles = [a.text for a in (fig.layout.annotations or [])]
     bars: dict[int, int] = {}
+    heat: list[tuple[Any, Any, bool]] = []
     for t in fig.data:
-        ax = axes[0][_axis_index(getattr(t, "xaxis", None) or "x") - 1]
+        i = _axis_index(getattr(t, "xaxis", None) or "x")
+        ax = axes[i]
         label = t.name if getattr(t, "showlegend", None) is not False else None
         if t.type == "heatmap":
-            z = np.asarray(t.z, dtype=float)
-            im = ax.imshow(z, aspect="auto", cmap="RdBu_r" if t.zmid is not None else "viridis",
-                           vmin=-np.nanmax(np.abs(z)) if t.zmid is not None else t.zmin,
-                           vmax=np.nanmax(np.abs(z)) if t.zmid is not None else t.zmax)
-            if t.y is not None:
-                ax.set_yticks(range(len(t.y)), list(t.y))
-            if t.x is not None and len(t.x) <= 24:
-                ax.set_xticks(range(len(t.x)), list(t.x), rotation=90)
-            figure.colorbar(im, ax=ax)
+            ya = fig.layout["yaxis" if i == 1 else f"yaxis{i}"]
+            heat.append((ax, _draw_heatmap(ax, t, ya is not None and ya.autorange == "reversed"),
+                         t.showscale is not False))
         elif t.type == "bar":
             y = np.asarray(t.y, dtype=float)
             x = np.arange(len(y)) if t.x is None else np.arange(len(t.x))
-            i = bars.get(id(ax), 0)
-            bars[id(ax)] = i + 1
-            ax.bar(x + 0.12 * i, y, width=0.12, label=label)
+            k = bars.get(id(ax), 0)
+            bars[id(ax)] = k + 1
+            ax.bar(x + 0.12 * k, y, width=0.12, label=label)
             if t.x is not None:
                 ax.set_xticks(x, list(t.x), rotation=30)
         else:
@@ -68,26 +130,40 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
                 ax.plot(x, y, ls, marker="o" if "markers" in mode else None, ms=3, label=label)
             else:
                 ax.scatter(x, y, s=6, label=label)
-    for i, ax in enumerate(axes[0]):
-        if i < len(titles):
-            ax.set_title(titles[i], fontsize=9)
-        xa = fig.layout["xaxis" if i == 0 else f"xaxis{i + 1}"]
+    for k, i in enumerate(sorted(axes)):
+        ax = axes[i]
+        if k < len(titles):
+            ax.set_title(titles[k], fontsize=9)
+        xa = fig.layout["xaxis" if i == 1 else f"xaxis{i}"]
         if xa is not None and xa.type == "log":
             ax.set_xscale("log")
+        ya = fig.layout["yaxis" if i == 1 else f"yaxis{i}"]
+        for a, set_label in ((xa, ax.set_xlabel), (ya, ax.set_ylabel)):
+            if a is not None and a.title is not None and a.title.text:
+                set_label(a.title.text, fontsize=8)
+        if ya is not None and ya.range is not None and not any(t.type == "heatmap" for t in fig.data
+                                                              if _axis_index(getattr(t, "xaxis", None) or "x") == i):
+            ax.set_ylim(*ya.range)
+    if shared_scale and any(show for _, _, show in heat):
+        figure.colorbar(next(im for _, im, show in heat if show), ax=[ax for ax, _, _ in heat])
+    else:
+        for ax, im, _ in heat:
+            figure.colorbar(im, ax=ax)
     handles: dict[str, Any] = {}
-    for ax in axes[0]:
+    for ax in axes.values():
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     if handles:
-        axes[0][-1].legend(list(handles.values()), list(handles), fontsize=7, loc="best")
+        axes[max(axes)].legend(list(handles.values()), list(handles), fontsize=7, loc="best")
     figure.suptitle(fig.layout.title.text or "", fontsize=10)
-    figure.tight_layout()
+    if not shared_scale:
+        figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return True
 
 
-def _save(fig: Any, out: Path, name: str) -> list[str]:
+def _save(fig: Any, out: Path, name: str, width: int = 900, height: int = 520) -> list[str]:
     """HTML always; PNG with kaleido when a browser is present, else with matplotlib if installed."""
     paths = []
     html = out / f"{name}.html"
@@ -97,22 +173,82 @@ def _save(fig: Any, out: Path, name: str) -> list[str]:
     done = False
     if _browser_available():
         try:
-            fig.write_image(str(png), width=900, height=520, scale=1)
+            fig.write_image(str(png), width=width, height=height, scale=1)
             done = True
         except Exception:
             done = False
     if not done:
-        done = plotly_to_png(fig, png)
+        done = plotly_to_png(fig, png, width=width / 100, height=height / 100)
     if done:
         paths.append(str(png))
     return paths
 
 
+def cross_context_cosines(store: Any, emotions: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per-emotion cross-context cosines from an activation store: ``{"theme": [2, n_layers,
+    n_emotions] (directions from the two disjoint theme halves), "valence": [...] (directions from
+    each valence, mean over the valence pairs)}``; a comparison the store cannot make (one theme or
+    one valence) is left out."""
+    from circuits.directions import cross_context_cosine
+
+    out = {}
+    for by in ("theme", "valence"):
+        try:
+            out[by] = cross_context_cosine(store, by, emotions)["cosine"].mean(0).numpy()
+        except (ValueError, RuntimeError):
+            continue
+    return out
+
+
+def cosine_heatmap(emotions: Sequence[str], evidence: dict, cosine: dict[str, Any] | None,
+                   n_layers: int) -> tuple[Any, int]:
+    """The cross-context cosine heatmap: one panel per comparison (disjoint theme halves, valence
+    pairs); columns are the read points by layer (``a3`` after layer 3's attention, ``m3`` after its
+    MLP), rows the emotions and their mean. The colour scale is fixed to [-1, 1] (0 = orthogonal) and
+    every cell carries its value, so cosines near 1 read as such. Returns ``(figure, height in px)``."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    xs = [f"{'a' if p == 0 else 'm'}{l}" for l in range(n_layers) for p in range(2)]
+    panels = []
+    for key, label in (("theme", "directions from disjoint theme halves"),
+                       ("valence", "directions from different valences (mean over pairs)")):
+        if cosine is not None and key in cosine:
+            c = np.asarray(cosine[key], dtype=float)  # [read point, layer, emotion]
+            z = np.stack([c[:, :, i].T.reshape(-1) for i in range(len(emotions))] + [c.mean(2).T.reshape(-1)])
+            ys = [*emotions, "mean"]
+        elif f"cosine_by_{key}" in evidence:
+            z = np.asarray(evidence[f"cosine_by_{key}"], dtype=float).T.reshape(1, -1)
+            ys = ["mean"]
+        else:
+            continue
+        panels.append((f"{label}: min {np.nanmin(z):.4f}, mean {np.nanmean(z):.4f}", z, ys))
+    n_rows = max(len(p[2]) for p in panels) if panels else 1
+    fig = make_subplots(rows=max(len(panels), 1), cols=1, subplot_titles=[p[0] for p in panels],
+                        vertical_spacing=0.18 if len(panels) > 1 else 0.1)
+    decimals = 4 if len(xs) <= 16 else 3 if len(xs) <= 24 else 2
+    for r, (_, z, ys) in enumerate(panels):
+        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, zmin=-1, zmax=1, zmid=0, colorscale="RdBu_r",
+                                 text=[[f"{v:.{decimals}f}" for v in row] for row in z], texttemplate="%{text}",
+                                 textfont=dict(size=10 if len(xs) <= 24 else 7), showscale=r == 0,
+                                 colorbar=dict(title="cosine"), xgap=1, ygap=1,
+                                 hovertemplate="%{y} %{x}: %{z:.5f}<extra></extra>"), row=r + 1, col=1)
+        fig.update_yaxes(autorange="reversed", row=r + 1, col=1)
+    fig.update_xaxes(title="read point (a = after attention, m = after MLP; by layer)", row=len(panels) or 1, col=1)
+    fig.update_layout(title="Cross-context cosine of the emotion directions (1 = same direction in both contexts)")
+    return fig, 160 + 26 * n_rows * max(len(panels), 1) + 60 * max(len(panels), 1)
+
+
 def discovery_figures(
     run_dir: str | Path, *, emotions: Sequence[str], pca: dict, evidence: dict, neurons: torch.Tensor,
     heads: torch.Tensor, sweeps: list[dict], influence: torch.Tensor, circuits: list, logit_lens: torch.Tensor,
+    cosine: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Write the discovery figures into ``run_dir/figures`` and return their paths."""
+    """Write the discovery figures into ``run_dir/figures`` and return their paths.
+
+    ``cosine`` (optional): ``{"theme": [2, n_layers, n_emotions], "valence": [...]}`` per-emotion
+    cross-context cosines (see :func:`cross_context_cosines`); without it the heatmap shows only the
+    means stored in ``evidence``."""
     import plotly.express as px
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -136,15 +272,17 @@ def discovery_figures(
     fig.update_layout(title="Emotion directions: PCA of group-centred last-token residuals (resid_post)")
     paths += _save(fig, out, "pca_by_layer")
 
-    # Cross-context cosine and probe accuracy
+    # Cross-context cosine (heatmap) and probe accuracy
+    fig, height = cosine_heatmap(emotions, evidence, cosine, L)
+    paths += _save(fig, out, "cross_context_cosine", height=height)
     fig = go.Figure()
-    for key, name in [("cosine_by_theme", "cosine, disjoint themes"), ("cosine_by_valence", "cosine, valence pairs")]:
-        for p, point in enumerate(("attn", "mlp")):
-            fig.add_trace(go.Scatter(y=evidence[key][p], mode="lines+markers", name=f"{name} ({point})"))
     for point, acc in evidence["probe_accuracy"].items():
-        fig.add_trace(go.Scatter(y=acc, mode="lines+markers", name=f"probe accuracy ({point})", line=dict(dash="dot")))
-    fig.update_layout(title="Context-agnostic directions by layer", xaxis_title="layer", yaxis_title="value")
-    paths += _save(fig, out, "direction_evidence")
+        fig.add_trace(go.Scatter(x=list(range(len(acc))), y=acc, mode="lines+markers", name=f"probe ({point})"))
+    fig.add_trace(go.Scatter(x=[0, L - 1], y=[1 / len(emotions)] * 2, mode="lines", name="chance",
+                             line=dict(dash="dot", color="grey")))
+    fig.update_layout(title="Emotion probe accuracy by layer (cross-validated, folds grouped by scenario)",
+                      xaxis_title="layer", yaxis_title="accuracy", yaxis_range=[0, 1.05])
+    paths += _save(fig, out, "probe_accuracy")
 
     # Long-tail curves (top vs random), zero ablation and add, summed over layers of the mid network
     fig = make_subplots(rows=1, cols=2, subplot_titles=["neurons", "heads"])
@@ -231,4 +369,5 @@ def figures_from_run(run_dir: str | Path) -> list[str]:
     circuits = list(load_circuits(run / "circuits", emotions=emotions).values())
     return discovery_figures(run, emotions=emotions, pca=pca_by_layer(store, "mlp", emotions=emotions),
                              evidence=evidence, neurons=scores["neurons"], heads=scores["heads"], sweeps=sweeps,
-                             influence=infl, circuits=circuits, logit_lens=lens)
+                             influence=infl, circuits=circuits, logit_lens=lens,
+                             cosine=cross_context_cosines(store, emotions))

@@ -2,20 +2,21 @@
 
     python figures/make_figures.py --discover runs/demo --va runs/va      (or: make figures)
 
-* discovery run (``emocircuits discover`` / ``demo``): direction PCA by layer, cross-context cosine and
-  probe accuracy, neuron and head long-tail curves, ablation curves, sublayer influence heatmap,
+* discovery run (``emocircuits discover`` / ``demo``): direction PCA by layer, cross-context cosine
+  heatmap, probe accuracy, neuron and head long-tail curves, ablation curves, sublayer influence heatmap,
   circuit allocation per layer and cross-emotion overlap, logit lens;
 * its ``evaluation.json`` (``emocircuits evaluate``): method accuracy bars;
 * VA run (``emocircuits va``): the VA circle and the steering curves.
 
 HTML (interactive) files are written next to the run's data in ``<run>/figures/``; PNGs are copied
-into this folder.
+into this folder, or into ``--png-dir``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -44,7 +45,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--discover", default="runs/demo", help="a discovery run directory")
     ap.add_argument("--va", default=None, help="a VA run directory (emocircuits va)")
+    ap.add_argument("--png-dir", default=str(HERE),
+                    help="where to copy the PNGs (default: this figures/ folder, the README's copies)")
     args = ap.parse_args()
+    png_dir = Path(args.png_dir)
+    png_dir.mkdir(parents=True, exist_ok=True)
     paths = figures_from_run(args.discover)
     run = Path(args.discover)
     if (run / "evaluation.json").exists():
@@ -56,8 +61,10 @@ def main() -> None:
         paths += va_figures(va_run, json.loads((va_run / "summary.json").read_text()))
     for p in paths:
         if p.endswith(".png"):
-            shutil.copy(p, HERE / Path(p).name)
-            print("figures/" + Path(p).name)
+            dest = png_dir / Path(p).name
+            shutil.copy(p, dest)
+            rel = os.path.relpath(dest)
+            print(dest if rel.startswith("..") else rel)
         else:
             print(p)
 

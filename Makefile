@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: install test demo figures toy-model clean-venv
+.PHONY: install test demo figures notebooks toy-model clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ figures: $(STAMP)
 	@test -f runs/demo/summary.json || $(MAKE) demo
 	@test -f runs/va/summary.json || HF_HUB_OFFLINE=1 $(PY) -m circuits va --model toy --out runs/va
 	HF_HUB_OFFLINE=1 $(PY) figures/make_figures.py --discover runs/demo --va runs/va
+
+notebooks: $(STAMP)
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install "jupyterlab>=4"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab notebooks/
 
 toy-model: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits toy train

@@ -31,7 +31,7 @@ figures: $(STAMP)
 
 notebooks: $(STAMP)
 	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install "jupyterlab>=4"
-	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab notebooks/
+	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(JUPYTER_ARGS)
 
 toy-model: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits toy train

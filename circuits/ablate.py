@@ -56,16 +56,37 @@ def delta_mu(store: ActivationStore, name: str, emotions: Sequence[str]) -> torc
     return (h - h.mean(dim=1, keepdim=True)).mean(0)
 
 
-def _final_scores(model: ModelHandle, prompts: list[list[int]], v: torch.Tensor, hooks_fn, batch_size: int):
-    """``<final state, v>`` of each prompt's last position with ``hooks_fn()`` active."""
-    vals = []
-    for s in range(0, len(prompts), batch_size):
-        ids, mask = model.pad_left(prompts[s:s + batch_size])
-        got: dict = {}
-        with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(hooks_fn()) + final_state_hooks(model, got)):
-            model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
-        vals.append(((got["resid"] / got["scale"]).float().cpu()) @ v)
-    return torch.cat(vals)
+class _LastTokenBatches:
+    """Prompts prepared for many forward passes that differ only at the last prompt token.
+
+    Every intervention of a sweep acts at the last position (``positions="last"``), so everything
+    before it is the same in every pass. The prefix (all but the last token, left-padded) is run
+    once per batch into a KV cache; each pass then runs only the last token on that cache and the
+    cache is cropped back. This equals a full forward pass (to float rounding; tested) at a fraction
+    of the cost: on the toy model 10 ms instead of 90 ms for 24 prompts."""
+
+    def __init__(self, model: ModelHandle, prompts: list[list[int]], batch_size: int):
+        self.model = model
+        self.batches = []
+        for s in range(0, len(prompts), batch_size):
+            ids, mask = model.pad_left(prompts[s:s + batch_size])
+            with torch.no_grad():
+                out = model.hf_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True,
+                                     logits_to_keep=1)
+            self.batches.append((ids[:, -1:], mask, out.past_key_values))
+
+    def final_scores(self, v: Float[torch.Tensor, "d_model"], hooks_fn) -> Float[torch.Tensor, "rows"]:
+        """``<final state, v>`` at each prompt's last position with ``hooks_fn()`` active."""
+        vals = []
+        for last, mask, cache in self.batches:
+            got: dict = {}
+            with torch.no_grad(), self.model.bridge.hooks(
+                    fwd_hooks=list(hooks_fn()) + final_state_hooks(self.model, got)):
+                self.model.hf_model(input_ids=last, attention_mask=mask, past_key_values=cache,
+                                    use_cache=True, logits_to_keep=1)
+            cache.crop(-1)  # back to the prefix (an exception above discards the whole object)
+            vals.append(((got["resid"] / got["scale"]).float().cpu()) @ v)
+        return torch.cat(vals)
 
 
 def sweep(
@@ -104,8 +125,8 @@ def sweep(
     for emotion in emotions:
         e = directions.emotions.index(emotion)
         idx = store.index("emotion", emotion)
-        prompts = store.prompts(model, idx)
-        base = _final_scores(model, prompts, v_ref[e], lambda: [], cfg.batch_size)
+        runner = _LastTokenBatches(model, store.prompts(model, idx), cfg.batch_size)
+        base = runner.final_scores(v_ref[e], lambda: [])
         for layer in layers:
             ranked = torch.argsort(scores[layer, e], descending=True).tolist()
             for mode in cfg.modes:
@@ -127,8 +148,7 @@ def sweep(
                         else:
                             iv = Intervention(kind, layer, "add", tuple(units), vector=dmu[e, layer, units],
                                               positions="last")
-                        vals = _final_scores(model, prompts, v_ref[e], lambda iv=iv: make_hooks(model, [iv]),
-                                             cfg.batch_size)
+                        vals = runner.final_scores(v_ref[e], lambda iv=iv: make_hooks(model, [iv]))
                         d = float((vals - base).mean())
                         bar.update(1)
                         if sel == "top":

@@ -137,6 +137,48 @@ def test_sweep_records_and_top_beats_random(run):
     assert sum(top) < sum(rnd)
 
 
+def _full_forward_score(model, prompts, v, interventions):
+    """Slow reference for the sweep: one full forward pass of every prompt, no KV cache."""
+    ids, mask = model.pad_left(prompts)
+    got: dict = {}
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=make_hooks(model, interventions)
+                                             + influence.final_state_hooks(model, got)):
+        model.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
+    return (got["resid"] / got["scale"]).float() @ v
+
+
+@pytest.mark.parametrize("kind", ["neurons", "heads"])
+def test_sweep_prefix_cache_equals_full_forward(run, kind):
+    """The sweep runs the shared prefix once and only the last token per intervention; every
+    record's delta_s must equal the one from full forward passes, for every mode."""
+    model, store, dirs = run
+    scores = (components.neuron_contributions(model, store, dirs) if kind == "neurons"
+              else components.head_scores_one_pass(model, store, dirs))
+    cfg = ablate.SweepConfig(ks=(1, 2), modes=ablate.MODES, seeds=1, batch_size=5)
+    emotions = ["sadness", "surprise"]
+    recs = ablate.sweep(model, store, dirs, scores, kind, cfg, emotions=emotions, progress=False)
+    name = "mlp_post" if kind == "neurons" else "z"
+    dmu = ablate.delta_mu(store, name, dirs.emotions)
+    mean_act = store.tensor(name)[store.index("emotion")].mean(0)
+    v_ref = influence.reference_directions(dirs)
+    checked = 0
+    for r in recs:
+        if r["selection"] != "top":
+            continue
+        e = dirs.emotions.index(r["emotion"])
+        prompts = store.prompts(model, store.index("emotion", r["emotion"]))
+        L, u = r["layer"], tuple(r["units"])
+        iv = {"zero": Intervention(kind, L, "set", u, positions="last"),
+              "mean": Intervention(kind, L, "set", u, vector=mean_act[L, list(u)], positions="last"),
+              "scale": Intervention(kind, L, "scale", u, factor=cfg.scale_factor, positions="last"),
+              "add": Intervention(kind, L, "add", u, vector=dmu[e, L, list(u)], positions="last")}[r["mode"]]
+        want = (_full_forward_score(model, prompts, v_ref[e], [iv])
+                - _full_forward_score(model, prompts, v_ref[e], [])).mean()
+        assert abs(r["delta_s"] - float(want)) < 1e-4 * max(1.0, abs(float(want))), r
+        checked += 1
+    assert checked == len(emotions) * model.arch.n_layers * len(ablate.MODES) * 2
+
+
 def test_neuron_attribution_sums_to_the_dla_mlp_share(run):
     """Neuron shares of one MLP + its b_out share == that MLP's DLA share (score and logit targets),
     for every layer and emotion; with top_k, the kept neurons + the rest + the bias do too."""

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuits import components, influence  # noqa: E402
 from circuits.directions import emotion_directions  # noqa: E402
+from circuits.io import write_text_atomic  # noqa: E402
 from circuits.model import load_model  # noqa: E402
 from circuits.sev import load_sev  # noqa: E402
 from circuits.store import StoreConfig, build_store  # noqa: E402
@@ -141,7 +142,7 @@ def main() -> None:
         print(f"{'store':<12}{t_raw:>15.3f}{t_store:>12.3f}{t_store / t_raw:>9.2f}x   (store / plain HF forward, unwrapped model)")
         print(f"peak RSS {peak_rss:.2f} GiB" + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in res else ""))
         if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=1))
+            write_text_atomic(args.json, json.dumps(res, indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -213,6 +213,7 @@ def generation_effect(
     """
     from circuits.generate import GenerationSettings, generate
     from circuits.judge import judge as lexicon_judge
+    from circuits.judges import judge_matches
 
     if enhance is not None and enhance not in ENHANCE_MODES:
         raise ValueError(f"enhance must be one of {ENHANCE_MODES} or None, got {enhance!r}")
@@ -260,7 +261,8 @@ def generation_effect(
 
         def run(ivs: list[Intervention], on: list[list[int]]) -> tuple[float, list[str]]:
             texts = generate(model, on, gen, hooks=lambda _: make_hooks(model, ivs), progress=False)
-            return sum(j.label == emotion for j in judge(texts)) / max(1, len(texts)), texts
+            hits, _ = judge_matches(judge, texts, [emotion] * len(texts))
+            return sum(hits) / max(1, len(texts)), texts
 
         res: dict[str, float] = {}
         res["baseline"], replies["baseline"] = run([], prompts)

@@ -10,6 +10,9 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from circuits.ablate import MODES as SWEEP_MODES
+from circuits.evaluate import METHODS
+from circuits.judges import JUDGE_SPECS
 from circuits.steer import STEERING_POSITIONS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -38,6 +41,18 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-thinking", action="store_true", help="chat template enable_thinking=False (Qwen3)")
 
 
+def _judge_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--judge", default="lexicon", metavar="SPEC",
+                   help=f"judge of {what}: {' | '.join(JUDGE_SPECS)} (llm: EMOCIRCUITS_JUDGE_URL, "
+                        "EMOCIRCUITS_JUDGE_MODEL, EMOCIRCUITS_JUDGE_KEY from the environment); default lexicon")
+
+
+def _judge(args: argparse.Namespace):
+    from circuits.judges import make_judge
+
+    return make_judge(args.judge, device=args.device)
+
+
 def _load(args: argparse.Namespace):
     from circuits.model import load_model
 
@@ -46,7 +61,7 @@ def _load(args: argparse.Namespace):
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from circuits.discover import DiscoverConfig, discover
+    from circuits.discover import DiscoverConfig, check_request, discover
     from circuits.emotions import check_emotions
     from circuits.sev import load_sev
 
@@ -54,10 +69,13 @@ def _discover(args: argparse.Namespace) -> int:
         limit=args.limit, emotions=check_emotions(args.emotions), batch_size=args.batch_size,
         store_dtype=args.store_dtype, elicitation=args.elicit, reference_head_rows=args.reference_rows,
         influence_rows=args.influence_rows, sweep_rows=args.sweep_rows, seed=args.seed,
-        generation_rows=args.generation_rows, figures=not args.no_figures,
+        generation_rows=args.generation_rows, figures=not args.no_figures, sweep_modes=tuple(args.sweep_modes),
     )
+    dataset = load_sev(args.sev)
+    check_request(cfg, dataset)  # before the model loads: quick feedback
+    judge = _judge(args)
     model = _load(args)
-    summary = discover(model, load_sev(args.sev), args.out, cfg)
+    summary = discover(model, dataset, args.out, cfg, judge=judge)
     ag = summary["agreement"]
     print(f"wrote {args.out}: store {summary['rows']}, circuits {summary['circuits']}")
     print(f"one-pass vs reference: heads Spearman {ag['heads_spearman']:.3f} ({ag['heads_rows']} rows), "
@@ -68,9 +86,10 @@ def _discover(args: argparse.Namespace) -> int:
 
 def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circuit_lambda=1.0,
                    direction_alpha=8.0, ev_alpha=2.0, direction_layers=None, positions="paper", out=None,
-                   progress=True):
+                   progress=True, judge=None):
     """Evaluate steering methods with the artefacts of a discovery run; writes the report into ``out``
-    (default: the run directory). ``positions``: ``paper`` or ``last`` (see :mod:`circuits.steer`)."""
+    (default: the run directory). ``positions``: ``paper`` or ``last`` (see :mod:`circuits.steer`);
+    ``judge``: any judge (default the lexicon judge; see :mod:`circuits.judges`)."""
     from pathlib import Path
 
     import torch
@@ -110,7 +129,7 @@ def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circ
     cfg = EvalConfig(methods=tuple(methods), emotions=emotions, limit=limit, circuit_lambda=circuit_lambda,
                      direction_alpha=direction_alpha, ev_alpha=ev_alpha, positions=positions,
                      direction_layers=tuple(layers) if "direction" in methods else None)
-    result = evaluate_methods(model, load_sev(sev or DEFAULT_TEST), ivs, cfg, progress=progress)
+    result = evaluate_methods(model, load_sev(sev or DEFAULT_TEST), ivs, cfg, judge=judge, progress=progress)
     write_report(result, out or run)
     return result
 
@@ -118,9 +137,11 @@ def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circ
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.evaluate import method_table
 
+    judge = _judge(args)
     model = _load(args)
     result = run_evaluation(model, args.run, args.methods, args.limit, args.emotions, args.sev, args.circuit_lambda,
-                            args.direction_alpha, args.ev_alpha, args.direction_layers, args.positions, args.out)
+                            args.direction_alpha, args.ev_alpha, args.direction_layers, args.positions, args.out,
+                            judge=judge)
     print(method_table(result))
     print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
     return 0
@@ -131,12 +152,11 @@ def _demo(args: argparse.Namespace) -> int:
     import time
 
     from circuits.discover import DiscoverConfig, discover
-    from circuits.evaluate import METHODS, method_table
-    from circuits.model import load_model
+    from circuits.evaluate import method_table
     from circuits.sev import load_sev
 
     t0 = time.perf_counter()
-    model = load_model(args.model)
+    model = _load(args)
     summary = discover(model, load_sev(), args.out, DiscoverConfig(limit=args.limit))
     ag = summary["agreement"]
     print(f"discovery done in {time.perf_counter() - t0:.0f} s: head Spearman {ag['heads_spearman']:.3f}, "
@@ -206,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--sweep-rows", type=int, default=24, help="rows per emotion for ablation sweeps")
     dis.add_argument("--generation-rows", type=int, default=12,
                      help="rows per emotion for judged generations under ablation (0 skips)")
+    dis.add_argument("--sweep-modes", nargs="+", choices=SWEEP_MODES, default=["zero", "add"],
+                     help="ablation (zero, mean) and enhancement (scale, add Delta-mu) modes of the sweeps")
+    _judge_arg(dis, "elicited replies and of generations under ablation / enhancement")
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--no-figures", action="store_true")
     dis.set_defaults(func=_discover)
@@ -213,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="compare steering methods on the held-out SEV split")
     _model_args(ev)
     ev.add_argument("--run", required=True, help="a discovery run directory (circuits, directions, store)")
-    ev.add_argument("--methods", nargs="+", default=list(("prompting", "neutral", "direction", "emotion_vector",
-                                                           "circuit")))
+    ev.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    _judge_arg(ev, "the replies")
     ev.add_argument("--limit", type=int, default=None, help="use only N test scenarios")
     ev.add_argument("--emotions", nargs="+", default=None)
     ev.add_argument("--sev", default=None, help="test SEV file (default: sev_data/sev_test.jsonl)")
@@ -229,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_evaluate)
 
     demo = sub.add_parser("demo", help="discovery, circuits, steering and evaluation on the toy model")
-    demo.add_argument("--model", default="toy")
+    _model_args(demo)
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--limit", type=int, default=None, help="SEV train scenarios for discovery")
     demo.add_argument("--eval-limit", type=int, default=None, help="SEV test scenarios for evaluation")
@@ -284,16 +307,18 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input (files, names, models), printed as one line, no traceback."""
     from circuits.circuit import CircuitFormatError, CircuitModelMismatch
+    from circuits.discover import DiscoverInputError
     from circuits.emotions import UnknownEmotionError
-    from circuits.judges import LLMJudgeError
+    from circuits.judges import JudgeSpecError, LLMJudgeError
     from circuits.model import ModelLoadError
     from circuits.sev import SEVFormatError
     from circuits.steer import FingerprintMismatch
     from circuits.store import StoreMismatchError
-    from circuits.va import VAFormatError
+    from circuits.va import VAFormatError, VAInputError
 
-    return (CircuitFormatError, CircuitModelMismatch, UnknownEmotionError, LLMJudgeError, ModelLoadError,
-            SEVFormatError, FingerprintMismatch, StoreMismatchError, VAFormatError, FileNotFoundError)
+    return (CircuitFormatError, CircuitModelMismatch, DiscoverInputError, UnknownEmotionError, JudgeSpecError,
+            LLMJudgeError, ModelLoadError, SEVFormatError, FingerprintMismatch, StoreMismatchError, VAFormatError,
+            VAInputError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

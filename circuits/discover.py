@@ -28,6 +28,10 @@ from circuits.sev import PromptSettings, SEVDataset
 from circuits.store import READ_POINTS, StoreConfig, build_store
 
 
+class DiscoverInputError(ValueError):
+    """A discovery request that cannot give meaningful results (raised before anything is written)."""
+
+
 @dataclass(frozen=True)
 class DiscoverConfig:
     """Options of :func:`discover` (``limit``: SEV scenarios; ``*_rows``: rows used by the slow
@@ -88,6 +92,26 @@ def _subset_rows(store, kind: str, per: int, emotions: Sequence[str] | None, see
     return torch.tensor(sorted(idx), dtype=torch.long)
 
 
+def check_request(cfg: DiscoverConfig, dataset: SEVDataset) -> tuple[str, ...]:
+    """Refuse, before anything is loaded or written, a request that cannot give meaningful results
+    (:class:`DiscoverInputError`); returns the checked emotions."""
+    from circuits.ablate import MODES
+
+    emotions = check_emotions(cfg.emotions)
+    if len(emotions) < 2:
+        raise DiscoverInputError(f"discovery needs at least 2 emotions (directions are centred over the "
+                                 f"emotions of a scenario), got {list(emotions)}")
+    themes = {s.theme for s in dataset.subset(cfg.limit).scenarios}
+    if len(themes) < 2:
+        raise DiscoverInputError(f"discovery needs scenarios from at least 2 themes (directions are compared "
+                                 f"across disjoint themes); limit={cfg.limit} on {dataset.path} gives "
+                                 f"{sorted(themes)}: use --limit 2 or more")
+    bad = [m for m in cfg.sweep_modes if m not in MODES]
+    if bad:
+        raise DiscoverInputError(f"unknown sweep mode(s) {bad}: expected some of {MODES}")
+    return emotions
+
+
 def discover(
     model: ModelHandle,
     dataset: SEVDataset,
@@ -95,14 +119,18 @@ def discover(
     config: DiscoverConfig | None = None,
     settings: PromptSettings | None = None,
     progress: bool = True,
+    judge: Any = None,
 ) -> dict[str, Any]:
-    """Run every step and write the run directory; returns the summary (also ``summary.json``)."""
+    """Run every step and write the run directory; returns the summary (also ``summary.json``).
+    ``judge`` (default: the lexicon judge) judges the elicited replies and the generations under
+    ablation / enhancement; any judge :func:`circuits.judges.judge_matches` accepts."""
     from circuits import ablate, components, dla, influence
     from circuits.circuit import AllocationConfig, assemble_circuit, save_circuits
     from circuits.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
+    from circuits.judges import judge_name
 
     cfg = config or DiscoverConfig()
-    emotions = check_emotions(cfg.emotions)
+    emotions = check_request(cfg, dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -116,7 +144,8 @@ def discover(
 
     store = build_store(model, dataset, out / "store",
                         StoreConfig(emotions=emotions, limit=cfg.limit, batch_size=cfg.batch_size,
-                                    dtype=cfg.store_dtype), settings, elicitation=cfg.elicitation, progress=progress)
+                                    dtype=cfg.store_dtype), settings, elicitation=cfg.elicitation, judge=judge,
+                        progress=progress)
     lap("store")
 
     dirs = emotion_directions(store, emotions)
@@ -174,7 +203,7 @@ def discover(
                                               k_heads=cfg.generation_k_heads, rows_per_emotion=cfg.generation_rows,
                                               progress=progress, enhance=cfg.generation_enhance,
                                               enhance_factor=cfg.generation_enhance_factor,
-                                              enhance_prompt=cfg.generation_enhance_prompt)
+                                              enhance_prompt=cfg.generation_enhance_prompt, judge=judge)
         write_json_atomic(out / "ablation_generations.json", gen_effect)
         lap("ablation_generations")
 
@@ -220,6 +249,7 @@ def discover(
                        "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"]},
         "circuits": {c.emotion: {"neurons": c.n_neurons, "heads": c.n_heads} for c in circuits},
         "ablation_generations": gen_effect["mean"] if gen_effect else None,
+        "judge": judge_name(judge),
         "timings_s": timings,
     }
     summary["timings_s"] = timings

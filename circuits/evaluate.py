@@ -34,6 +34,7 @@ from circuits.generate import GenerationSettings, generate
 from circuits.intervene import Intervention, make_hooks
 from circuits.io import write_json_atomic, write_text_atomic
 from circuits.judge import judge as lexicon_judge
+from circuits.judges import judge_matches, judge_name
 from circuits.model import ModelHandle
 from circuits.sev import PromptSettings, SEVDataset
 
@@ -113,7 +114,8 @@ def evaluate_methods(
     test = test.subset(cfg.limit)
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                              repetition_penalty=cfg.repetition_penalty)
-    result: dict[str, Any] = {"methods": {}, "config": cfg.to_dict(), "model": model.describe(),
+    result: dict[str, Any] = {"methods": {}, "config": cfg.to_dict(), "judge": judge_name(judge),
+                              "model": model.describe(),
                               "dataset": {"path": str(test.path), "sha256": test.sha256, "n_scenarios": len(test)}}
     for method in cfg.methods:
         if method not in METHODS:
@@ -129,12 +131,7 @@ def evaluate_methods(
             rows += items
             replies += outs
             ppl_prompts += [model.chat_ids(settings.system_for(emotion), it.user_text) for it in items]
-        if hasattr(judge, "match"):  # binary style-match judge (LLM)
-            hit = judge.match(replies, [it.emotion for it in rows])
-            verdicts = [it.emotion if h else "no match" for h, it in zip(hit, rows)]
-        else:
-            verdicts = [v.label for v in judge(replies)]
-            hit = [v == it.emotion for v, it in zip(verdicts, rows)]
+        hit, verdicts = judge_matches(judge, replies, [it.emotion for it in rows])
         ppl = reply_perplexity(model, ppl_prompts, replies)
         per_emotion = {e: _mean([h for h, it in zip(hit, rows) if it.emotion == e]) for e in emotions}
         per_valence = {v: _mean([h for h, it in zip(hit, rows) if it.valence == v]) for v in VALENCES}
@@ -193,7 +190,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
         pass
     md = [f"# Steering evaluation: {result['model']['name']}", "",
           f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
-          f"{len(result['config']['emotions'])} emotions), greedy decoding, lexicon judge; steering positions "
+          f"{len(result['config']['emotions'])} emotions), greedy decoding, judge `{result.get('judge', 'lexicon')}`; steering positions "
           f"`{result['config'].get('positions', 'paper')}`.", "", "```",
           method_table(result), "```", "", "## Example generations", ""]
     for name, m in result["methods"].items():

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from circuits.io import write_text_atomic
+from circuits.io import write_atomic, write_text_atomic
 
 
 def _browser_available() -> bool:
@@ -158,8 +158,10 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
     figure.suptitle(fig.layout.title.text or "", fontsize=10)
     if not shared_scale:
         figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        write_atomic(path, lambda p: figure.savefig(p, dpi=100, format="png"))
+    finally:
+        plt.close(figure)
     return True
 
 
@@ -173,7 +175,7 @@ def _save(fig: Any, out: Path, name: str, width: int = 900, height: int = 520) -
     done = False
     if _browser_available():
         try:
-            fig.write_image(str(png), width=width, height=height, scale=1)
+            write_atomic(png, lambda p: fig.write_image(str(p), format="png", width=width, height=height, scale=1))
             done = True
         except Exception:
             done = False

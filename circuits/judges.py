@@ -31,6 +31,10 @@ DEFAULT_LABEL_MAP: dict[str, str] = {
 fear, joy, neutral, sadness, surprise) map directly; unmapped labels are ignored."""
 
 
+class JudgeSpecError(ValueError):
+    """A judge that cannot be built: unknown spec, classifier that does not load."""
+
+
 class ClassifierJudge:
     """Judge with a Hugging Face sequence-classification model (hub name or local directory).
 
@@ -43,8 +47,13 @@ class ClassifierJudge:
                  batch_size: int = 32, max_length: int = 256):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(name_or_dir).to(device).eval()
+        self.name = str(name_or_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+            self.model = AutoModelForSequenceClassification.from_pretrained(name_or_dir).to(device).eval()
+        except OSError as err:
+            raise JudgeSpecError(f"classifier judge {name_or_dir!r} could not be loaded (a hub name needs the "
+                                 f"network or a cached copy; or pass a local directory): {err}") from err
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
         lm = {k.lower(): v for k, v in (label_map or DEFAULT_LABEL_MAP).items()}
         bad = sorted({v for v in lm.values() if v not in LABELS})
@@ -148,3 +157,54 @@ class LLMJudge:
                 self.unparsed += 1
                 out.append(False)
         return out
+
+
+JUDGE_SPECS = ("lexicon", "classifier:NAME_OR_DIR", "llm")
+"""What :func:`make_judge` (and ``--judge`` on the command line) accepts."""
+
+
+def make_judge(spec: str = "lexicon", device: str = "cpu") -> Any:
+    """Build a judge from a short spec: ``lexicon`` (the shipped lexicon judge), ``classifier:NAME_OR_DIR``
+    (:class:`ClassifierJudge` with the default label map) or ``llm`` (:class:`LLMJudge`, configured from
+    the environment)."""
+    from circuits.judge import default_judge
+
+    if spec == "lexicon":
+        return default_judge()
+    if spec.startswith("classifier:") and spec.split(":", 1)[1]:
+        return ClassifierJudge(spec.split(":", 1)[1], device=device)
+    if spec == "llm":
+        return LLMJudge()
+    raise JudgeSpecError(f"unknown judge {spec!r}: expected one of {' | '.join(JUDGE_SPECS)}")
+
+
+def judge_name(judge: Any) -> str:
+    """A short description of a judge for reports: ``lexicon``, ``classifier:NAME``, ``llm:MODEL``."""
+    from circuits.judge import LexiconJudge
+    from circuits.judge import judge as lexicon_function
+
+    if judge is None or judge is lexicon_function or isinstance(judge, LexiconJudge):
+        return "lexicon"
+    if isinstance(judge, ClassifierJudge):
+        return f"classifier:{judge.name}"
+    if isinstance(judge, LLMJudge):
+        return f"llm:{judge.model}"
+    return str(getattr(judge, "name", None) or getattr(judge, "__name__", None) or type(judge).__name__)
+
+
+def judge_matches(judge: Any, texts: Sequence[str], targets: Sequence[str]) -> tuple[list[bool], list[str]]:
+    """Does each text express its target emotion? Works with every judge: a label judge (called on
+    the texts, returns verdicts with ``.label``) or a binary style-match judge (with ``.match``, as
+    :class:`LLMJudge`). Returns ``(hits, verdicts)``; a match judge's verdicts are the target or
+    ``"no match"``."""
+    if len(texts) != len(targets):
+        raise ValueError(f"{len(texts)} texts but {len(targets)} targets")
+    if hasattr(judge, "match"):
+        hits = [bool(h) for h in judge.match(list(texts), list(targets))]
+        verdicts = [t if h else "no match" for h, t in zip(hits, targets)]
+    else:
+        verdicts = [v.label for v in judge(list(texts))]
+        if len(verdicts) != len(texts):
+            raise ValueError(f"judge returned {len(verdicts)} verdicts for {len(texts)} texts")
+        hits = [v == t for v, t in zip(verdicts, targets)]
+    return hits, verdicts

@@ -136,8 +136,10 @@ def weights_digest(hf_model: torch.nn.Module, chunk: int = 1 << 24) -> str:
     Each parameter is rounded to bfloat16 (so bf16 and fp32 loads of one checkpoint agree), its bit
     patterns read as integers, and two integer checksums are taken on the parameter's own device:
     the plain sum and a position-weighted sum (weights ``i % 65521 + 1``). Integer sums are exact, so
-    the digest does not depend on the device or reduction order, and changing any single weight
-    changes it. Must run on the raw HF model, before compatibility mode folds the norms.
+    the digest does not depend on the device or reduction order. Its resolution is bfloat16's: changing
+    one weight changes the digest when the weight's bf16 rounding changes (a relative change of
+    about 2**-8 or more, e.g. any fine-tuning step that matters); smaller edits are not seen. Must run
+    on the raw HF model, before compatibility mode folds the norms.
     """
     h = hashlib.sha256()
     for name, p in sorted(hf_model.named_parameters(), key=lambda kv: kv[0]):

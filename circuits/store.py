@@ -305,22 +305,20 @@ def elicit(
     """The paper's elicitation step, in place: generate greedily with each emotion row's prompt, judge
     the reply, and mark rows whose reply is not judged as the prompted emotion as not accepted.
 
-    ``judge`` gets the replies of the emotion rows, in row order, and returns one verdict (anything
-    with a ``label``) per reply; each emotion row gets ``reply``, ``judged`` and ``accepted`` set.
-    Neutral rows are left as they are."""
+    ``judge`` is any judge :func:`circuits.judges.judge_matches` accepts (a label judge: texts ->
+    verdicts with ``.label``, or a binary match judge such as :class:`~circuits.judges.LLMJudge`);
+    each emotion row gets ``reply``, ``judged`` and ``accepted`` set. Neutral rows are left as they are."""
     from circuits.generate import GenerationSettings, generate
     from circuits.judge import judge as lexicon_judge
+    from circuits.judges import judge_matches
 
     judge = judge or lexicon_judge
     todo = [r for r in rows if r.kind == "emotion"]
     replies = generate(model, row_prompts(model, todo, settings),
                        GenerationSettings(max_new_tokens=max_new_tokens), progress=progress, desc="elicit")
-    verdicts = list(judge(replies))
-    if len(verdicts) != len(replies):
-        raise ValueError(f"elicitation judge returned {len(verdicts)} verdicts for {len(replies)} replies")
-    for row, reply, verdict in zip(todo, replies, verdicts):
-        row.reply, row.judged = reply, verdict.label
-        row.accepted = verdict.label == row.emotion
+    hits, verdicts = judge_matches(judge, replies, [r.emotion for r in todo])
+    for row, reply, verdict, hit in zip(todo, replies, verdicts, hits):
+        row.reply, row.judged, row.accepted = reply, verdict, hit
 
 
 def build_store(
@@ -341,7 +339,8 @@ def build_store(
     A complete store with the same identity is reused as is; a partial one resumes at its first
     missing shard; one with another identity raises :class:`StoreMismatchError` unless ``overwrite``
     (the existing files are left untouched). With ``elicitation`` the rows are first elicited and
-    judged (:func:`elicit`; ``judge``: texts -> verdicts with ``.label``, default the lexicon judge)
+    judged (:func:`elicit`; ``judge``: any judge :func:`circuits.judges.judge_matches` accepts,
+    default the lexicon judge)
     and the verdicts are kept in ``meta.json``; a reused or resumed store keeps its verdicts.
     """
     config = config or StoreConfig()

@@ -55,12 +55,17 @@ def build_tiny_model(
     tokenizer: Any = None,
     vocab_size: int = 320,
     dtype: torch.dtype = torch.float32,
+    vector_noise: float = 0.2,
     **config_overrides: Any,
 ) -> Path:
     """Random-init a model of ``arch`` and save it with a tokenizer to ``out_dir``.
 
     Weights are drawn from the HF initialiser with ``std`` raised to 0.2 so that a two-layer model
-    has non-trivial activations. Returns the directory.
+    has non-trivial activations. The initialiser leaves every bias at 0 and every norm gain at its
+    identity value (1, or 0 for Gemma's ``1 + w`` norms), which would hide mistakes in how biases
+    (Qwen2's q/k/v biases) and norm gains (folding, Gemma2's post-norms, Qwen3's q/k norms) are
+    handled; so every 1-d parameter gets Gaussian noise of std ``vector_noise`` (0 keeps the HF
+    values). Returns the directory.
     """
     from transformers import AutoModelForCausalLM
 
@@ -73,6 +78,11 @@ def build_tiny_model(
     cfg = tiny_config(arch, len(tokenizer), **config_overrides)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).to(dtype)
+    if vector_noise:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim == 1:
+                    p.add_(torch.randn_like(p) * vector_noise)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

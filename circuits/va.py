@@ -38,6 +38,10 @@ class VAFormatError(ValueError):
     """A labelled-text, ratings, lexicon or probe file is malformed (message names file and line)."""
 
 
+class VAInputError(ValueError):
+    """The data given cannot support the analysis (too few emotions, texts or lexicon words; no ratings)."""
+
+
 # ----------------------------------------------------------------------------------------------- files
 def _split_labels(value: Any) -> list[str]:
     if isinstance(value, list):
@@ -167,13 +171,13 @@ def emotion_vectors_from_texts(
     emotions = list(emotions) if emotions is not None else have
     neutral_idx = [i for i, ls in enumerate(labels) if neutral in ls]
     if not neutral_idx:
-        raise ValueError(f"no text is labelled {neutral!r}: the emotion vectors need neutral texts")
+        raise VAInputError(f"no text is labelled {neutral!r}: the emotion vectors need neutral texts")
     base = acts[neutral_idx].mean(0)
     vecs = []
     for e in emotions:
         idx = [i for i, ls in enumerate(labels) if e in ls]
         if len(idx) < min_texts:
-            raise ValueError(f"emotion {e!r} has {len(idx)} texts (need {min_texts})")
+            raise VAInputError(f"emotion {e!r} has {len(idx)} texts (need {min_texts})")
         vecs.append(acts[idx].mean(0) - base)
     return emotions, torch.stack(vecs)
 
@@ -343,7 +347,7 @@ def lexicon_check(model: ModelHandle, axes: VAAxes, lexicon: dict[str, tuple[flo
     if vocab_only:
         words = [w for w in words if len(model.tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1]
     if len(words) < 3:
-        raise ValueError(f"lexicon check needs >= 3 words, have {len(words)}")
+        raise VAInputError(f"lexicon check needs >= 3 words, have {len(words)}")
     acts = text_activations(model, [" " + w for w in words], [axes.layer], batch_size=batch_size, progress=False)[:, 0]
     proj = axes.project(acts).numpy()
     truth = np.array([lexicon[w] for w in words])
@@ -604,7 +608,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
         ratings, report = self_report_va(model, wanted, cfg.valence_question, cfg.arousal_question)
     else:
         if not cfg.ratings:
-            raise ValueError("give VA ratings (a CSV file) or self_report=True")
+            raise VAInputError("give VA ratings (a CSV file) or self_report=True")
         ratings, report = load_va_ratings(cfg.ratings), {"source": cfg.ratings}
     have = sorted({l for ls in labels for l in ls} - {"neutral"})
     emotions = [e for e in (cfg.emotions or have) if e in ratings and e in have]
@@ -613,7 +617,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
         if cfg.self_report:
             why = (f" ({report['n_unparsed']} of {2 * report['asked']} self-reported ratings were unparseable, "
                    f"e.g. {[u['answer'] for u in report['unparsed'][:3]]})")
-        raise ValueError(f"need >= 3 emotions with texts and ratings, have {emotions}{why}")
+        raise VAInputError(f"need >= 3 emotions with texts and ratings, have {emotions}{why}")
     emotions, vecs = emotion_vectors_from_texts(acts, labels, emotions)  # [E, L, d]
     write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
     write_atomic(out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])

@@ -264,9 +264,14 @@ def test_generation_effect_ablation_and_enhancement(qwen_run):
         assert len(rep["random"]) == len(rep["enhanced_random"]) == 2 and all(len(r) == 3 for r in rep["random"])
         # the neutral prompt is used for enhancement, the emotion prompt for ablation
         assert rep["enhance_baseline"] != rep["baseline"]
-        # adding Delta-mu to the top units changes the calm replies; zeroing them changes the emotional ones
-        assert rep["enhanced_top"] != rep["enhance_baseline"]
+        # zeroing the top units changes the emotional replies
         assert rep["top"] != rep["baseline"]
+    # adding (a strong multiple of) Delta-mu to the top units changes the calm replies
+    strong = ablate.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", enhance_factor=20.0,
+                                      **kw)
+    for emotion in ("anger", "fear"):
+        rep = strong[emotion]["replies"]
+        assert rep["enhanced_top"] != rep["enhance_baseline"]
     # controls: a zero-strength enhancement leaves every reply as it was
     for mode, factor in (("add", 0.0), ("scale", 1.0)):
         ctl = ablate.generation_effect(model, store, ["fear"], nc, hs, enhance=mode, enhance_factor=factor, **kw)

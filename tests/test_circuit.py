@@ -386,32 +386,59 @@ def test_save_and_load_circuits(circuit, tmp_path):
 
 # ------------------------------------------------------------------------------------ graph / overlap
 
-def test_graph_export(circuit, tmp_path):
+def _eap_graph_names(n_layers: int, n_heads: int) -> tuple[set[str], set[str]]:
+    """Reference: node and edge names of EAP-IG's full graph (sequential attention then MLP), written
+    from its documented topology: heads read every earlier node through q, k and v; an MLP reads
+    every earlier node including its own layer's heads; logits read everything."""
+    nodes, edges, stream = {"input", "logits"}, set(), ["input"]
+    for layer in range(n_layers):
+        hs = [f"a{layer}.h{h}" for h in range(n_heads)]
+        nodes |= set(hs) | {f"m{layer}"}
+        edges |= {f"{p}->{c}<{x}>" for c in hs for p in stream for x in "qkv"}
+        stream += hs
+        edges |= {f"{p}->m{layer}" for p in stream}
+        stream.append(f"m{layer}")
+    edges |= {f"{p}->logits" for p in stream}
+    return nodes, edges
+
+
+def test_graph_export_in_eap_ig_layout(circuit, tmp_path):
     g = circuit.to_graph()
-    assert g["format"] == "eap-graph" and g["schema_version"] == 1 and g["edges"] == []
-    assert g["emotion"] == "anger" and g["model"]["fingerprint"] == FP
-    expected_ids = {f"a{lc.layer}.h{h}" for lc in circuit.layers for h in lc.heads} | {
-        f"m{lc.layer}" for lc in circuit.layers if lc.neurons
-    }
-    ids = [n["id"] for n in g["nodes"]]
-    assert len(ids) == len(set(ids)) == 24 + 4
-    assert set(ids) == expected_ids
-    assert all(n["in_graph"] is True for n in g["nodes"])
-    by_id = {n["id"]: n for n in g["nodes"]}
-    m3 = by_id["m3"]
-    assert m3["type"] == "mlp" and m3["neurons"] == circuit.layers[3].neurons
+    assert set(g) == {"cfg", "nodes", "edges", "metadata"}
+    assert g["cfg"] == {"n_layers": ARCH.n_layers, "n_heads": ARCH.n_heads, "d_model": ARCH.d_model,
+                        "parallel_attn_mlp": False}
+    meta = g["metadata"]
+    assert meta["format"] == "eap-graph" and meta["schema_version"] == 2 and meta["emotion"] == "anger"
+    assert meta["model"]["fingerprint"] == FP
+    all_nodes, all_edges = _eap_graph_names(ARCH.n_layers, ARCH.n_heads)
+    assert set(g["nodes"]) == all_nodes  # every node, by EAP-IG's names
+    in_graph = {n for n, d in g["nodes"].items() if d["in_graph"]}
+    expected = {f"a{lc.layer}.h{h}" for lc in circuit.layers for h in lc.heads} | {
+        f"m{lc.layer}" for lc in circuit.layers if lc.neurons}
+    assert in_graph == expected | {"input", "logits"} and len(expected) == 24 + 4
+    m3 = g["nodes"]["m3"]
+    assert m3["mlp_neurons"] == circuit.layers[3].neurons and "neurons" not in m3
     assert m3["score"] == pytest.approx(sum(circuit.layers[3].neuron_scores))
     h = circuit.layers[2].heads[0]
-    node = by_id[f"a2.h{h}"]
-    assert (node["type"], node["layer"], node["head"], node["score"]) == (
-        "attention_head", 2, h, circuit.layers[2].head_scores[0])
+    assert g["nodes"][f"a2.h{h}"]["score"] == circuit.layers[2].head_scores[0]
+    # edges: exactly EAP-IG's edges whose both ends are in the graph, all in_graph, unscored
+    ends = [(e.split("->")[0], e.split("->")[1].split("<")[0]) for e in all_edges]
+    want = {e for e, (a, b) in zip(all_edges, ends) if a in in_graph and b in in_graph}
+    assert set(g["edges"]) == want
+    assert all(v == {"score": 0.0, "in_graph": True} for v in g["edges"].values())
     out = circuit.save_graph(tmp_path / "g" / "anger.graph.json")
     assert json.loads(out.read_text()) == g
 
 
-def test_graph_skips_empty_mlp_layers():
+def test_graph_edges_of_a_hand_built_circuit():
+    """Known answer: heads a0.h2, a0.h5 and MLP m1, nothing else (no MLP in layer 0)."""
     c = _hand_circuit("anger", {1: [4]}, {0: [2, 5]})
-    assert [n["id"] for n in c.to_graph()["nodes"]] == ["a0.h2", "a0.h5", "m1"]
+    g = c.to_graph()
+    assert {n for n, d in g["nodes"].items() if d["in_graph"]} == {"input", "a0.h2", "a0.h5", "m1", "logits"}
+    assert set(g["edges"]) == (
+        {f"input->a0.h{h}<{x}>" for h in (2, 5) for x in "qkv"}
+        | {"input->m1", "a0.h2->m1", "a0.h5->m1"}
+        | {"input->logits", "a0.h2->logits", "a0.h5->logits", "m1->logits"})
 
 
 def test_overlap_jaccard():

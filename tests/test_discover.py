@@ -46,7 +46,7 @@ def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
     budget = circuits["fear"].budget()
     assert circuits["fear"].n_neurons == budget["neurons"] and circuits["fear"].n_heads == budget["heads"]
     graph = json.loads((out / "circuits" / "fear.graph.json").read_text())
-    assert {n["id"] for n in graph["nodes"] if n["type"] == "attention_head"} == {
+    assert {n for n, d in graph["nodes"].items() if d["in_graph"] and n.startswith("a")} == {
         f"a{L}.h{h}" for L, hs in circuits["fear"].head_index().items() for h in hs}
     with pytest.raises(CircuitModelMismatch):
         Circuit.load(out / "circuits" / "fear.json", model=tiny_models["qwen2"])
@@ -88,3 +88,28 @@ def test_circuit_modulation_steers_the_toy_model_under_the_neutral_prompt(toy, t
     assert res["neutral"]["accuracy"] <= 0.2
     assert res["circuit"]["accuracy"] >= 0.9, res["circuit"]["per_emotion"]
     assert res["circuit"]["perplexity"] <= 3.0
+
+
+def test_evaluate_command_writes_every_output(toy_run, tmp_path, capsys):
+    """`emocircuits evaluate` on a run: evaluation.json (the documented schema), CSV, chart, report."""
+    from circuits.cli import main
+
+    out, _ = toy_run
+    rep = tmp_path / "eval"
+    assert main(["evaluate", "--model", "toy", "--run", str(out), "--methods", "prompting", "neutral", "circuit",
+                 "--emotions", "anger", "fear", "--limit", "1", "--positions", "last", "--out", str(rep)]) == 0
+    assert "circuit" in capsys.readouterr().out
+    res = json.loads((rep / "evaluation.json").read_text())
+    assert res["judge"] == "lexicon" and res["config"]["positions"] == "last"
+    assert set(res["methods"]) == {"prompting", "neutral", "circuit"}
+    for m in res["methods"].values():
+        assert 0.0 <= m["accuracy"] <= 1.0 and m["n"] == 6 and m["perplexity"] > 1.0
+        assert set(m["per_emotion"]) == {"anger", "fear"} and set(m["per_valence"]) == {"positive", "neutral",
+                                                                                       "negative"}
+        assert m["accuracy"] == pytest.approx(sum(m["per_emotion"].values()) / 2)
+    csv_lines = (rep / "evaluation.csv").read_text().splitlines()
+    assert csv_lines[0] == "method,emotion,accuracy,perplexity,distinct_2" and len(csv_lines) == 1 + 3 * 3
+    report = (rep / "report.md").read_text()
+    assert "judge `lexicon`" in report and "### circuit" in report
+    assert (rep / "accuracy.html").stat().st_size > 1000
+    assert not (out / "evaluation.json").exists()  # --out, not the run directory

@@ -103,3 +103,56 @@ def test_llm_judge_needs_configuration(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(LLMJudgeError, match="EMOCIRCUITS_JUDGE_URL"):
         LLMJudge()
+
+
+def test_make_judge_specs_and_names(tiny_classifier):
+    from circuits.judge import LexiconJudge
+    from circuits.judges import JudgeSpecError, judge_matches, judge_name, make_judge
+
+    lex = make_judge("lexicon")
+    assert isinstance(lex, LexiconJudge) and judge_name(lex) == "lexicon" and judge_name(None) == "lexicon"
+    clf = make_judge(f"classifier:{tiny_classifier}")
+    assert isinstance(clf, ClassifierJudge) and judge_name(clf) == f"classifier:{tiny_classifier}"
+    # the tiny classifier says joy (-> happiness) for everything: a known answer
+    hits, verdicts = judge_matches(clf, ["a", "b"], ["happiness", "fear"])
+    assert hits == [True, False] and verdicts == ["happiness", "happiness"]
+    hits, verdicts = judge_matches(lex, ["I am furious about this!", "The bus came."], ["anger", "anger"])
+    assert hits == [True, False] and verdicts == ["anger", "neutral"]
+    for bad in ("vibes", "classifier:", "llm-ish"):
+        with pytest.raises(JudgeSpecError, match="unknown judge"):
+            make_judge(bad)
+    with pytest.raises(JudgeSpecError, match="could not be loaded"):
+        make_judge("classifier:/no/such/classifier")
+    with pytest.raises(ValueError, match="targets"):
+        judge_matches(lex, ["x"], [])
+
+
+def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny_classifier, tiny_models, tmp_path):
+    """The LLM (match) judge and a classifier judge plug into evaluate_methods and the store's
+    elicitation; the judge is recorded; answers are the judges' known answers."""
+    from circuits.evaluate import EvalConfig, evaluate_methods, write_report
+    from circuits.judges import make_judge
+    from circuits.sev import load_sev
+    from circuits.store import StoreConfig, build_store
+
+    monkeypatch.setenv("EMOCIRCUITS_JUDGE_URL", server)
+    monkeypatch.setenv("EMOCIRCUITS_JUDGE_MODEL", "judge-1")
+    model = tiny_models["qwen2"]
+    cfg = EvalConfig(methods=("prompting",), emotions=("happiness", "fear"), limit=1, max_new_tokens=6,
+                     min_new_tokens=2)
+    test = load_sev()
+    res = evaluate_methods(model, test, {}, cfg, judge=make_judge(f"classifier:{tiny_classifier}"), progress=False)
+    assert res["judge"] == f"classifier:{tiny_classifier}"
+    assert res["methods"]["prompting"]["per_emotion"] == {"happiness": 1.0, "fear": 0.0}
+    llm = make_judge("llm")
+    res = evaluate_methods(model, test, {}, cfg, judge=llm, progress=False)
+    assert res["judge"] == "llm:judge-1" and len(_Handler.requests) == res["methods"]["prompting"]["n"] == 6
+    # the server says yes only when the reply contains the target word; a random model's replies do not
+    assert res["methods"]["prompting"]["accuracy"] == 0.0
+    assert set(res["methods"]["prompting"]["judged"]) == {"no match"}
+    write_report(res, tmp_path / "rep")
+    assert "judge `llm:judge-1`" in (tmp_path / "rep" / "report.md").read_text()
+    store = build_store(model, test, tmp_path / "store", StoreConfig(limit=1, emotions=("happiness", "fear")),
+                        elicitation=True, elicit_max_new_tokens=4, judge=llm, progress=False)
+    emo = [r for r in store.rows if r.kind == "emotion"]
+    assert emo and all(r.judged == "no match" and not r.accepted for r in emo)

@@ -16,6 +16,7 @@ from circuits.decompose import (
     residual_stack,
 )
 from circuits.model import ModelHandle, ModelLoadError, load_model
+from circuits.tiny import ARCHITECTURES
 
 PROMPT = ("Always reply in fear.", "I handed in the report on Friday.\nMy manager said she would read it.")
 
@@ -70,12 +71,18 @@ def test_residual_decomposition_reproduces_logits(tiny_model):
     assert (logits_from_resid(m, final_norm(m, cache, drop)) - logits[:, -1]).abs().max() > 1e-3
 
 
-def test_bridge_matches_hf_log_probs(tiny_dirs):
-    """Compatibility mode folds norms but keeps the model's log-probabilities."""
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_bridge_matches_hf_log_probs(tiny_dirs, arch):
+    """Compatibility mode folds norms (with non-trivial gains and biases) but keeps the model's
+    log-probabilities, for every supported architecture."""
     from transformers import AutoModelForCausalLM
 
-    ref = AutoModelForCausalLM.from_pretrained(tiny_dirs["qwen2"]).eval()
-    m = load_model(tiny_dirs["qwen2"])
+    ref = AutoModelForCausalLM.from_pretrained(tiny_dirs[arch]).eval()
+    vectors = {n: p for n, p in ref.named_parameters() if p.ndim == 1}  # biases and norm gains
+    assert vectors and all(not (torch.all(p == 0) or torch.all(p == 1)) for p in vectors.values())
+    if arch == "qwen2":
+        assert any(n.endswith("q_proj.bias") for n in vectors)
+    m = load_model(tiny_dirs[arch])
     ids = torch.tensor([m.chat_ids(*PROMPT)])
     with torch.no_grad():
         a = ref(ids).logits.log_softmax(-1)
@@ -181,6 +188,29 @@ def test_fingerprint_stable_and_sensitive(tiny_dirs, tmp_path):
     AutoTokenizer.from_pretrained(src).save_pretrained(tmp_path / "changed")
     assert load_model(tmp_path / "changed").fingerprint != a.fingerprint
     assert load_model(tiny_dirs["qwen2"]).fingerprint != a.fingerprint
+
+
+def test_weights_digest_resolution_is_bfloat16():
+    """Documented behaviour: bf16 and fp32 copies agree; one weight moved by a bf16 step changes the
+    digest, a move below bf16 resolution does not."""
+    from circuits.model import weights_digest
+
+    lin = torch.nn.Linear(4, 4)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(4, 4).to(torch.bfloat16).float())
+        lin.bias.copy_(torch.randn(4).to(torch.bfloat16).float())
+        lin.weight[1, 2] = 1.0
+    d = weights_digest(lin)
+    assert weights_digest(torch.nn.Linear(4, 4).to(torch.bfloat16).requires_grad_(False)) != d
+    bf = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    bf.load_state_dict({k: v.to(torch.bfloat16) for k, v in lin.state_dict().items()})
+    assert weights_digest(bf) == d
+    with torch.no_grad():
+        lin.weight[1, 2] = 1.0 + 2 ** -10  # below bf16 resolution at 1.0 (2**-7)
+    assert weights_digest(lin) == d
+    with torch.no_grad():
+        lin.weight[1, 2] = 1.0 + 2 ** -7
+    assert weights_digest(lin) != d
 
 
 def test_offline_hub_name_gives_clear_error(monkeypatch):

@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Sequence
 
 from circuits.ablate import MODES as SWEEP_MODES
+from circuits.discover import DiscoverConfig
 from circuits.evaluate import METHODS
 from circuits.judges import JUDGE_SPECS
 from circuits.steer import STEERING_POSITIONS
@@ -61,7 +62,7 @@ def _load(args: argparse.Namespace):
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from circuits.discover import DiscoverConfig, check_request, discover
+    from circuits.discover import check_request, discover
     from circuits.emotions import check_emotions
     from circuits.sev import load_sev
 
@@ -151,7 +152,7 @@ def _demo(args: argparse.Namespace) -> int:
     """Discovery + circuits + steering + evaluation on the toy model, into one run directory."""
     import time
 
-    from circuits.discover import DiscoverConfig, discover
+    from circuits.discover import discover
     from circuits.evaluate import method_table
     from circuits.sev import load_sev
 
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--sweep-rows", type=int, default=24, help="rows per emotion for ablation sweeps")
     dis.add_argument("--generation-rows", type=int, default=12,
                      help="rows per emotion for judged generations under ablation (0 skips)")
-    dis.add_argument("--sweep-modes", nargs="+", choices=SWEEP_MODES, default=["zero", "add"],
+    dis.add_argument("--sweep-modes", nargs="+", choices=SWEEP_MODES, default=list(DiscoverConfig.sweep_modes),
                      help="ablation (zero, mean) and enhancement (scale, add Delta-mu) modes of the sweeps")
     _judge_arg(dis, "elicited replies and of generations under ablation / enhancement")
     dis.add_argument("--seed", type=int, default=0)

@@ -252,14 +252,12 @@ def discover(
         "judge": judge_name(judge),
         "timings_s": timings,
     }
-    summary["timings_s"] = timings
     write_json_atomic(out / "summary.json", summary)
     if cfg.figures:
         from circuits.figures import figures_from_run
 
         summary["figures"] = figures_from_run(out)
         lap("figures")
-    summary["timings_s"] = timings
     write_json_atomic(out / "summary.json", summary)
     return summary
 

@@ -190,8 +190,8 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
         pass
     md = [f"# Steering evaluation: {result['model']['name']}", "",
           f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
-          f"{len(result['config']['emotions'])} emotions), greedy decoding, judge `{result.get('judge', 'lexicon')}`; steering positions "
-          f"`{result['config'].get('positions', 'paper')}`.", "", "```",
+          f"{len(result['config']['emotions'])} emotions), greedy decoding, judge "
+          f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.", "", "```",
           method_table(result), "```", "", "## Example generations", ""]
     for name, m in result["methods"].items():
         md.append(f"### {name}")

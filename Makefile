@@ -1,27 +1,62 @@
 # Two entry points: `make demo` (the main job) and `make test`. Each creates or reuses .venv and
-# installs what it needs: torch==2.13.0 first when no torch is present (a local CPU build here;
-# on a GPU machine install your CUDA torch first), then the package with its dev extra.
+# installs the pinned versions of requirements.lock (CPU torch included) plus the package itself;
+# a torch already present in .venv (say your CUDA build) is kept. `make test-latest` runs the suite
+# in .venv-latest on the newest releases pyproject's ranges allow; `make lock` regenerates the lock.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements.lock
+LATEST_VENV ?= .venv-latest
+LPY := $(LATEST_VENV)/bin/python
 PYTEST_WORKERS ?= 2
+TORCH_LOCK ?= 2.13.0+cpu
+LOCK_ARGS ?=
 
-.PHONY: install test demo figures notebooks toy-model clean-venv
+.PHONY: install test test-wheel test-latest lock demo figures notebooks toy-model clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[dev]"
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	  grep -v '^torch==' $(LOCK) > $(VENV)/lock-without-torch.txt; \
+	  $(PY) -m pip install -r $(VENV)/lock-without-torch.txt; \
+	else \
+	  $(PY) -m pip install -r $(LOCK); \
+	fi
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not wheel" tests
+
+# Builds the wheel, installs it into a fresh venv outside the checkout and runs the CLI from there.
+test-wheel: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m wheel tests/test_packaging.py
+
+# The newest releases the ranges in pyproject.toml allow, upgraded on every run (torch kept at the
+# installed CPU build: a newer torch from PyPI brings several GB of CUDA libraries).
+test-latest:
+	@test -x $(LPY) || python3 -m venv $(LATEST_VENV)
+	@$(LPY) -c "import torch" 2>/dev/null || $(LPY) -m pip install "torch==$(TORCH_LOCK)"
+	$(LPY) -c "import torch; print('torch==' + torch.__version__)" > $(LATEST_VENV)/keep-torch.txt
+	$(LPY) -m pip install --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/keep-torch.txt -e ".[dev]"
+	$(LPY) -m pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
+	@grep -iE '^(torch|transformers|transformer-lens|tokenizers|numpy|safetensors)==' $(LATEST_VENV)/versions.txt
+	HF_HUB_OFFLINE=1 $(LPY) -m pytest -n $(PYTEST_WORKERS) -m "not wheel" tests
+
+# Re-resolve the lock from pyproject.toml with pip-tools (existing pins kept where still allowed;
+# `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release). Run `make test` before
+# committing the result.
+lock: $(STAMP)
+	$(PY) -m pip install -q "pip-tools>=7.4"
+	$(PY) -m piptools compile --quiet --extra dev --strip-extras --allow-unsafe --no-emit-index-url \
+	  --no-emit-find-links --no-emit-trusted-host --upgrade-package "torch==$(TORCH_LOCK)" $(LOCK_ARGS) \
+	  -o $(LOCK) pyproject.toml
 
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m circuits sev validate sev_data/sev.jsonl sev_data/sev_test.jsonl
+	HF_HUB_OFFLINE=1 $(PY) -m circuits sev validate
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo --eval-limit 40
 
 figures: $(STAMP)
@@ -37,4 +72,4 @@ toy-model: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits toy train
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LATEST_VENV)

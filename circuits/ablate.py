@@ -73,7 +73,7 @@ class _LastTokenBatches:
             with torch.no_grad():
                 out = model.hf_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True,
                                      logits_to_keep=1)
-            self.batches.append((ids[:, -1:], mask, out.past_key_values))
+            self.batches.append((ids[:, -1:], mask, model.kv_cache_of(out)))
 
     def final_scores(self, v: Float[torch.Tensor, "d_model"], hooks_fn) -> Float[torch.Tensor, "rows"]:
         """``<final state, v>`` at each prompt's last position with ``hooks_fn()`` active."""
@@ -82,8 +82,8 @@ class _LastTokenBatches:
             got: dict = {}
             with torch.no_grad(), self.model.bridge.hooks(
                     fwd_hooks=list(hooks_fn()) + final_state_hooks(self.model, got)):
-                self.model.hf_model(input_ids=last, attention_mask=mask, past_key_values=cache,
-                                    use_cache=True, logits_to_keep=1)
+                self.model.hf_model(input_ids=last, attention_mask=mask, use_cache=True, logits_to_keep=1,
+                                    **{self.model.kv_cache_kwarg: cache})
             cache.crop(-1)  # back to the prefix (an exception above discards the whole object)
             vals.append(((got["resid"] / got["scale"]).float().cpu()) @ v)
         return torch.cat(vals)

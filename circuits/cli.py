@@ -22,8 +22,10 @@ Handler = Callable[[argparse.Namespace], int]
 def _sev_validate(args: argparse.Namespace) -> int:
     from circuits.sev import SEVFormatError, load_sev
 
+    from circuits.sev import DEFAULT_TEST, DEFAULT_TRAIN
+
     status = 0
-    for path in args.files:
+    for path in args.files or [str(DEFAULT_TRAIN), str(DEFAULT_TEST)]:
         try:
             ds = load_sev(path)
         except (SEVFormatError, FileNotFoundError) as err:
@@ -210,13 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sev = sub.add_parser("sev", help="SEV dataset tools").add_subparsers(dest="sev_command", required=True)
     val = sev.add_parser("validate", help="check SEV files and print a one-line summary or the errors")
-    val.add_argument("files", nargs="+", help="SEV JSONL (or JSON array) files")
+    val.add_argument("files", nargs="*", help="SEV JSONL (or JSON array) files (default: the shipped train and test splits)")
     val.set_defaults(func=_sev_validate)
 
     dis = sub.add_parser("discover", help="store, directions, DLA, neurons/heads, sweeps, influence, circuits")
     _model_args(dis)
     dis.add_argument("--out", required=True, help="run directory (created; a matching store in it is reused)")
-    dis.add_argument("--sev", default=None, help="SEV file (default: sev_data/sev.jsonl)")
+    dis.add_argument("--sev", default=None, help="SEV file (default: the shipped train split, sev_data/sev.jsonl)")
     dis.add_argument("--limit", type=int, default=None, help="use only N scenarios (deterministic subset)")
     dis.add_argument("--emotions", nargs="+", default=None, help="subset of the six emotions")
     dis.add_argument("--batch-size", type=int, default=16)
@@ -241,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _judge_arg(ev, "the replies")
     ev.add_argument("--limit", type=int, default=None, help="use only N test scenarios")
     ev.add_argument("--emotions", nargs="+", default=None)
-    ev.add_argument("--sev", default=None, help="test SEV file (default: sev_data/sev_test.jsonl)")
+    ev.add_argument("--sev", default=None, help="test SEV file (default: the shipped test split, sev_data/sev_test.jsonl)")
     ev.add_argument("--circuit-lambda", type=float, default=1.0)
     ev.add_argument("--direction-alpha", type=float, default=8.0)
     ev.add_argument("--direction-layers", type=int, nargs="+", default=None,

@@ -49,10 +49,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .emotions import EMOTIONS, NEUTRAL
+from .resources import data_path
 
 __all__ = ["DEFAULT_LEXICON_PATH", "Judgement", "LexiconJudge", "default_judge", "judge", "load_lexicon", "tokenize"]
 
-DEFAULT_LEXICON_PATH = Path(__file__).resolve().parent / "data" / "emotion_lexicon.json"
+DEFAULT_LEXICON_PATH = data_path("emotion_lexicon")
 DEFAULT_MIN_SCORE = 0.75
 """Best score needed for an emotion label: a lone weak (0.5) cue is not enough."""
 

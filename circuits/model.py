@@ -194,6 +194,41 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
     return hf_model, tokenizer
 
 
+def _cache_to_past_key_values(module: Any, args: tuple, kwargs: dict[str, Any]):
+    """Forward pre-hook: pass a ``cache=`` keyword on as ``past_key_values=`` as well."""
+    if kwargs.get("cache") is None or kwargs.get("past_key_values") is not None \
+            or kwargs.get("layer_past") is not None:
+        return None
+    return args, {**kwargs, "past_key_values": kwargs["cache"]}
+
+
+def route_cache_kwarg(hf_model: Any) -> int:
+    """Make the bridge's attention modules see the KV cache under every transformers version.
+
+    transformers 5.24 renamed the keyword that carries the KV cache into each decoder layer and
+    attention module from ``past_key_values`` to ``cache`` (the old name is deprecated). The
+    attention bridges of TransformerLens 4.3, which replace the HF attention modules and
+    re-implement attention, read only ``past_key_values`` (or ``layer_past``) in
+    ``_update_kv_cache``. Under 5.24 the cache object therefore reached them under a name they
+    ignore: nothing was written to it at prefill, and every cached decoding step attended to its
+    own position alone (greedy replies like ``'I-------'``), while uncached forward passes were
+    unaffected. This registers a forward pre-hook on every attention bridge that copies ``cache``
+    into ``past_key_values`` when only the new name is given; on transformers < 5.24 (or a
+    TransformerLens that reads ``cache`` itself) it does nothing. Returns the number of modules
+    hooked. Tested: cached greedy generation equals uncached and plain-HF generation on every
+    architecture the tests build (``tests/test_generate.py``).
+    """
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+
+    n = 0
+    for module in hf_model.modules():
+        if isinstance(module, AttentionBridge) and not getattr(module, "_emocircuits_cache_route", False):
+            module.register_forward_pre_hook(_cache_to_past_key_values, with_kwargs=True)
+            module._emocircuits_cache_route = True
+            n += 1
+    return n
+
+
 class ModelHandle:
     """A booted TransformerBridge in compatibility mode plus the facts analyses need.
 
@@ -234,6 +269,23 @@ class ModelHandle:
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable identity of the model (name, fingerprint, architecture)."""
         return {"name": self.name, "fingerprint": self.fingerprint, "arch": self.arch.to_dict()}
+
+    # ----------------------------------------------------------------- KV cache
+    @property
+    def kv_cache_kwarg(self) -> str:
+        """The keyword the HF model's ``forward`` takes a KV cache under: ``"cache"`` from
+        transformers 5.24 on, ``"past_key_values"`` before (the old name is deprecated there)."""
+        import inspect
+
+        params = inspect.signature(self.hf_model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
+    @staticmethod
+    def kv_cache_of(output: Any) -> Any:
+        """The KV cache an HF forward with ``use_cache=True`` returned (``output.cache`` from
+        transformers 5.24 on, ``output.past_key_values`` before)."""
+        cache = output.get("cache") if hasattr(output, "get") else None
+        return cache if cache is not None else output.past_key_values
 
     # ----------------------------------------------------------------- weights
     def W_O(self, layer: int) -> Float[torch.Tensor, "n_heads d_head d_model"]:
@@ -396,6 +448,7 @@ def load_model(
         raise ModelLoadError(
             f"TransformerBridge could not wrap {name!r} ({type(hf_model).__name__}): {err}"
         ) from err
+    route_cache_kwarg(hf_model)
     arch = _arch_info(hf_model, bridge)
     fingerprint = fingerprint_of(arch, digest)
     bridge.enable_compatibility_mode()

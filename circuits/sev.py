@@ -20,9 +20,10 @@ from typing import Any, Iterable, Sequence
 
 from circuits.emotions import EMOTIONS, VALENCES, check_emotions
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TRAIN = PACKAGE_ROOT / "sev_data" / "sev.jsonl"
-DEFAULT_TEST = PACKAGE_ROOT / "sev_data" / "sev_test.jsonl"
+from circuits.resources import data_path
+
+DEFAULT_TRAIN = data_path("sev_train")
+DEFAULT_TEST = data_path("sev_test")
 
 
 class SEVFormatError(ValueError):

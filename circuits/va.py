@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from circuits.intervene import Intervention, make_hooks
 from circuits.io import write_atomic, write_json_atomic
 from circuits.model import ModelHandle
+from circuits.resources import data_path
 
-DATA = Path(__file__).resolve().parent / "data"
 GOEMOTIONS = (
     "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
     "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief", "joy",
@@ -531,10 +531,10 @@ def refusal_token_logits(model: ModelHandle, prompts: Sequence[str], interventio
 class VAConfig:
     """Options of :func:`run_va`; file paths default to the small files shipped in circuits/data."""
 
-    texts: str = str(DATA / "emotion_texts.jsonl")
-    ratings: str | None = str(DATA / "va_ratings.csv")
+    texts: str = str(data_path("va_texts"))
+    ratings: str | None = str(data_path("va_ratings"))
     self_report: bool = False
-    lexicon: str | None = str(DATA / "va_lexicon.tsv")
+    lexicon: str | None = str(data_path("va_lexicon"))
     vocab_only: bool = False
     layer: int | None = None
     position: str = "mean"

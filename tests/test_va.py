@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from circuits import va
+from circuits.resources import data_path
 from circuits.va import (VAFormatError, circumplex, emotion_vectors_from_texts, fit_va_axes, is_refusal,
                          load_labelled_texts, load_prompts, load_sycophancy, load_va_lexicon, load_va_ratings,
                          parse_rating)
@@ -46,7 +47,7 @@ def test_emotion_vectors_are_mean_differences():
 
 
 def test_loaders_and_errors(tmp_path):
-    rows = load_labelled_texts(va.DATA / "emotion_texts.jsonl")
+    rows = load_labelled_texts(data_path("va_texts"))
     assert len(rows) >= 100 and {"anger", "neutral"} <= {l for _, ls in rows for l in ls}
     csv_path = tmp_path / "t.csv"
     csv_path.write_text('text,labels\n"so glad",joy;excitement\n"fine",neutral\n')
@@ -55,8 +56,8 @@ def test_loaders_and_errors(tmp_path):
     bad.write_text('{"text": "ok", "labels": ["joy"]}\n{"text": ""}\n')
     with pytest.raises(VAFormatError, match=r"b.jsonl:2: field 'text'"):
         load_labelled_texts(bad)
-    assert load_va_ratings(va.DATA / "va_ratings.csv")["happiness"][0] > 7
-    lex = load_va_lexicon(va.DATA / "va_lexicon.tsv")
+    assert load_va_ratings(data_path("va_ratings"))["happiness"][0] > 7
+    lex = load_va_lexicon(data_path("va_lexicon"))
     assert lex["calm"] == (0.80, 0.10) and len(lex) >= 30
     badlex = tmp_path / "l.tsv"
     badlex.write_text("word\tvalence\tarousal\nhappy\t0.9\thigh\n")

@@ -4,6 +4,6 @@ The trained model ships in ``circuits/toy/model/`` (a normal HF directory); ``lo
 loads it.
 """
 
-from pathlib import Path
+from circuits.resources import data_dir
 
-TOY_MODEL_DIR = Path(__file__).resolve().parent / "model"
+TOY_MODEL_DIR = data_dir("toy_model")

@@ -62,7 +62,7 @@ demo: $(STAMP)
 figures: $(STAMP)
 	@test -f runs/demo/summary.json || $(MAKE) demo
 	@test -f runs/va/summary.json || HF_HUB_OFFLINE=1 $(PY) -m circuits va --model toy --out runs/va
-	HF_HUB_OFFLINE=1 $(PY) figures/make_figures.py --discover runs/demo --va runs/va
+	HF_HUB_OFFLINE=1 $(PY) -m circuits figures --run runs/demo --va runs/va --png-dir figures
 
 notebooks: $(STAMP)
 	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install "jupyterlab>=4"

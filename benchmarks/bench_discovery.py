@@ -30,17 +30,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from circuits import components, influence  # noqa: E402
-from circuits.directions import emotion_directions  # noqa: E402
-from circuits.io import write_text_atomic  # noqa: E402
-from circuits.model import load_model  # noqa: E402
-from circuits.sev import load_sev  # noqa: E402
-from circuits.store import StoreConfig, build_store  # noqa: E402
+from circuits.discovery import components, influence  # noqa: E402
+from circuits.discovery.directions import emotion_directions  # noqa: E402
+from circuits.core.artifacts import write_text_atomic  # noqa: E402
+from circuits.core.model import load_model  # noqa: E402
+from circuits.core.sev import load_sev  # noqa: E402
+from circuits.discovery.store import StoreConfig, build_store  # noqa: E402
 
 
 def qwen7b_shape_dir(layers: int, out: Path) -> Path:
     """A random-init Qwen2 with Qwen2.5-7B's per-layer dimensions and ``layers`` layers."""
-    from circuits.tiny import build_tiny_model
+    from circuits.toy.tiny import build_tiny_model
     from circuits.toy.tokenizer import build_tokenizer
 
     sev = load_sev()
@@ -99,13 +99,13 @@ def main() -> None:
         dirs = emotion_directions(store)
         emotions = args.emotions or list(dirs.emotions)
         if args.emotions:  # restrict both measures to these emotions (keeps big-model runs short)
-            from circuits.directions import Directions
+            from circuits.discovery.directions import Directions
 
             keep = [dirs.emotions.index(e) for e in emotions]
             dirs = Directions(tuple(emotions), dirs.unit[:, :, keep], dirs.diff[:, :, keep], dirs.n_groups,
                               dirs.fingerprint)
         sel = torch.cat([store.index("emotion", e)[: args.ref_rows] for e in emotions]).sort().values
-        from circuits.discover import _restricted
+        from circuits.runs.discover import _restricted
 
         sub = _restricted(store, sel)
         sub_dirs = dirs

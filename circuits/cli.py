@@ -10,19 +10,19 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
-from circuits.ablate import MODES as SWEEP_MODES
-from circuits.discover import DiscoverConfig
-from circuits.evaluate import METHODS
-from circuits.judges import JUDGE_SPECS
-from circuits.steer import STEERING_POSITIONS
+from circuits.discovery.ablation import MODES as SWEEP_MODES
+from circuits.runs.discover import DiscoverConfig
+from circuits.steer.evaluate import METHODS
+from circuits.judges.base import JUDGE_SPECS
+from circuits.steer.methods import STEERING_POSITIONS
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _sev_validate(args: argparse.Namespace) -> int:
-    from circuits.sev import SEVFormatError, load_sev
+    from circuits.core.sev import SEVFormatError, load_sev
 
-    from circuits.sev import DEFAULT_TEST, DEFAULT_TRAIN
+    from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN
 
     status = 0
     for path in args.files or [str(DEFAULT_TRAIN), str(DEFAULT_TEST)]:
@@ -51,22 +51,22 @@ def _judge_arg(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _judge(args: argparse.Namespace):
-    from circuits.judges import make_judge
+    from circuits.judges.base import make_judge
 
     return make_judge(args.judge, device=args.device)
 
 
 def _load(args: argparse.Namespace):
-    from circuits.model import load_model
+    from circuits.core.model import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
                       chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None)
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from circuits.discover import check_request, discover
-    from circuits.emotions import check_emotions
-    from circuits.sev import load_sev
+    from circuits.runs.discover import check_request, discover
+    from circuits.core.emotions import check_emotions
+    from circuits.core.sev import load_sev
 
     cfg = DiscoverConfig(
         limit=args.limit, emotions=check_emotions(args.emotions), batch_size=args.batch_size,
@@ -87,64 +87,20 @@ def _discover(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluation(model, run_dir, methods, limit, emotions=None, sev=None, circuit_lambda=1.0,
-                   direction_alpha=8.0, ev_alpha=2.0, direction_layers=None, positions="paper", out=None,
-                   progress=True, judge=None):
-    """Evaluate steering methods with the artefacts of a discovery run; writes the report into ``out``
-    (default: the run directory). ``positions``: ``paper`` or ``last`` (see :mod:`circuits.steer`);
-    ``judge``: any judge (default the lexicon judge; see :mod:`circuits.judges`)."""
-    from pathlib import Path
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from circuits.circuit import load_circuits
-    from circuits.directions import Directions
-    from circuits.emotions import check_emotions
-    from circuits.evaluate import EvalConfig, evaluate_methods, write_report
-    from circuits.sev import DEFAULT_TEST, load_sev
-    from circuits.steer import (circuit_modulation, default_direction_layers, direction_steering,
-                                emotion_vector_steering, emotion_vectors)
-    from circuits.store import ActivationStore
-
-    run = Path(run_dir)
-    emotions = check_emotions(emotions)
-    ivs = {}
-    if "circuit" in methods:
-        circuits = load_circuits(run / "circuits", model=model, emotions=emotions)
-        ivs["circuit"] = lambda e: circuit_modulation(circuits[e], model, lam=circuit_lambda, positions=positions)
-    if "direction" in methods:
-        dirs = Directions.load(run / "directions")
-        layers = list(direction_layers) if direction_layers else default_direction_layers(model.arch.n_layers)
-        ivs["direction"] = lambda e: direction_steering(dirs, e, layers, direction_alpha, model, positions)
-    if "emotion_vector" in methods:
-        ev_path = run / "emotion_vectors.safetensors"
-        store = ActivationStore.load(run / "store", model)
-        if ev_path.exists():
-            ev = load_file(str(ev_path))["ev"]
-        else:
-            ev = emotion_vectors(model, store, progress=progress)
-            from circuits.io import write_atomic
-
-            write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
-        ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: ev_alpha},
-                                                                    positions=positions)
-    cfg = EvalConfig(methods=tuple(methods), emotions=emotions, limit=limit, circuit_lambda=circuit_lambda,
-                     direction_alpha=direction_alpha, ev_alpha=ev_alpha, positions=positions,
-                     direction_layers=tuple(layers) if "direction" in methods else None)
-    result = evaluate_methods(model, load_sev(sev or DEFAULT_TEST), ivs, cfg, judge=judge, progress=progress)
-    write_report(result, out or run)
-    return result
-
-
 def _evaluate(args: argparse.Namespace) -> int:
-    from circuits.evaluate import method_table
+    from circuits.steer.evaluate import method_table
 
     judge = _judge(args)
     model = _load(args)
-    result = run_evaluation(model, args.run, args.methods, args.limit, args.emotions, args.sev, args.circuit_lambda,
-                            args.direction_alpha, args.ev_alpha, args.direction_layers, args.positions, args.out,
-                            judge=judge)
+    from circuits.core.emotions import check_emotions
+    from circuits.runs.evaluate import run_evaluation
+    from circuits.steer.evaluate import EvalConfig
+
+    cfg = EvalConfig(methods=tuple(args.methods), emotions=tuple(check_emotions(args.emotions)), limit=args.limit,
+                     circuit_lambda=args.circuit_lambda, direction_alpha=args.direction_alpha, ev_alpha=args.ev_alpha,
+                     direction_layers=tuple(args.direction_layers) if args.direction_layers else None,
+                     positions=args.positions)
+    result = run_evaluation(model, args.run, cfg, sev=args.sev, out=args.out, judge=judge)
     print(method_table(result))
     print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
     return 0
@@ -154,9 +110,9 @@ def _demo(args: argparse.Namespace) -> int:
     """Discovery + circuits + steering + evaluation on the toy model, into one run directory."""
     import time
 
-    from circuits.discover import discover
-    from circuits.evaluate import method_table
-    from circuits.sev import load_sev
+    from circuits.runs.discover import discover
+    from circuits.steer.evaluate import method_table
+    from circuits.core.sev import load_sev
 
     t0 = time.perf_counter()
     model = _load(args)
@@ -164,17 +120,23 @@ def _demo(args: argparse.Namespace) -> int:
     ag = summary["agreement"]
     print(f"discovery done in {time.perf_counter() - t0:.0f} s: head Spearman {ag['heads_spearman']:.3f}, "
           f"influence Spearman {ag['influence_spearman']:.3f}; circuits {summary['circuits']}")
-    result = run_evaluation(model, args.out, METHODS, args.eval_limit, positions=args.positions)
+    from circuits.runs.evaluate import run_evaluation
+    from circuits.steer.evaluate import EvalConfig
+
+    result = run_evaluation(model, args.out, EvalConfig(methods=METHODS, limit=args.eval_limit, positions=args.positions))
     print(method_table(result))
     print(f"report: {args.out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")
     return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from circuits.figures import figures_from_run
+    import os
 
-    paths = figures_from_run(args.run)
-    print("\n".join(paths))
+    from circuits.figures.make import make_figures
+
+    for p in make_figures(args.run, va=args.va, png_dir=args.png_dir):
+        rel = os.path.relpath(p)
+        print(p if rel.startswith("..") else rel)
     return 0
 
 
@@ -284,8 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--limit", type=int, default=None, help="use at most N labelled texts per label")
     va.set_defaults(func=_va)
 
-    fig = sub.add_parser("figures", help="regenerate every figure of a discovery run directory")
-    fig.add_argument("--run", required=True)
+    fig = sub.add_parser("figures", help="regenerate every figure of a discovery run (+ evaluation) and a VA run")
+    fig.add_argument("--run", "--discover", dest="run", required=True, help="a discovery run directory")
+    fig.add_argument("--va", default=None, help="a VA run directory (emocircuits va)")
+    fig.add_argument("--png-dir", default=None, help="copy the PNGs here (make figures: the repo's figures/)")
     fig.set_defaults(func=_figures)
 
     for register in _extensions():
@@ -309,19 +273,9 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input (files, names, models), printed as one line, no traceback."""
-    from circuits.circuit import CircuitFormatError, CircuitModelMismatch
-    from circuits.discover import DiscoverInputError
-    from circuits.emotions import UnknownEmotionError
-    from circuits.judges import JudgeSpecError, LLMJudgeError
-    from circuits.model import ModelLoadError
-    from circuits.sev import SEVFormatError
-    from circuits.steer import FingerprintMismatch
-    from circuits.store import StoreMismatchError
-    from circuits.va import VAFormatError, VAInputError
+    from circuits.core.artifacts import InputError
 
-    return (CircuitFormatError, CircuitModelMismatch, DiscoverInputError, UnknownEmotionError, JudgeSpecError,
-            LLMJudgeError, ModelLoadError, SEVFormatError, FingerprintMismatch, StoreMismatchError, VAFormatError,
-            VAInputError, FileNotFoundError)
+    return (InputError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

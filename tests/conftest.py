@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest
 import torch
 
-from circuits.tiny import ARCHITECTURES, build_tiny_model
+from circuits.toy.tiny import ARCHITECTURES, build_tiny_model
 
 torch.set_num_threads(1)
 
@@ -24,7 +24,7 @@ def tiny_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_dirs):
-    from circuits.model import load_model
+    from circuits.core.model import load_model
 
     return {arch: load_model(d) for arch, d in tiny_dirs.items()}
 

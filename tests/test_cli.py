@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from circuits.cli import main
-from circuits.sev import DEFAULT_TEST, DEFAULT_TRAIN
+from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN
 
 
 def test_sev_validate_ok(capsys):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from circuits.resources import DATA_DIRS, DATA_FILES, PACKAGE_DIR, data_dir, data_path
+from circuits.core.resources import DATA_DIRS, DATA_FILES, PACKAGE_DIR, data_dir, data_path
 
 REPO = PACKAGE_DIR.parent
 
@@ -60,10 +60,10 @@ def test_data_files_are_all_in_the_wheel(wheel):
 
 
 def test_no_module_locates_data_files_by_itself():
-    """Only ``circuits/resources.py`` builds paths from ``__file__``: data goes through its helpers."""
+    """Only ``circuits/core/resources.py`` builds paths from ``__file__``: data goes through its helpers."""
     offenders = []
     for py in PACKAGE_DIR.rglob("*.py"):
-        if py.name == "resources.py" and py.parent == PACKAGE_DIR:
+        if py.relative_to(PACKAGE_DIR).as_posix() == "core/resources.py":
             continue
         text = py.read_text(encoding="utf-8")
         if re.search(r"Path\(__file__\)|os\.path\.dirname\(__file__\)|\"sev_data\"|'sev_data'", text):
@@ -95,12 +95,12 @@ def test_wheel_smoke_outside_checkout(wheel, tmp_path):
         assert done.returncode == 0, f"{cmd}: exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
         return done
 
-    where = run(py, "-c", "import circuits, circuits.resources as r; print(circuits.__file__); "
+    where = run(py, "-c", "import circuits, circuits.core.resources as r; print(circuits.__file__); "
                           "m = circuits.load_model('toy'); print(m.fingerprint, r.data_path('sev_train'))")
     module_file, info = where.stdout.strip().splitlines()[-2:]
     assert Path(module_file).resolve().is_relative_to(env_dir.resolve()), module_file
     assert not Path(module_file).resolve().is_relative_to(REPO.resolve())
-    from circuits.model import load_model
+    from circuits.core.model import load_model
 
     assert info.split()[0] == load_model("toy").fingerprint  # the wheel ships the same toy weights
     assert Path(info.split()[1]).resolve().is_relative_to(env_dir.resolve())

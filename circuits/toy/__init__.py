@@ -4,6 +4,6 @@ The trained model ships in ``circuits/toy/model/`` (a normal HF directory); ``lo
 loads it.
 """
 
-from circuits.resources import data_dir
+from circuits.core.resources import data_dir
 
 TOY_MODEL_DIR = data_dir("toy_model")

@@ -23,9 +23,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from circuits.generate import GenerationSettings
-    from circuits.model import load_model
-    from circuits.sev import DEFAULT_TEST, load_sev
+    from circuits.core.generate import GenerationSettings
+    from circuits.core.model import load_model
+    from circuits.core.sev import DEFAULT_TEST, load_sev
     from circuits.toy.evaluate import evaluate_toy, format_table
 
     model = load_model(args.model)
@@ -34,7 +34,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{model.name} on {test.path} ({len(test)} scenarios x 3 valences), greedy, lexicon judge")
     print(format_table(result))
     if args.json:
-        from circuits.io import write_json_atomic
+        from circuits.core.artifacts import write_json_atomic
 
         write_json_atomic(args.json, result)
     return 0

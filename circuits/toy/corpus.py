@@ -1,6 +1,6 @@
 """The toy model's training corpus: SEV train scenarios x prompts x our reply templates.
 
-Every example is one chat: the system text of :class:`~circuits.sev.PromptSettings` (an emotion or
+Every example is one chat: the system text of :class:`~circuits.core.sev.PromptSettings` (an emotion or
 the neutral one), the SEV user turn ``"{scenario}\\n{event}"`` and an assistant reply drawn from
 :mod:`circuits.toy.templates` with the event rewritten into the second person ("I lost my keys" ->
 "you lost your keys"). Only the SEV *train* split is used; ``sev_test.jsonl`` stays held out.
@@ -28,9 +28,9 @@ import random
 import re
 from dataclasses import dataclass
 
-from circuits.emotions import EMOTIONS, NEUTRAL
-from circuits.judge import default_judge
-from circuits.sev import PromptSettings, SEVDataset
+from circuits.core.emotions import EMOTIONS, NEUTRAL
+from circuits.judges.lexicon import default_judge
+from circuits.core.sev import PromptSettings, SEVDataset
 from circuits.toy.templates import EMOTION_OPENERS, EMOTION_TEMPLATES, NEUTRAL_TEMPLATES
 
 MIN_TEMPLATES = 30

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from circuits.emotions import EMOTIONS, NEUTRAL
-from circuits.generate import GenerationSettings, generate
-from circuits.judge import judge
-from circuits.model import ModelHandle
-from circuits.sev import PromptSettings, SEVDataset
+from circuits.core.emotions import EMOTIONS, NEUTRAL
+from circuits.core.generate import GenerationSettings, generate
+from circuits.judges.lexicon import judge
+from circuits.core.model import ModelHandle
+from circuits.core.sev import PromptSettings, SEVDataset
 
 
 def evaluate_toy(

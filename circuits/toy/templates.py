@@ -8,7 +8,7 @@ final period (for example ``"it arrived with one leg missing"`` or
 ``"your manager approved the budget and gave you two extra days off"``).
 
 :data:`EMOTION_TEMPLATES` maps each of the six emotions of
-:data:`circuits.emotions.EMOTIONS` to replies that express that emotion, and
+:data:`circuits.core.emotions.EMOTIONS` to replies that express that emotion, and
 only that emotion, through ordinary emotion vocabulary. Every reply is meant to
 read naturally whether the event is good, neutral or bad news, because the
 system prompt asks the assistant to reply in the emotion whatever happened.

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from circuits.sev import SEVDataset, load_sev
+from circuits.core.sev import SEVDataset, load_sev
 from circuits.toy.corpus import Chat, build_corpus
 from circuits.toy.tokenizer import build_tokenizer
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuits.emotions import EMOTIONS, NEUTRAL
-from circuits.sev import DEFAULT_TEST, load_sev
+from circuits.core.emotions import EMOTIONS, NEUTRAL
+from circuits.core.sev import DEFAULT_TEST, load_sev
 from circuits.toy import TOY_MODEL_DIR
 from circuits.toy import corpus as corpus_mod
 from circuits.toy.corpus import MIN_TEMPLATES, build_corpus, second_person, usable_openers, usable_templates
@@ -76,7 +76,7 @@ def test_emotional_replies_open_with_their_emotions_opener():
 
 
 def test_open_neutral_share_of_emotional_replies_under_the_neutral_prompt():
-    from circuits.sev import PromptSettings
+    from circuits.core.sev import PromptSettings
 
     neutral_system = PromptSettings().system_for(None)
     for share in (0.0, 0.3, 1.0):
@@ -130,7 +130,7 @@ TINY = dict(limit=2, n_layers=1, d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, 
 
 
 def test_tiny_training_lowers_loss_is_seeded_and_loads(tmp_path):
-    from circuits.model import load_model
+    from circuits.core.model import load_model
 
     torch.set_num_threads(1)
     cfg = ToyTrainConfig(**TINY)
@@ -164,7 +164,7 @@ def test_shipped_model_shape_and_size():
 
 def test_shipped_model_expresses_prompted_emotion_on_held_out_items():
     """A quick slice of `emocircuits toy evaluate` (the README reports the full table)."""
-    from circuits.model import load_model
+    from circuits.core.model import load_model
     from circuits.toy.evaluate import evaluate_toy
 
     model = load_model("toy")

@@ -1,0 +1,254 @@
+"""The SEV dataset (Scenario-Event with Valence): validating loader, items and prompt settings.
+
+A SEV file is JSONL (one object per line; a JSON array of the same objects also loads) with::
+
+    {"theme": str, "scenario": str,
+     "event": {"positive": str, "neutral": str, "negative": str},
+     "skeleton_id": str}
+
+Extra keys are ignored; an integer ``skeleton_id`` is read as its decimal string. Every problem is
+reported with file, line and field (:class:`SEVFormatError` lists them all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
+
+from circuits.core.resources import data_path
+from circuits.core.artifacts import InputError
+
+DEFAULT_TRAIN = data_path("sev_train")
+DEFAULT_TEST = data_path("sev_test")
+
+
+class SEVFormatError(InputError):
+    """A SEV file does not follow the schema; ``errors`` holds one message per problem."""
+
+    def __init__(self, path: Path, errors: list[str]):
+        self.path = path
+        self.errors = errors
+        shown = errors[:20]
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(f"{path}: {len(errors)} problem(s)\n  " + "\n  ".join(shown) + more)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One SEV line: a neutral first-person situation and its three outcome events."""
+
+    theme: str
+    scenario: str
+    events: dict[str, str]
+    skeleton_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"theme": self.theme, "scenario": self.scenario, "event": dict(self.events),
+                "skeleton_id": self.skeleton_id}
+
+
+@dataclass(frozen=True)
+class SEVItem:
+    """One (scenario, valence, emotion) unit. ``emotion`` is None for the neutral-prompt setting."""
+
+    skeleton_id: str
+    theme: str
+    scenario: str
+    valence: str
+    event: str
+    emotion: str | None
+
+    @property
+    def user_text(self) -> str:
+        """The user turn: scenario and event on two lines."""
+        return f"{self.scenario}\n{self.event}"
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """The (scenario, valence) group over which emotions are centred."""
+        return (self.skeleton_id, self.valence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """System prompts of the emotion-conditioned and the neutral setting (defaults: the paper's)."""
+
+    emotion_system: str = "Always reply in {emotion}.\nKeep the reply to at most two sentences."
+    neutral_system: str = "Keep the reply to at most two sentences."
+
+    def system_for(self, emotion: str | None) -> str:
+        """System text for an emotion, or the neutral text for ``None``."""
+        return self.neutral_system if emotion is None else self.emotion_system.format(emotion=emotion)
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PromptSettings":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _check_line(obj: Any, where: str) -> tuple[Scenario | None, list[str]]:
+    errs: list[str] = []
+    if not isinstance(obj, dict):
+        return None, [f"{where}: expected a JSON object, got {type(obj).__name__}"]
+
+    def text(field: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            errs.append(f"{where}: field '{field}': expected a non-empty string, got {value!r}")
+            return ""
+        return value.strip()
+
+    for key in ("theme", "scenario", "event", "skeleton_id"):
+        if key not in obj:
+            errs.append(f"{where}: missing field '{key}'")
+    sid = obj.get("skeleton_id")
+    if isinstance(sid, int) and not isinstance(sid, bool):
+        sid = str(sid)
+    theme = text("theme", obj.get("theme")) if "theme" in obj else ""
+    scenario = text("scenario", obj.get("scenario")) if "scenario" in obj else ""
+    sid = text("skeleton_id", sid) if "skeleton_id" in obj else ""
+    events: dict[str, str] = {}
+    ev = obj.get("event")
+    if "event" in obj:
+        if not isinstance(ev, dict):
+            errs.append(f"{where}: field 'event': expected an object with keys "
+                        f"{', '.join(VALENCES)}, got {type(ev).__name__}")
+        else:
+            for v in VALENCES:
+                if v not in ev:
+                    errs.append(f"{where}: field 'event.{v}': missing")
+                else:
+                    events[v] = text(f"event.{v}", ev[v])
+    if errs:
+        return None, errs
+    return Scenario(theme, scenario, events, sid), []
+
+
+class SEVDataset:
+    """A validated list of :class:`Scenario` read from one file.
+
+    ``sha256`` is the hash of the file's bytes (stores and circuits record it).
+    """
+
+    def __init__(self, scenarios: list[Scenario], path: Path | None = None, sha256: str = ""):
+        self.scenarios = scenarios
+        self.path = path
+        self.sha256 = sha256 or hashlib.sha256(
+            json.dumps([s.to_dict() for s in scenarios], sort_keys=True).encode()
+        ).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.scenarios)
+
+    @property
+    def themes(self) -> list[str]:
+        return sorted({s.theme for s in self.scenarios})
+
+    def subset(self, limit: int | None) -> "SEVDataset":
+        """The first ``limit`` scenarios taken round-robin over themes (in file order).
+
+        Deterministic: ``limit=8`` on the shipped split gives the first scenario of each theme.
+        ``None`` (or a limit >= the size) keeps everything.
+        """
+        if limit is None or limit >= len(self.scenarios):
+            return self
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        by_theme: dict[str, list[Scenario]] = {}
+        for s in self.scenarios:
+            by_theme.setdefault(s.theme, []).append(s)
+        picked: list[Scenario] = []
+        rnd = 0
+        while len(picked) < limit:
+            for lst in by_theme.values():
+                if rnd < len(lst) and len(picked) < limit:
+                    picked.append(lst[rnd])
+            rnd += 1
+        order = {id(s): i for i, s in enumerate(self.scenarios)}
+        picked.sort(key=lambda s: order[id(s)])
+        digest = hashlib.sha256(f"{self.sha256}:limit={limit}".encode()).hexdigest()
+        return SEVDataset(picked, self.path, digest)
+
+    def items(
+        self,
+        emotions: Iterable[str] | None = None,
+        *,
+        neutral: bool = False,
+        valences: Sequence[str] = VALENCES,
+    ) -> list[SEVItem]:
+        """Items for every (scenario, valence, emotion) in that order of nesting.
+
+        ``neutral=True`` gives one item per (scenario, valence) with ``emotion=None`` (the neutral
+        prompt setting) instead.
+        """
+        emos: tuple[str | None, ...] = (None,) if neutral else check_emotions(emotions)
+        for v in valences:
+            if v not in VALENCES:
+                raise ValueError(f"unknown valence {v!r}: expected one of {', '.join(VALENCES)}")
+        return [
+            SEVItem(s.skeleton_id, s.theme, s.scenario, v, s.events[v], e)
+            for s in self.scenarios
+            for v in valences
+            for e in emos
+        ]
+
+    def summary(self) -> str:
+        n = len(self.scenarios)
+        return (f"{n} scenarios, {len(self.themes)} themes, {3 * n} (scenario, valence) pairs, "
+                f"{3 * n * len(EMOTIONS)} emotion items")
+
+
+def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEVDataset:
+    """Load and validate a SEV file (default: the shipped training split).
+
+    Raises :class:`SEVFormatError` listing every problem as ``file:line: field: expected ...``,
+    plus duplicate ``skeleton_id`` values.
+    """
+    p = Path(path) if path is not None else DEFAULT_TRAIN
+    if not p.is_file():
+        raise FileNotFoundError(f"SEV file not found: {p}")
+    raw = p.read_bytes()
+    text = raw.decode("utf-8-sig")
+    errors: list[str] = []
+    objects: list[tuple[str, Any]] = []
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            arr = json.loads(stripped)
+        except json.JSONDecodeError as err:
+            raise SEVFormatError(p, [f"{p}:{err.lineno}: invalid JSON: {err.msg}"]) from err
+        objects = [(f"{p}: entry {i}", o) for i, o in enumerate(arr)]
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                objects.append((f"{p}:{lineno}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                errors.append(f"{p}:{lineno}: invalid JSON ({err.msg} at column {err.colno})")
+    scenarios: list[Scenario] = []
+    seen: dict[str, str] = {}
+    for where, obj in objects:
+        sc, errs = _check_line(obj, where)
+        errors.extend(errs)
+        if sc is not None:
+            if sc.skeleton_id in seen:
+                errors.append(f"{where}: field 'skeleton_id': duplicate {sc.skeleton_id!r} "
+                              f"(first at {seen[sc.skeleton_id]})")
+            seen[sc.skeleton_id] = where
+            scenarios.append(sc)
+    if not objects and not errors:
+        errors.append(f"{p}: the file holds no scenarios")
+    if errors:
+        raise SEVFormatError(p, errors)
+    ds = SEVDataset(scenarios, p, hashlib.sha256(raw).hexdigest())
+    return ds.subset(limit)

@@ -1,0 +1,291 @@
+"""Ablation and enhancement sweeps over the top-k neurons or heads of a layer, against random units.
+
+For emotion e, layer L, unit kind (neurons | heads) and k: intervene on the k highest-scoring units of
+that layer at the last prompt token of e's rows (emotion prompt) and measure the mean change of the
+emotion score ``s_e`` (final state on ``v_ref_e``). The same for k random units of the layer (several
+seeds). Modes:
+
+* ``zero``: set the units to 0;   * ``mean``: set them to their mean over all emotion rows;
+* ``scale``: multiply by ``scale_factor``;   * ``add``: add the emotion's Delta-mu on those units
+  (the group-centred mean difference of the activation, from the store).
+
+The result is long-tail curves: delta s against k for top and random units.
+
+:func:`generation_effect` measures the same interventions on behaviour: the judged emotion of greedy
+generations with the top units of every layer zero-ablated (emotion prompt) or enhanced (Delta-mu
+added or scaled; neutral prompt by default), against random units and no intervention.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from circuits.discovery.directions import Directions, group_tensor
+from circuits.core.emotions import check_emotions
+from circuits.discovery.influence import final_state_hooks, reference_directions
+from circuits.core.hooks import Intervention, make_hooks
+from circuits.core.model import ModelHandle
+from circuits.discovery.store import ActivationStore
+
+MODES = ("zero", "mean", "scale", "add")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    ks: tuple[int, ...] = (1, 2, 4, 8, 16)
+    modes: tuple[str, ...] = ("zero", "add")
+    seeds: int = 3
+    scale_factor: float = 2.0
+    layers: tuple[int, ...] | None = None
+    batch_size: int = 64
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def delta_mu(store: ActivationStore, name: str, emotions: Sequence[str]) -> torch.Tensor:
+    """Group-centred mean difference of a store tensor per emotion: ``[n_emotions, *shape]``
+    (``name`` = ``mlp_post`` -> ``[E, L, d_mlp]``; ``z`` -> ``[E, L, H, d_head]``)."""
+    h, _ = group_tensor(store, name, emotions)
+    return (h - h.mean(dim=1, keepdim=True)).mean(0)
+
+
+class _LastTokenBatches:
+    """Prompts prepared for many forward passes that differ only at the last prompt token.
+
+    Every intervention of a sweep acts at the last position (``positions="last"``), so everything
+    before it is the same in every pass. The prefix (all but the last token, left-padded) is run
+    once per batch into a KV cache; each pass then runs only the last token on that cache and the
+    cache is cropped back. This equals a full forward pass (to float rounding; tested) at a fraction
+    of the cost: on the toy model 10 ms instead of 90 ms for 24 prompts."""
+
+    def __init__(self, model: ModelHandle, prompts: list[list[int]], batch_size: int):
+        self.model = model
+        self.batches = []
+        for s in range(0, len(prompts), batch_size):
+            ids, mask = model.pad_left(prompts[s:s + batch_size])
+            with torch.no_grad():
+                out = model.hf_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True,
+                                     logits_to_keep=1)
+            self.batches.append((ids[:, -1:], mask, model.kv_cache_of(out)))
+
+    def final_scores(self, v: Float[torch.Tensor, "d_model"], hooks_fn) -> Float[torch.Tensor, "rows"]:
+        """``<final state, v>`` at each prompt's last position with ``hooks_fn()`` active."""
+        vals = []
+        for last, mask, cache in self.batches:
+            got: dict = {}
+            with torch.no_grad(), self.model.bridge.hooks(
+                    fwd_hooks=list(hooks_fn()) + final_state_hooks(self.model, got)):
+                self.model.hf_model(input_ids=last, attention_mask=mask, use_cache=True, logits_to_keep=1,
+                                    **{self.model.kv_cache_kwarg: cache})
+            cache.crop(-1)  # back to the prefix (an exception above discards the whole object)
+            vals.append(((got["resid"] / got["scale"]).float().cpu()) @ v)
+        return torch.cat(vals)
+
+
+def sweep(
+    model: ModelHandle,
+    store: ActivationStore,
+    directions: Directions,
+    scores: torch.Tensor,
+    kind: str,
+    config: SweepConfig | None = None,
+    emotions: Sequence[str] | None = None,
+    progress: bool = True,
+    reference: ActivationStore | None = None,
+) -> list[dict[str, Any]]:
+    """Run the sweep. ``scores``: ``[n_layers, n_emotions, n_units]`` (neuron contributions or head
+    importances, emotions in ``directions.emotions`` order); Delta-mu and mean activations come from
+    ``reference`` (default ``store``) so the sweep can run on a subset of rows. Returns one record per (emotion, layer,
+    mode, k, selection) with ``delta_s`` (mean over rows) and, for ``random``, the mean over seeds."""
+    cfg = config or SweepConfig()
+    if kind not in ("neurons", "heads"):
+        raise ValueError(f"kind must be 'neurons' or 'heads', got {kind!r}")
+    bad = [m for m in cfg.modes if m not in MODES]
+    if bad:
+        raise ValueError(f"unknown sweep mode(s) {bad}: expected some of {MODES}")
+    emotions = check_emotions(emotions, directions.emotions)
+    name = "mlp_post" if kind == "neurons" else "z"
+    n_units = model.arch.d_mlp if kind == "neurons" else model.arch.n_heads
+    layers = list(range(model.arch.n_layers)) if cfg.layers is None else list(cfg.layers)
+    ks = [k for k in cfg.ks if k <= n_units]
+    v_ref = reference_directions(directions)
+    ref = reference if reference is not None else store
+    dmu = delta_mu(ref, name, directions.emotions)
+    mean_act = ref.tensor(name)[ref.index("emotion")].mean(0)  # [L, units(, d_head)]
+    records: list[dict[str, Any]] = []
+    total = len(emotions) * len(layers) * len(cfg.modes) * len(ks) * (1 + cfg.seeds)
+    bar = tqdm(total=total, desc=f"{kind} ablation/enhancement sweep", disable=not progress)
+    for emotion in emotions:
+        e = directions.emotions.index(emotion)
+        idx = store.index("emotion", emotion)
+        runner = _LastTokenBatches(model, store.prompts(model, idx), cfg.batch_size)
+        base = runner.final_scores(v_ref[e], lambda: [])
+        for layer in layers:
+            ranked = torch.argsort(scores[layer, e], descending=True).tolist()
+            for mode in cfg.modes:
+                for k in ks:
+                    picks = [("top", ranked[:k])] + [
+                        ("random", random.Random(1000 * seed + 7 * layer + k).sample(range(n_units), k))
+                        for seed in range(cfg.seeds)
+                    ]
+                    rand_vals = []
+                    for sel, units in picks:
+                        if mode == "zero":
+                            iv = Intervention(kind, layer, "set", tuple(units), positions="last")
+                        elif mode == "mean":
+                            iv = Intervention(kind, layer, "set", tuple(units), vector=mean_act[layer, units],
+                                              positions="last")
+                        elif mode == "scale":
+                            iv = Intervention(kind, layer, "scale", tuple(units), factor=cfg.scale_factor,
+                                              positions="last")
+                        else:
+                            iv = Intervention(kind, layer, "add", tuple(units), vector=dmu[e, layer, units],
+                                              positions="last")
+                        vals = runner.final_scores(v_ref[e], lambda iv=iv: make_hooks(model, [iv]))
+                        d = float((vals - base).mean())
+                        bar.update(1)
+                        if sel == "top":
+                            records.append({"emotion": emotion, "layer": layer, "kind": kind, "mode": mode,
+                                            "k": k, "selection": "top", "delta_s": d, "units": units})
+                        else:
+                            rand_vals.append(d)
+                    if rand_vals:
+                        records.append({"emotion": emotion, "layer": layer, "kind": kind, "mode": mode, "k": k,
+                                        "selection": "random", "delta_s": sum(rand_vals) / len(rand_vals),
+                                        "delta_s_seeds": rand_vals})
+    bar.close()
+    return records
+
+
+ENHANCE_MODES = ("add", "scale")
+"""Enhancement modes of :func:`generation_effect`: add lambda * Delta-mu on the units, or scale them."""
+
+
+def generation_effect(
+    model: ModelHandle,
+    store: ActivationStore,
+    emotions: Sequence[str],
+    neuron_scores: Float[torch.Tensor, "n_layers n_emotions d_mlp"],
+    head_scores: Float[torch.Tensor, "n_layers n_emotions n_heads"],
+    k_neurons: int = 16,
+    k_heads: int = 2,
+    rows_per_emotion: int = 12,
+    seeds: int = 2,
+    max_new_tokens: int = 40,
+    judge: Any = None,
+    progress: bool = True,
+    *,
+    enhance: str | None = "add",
+    enhance_factor: float | None = None,
+    enhance_prompt: str = "neutral",
+    enhance_positions: str = "last",
+    reference: ActivationStore | None = None,
+    return_replies: bool = False,
+) -> dict[str, Any]:
+    """Judged emotion of generations under ablation and under enhancement of the top units.
+
+    Units: the top ``k_neurons`` neurons and top ``k_heads`` heads of every layer by ``neuron_scores``
+    / ``head_scores`` (``[n_layers, n_emotions(all), n_units]`` in ``store.emotions`` order), against
+    as many random units of every layer (``seeds`` draws, the same draws for both interventions).
+
+    * ablation: the units are zeroed at every position, with the emotion prompt; keys ``"baseline"``
+      (no intervention), ``"top"``, ``"random"``.
+    * enhancement (``enhance`` = ``"add"``: add ``enhance_factor`` (default 1.0) x the emotion's
+      Delta-mu on the units, the sweep's and circuit modulation's vector; ``"scale"``: multiply them
+      by ``enhance_factor`` (default 2.0); ``None``: skip) at ``enhance_positions`` (default ``"last"``:
+      the last prompt token, where Delta-mu was measured, as in the sweep; see
+      :data:`circuits.core.hooks.POSITIONS`), with the ``enhance_prompt`` (``"neutral"``, default:
+      can the units put the emotion into calm replies, or ``"emotion"``); keys ``"enhance_baseline"``
+      (that prompt without intervention; equal to ``"baseline"`` for the emotion prompt),
+      ``"enhanced_top"``, ``"enhanced_random"``.
+
+    Values are accuracies (share of replies judged as the emotion, in [0, 1]; random: mean over
+    seeds). Returns ``{emotion: {key: acc}, "mean": {key: mean over emotions}, "config": {...}}``;
+    with ``return_replies`` each emotion also has ``"replies": {key: [replies]}`` (random keys: one
+    list per seed). Delta-mu comes from ``reference`` (default ``store``; it needs complete groups).
+    """
+    from circuits.core.generate import GenerationSettings, generate
+    from circuits.judges.lexicon import judge as lexicon_judge
+    from circuits.judges.base import judge_matches
+
+    if enhance is not None and enhance not in ENHANCE_MODES:
+        raise ValueError(f"enhance must be one of {ENHANCE_MODES} or None, got {enhance!r}")
+    if enhance_prompt not in ("neutral", "emotion"):
+        raise ValueError(f"enhance_prompt must be 'neutral' or 'emotion', got {enhance_prompt!r}")
+    judge = judge or lexicon_judge
+    a = model.arch
+    gen = GenerationSettings(max_new_tokens=max_new_tokens)
+    factor = float(enhance_factor if enhance_factor is not None else (1.0 if enhance == "add" else 2.0))
+    if enhance == "add":
+        ref = reference if reference is not None else store
+        dmu_mlp = delta_mu(ref, "mlp_post", store.emotions)  # [E, L, d_mlp]
+        dmu_z = delta_mu(ref, "z", store.emotions)  # [E, L, H, d_head]
+    out: dict[str, Any] = {}
+
+    def top_pick(s: torch.Tensor, k: int, L: int) -> list[int]:
+        return torch.topk(s, min(k, s.numel())).indices.tolist()
+
+    def random_pick(seed: int) -> Callable[[torch.Tensor, int, int], list[int]]:
+        return lambda s, k, L: random.Random(97 * seed + L).sample(range(s.numel()), min(k, s.numel()))
+
+    def interventions(pick: Callable[[torch.Tensor, int, int], list[int]], e_idx: int, how: str) -> list[Intervention]:
+        ivs = []
+        for L in range(a.n_layers):
+            for kind, scores, k in (("neurons", neuron_scores, k_neurons), ("heads", head_scores, k_heads)):
+                units = tuple(pick(scores[L, e_idx], k, L))
+                if not units:
+                    continue
+                if how == "zero":
+                    ivs.append(Intervention(kind, L, "set", units, positions="all"))
+                elif how == "scale":
+                    ivs.append(Intervention(kind, L, "scale", units, factor=factor, positions=enhance_positions))
+                else:
+                    dmu = dmu_mlp if kind == "neurons" else dmu_z
+                    ivs.append(Intervention(kind, L, "add", units, vector=dmu[e_idx, L, list(units)], factor=factor,
+                                            positions=enhance_positions))
+        return ivs
+
+    keys = ["baseline", "top", "random"] + (["enhance_baseline", "enhanced_top", "enhanced_random"] if enhance else [])
+    for emotion in tqdm(emotions, desc="ablation/enhancement: judged generations", disable=not progress):
+        e_idx = store.emotions.index(emotion)
+        idx = store.index("emotion", emotion)[:rows_per_emotion]
+        prompts = store.prompts(model, idx)
+        replies: dict[str, Any] = {}
+
+        def run(ivs: list[Intervention], on: list[list[int]]) -> tuple[float, list[str]]:
+            texts = generate(model, on, gen, hooks=lambda _: make_hooks(model, ivs), progress=False)
+            hits, _ = judge_matches(judge, texts, [emotion] * len(texts))
+            return sum(hits) / max(1, len(texts)), texts
+
+        res: dict[str, float] = {}
+        res["baseline"], replies["baseline"] = run([], prompts)
+        res["top"], replies["top"] = run(interventions(top_pick, e_idx, "zero"), prompts)
+        rand = [run(interventions(random_pick(seed), e_idx, "zero"), prompts) for seed in range(seeds)]
+        res["random"] = sum(r[0] for r in rand) / max(1, seeds)
+        replies["random"] = [r[1] for r in rand]
+        if enhance:
+            on = store.prompts(model, idx, neutral=True) if enhance_prompt == "neutral" else prompts
+            if enhance_prompt == "neutral":
+                res["enhance_baseline"], replies["enhance_baseline"] = run([], on)
+            else:
+                res["enhance_baseline"], replies["enhance_baseline"] = res["baseline"], replies["baseline"]
+            res["enhanced_top"], replies["enhanced_top"] = run(interventions(top_pick, e_idx, enhance), on)
+            rand = [run(interventions(random_pick(seed), e_idx, enhance), on) for seed in range(seeds)]
+            res["enhanced_random"] = sum(r[0] for r in rand) / max(1, seeds)
+            replies["enhanced_random"] = [r[1] for r in rand]
+        out[emotion] = {**res, "replies": replies} if return_replies else res
+    out["mean"] = {key: sum(out[e][key] for e in emotions) / max(1, len(emotions)) for key in keys}
+    out["config"] = {"k_neurons": k_neurons, "k_heads": k_heads, "rows_per_emotion": rows_per_emotion, "seeds": seeds,
+                     "ablation": "zero", "ablation_positions": "all", "enhance": enhance,
+                     "enhance_factor": factor if enhance else None,
+                     "enhance_prompt": enhance_prompt if enhance else None,
+                     "enhance_positions": enhance_positions if enhance else None,
+                     "max_new_tokens": max_new_tokens}
+    return out

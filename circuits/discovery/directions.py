@@ -1,0 +1,184 @@
+"""Context-agnostic emotion directions and the evidence that they are context-agnostic.
+
+For a read point p ("attn" = resid_mid, "mlp" = resid_post) and layer L, with h_{g,e} the last-token
+residual of group g = (scenario, valence) under emotion e (only groups where every emotion is present
+and accepted):
+
+    mu_g = mean_e h_{g,e};   c_e = mean_g (h_{g,e} - mu_g);   v_e = normalise(c_e - mean_e' c_e').
+
+``c_e - mean c`` (the *difference vector*, in residual units) is kept next to the unit ``v_e``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+
+from circuits.core.emotions import check_emotions
+from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.discovery.store import READ_POINTS, ActivationStore
+
+
+@dataclass
+class Directions:
+    """``unit`` and ``diff``: ``[2 read points ("attn", "mlp"), n_layers, n_emotions, d_model]``."""
+
+    emotions: tuple[str, ...]
+    unit: Float[torch.Tensor, "point n_layers n_emotions d_model"]
+    diff: Float[torch.Tensor, "point n_layers n_emotions d_model"]
+    n_groups: int
+    fingerprint: str
+
+    def get(self, point: str, layer: int, emotion: str, unit: bool = True) -> Float[torch.Tensor, "d_model"]:
+        (e,) = check_emotions([emotion], self.emotions)
+        t = self.unit if unit else self.diff
+        return t[READ_POINTS.index(point), layer, self.emotions.index(e)]
+
+    def at(self, point: str) -> Float[torch.Tensor, "n_layers n_emotions d_model"]:
+        return self.unit[READ_POINTS.index(point)]
+
+    def save(self, path: str | Path) -> None:
+        """``path``.safetensors + ``path``.json (atomic)."""
+        path = Path(path)
+        write_atomic(path.with_suffix(".safetensors"),
+                     lambda p: save_file({"unit": self.unit.contiguous(), "diff": self.diff.contiguous()}, str(p)))
+        write_json_atomic(path.with_suffix(".json"), {
+            "emotions": list(self.emotions), "read_points": list(READ_POINTS), "n_groups": self.n_groups,
+            "fingerprint": self.fingerprint, "shape": list(self.unit.shape),
+        })
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Directions":
+        path = Path(path)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        t = load_file(str(path.with_suffix(".safetensors")))
+        return cls(tuple(meta["emotions"]), t["unit"], t["diff"], meta["n_groups"], meta["fingerprint"])
+
+
+def group_tensor(
+    store: ActivationStore, name: str, emotions: Sequence[str], rows: Sequence[int] | None = None
+) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+    """Stack a store tensor as ``[n_groups, n_emotions, ...]`` over the groups in which every emotion
+    has an accepted row (restricted to ``rows`` if given). Returns the tensor and the group keys."""
+    pool = range(len(store.rows)) if rows is None else rows
+    where: dict[tuple[str, str], dict[str, int]] = {}
+    for i in pool:
+        r = store.rows[i]
+        if r.kind == "emotion" and r.accepted and r.emotion in emotions:
+            where.setdefault(r.group, {})[r.emotion] = i
+    groups = [g for g, d in where.items() if len(d) == len(emotions)]
+    if not groups:
+        raise ValueError(f"{store.path}: no (scenario, valence) group has accepted rows for all of {list(emotions)}")
+    idx = torch.tensor([[where[g][e] for e in emotions] for g in groups])
+    return store.tensor(name)[idx], groups
+
+
+def centred_directions(
+    h: Float[torch.Tensor, "groups n_emotions ... d_model"]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The group-centred formula on a stacked tensor: returns (unit, diff) of shape [n_emotions, ..., d]."""
+    c = (h - h.mean(dim=1, keepdim=True)).mean(dim=0)
+    diff = c - c.mean(dim=0, keepdim=True)
+    unit = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return unit, diff
+
+
+def emotion_directions(
+    store: ActivationStore, emotions: Sequence[str] | None = None, rows: Sequence[int] | None = None
+) -> Directions:
+    """Directions for every layer and both read points from the store's emotion rows."""
+    emotions = check_emotions(emotions, store.emotions)
+    units, diffs = [], []
+    n_groups = 0
+    for point in READ_POINTS:
+        h, groups = group_tensor(store, "resid_mid" if point == "attn" else "resid_post", emotions, rows)
+        unit, diff = centred_directions(h)  # [E, L, d]
+        units.append(unit.transpose(0, 1))
+        diffs.append(diff.transpose(0, 1))
+        n_groups = len(groups)
+    return Directions(tuple(emotions), torch.stack(units), torch.stack(diffs), n_groups, store.fingerprint)
+
+
+def cross_context_cosine(store: ActivationStore, by: str = "theme",
+                         emotions: Sequence[str] | None = None) -> dict[str, Any]:
+    """Directions computed on disjoint contexts, compared by cosine.
+
+    ``by="theme"``: the themes are split into two halves (alternating); ``by="valence"``: one set of
+    directions per valence, all pairs compared. Returns ``{"pairs": [(a, b)], "cosine": [n_pairs, 2,
+    n_layers, n_emotions] (torch), "mean": [2, n_layers] (mean over pairs and emotions)}``.
+    """
+    emotions = check_emotions(emotions, store.emotions)
+    rows = [i for i, r in enumerate(store.rows) if r.kind == "emotion"]
+    if by == "theme":
+        themes = sorted({store.rows[i].theme for i in rows})
+        if len(themes) < 2:
+            raise ValueError("need at least two themes to compare directions across themes")
+        halves = {"themes A": set(themes[0::2]), "themes B": set(themes[1::2])}
+        parts = {k: [i for i in rows if store.rows[i].theme in v] for k, v in halves.items()}
+    elif by == "valence":
+        vals = sorted({store.rows[i].valence for i in rows})
+        parts = {v: [i for i in rows if store.rows[i].valence == v] for v in vals}
+    else:
+        raise ValueError(f"by must be 'theme' or 'valence', got {by!r}")
+    dirs = {k: emotion_directions(store, emotions, v).unit for k, v in parts.items()}
+    keys = list(dirs)
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]]
+    cos = torch.stack([(dirs[a] * dirs[b]).sum(-1) for a, b in pairs])
+    return {"pairs": pairs, "cosine": cos, "mean": cos.mean(dim=(0, 3))}
+
+
+def probe_accuracy(store: ActivationStore, point: str = "mlp", emotions: Sequence[str] | None = None,
+                   folds: int = 5, seed: int = 0, max_iter: int = 200) -> np.ndarray:
+    """Cross-validated accuracy of a logistic-regression emotion probe per layer, ``[n_layers]``.
+
+    Folds are grouped by scenario, so a test fold's scenarios were never seen in training: the probe
+    only scores well if the emotion is represented the same way across contexts.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    emotions = check_emotions(emotions, store.emotions)
+    idx = [i for i, r in enumerate(store.rows) if r.kind == "emotion" and r.accepted and r.emotion in emotions]
+    y = np.array([emotions.index(store.rows[i].emotion) for i in idx])
+    groups = np.array([store.rows[i].skeleton_id for i in idx])
+    folds = min(folds, len(set(groups)))
+    x_all = store.resid(point)[idx].numpy()
+    out = np.zeros(x_all.shape[1])
+    for layer in range(x_all.shape[1]):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=0.1))
+        out[layer] = cross_val_score(clf, x_all[:, layer], y, groups=groups, cv=GroupKFold(folds)).mean()
+    return out
+
+
+def pca_by_layer(store: ActivationStore, point: str = "mlp", n_components: int = 2,
+                 emotions: Sequence[str] | None = None) -> dict[str, Any]:
+    """PCA of the group-centred last-token residuals per layer (emotion rows).
+
+    Returns ``{"coords": [n_layers, rows, n_components], "explained": [n_layers, n_components],
+    "labels": [rows] emotion names}``. Centring by group removes what the scenario contributes, so
+    the plot shows how emotions separate.
+    """
+    emotions = check_emotions(emotions, store.emotions)
+    h, _ = group_tensor(store, "resid_mid" if point == "attn" else "resid_post", emotions)
+    h = h - h.mean(dim=1, keepdim=True)  # [G, E, L, d]
+    G, E, L, d = h.shape
+    flat = h.permute(2, 0, 1, 3).reshape(L, G * E, d)
+    coords, explained = [], []
+    for layer in range(L):
+        x = flat[layer] - flat[layer].mean(0)
+        u, s, vt = torch.linalg.svd(x, full_matrices=False)
+        k = min(n_components, s.numel())
+        coords.append((u[:, :k] * s[:k]).numpy())
+        var = s**2
+        explained.append((var[:k] / var.sum().clamp_min(1e-12)).numpy())
+    labels = [e for _ in range(G) for e in emotions]
+    return {"coords": np.stack(coords), "explained": np.stack(explained), "labels": labels}

@@ -1,0 +1,414 @@
+"""The activation store: last-prompt-token activations of SEV prompts, on disk, resumable.
+
+One row per prompt: every (scenario, valence, emotion) with the emotion system prompt, and every
+(scenario, valence) with the neutral system prompt. For each row and layer the store keeps, at the
+last prompt token (the position that generates the first reply token):
+
+=============  ===============================  =============================================
+name           shape per row                    what
+=============  ===============================  =============================================
+resid_mid      [n_layers, d_model]              residual after attention (read point "attn")
+resid_post     [n_layers, d_model]              residual after the block (read point "mlp")
+z              [n_layers, n_heads, d_head]      per-head attention values (o_proj input)
+mlp_post       [n_layers, d_mlp]                MLP post-activations (W_out input)
+final_scale    [1]                              final norm's RMS scale (final state = resid/scale)
+attn_post_scale, mlp_post_scale [n_layers]      post-norm scales (Gemma2 only)
+=============  ===============================  =============================================
+
+On disk: ``meta.json`` (model identity and fingerprint, dataset path and sha256, prompt settings,
+store config, the rows, the finished shards) and ``shard_NNNNN.safetensors`` files. Every file is
+written atomically; a run that stops midway resumes at the first missing shard; a store built for
+another model, dataset, prompt or config is refused with an error that names what differs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from circuits.core.emotions import EMOTIONS, check_emotions
+from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.model import ModelHandle
+from circuits.core.sev import PromptSettings, SEVDataset
+from circuits.core.artifacts import ModelMismatch
+
+STORE_VERSION = 1
+READ_POINTS = ("attn", "mlp")
+"""The two residual read points per layer: after attention (resid_mid) and after the block (resid_post)."""
+
+
+class StoreMismatchError(ModelMismatch):
+    """An existing store was built for another model, dataset, prompt setting or config (a
+    :class:`~circuits.core.artifacts.ModelMismatch`; the message names the differing part)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What goes into a store. ``limit``: number of SEV scenarios (deterministic subset)."""
+
+    emotions: tuple[str, ...] = EMOTIONS
+    neutral: bool = True
+    limit: int | None = None
+    batch_size: int = 16
+    shard_rows: int = 512
+    dtype: str = "float32"
+    """Storage dtype (``float32``, ``bfloat16`` or ``float16``); analyses upcast to float32."""
+
+    def __post_init__(self) -> None:
+        check_emotions(self.emotions, EMOTIONS)
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"StoreConfig.dtype: expected float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.batch_size < 1 or self.shard_rows < 1:
+            raise ValueError("StoreConfig.batch_size and shard_rows must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["emotions"] = list(self.emotions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StoreConfig":
+        d = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "emotions" in d:
+            d["emotions"] = tuple(d["emotions"])
+        return cls(**d)
+
+
+@dataclass
+class StoreRow:
+    """One prompt of the store. ``emotion`` is None for a neutral-prompt row. ``accepted`` is False
+    for emotion rows whose elicited reply was judged as another emotion (elicitation only)."""
+
+    kind: str
+    skeleton_id: str
+    theme: str
+    valence: str
+    emotion: str | None
+    user: str = ""
+    n_tokens: int = 0
+    accepted: bool = True
+    reply: str | None = None
+    judged: str | None = None
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return (self.skeleton_id, self.valence)
+
+
+def plan_rows(dataset: SEVDataset, config: StoreConfig) -> list[StoreRow]:
+    """Rows in store order: emotion rows (scenario-major, then valence, then emotion), then neutral."""
+    rows = [
+        StoreRow("emotion", it.skeleton_id, it.theme, it.valence, it.emotion, it.user_text)
+        for it in dataset.items(emotions=config.emotions)
+    ]
+    if config.neutral:
+        rows += [
+            StoreRow("neutral", it.skeleton_id, it.theme, it.valence, None, it.user_text)
+            for it in dataset.items(neutral=True)
+        ]
+    return rows
+
+
+def _identity(model: ModelHandle, dataset: SEVDataset, settings: PromptSettings, config: StoreConfig) -> dict:
+    return {
+        "model": model.describe(),
+        "dataset": {"path": str(dataset.path) if dataset.path else None, "sha256": dataset.sha256,
+                    "n_scenarios": len(dataset)},
+        "prompts": settings.to_dict(),
+        "config": config.to_dict(),
+    }
+
+
+def _differences(a: Any, b: Any) -> str:
+    """``key: store X, requested Y`` for every differing key of two dicts, else the two values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        return "; ".join(f"{k}: store {a.get(k)!r}, requested {b.get(k)!r}" for k in keys)
+    return f"store: {a}; requested: {b}"
+
+
+def _compare(old: dict, new: dict, where: Path) -> None:
+    """Raise :class:`StoreMismatchError` naming the first differing part of the identity (model
+    fingerprint, store config, prompt settings, dataset) and, for dicts, every differing field."""
+    checks = [
+        ("model fingerprint", old["model"]["fingerprint"], new["model"]["fingerprint"], None),
+        ("store config", {k: v for k, v in old["config"].items() if k != "batch_size"},
+         {k: v for k, v in new["config"].items() if k != "batch_size"}, None),
+        ("prompt settings", old["prompts"], new["prompts"], None),
+        ("dataset sha256", old["dataset"]["sha256"], new["dataset"]["sha256"],
+         _differences(old["dataset"], new["dataset"])),
+    ]
+    for what, a, b, detail in checks:
+        if a != b:
+            raise StoreMismatchError(
+                f"{where}: this activation store was built with a different {what} "
+                f"({detail or _differences(a, b)}). Use another --out directory, or overwrite=True to rebuild."
+            )
+
+
+class ActivationStore:
+    """A finished (or partially built) store loaded from disk. Tensors are float32 on CPU.
+
+    ``rows`` lists :class:`StoreRow` in order; ``tensor(name)`` is ``[n_rows, ...]`` (shapes in the
+    module docstring); :meth:`index` selects rows.
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]):
+        self.path = path
+        self.meta = meta
+        self.rows = [StoreRow(**r) for r in meta["rows"]]
+        self._tensors = tensors
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["model"]["fingerprint"]
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.meta["model"]["arch"]["n_layers"])
+
+    @property
+    def emotions(self) -> tuple[str, ...]:
+        return tuple(self.meta["config"]["emotions"])
+
+    @property
+    def settings(self) -> PromptSettings:
+        return PromptSettings.from_dict(self.meta["prompts"])
+
+    def prompts(self, model: ModelHandle, idx: Sequence[int], neutral: bool = False) -> list[list[int]]:
+        """Chat token ids of rows ``idx`` (with the neutral system prompt if ``neutral``)."""
+        return row_prompts(model, [self.rows[int(i)] for i in idx], self.settings, neutral)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        if name not in self._tensors:
+            raise KeyError(f"{self.path}: no tensor {name!r} in the store (has {sorted(self._tensors)})")
+        return self._tensors[name]
+
+    def resid(self, point: str) -> Float[torch.Tensor, "rows n_layers d_model"]:
+        """Residual at read point ``"attn"`` (resid_mid) or ``"mlp"`` (resid_post)."""
+        if point not in READ_POINTS:
+            raise ValueError(f"read point must be one of {READ_POINTS}, got {point!r}")
+        return self.tensor("resid_mid" if point == "attn" else "resid_post")
+
+    def index(
+        self, kind: str = "emotion", emotion: str | None = None, accepted_only: bool = True,
+        rows: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Row indices of ``kind`` ("emotion" | "neutral"), optionally one emotion, accepted only."""
+        if emotion is not None:
+            check_emotions([emotion], self.emotions)
+        pool = range(len(self.rows)) if rows is None else rows
+        sel = [
+            i for i in pool
+            if self.rows[i].kind == kind and (emotion is None or self.rows[i].emotion == emotion)
+            and (self.rows[i].accepted or not accepted_only)
+        ]
+        return torch.tensor(sel, dtype=torch.long)
+
+    def final_state(self, idx: torch.Tensor | None = None) -> Float[torch.Tensor, "rows d_model"]:
+        """Final last-token state after the final norm (without its folded weight): resid / scale."""
+        post = self.tensor("resid_post")[:, -1]
+        scale = self.tensor("final_scale")
+        out = post / scale
+        return out if idx is None else out[idx]
+
+    @classmethod
+    def load(cls, path: str | Path, model: ModelHandle | None = None) -> "ActivationStore":
+        """Load a store directory; with ``model``, refuse a store built for another model."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{path}: not an activation store (no meta.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("version") != STORE_VERSION:
+            raise StoreMismatchError(f"{meta_path}: store version {meta.get('version')!r}, expected {STORE_VERSION}")
+        if model is not None and meta["model"]["fingerprint"] != model.fingerprint:
+            raise StoreMismatchError(
+                f"{path}: store built for model {meta['model']['name']!r} (fingerprint "
+                f"{meta['model']['fingerprint']}), not for {model.name!r} ({model.fingerprint})"
+            )
+        parts: dict[str, list[torch.Tensor]] = {}
+        for shard in meta["shards"]:
+            for k, v in load_file(str(path / shard["file"])).items():
+                parts.setdefault(k, []).append(v.float())
+        tensors = {k: torch.cat(v) for k, v in parts.items()}
+        return cls(path, meta, tensors)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete"))
+
+
+def capture_hooks(model: ModelHandle) -> dict[str, list[str]]:
+    """Store tensor name -> the hook names (one per layer) it is captured from."""
+    h, n = model.hooks, model.arch.n_layers
+    names = {
+        "resid_mid": [h.resid_mid(L) for L in range(n)],
+        "resid_post": [h.resid_post(L) for L in range(n)],
+        "z": [h.z(L) for L in range(n)],
+        "mlp_post": [h.mlp_post(L) for L in range(n)],
+        "final_scale": [h.final_scale],
+    }
+    if model.arch.post_norms:
+        names["attn_post_scale"] = [model.post_norm_scale_hook(L, "attn") for L in range(n)]
+        names["mlp_post_scale"] = [model.post_norm_scale_hook(L, "mlp") for L in range(n)]
+    return names
+
+
+@torch.no_grad()
+def last_token_activations(
+    model: ModelHandle, prompts: Sequence[Sequence[int]], extra_hooks: Sequence[tuple[str, Callable]] = ()
+) -> dict[str, torch.Tensor]:
+    """One left-padded forward pass; returns every store tensor at the last prompt token, on CPU,
+    float32: ``{name: [batch, n_layers, ...]}`` (``final_scale``: ``[batch, 1]``). Only the last
+    position is kept and only the last position's logits are computed (``logits_to_keep=1``)."""
+    ids, mask = model.pad_left(prompts)
+    names = capture_hooks(model)
+    grabbed: dict[str, torch.Tensor] = {}
+
+    def grab(hook_name: str):
+        def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
+            grabbed[hook_name] = act[:, -1].detach().to("cpu", torch.float32)
+            return act
+        return fn
+
+    hooks = [(n, grab(n)) for ns in names.values() for n in ns]
+    with model.bridge.hooks(fwd_hooks=[*extra_hooks, *hooks]):  # capture after any intervention
+        model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
+    out = {}
+    for key, ns in names.items():
+        acts = [grabbed[n] for n in ns]
+        out[key] = acts[0].reshape(len(prompts), -1) if key == "final_scale" else torch.stack(
+            [a.reshape(len(prompts), *a.shape[1:]) for a in acts], dim=1
+        )
+        if key.endswith("_post_scale"):
+            out[key] = out[key].reshape(len(prompts), -1)
+    return out
+
+
+def row_prompts(model: ModelHandle, rows: Sequence[StoreRow], settings: PromptSettings,
+                neutral: bool = False) -> list[list[int]]:
+    """Chat token ids for each row: its emotion's system prompt (the neutral one for neutral rows,
+    or for every row when ``neutral``) and the SEV user turn."""
+    return [model.chat_ids(settings.system_for(None if neutral else r.emotion), r.user) for r in rows]
+
+
+def elicit(
+    model: ModelHandle, rows: list[StoreRow], settings: PromptSettings,
+    *, max_new_tokens: int = 100, judge: Callable[[list[str]], list[Any]] | None = None, progress: bool = True,
+) -> None:
+    """The paper's elicitation step, in place: generate greedily with each emotion row's prompt, judge
+    the reply, and mark rows whose reply is not judged as the prompted emotion as not accepted.
+
+    ``judge`` is any judge :func:`circuits.judges.base.judge_matches` accepts (a label judge: texts ->
+    verdicts with ``.label``, or a binary match judge such as :class:`~circuits.judges.base.LLMJudge`);
+    each emotion row gets ``reply``, ``judged`` and ``accepted`` set. Neutral rows are left as they are."""
+    from circuits.core.generate import GenerationSettings, generate
+    from circuits.judges.lexicon import judge as lexicon_judge
+    from circuits.judges.base import judge_matches
+
+    judge = judge or lexicon_judge
+    todo = [r for r in rows if r.kind == "emotion"]
+    replies = generate(model, row_prompts(model, todo, settings),
+                       GenerationSettings(max_new_tokens=max_new_tokens), progress=progress, desc="elicit")
+    hits, verdicts = judge_matches(judge, replies, [r.emotion for r in todo])
+    for row, reply, verdict, hit in zip(todo, replies, verdicts, hits):
+        row.reply, row.judged, row.accepted = reply, verdict, hit
+
+
+def build_store(
+    model: ModelHandle,
+    dataset: SEVDataset,
+    out_dir: str | Path,
+    config: StoreConfig | None = None,
+    settings: PromptSettings | None = None,
+    *,
+    elicitation: bool = False,
+    elicit_max_new_tokens: int = 100,
+    judge: Callable[[list[str]], list[Any]] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ActivationStore:
+    """Build (or resume, or reuse) the activation store in ``out_dir`` and return it loaded.
+
+    A complete store with the same identity is reused as is; a partial one resumes at its first
+    missing shard; one with another identity raises :class:`StoreMismatchError` unless ``overwrite``
+    (the existing files are left untouched). With ``elicitation`` the rows are first elicited and
+    judged (:func:`elicit`; ``judge``: any judge :func:`circuits.judges.base.judge_matches` accepts,
+    default the lexicon judge)
+    and the verdicts are kept in ``meta.json``; a reused or resumed store keeps its verdicts.
+    """
+    config = config or StoreConfig()
+    settings = settings or PromptSettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = dataset.subset(config.limit)
+    ident = _identity(model, dataset, settings, config)
+    meta_path = out / "meta.json"
+    meta: dict[str, Any] | None = None
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if overwrite:
+            for shard in old.get("shards", []):
+                (out / shard["file"]).unlink(missing_ok=True)
+        else:
+            if old.get("version") != STORE_VERSION:
+                raise StoreMismatchError(f"{meta_path}: store version {old.get('version')!r}, expected {STORE_VERSION}")
+            _compare(old, ident, out)
+            if old.get("elicitation", False) != elicitation:
+                raise StoreMismatchError(
+                    f"{out}: store was built with elicitation={old.get('elicitation')}, requested {elicitation}"
+                )
+            meta = old
+    if meta is None:
+        rows = plan_rows(dataset, config)
+        if elicitation:
+            elicit(model, rows, settings, max_new_tokens=elicit_max_new_tokens, judge=judge, progress=progress)
+        meta = {"version": STORE_VERSION, **ident, "elicitation": elicitation,
+                "rows": [asdict(r) for r in rows], "shards": [], "complete": False}
+        write_json_atomic(meta_path, meta)
+    if meta["complete"]:
+        return ActivationStore.load(out, model)
+
+    rows = [StoreRow(**r) for r in meta["rows"]]
+    prompts = row_prompts(model, rows, settings)
+    dtype = getattr(torch, config.dtype)
+    done = {s["start"] for s in meta["shards"]}
+    bar = tqdm(total=len(rows), desc="activation store", disable=not progress)
+    bar.update(sum(s["stop"] - s["start"] for s in meta["shards"]))
+    for start in range(0, len(rows), config.shard_rows):
+        if start in done:
+            continue
+        stop = min(start + config.shard_rows, len(rows))
+        chunk: dict[str, list[torch.Tensor]] = {}
+        order = sorted(range(start, stop), key=lambda i: len(prompts[i]))  # little padding
+        for b in range(0, len(order), config.batch_size):
+            idx = order[b:b + config.batch_size]
+            acts = last_token_activations(model, [prompts[i] for i in idx])
+            for k, v in acts.items():
+                chunk.setdefault(k, []).append(v)
+            bar.update(len(idx))
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order) - start] = torch.arange(len(order))
+        tensors = {k: torch.cat(v)[inverse].to(dtype).contiguous() for k, v in chunk.items()}
+        for i in range(start, stop):
+            meta["rows"][i]["n_tokens"] = len(prompts[i])
+        name = f"shard_{start:06d}.safetensors"
+        write_atomic(out / name, lambda p, t=tensors: save_file(t, str(p)))
+        meta["shards"].append({"file": name, "start": start, "stop": stop})
+        meta["shards"].sort(key=lambda s: s["start"])
+        write_json_atomic(meta_path, meta)
+    bar.close()
+    meta["complete"] = True
+    write_json_atomic(meta_path, meta)
+    return ActivationStore.load(out, model)

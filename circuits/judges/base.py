@@ -1,0 +1,211 @@
+"""Judges beyond the lexicon: any Hugging Face emotion classifier, and an LLM over an
+OpenAI-compatible chat API asking the paper's binary style-match question.
+
+Every judge is called on a batch of texts. Label judges (:class:`~circuits.judges.lexicon.LexiconJudge`,
+:class:`ClassifierJudge`) return objects with ``.label`` and ``.scores``; the LLM judge answers
+whether each text matches a *target* emotion (:meth:`LLMJudge.match`), which is what the evaluation
+needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
+from circuits.judges.lexicon import Judgement
+from circuits.core.artifacts import InputError
+
+DEFAULT_LABEL_MAP: dict[str, str] = {
+    "anger": "anger", "angry": "anger", "disgust": "disgust", "fear": "fear", "joy": "happiness",
+    "happiness": "happiness", "happy": "happiness", "love": "happiness", "neutral": NEUTRAL,
+    "sadness": "sadness", "sad": "sadness", "surprise": "surprise",
+}
+"""Classifier label -> our label. The common 7-class English emotion classifiers (anger, disgust,
+fear, joy, neutral, sadness, surprise) map directly; unmapped labels are ignored."""
+
+
+class JudgeSpecError(InputError):
+    """A judge that cannot be built: unknown spec, classifier that does not load."""
+
+
+class ClassifierJudge:
+    """Judge with a Hugging Face sequence-classification model (hub name or local directory).
+
+    ``label_map`` maps the model's ``id2label`` names (case-insensitive) to our labels; the scores of
+    our labels are the summed softmax probabilities of the classes mapped to them, and the verdict is
+    the best of them.
+    """
+
+    def __init__(self, name_or_dir: str, label_map: Mapping[str, str] | None = None, device: str = "cpu",
+                 batch_size: int = 32, max_length: int = 256):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.name = str(name_or_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+            self.model = AutoModelForSequenceClassification.from_pretrained(name_or_dir).to(device).eval()
+        except OSError as err:
+            raise JudgeSpecError(f"classifier judge {name_or_dir!r} could not be loaded (a hub name needs the "
+                                 f"network or a cached copy; or pass a local directory): {err}") from err
+        self.device, self.batch_size, self.max_length = device, batch_size, max_length
+        lm = {k.lower(): v for k, v in (label_map or DEFAULT_LABEL_MAP).items()}
+        bad = sorted({v for v in lm.values() if v not in LABELS})
+        if bad:
+            raise ValueError(f"label_map targets must be among {LABELS}, got {bad}")
+        id2label = self.model.config.id2label
+        self.class_to_label = {int(i): lm.get(str(name).lower()) for i, name in id2label.items()}
+        if not any(self.class_to_label.values()):
+            raise ValueError(f"{name_or_dir}: none of the classifier's labels {list(id2label.values())} is in "
+                             f"the label map; pass label_map={{their_label: one of {LABELS}}}")
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> list[Judgement]:
+        out: list[Judgement] = []
+        for s in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(list(texts[s:s + self.batch_size]), padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            probs = torch.softmax(self.model(**enc).logits.float(), -1).cpu()
+            for row in probs:
+                scores = dict.fromkeys(LABELS, 0.0)
+                for i, p in enumerate(row.tolist()):
+                    lab = self.class_to_label.get(i)
+                    if lab:
+                        scores[lab] += p
+                label = max(LABELS, key=lambda k: scores[k])
+                out.append(Judgement(label=label, scores={e: scores[e] for e in EMOTIONS} | {NEUTRAL: scores[NEUTRAL]},
+                                     matches=()))
+        return out
+
+    def label(self, texts: Sequence[str]) -> list[str]:
+        return [j.label for j in self(texts)]
+
+
+STYLE_QUESTION = (
+    "You are checking the emotional style of a short reply.\n"
+    "Target emotion: {emotion}\n"
+    "Reply: \"\"\"{text}\"\"\"\n"
+    "Is the reply written in a way that clearly expresses {emotion}? Judge the style and tone, not the "
+    "topic. Answer with one word: yes or no."
+)
+"""The binary style-match question (our wording of the paper's judge prompt)."""
+
+
+class LLMJudgeError(InputError, RuntimeError):
+    """The judge's API call failed (HTTP error, bad JSON, missing configuration)."""
+
+
+@dataclass
+class LLMJudge:
+    """Binary style-match judge over an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Configuration comes from the arguments or the environment: ``EMOCIRCUITS_JUDGE_URL`` (or
+    ``OPENAI_BASE_URL``, e.g. ``https://api.openai.com/v1``), ``EMOCIRCUITS_JUDGE_KEY`` (or
+    ``OPENAI_API_KEY``) and ``EMOCIRCUITS_JUDGE_MODEL``. Answers that are neither yes nor no count as
+    "no" and are counted in :attr:`unparsed`.
+    """
+
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    question: str = STYLE_QUESTION
+    timeout: float = 60.0
+    unparsed: int = 0
+
+    def __post_init__(self) -> None:
+        env = os.environ
+        self.base_url = (self.base_url or env.get("EMOCIRCUITS_JUDGE_URL") or env.get("OPENAI_BASE_URL") or "").rstrip("/")
+        self.api_key = self.api_key or env.get("EMOCIRCUITS_JUDGE_KEY") or env.get("OPENAI_API_KEY")
+        self.model = self.model or env.get("EMOCIRCUITS_JUDGE_MODEL")
+        if not self.base_url or not self.model:
+            raise LLMJudgeError("LLM judge needs a base URL and a model: set EMOCIRCUITS_JUDGE_URL (or "
+                                "OPENAI_BASE_URL) and EMOCIRCUITS_JUDGE_MODEL, or pass base_url= and model=")
+
+    def ask(self, prompt: str) -> str:
+        body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 3,
+                           "messages": [{"role": "user", "content": prompt}]}).encode()
+        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                data = json.loads(resp.read().decode())
+        except urllib.error.HTTPError as err:
+            raise LLMJudgeError(f"{self.base_url}/chat/completions: HTTP {err.code}: {err.read()[:200]!r}") from err
+        except (urllib.error.URLError, json.JSONDecodeError) as err:
+            raise LLMJudgeError(f"{self.base_url}/chat/completions: {err}") from err
+        try:
+            return str(data["choices"][0]["message"]["content"])
+        except (KeyError, IndexError, TypeError) as err:
+            raise LLMJudgeError(f"{self.base_url}: unexpected response {str(data)[:200]}") from err
+
+    def match(self, texts: Sequence[str], targets: Sequence[str]) -> list[bool]:
+        """For each text, does its style match the target emotion?"""
+        out = []
+        for text, emotion in zip(texts, targets):
+            answer = self.ask(self.question.format(emotion=emotion, text=text)).strip().lower()
+            word = re.match(r"[a-z]+", answer)
+            if word and word.group() in ("yes", "no"):
+                out.append(word.group() == "yes")
+            else:
+                self.unparsed += 1
+                out.append(False)
+        return out
+
+
+JUDGE_SPECS = ("lexicon", "classifier:NAME_OR_DIR", "llm")
+"""What :func:`make_judge` (and ``--judge`` on the command line) accepts."""
+
+
+def make_judge(spec: str = "lexicon", device: str = "cpu") -> Any:
+    """Build a judge from a short spec: ``lexicon`` (the shipped lexicon judge), ``classifier:NAME_OR_DIR``
+    (:class:`ClassifierJudge` with the default label map) or ``llm`` (:class:`LLMJudge`, configured from
+    the environment)."""
+    from circuits.judges.lexicon import default_judge
+
+    if spec == "lexicon":
+        return default_judge()
+    if spec.startswith("classifier:") and spec.split(":", 1)[1]:
+        return ClassifierJudge(spec.split(":", 1)[1], device=device)
+    if spec == "llm":
+        return LLMJudge()
+    raise JudgeSpecError(f"unknown judge {spec!r}: expected one of {' | '.join(JUDGE_SPECS)}")
+
+
+def judge_name(judge: Any) -> str:
+    """A short description of a judge for reports: ``lexicon``, ``classifier:NAME``, ``llm:MODEL``."""
+    from circuits.judges.lexicon import LexiconJudge
+    from circuits.judges.lexicon import judge as lexicon_function
+
+    if judge is None or judge is lexicon_function or isinstance(judge, LexiconJudge):
+        return "lexicon"
+    if isinstance(judge, ClassifierJudge):
+        return f"classifier:{judge.name}"
+    if isinstance(judge, LLMJudge):
+        return f"llm:{judge.model}"
+    return str(getattr(judge, "name", None) or getattr(judge, "__name__", None) or type(judge).__name__)
+
+
+def judge_matches(judge: Any, texts: Sequence[str], targets: Sequence[str]) -> tuple[list[bool], list[str]]:
+    """Does each text express its target emotion? Works with every judge: a label judge (called on
+    the texts, returns verdicts with ``.label``) or a binary style-match judge (with ``.match``, as
+    :class:`LLMJudge`). Returns ``(hits, verdicts)``; a match judge's verdicts are the target or
+    ``"no match"``."""
+    if len(texts) != len(targets):
+        raise ValueError(f"{len(texts)} texts but {len(targets)} targets")
+    if hasattr(judge, "match"):
+        hits = [bool(h) for h in judge.match(list(texts), list(targets))]
+        verdicts = [t if h else "no match" for h, t in zip(hits, targets)]
+    else:
+        verdicts = [v.label for v in judge(list(texts))]
+        if len(verdicts) != len(texts):
+            raise ValueError(f"judge returned {len(verdicts)} verdicts for {len(texts)} texts")
+        hits = [v == t for v, t in zip(verdicts, targets)]
+    return hits, verdicts

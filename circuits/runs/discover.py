@@ -1,0 +1,272 @@
+"""``discover``: the whole circuit-discovery pipeline on one model, written to a run directory.
+
+Steps (each is also a function of its own module): activation store -> emotion directions and their
+context-agnosticism evidence -> direct logit attribution and logit lens -> neuron contributions and
+head importance (one pass; the per-head ablation reference on a subset, with their rank agreement) ->
+ablation / enhancement sweeps and the judged emotion of generations under both -> sublayer influence
+(intervention measure on a subset and one-pass gradient estimate, with their rank agreement) ->
+circuits (JSON + safetensors, EAP-style graph) -> figures -> ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import save_file
+from scipy.stats import spearmanr
+
+from circuits.core.emotions import EMOTIONS, check_emotions
+from circuits.core.artifacts import write_atomic, write_json_atomic, write_text_atomic
+from circuits.core.model import ModelHandle
+from circuits.core.sev import PromptSettings, SEVDataset
+from circuits.discovery.store import READ_POINTS, StoreConfig, build_store
+from circuits.core.artifacts import InputError
+
+
+class DiscoverInputError(InputError):
+    """A discovery request that cannot give meaningful results (raised before anything is written)."""
+
+
+@dataclass(frozen=True)
+class DiscoverConfig:
+    """Options of :func:`discover` (``limit``: SEV scenarios; ``*_rows``: rows used by the slow
+    reference measures, per emotion for heads and neutral rows for influence)."""
+
+    limit: int | None = None
+    emotions: tuple[str, ...] = EMOTIONS
+    batch_size: int = 16
+    store_dtype: str = "float32"
+    elicitation: bool = False
+    reference_head_rows: int = 24
+    influence_rows: int = 48
+    alphas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+    sweep_ks: tuple[int, ...] = (1, 2, 4, 8, 16)
+    sweep_modes: tuple[str, ...] = ("zero", "add")
+    sweep_seeds: int = 3
+    sweep_rows: int = 24
+    generation_rows: int = 12
+    generation_k_neurons: int = 16
+    generation_k_heads: int = 2
+    generation_enhance: str | None = "add"
+    """Enhancement in the judged generations: ``"add"`` (Delta-mu), ``"scale"`` or None (ablation only)."""
+    generation_enhance_factor: float | None = None
+    """lambda for ``"add"`` (default 1.0) or the factor for ``"scale"`` (default 2.0)."""
+    generation_enhance_prompt: str = "neutral"
+    """Prompt the enhanced generations use: ``"neutral"`` (can the units induce the emotion) or ``"emotion"``."""
+    influence_method: str = "intervention"
+    seed: int = 0
+    figures: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(spearmanr(a.flatten().numpy(), b.flatten().numpy())[0])
+
+
+def _subset_rows(store, kind: str, per: int, emotions: Sequence[str] | None, seed: int) -> torch.Tensor:
+    """A seeded subset: ``per`` neutral rows, or all emotion rows of ``per`` random (scenario, valence)
+    groups (so every emotion has ``per`` rows and the group structure is kept)."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "neutral":
+        idx = store.index("neutral")
+        return idx[torch.randperm(len(idx), generator=g)[:per]].sort().values
+    groups = sorted({store.rows[int(i)].group for i in store.index("emotion")})
+    chosen = {groups[int(j)] for j in torch.randperm(len(groups), generator=g)[:per]}
+    idx = [int(i) for i in store.index("emotion")
+           if store.rows[int(i)].group in chosen and store.rows[int(i)].emotion in emotions]
+    return torch.tensor(sorted(idx), dtype=torch.long)
+
+
+def check_request(cfg: DiscoverConfig, dataset: SEVDataset) -> tuple[str, ...]:
+    """Refuse, before anything is loaded or written, a request that cannot give meaningful results
+    (:class:`DiscoverInputError`); returns the checked emotions."""
+    from circuits.discovery.ablation import MODES
+
+    emotions = check_emotions(cfg.emotions)
+    if len(emotions) < 2:
+        raise DiscoverInputError(f"discovery needs at least 2 emotions (directions are centred over the "
+                                 f"emotions of a scenario), got {list(emotions)}")
+    themes = {s.theme for s in dataset.subset(cfg.limit).scenarios}
+    if len(themes) < 2:
+        raise DiscoverInputError(f"discovery needs scenarios from at least 2 themes (directions are compared "
+                                 f"across disjoint themes); limit={cfg.limit} on {dataset.path} gives "
+                                 f"{sorted(themes)}: use --limit 2 or more")
+    bad = [m for m in cfg.sweep_modes if m not in MODES]
+    if bad:
+        raise DiscoverInputError(f"unknown sweep mode(s) {bad}: expected some of {MODES}")
+    return emotions
+
+
+def discover(
+    model: ModelHandle,
+    dataset: SEVDataset,
+    out_dir: str | Path,
+    config: DiscoverConfig | None = None,
+    settings: PromptSettings | None = None,
+    progress: bool = True,
+    judge: Any = None,
+) -> dict[str, Any]:
+    """Run every step and write the run directory; returns the summary (also ``summary.json``).
+    ``judge`` (default: the lexicon judge) judges the elicited replies and the generations under
+    ablation / enhancement; any judge :func:`circuits.judges.base.judge_matches` accepts."""
+    from circuits.discovery import ablation, components, dla, influence
+    from circuits.circuit import AllocationConfig, assemble_circuit, save_circuits
+    from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
+    from circuits.judges.base import judge_name
+
+    cfg = config or DiscoverConfig()
+    emotions = check_request(cfg, dataset)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        timings[name] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+
+    store = build_store(model, dataset, out / "store",
+                        StoreConfig(emotions=emotions, limit=cfg.limit, batch_size=cfg.batch_size,
+                                    dtype=cfg.store_dtype), settings, elicitation=cfg.elicitation, judge=judge,
+                        progress=progress)
+    lap("store")
+
+    dirs = emotion_directions(store, emotions)
+    dirs.save(out / "directions")
+    evidence = {
+        "cosine_by_theme": cross_context_cosine(store, "theme", emotions)["mean"].tolist(),
+        "cosine_by_valence": cross_context_cosine(store, "valence", emotions)["mean"].tolist(),
+        "probe_accuracy": {p: probe_accuracy(store, p, emotions, seed=cfg.seed).tolist() for p in READ_POINTS},
+    }
+    pca = pca_by_layer(store, "mlp", emotions=emotions)
+    write_json_atomic(out / "directions_evidence.json", evidence)
+    lap("directions")
+
+    attribution = dla.direct_logit_attribution(model, store, dirs, emotions)
+    lens = dla.logit_lens(model, store, emotions)
+    _csv(out / "dla.csv", ["component", "target", *emotions],
+         [[lab, "emotion_score", *map(float, attribution["score"][i])] for i, lab in enumerate(attribution["labels"])]
+         + [[lab, "emotion_words_logit", *map(float, attribution["logit"][i])]
+            for i, lab in enumerate(attribution["labels"] + ["unembed_bias"])])
+    _csv(out / "logit_lens.csv", ["layer", *emotions], [[L, *map(float, lens[L])] for L in range(lens.shape[0])])
+    lap("dla")
+
+    neurons = components.neuron_contributions(model, store, dirs)  # [L, E, d_mlp]
+    heads = components.head_scores_one_pass(model, store, dirs)  # [L, E, H]
+    lap("neurons_heads_one_pass")
+    ref_rows = _subset_rows(store, "emotion", cfg.reference_head_rows, emotions, cfg.seed)
+    sub = _restricted(store, ref_rows)
+    heads_sub = components.head_scores_one_pass(model, sub, dirs)
+    heads_ref = components.head_scores_reference(model, sub, dirs, progress=progress)
+    lap("heads_reference")
+    head_agreement = _spearman(heads_sub, heads_ref)
+    scores = {"neurons": neurons.contiguous(), "heads": heads.contiguous()}
+    write_atomic(out / "scores.safetensors", lambda p: save_file(scores, str(p)))
+    top_n = min(64, model.arch.d_mlp)
+    _csv(out / "neurons.csv", ["emotion", "layer", "rank", "neuron", "contribution"],
+         [[e, L, r, int(n), float(neurons[L, i, n])] for i, e in enumerate(emotions) for L in range(neurons.shape[0])
+          for r, n in enumerate(torch.topk(neurons[L, i], top_n).indices)])
+    _csv(out / "heads.csv", ["emotion", "layer", "head", "importance_one_pass"],
+         [[e, L, h, float(heads[L, i, h])] for i, e in enumerate(emotions) for L in range(heads.shape[0])
+          for h in range(heads.shape[2])])
+
+    sweep_rows = _subset_rows(store, "emotion", cfg.sweep_rows, emotions, cfg.seed + 1)
+    sweep_store = _restricted(store, sweep_rows)
+    scfg = ablation.SweepConfig(ks=cfg.sweep_ks, modes=cfg.sweep_modes, seeds=cfg.sweep_seeds)
+    sweeps = ablation.sweep(model, sweep_store, dirs, neurons, "neurons", scfg, emotions, progress,
+                          reference=store) + ablation.sweep(model, sweep_store, dirs, heads, "heads", scfg, emotions,
+                                                          progress, reference=store)
+    _csv(out / "sweeps.csv", ["emotion", "layer", "kind", "mode", "k", "selection", "delta_s"],
+         [[r["emotion"], r["layer"], r["kind"], r["mode"], r["k"], r["selection"], r["delta_s"]] for r in sweeps])
+    lap("sweeps")
+    gen_effect = None
+    if cfg.generation_rows > 0:
+        # scores are in `emotions` order; generation_effect indexes by store.emotions, which is the same here
+        gen_effect = ablation.generation_effect(model, store, emotions, neurons, heads, k_neurons=cfg.generation_k_neurons,
+                                              k_heads=cfg.generation_k_heads, rows_per_emotion=cfg.generation_rows,
+                                              progress=progress, enhance=cfg.generation_enhance,
+                                              enhance_factor=cfg.generation_enhance_factor,
+                                              enhance_prompt=cfg.generation_enhance_prompt, judge=judge)
+        write_json_atomic(out / "ablation_generations.json", gen_effect)
+        lap("ablation_generations")
+
+    infl_rows = _subset_rows(store, "neutral", cfg.influence_rows, None, cfg.seed + 2)
+    infl_int = influence.influence_intervention(model, store, dirs, alphas=cfg.alphas, rows=infl_rows,
+                                                progress=progress)
+    lap("influence_intervention")
+    infl_grad = influence.influence_gradient(model, store, dirs, progress=progress)
+    lap("influence_gradient")
+    infl_grad_sub = influence.influence_gradient(model, store, dirs, rows=infl_rows, progress=False)
+    infl_agreement = _spearman(infl_int, infl_grad_sub)
+    chosen = influence.normalise(infl_int if cfg.influence_method == "intervention" else infl_grad)
+    _csv(out / "influence.csv", ["emotion", "layer", "sublayer", "intervention", "gradient", "normalised"],
+         [[e, L, p, float(infl_int[L, j, i]), float(infl_grad[L, j, i]), float(chosen[L, j, i])]
+          for i, e in enumerate(emotions) for L in range(infl_int.shape[0]) for j, p in enumerate(READ_POINTS)])
+
+    dmu_mlp = ablation.delta_mu(store, "mlp_post", emotions)
+    dmu_heads = ablation.delta_mu(store, "z", emotions)
+    alloc = AllocationConfig()
+    circuits = []
+    for i, e in enumerate(emotions):
+        circuits.append(assemble_circuit(
+            e, influence_attn=chosen[:, 0, i], influence_mlp=chosen[:, 1, i], neuron_scores=neurons[:, i],
+            head_scores=heads[:, i], delta_mu_mlp=dmu_mlp[i], delta_mu_heads=dmu_heads[i],
+            model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
+            config=alloc, meta={"dataset_sha256": store.meta["dataset"]["sha256"], "n_rows": len(store.rows),
+                                "influence_method": cfg.influence_method}))
+    save_circuits(circuits, out / "circuits")
+    for c in circuits:
+        c.save_graph(out / "circuits" / f"{c.emotion}.graph.json")
+    lap("circuits")
+
+    summary = {
+        "model": model.describe(),
+        "dataset": store.meta["dataset"],
+        "config": cfg.to_dict(),
+        "rows": {"emotion": int(store.index("emotion").numel()), "neutral": int(store.index("neutral").numel()),
+                 "accepted": sum(r.accepted for r in store.rows if r.kind == "emotion")},
+        "agreement": {"heads_spearman": head_agreement, "influence_spearman": infl_agreement,
+                      "heads_rows": int(ref_rows.numel()), "influence_rows": int(infl_rows.numel())},
+        "directions": {"n_groups": dirs.n_groups,
+                       "best_probe_layer": int(torch.tensor(evidence["probe_accuracy"]["mlp"]).argmax()),
+                       "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"]},
+        "circuits": {c.emotion: {"neurons": c.n_neurons, "heads": c.n_heads} for c in circuits},
+        "ablation_generations": gen_effect["mean"] if gen_effect else None,
+        "judge": judge_name(judge),
+        "timings_s": timings,
+    }
+    write_json_atomic(out / "summary.json", summary)
+    if cfg.figures:
+        from circuits.figures.discovery import figures_from_run
+
+        summary["figures"] = figures_from_run(out)
+        lap("figures")
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def _restricted(store, idx: torch.Tensor):
+    """A view of ``store`` holding only rows ``idx`` (same meta), for analyses on a subset."""
+    from circuits.discovery.store import ActivationStore
+
+    meta = dict(store.meta)
+    meta["rows"] = [store.meta["rows"][int(i)] for i in idx]
+    return ActivationStore(store.path, meta, {k: v[idx] for k, v in store._tensors.items()})

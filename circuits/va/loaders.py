@@ -1,0 +1,115 @@
+"""Reading the VA inputs: labelled texts (CSV / JSONL), VA ratings, a VA word lexicon; the VA error types."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+from circuits.core.artifacts import InputError
+
+
+GOEMOTIONS = (
+    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
+    "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief", "joy",
+    "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral",
+)
+"""The GoEmotions label set (27 emotions + neutral); our six (with ``happiness``) are accepted too."""
+
+
+class VAFormatError(InputError):
+    """A labelled-text, ratings, lexicon or probe file is malformed (message names file and line)."""
+
+
+class VAInputError(InputError):
+    """The data given cannot support the analysis (too few emotions, texts or lexicon words; no ratings)."""
+
+
+# ----------------------------------------------------------------------------------------------- files
+def _split_labels(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip().lower() for v in value if str(v).strip()]
+    return [p.strip().lower() for p in re.split(r"[,;|]", str(value or "")) if p.strip()]
+
+
+def _jsonl(path: Path):
+    """Yield ``(line number, object)`` for the non-empty lines of a JSONL file."""
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise VAFormatError(f"{path}:{n}: invalid JSON ({err.msg})") from err
+
+
+def load_labelled_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
+    """Read ``(text, labels)`` pairs from CSV (columns ``text`` and ``labels`` or ``label``; several
+    labels separated by ``,`` ``;`` or ``|``) or JSONL (``{"text": ..., "labels": [...]}`` or
+    ``"label": str``). Errors name the file and line."""
+    path = Path(path)
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "text" not in reader.fieldnames:
+                raise VAFormatError(f"{path}:1: expected a header with a 'text' column and 'labels' or 'label'")
+            key = "labels" if "labels" in reader.fieldnames else "label" if "label" in reader.fieldnames else None
+            if key is None:
+                raise VAFormatError(f"{path}:1: expected a 'labels' or 'label' column, got {reader.fieldnames}")
+            for n, rec in enumerate(reader, start=2):
+                text, labels = (rec.get("text") or "").strip(), _split_labels(rec.get(key))
+                if not text or not labels:
+                    raise VAFormatError(f"{path}:{n}: field '{'text' if not text else key}': expected a non-empty value")
+                rows.append((text, tuple(labels)))
+    else:
+        for n, obj in _jsonl(path):
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or not obj["text"].strip():
+                raise VAFormatError(f"{path}:{n}: field 'text': expected a non-empty string")
+            labels = _split_labels(obj.get("labels", obj.get("label")))
+            if not labels:
+                raise VAFormatError(f"{path}:{n}: field 'labels': expected one or more labels")
+            rows.append((obj["text"].strip(), tuple(labels)))
+    if not rows:
+        raise VAFormatError(f"{path}: no rows")
+    return rows
+
+
+def load_va_ratings(path: str | Path) -> dict[str, tuple[float, float]]:
+    """Emotion -> (valence, arousal) from a CSV with columns ``emotion,valence,arousal``."""
+    path = Path(path)
+    out: dict[str, tuple[float, float]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        need = {"emotion", "valence", "arousal"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise VAFormatError(f"{path}:1: expected columns {sorted(need)}, got {reader.fieldnames}")
+        for n, rec in enumerate(reader, start=2):
+            try:
+                out[rec["emotion"].strip().lower()] = (float(rec["valence"]), float(rec["arousal"]))
+            except (TypeError, ValueError) as err:
+                raise VAFormatError(f"{path}:{n}: valence and arousal must be numbers ({err})") from err
+    return out
+
+
+def load_va_lexicon(path: str | Path) -> dict[str, tuple[float, float]]:
+    """Word -> (valence, arousal) from an NRC-VAD style file: ``word<TAB or ,>valence<sep>arousal[<sep>
+    dominance]``, optional header line."""
+    path = Path(path)
+    out: dict[str, tuple[float, float]] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in re.split(r"\t|,", line)]
+        if len(parts) < 3:
+            raise VAFormatError(f"{path}:{n}: expected word, valence, arousal[, dominance]")
+        try:
+            out[parts[0].lower()] = (float(parts[1]), float(parts[2]))
+        except ValueError:
+            if n == 1:
+                continue  # header
+            raise VAFormatError(f"{path}:{n}: valence and arousal must be numbers, got {parts[1:3]}") from None
+    return out
+
+

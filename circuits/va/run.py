@@ -1,0 +1,181 @@
+"""The ``va`` command as a library call: :class:`VAConfig` and :func:`run_va` (axes, checks, steering, probes, figures)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circuits.core.hooks import make_hooks
+from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.model import ModelHandle
+from circuits.core.resources import data_path
+from circuits.figures.va import va_figures
+from circuits.va.loaders import VAInputError, load_labelled_texts, load_va_lexicon, load_va_ratings
+from circuits.va.probes import (REFUSAL_PHRASES, load_prompts, load_sycophancy, refusal_rates, refusal_token_logits,
+                                sycophancy_score)
+from circuits.va.subspace import (AROUSAL_QUESTION, VALENCE_QUESTION, axis_steering, circumplex, emotion_vectors_from_texts,
+                                  fit_va_axes, lexicon_check, random_directions, self_report_va, text_activations)
+
+
+# ------------------------------------------------------------------------------------------ command
+@dataclass(frozen=True)
+class VAConfig:
+    """Options of :func:`run_va`; file paths default to the small files shipped in circuits/data."""
+
+    texts: str = str(data_path("va_texts"))
+    ratings: str | None = str(data_path("va_ratings"))
+    self_report: bool = False
+    lexicon: str | None = str(data_path("va_lexicon"))
+    vocab_only: bool = False
+    layer: int | None = None
+    position: str = "mean"
+    emotions: tuple[str, ...] | None = None
+    alphas: tuple[float, ...] = (-4.0, -2.0, 0.0, 2.0, 4.0)
+    steer_layers: tuple[int, ...] | None = None
+    steer_limit: int = 8
+    random_seeds: int = 3
+    refusal: str | None = None
+    refusal_phrases: tuple[str, ...] | None = None
+    """Phrases of the refusal detector (case-insensitive, matched in a reply's first 120 characters);
+    None: :data:`REFUSAL_PHRASES`. From a file: :func:`load_refusal_phrases`."""
+    sycophancy: str | None = None
+    limit: int | None = None
+    """At most this many labelled texts per label (quick runs)."""
+    valence_question: str = VALENCE_QUESTION
+    arousal_question: str = AROUSAL_QUESTION
+    """Self-report question templates (``{emotion}`` is filled in), used when ``self_report``."""
+
+    def __post_init__(self) -> None:
+        for name in ("emotions", "alphas", "steer_layers", "refusal_phrases"):  # lists (JSON) -> tuples
+            v = getattr(self, name)
+            if isinstance(v, list):
+                object.__setattr__(self, name, tuple(v))
+        if self.refusal_phrases is not None:
+            if isinstance(self.refusal_phrases, str) or not self.refusal_phrases or not all(
+                    isinstance(p, str) and p.strip() for p in self.refusal_phrases):
+                raise ValueError(f"refusal_phrases: expected a non-empty tuple of non-empty strings or None, "
+                                 f"got {self.refusal_phrases!r}")
+        for name in ("valence_question", "arousal_question"):
+            if "{emotion}" not in getattr(self, name):
+                raise ValueError(f"{name}: the template needs an {{emotion}} field, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VAConfig":
+        """Build from :meth:`to_dict` output (lists become tuples); unknown keys raise ValueError."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown VAConfig field(s): {unknown}")
+        return cls(**d)
+
+
+def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None, progress: bool = True) -> dict:
+    """Geometry (vectors, PCA + ridge axes, circumplex), lexicon check, VA steering and the optional
+    behaviour probes; writes ``axes.*``, ``vectors.safetensors``, ``summary.json`` and figures."""
+    from collections import Counter
+
+    from safetensors.torch import save_file
+
+    from circuits.core.generate import GenerationSettings, generate
+    from circuits.judges.lexicon import judge
+    from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
+
+    cfg = cfg or VAConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_layers = model.arch.n_layers
+    layer = cfg.layer if cfg.layer is not None else max(0, round(0.6 * n_layers) - 1)
+    rows = load_labelled_texts(cfg.texts)
+    if cfg.limit is not None:  # at most `limit` texts per (first) label, in file order
+        seen: dict[str, int] = {}
+        rows = [r for r in rows if seen.setdefault(r[1][0], 0) < cfg.limit and not seen.__setitem__(
+            r[1][0], seen[r[1][0]] + 1)]
+    texts, labels = [t for t, _ in rows], [ls for _, ls in rows]
+    acts = text_activations(model, texts, range(n_layers), cfg.position, progress=progress)  # [n, L, d]
+    if cfg.self_report:
+        wanted = list(cfg.emotions) if cfg.emotions else sorted({l for ls in labels for l in ls} - {"neutral"})
+        ratings, report = self_report_va(model, wanted, cfg.valence_question, cfg.arousal_question)
+    else:
+        if not cfg.ratings:
+            raise VAInputError("give VA ratings (a CSV file) or self_report=True")
+        ratings, report = load_va_ratings(cfg.ratings), {"source": cfg.ratings}
+    have = sorted({l for ls in labels for l in ls} - {"neutral"})
+    emotions = [e for e in (cfg.emotions or have) if e in ratings and e in have]
+    if len(emotions) < 3:
+        why = ""
+        if cfg.self_report:
+            why = (f" ({report['n_unparsed']} of {2 * report['asked']} self-reported ratings were unparseable, "
+                   f"e.g. {[u['answer'] for u in report['unparsed'][:3]]})")
+        raise VAInputError(f"need >= 3 emotions with texts and ratings, have {emotions}{why}")
+    emotions, vecs = emotion_vectors_from_texts(acts, labels, emotions)  # [E, L, d]
+    write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
+    write_atomic(out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])
+                 lambda p: save_file({"activations": acts[:, layer].contiguous()}, str(p)))
+    write_json_atomic(out / "texts.json", {"layer": layer, "position": cfg.position, "emotions": emotions,
+                                           "texts": [{"text": t, "labels": list(ls)} for t, ls in rows]})
+    y = np.array([ratings[e] for e in emotions])
+    axes = fit_va_axes(vecs[:, layer], y, layer=layer, emotions=emotions)
+    axes.fingerprint = model.fingerprint
+    axes.save(out / "axes")
+    pts = axes.project(vecs[:, layer]).numpy()
+    circle = circumplex(pts, emotions)
+    summary: dict[str, Any] = {"model": model.describe(), "config": cfg.to_dict(), "layer": layer,
+                               "emotions": emotions, "ratings": {e: list(ratings[e]) for e in emotions},
+                               "ratings_report": report, "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha,
+                                                                 "n_components": axes.n_components},
+                               "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
+                               "circumplex": circle}
+    if cfg.lexicon:
+        summary["lexicon"] = lexicon_check(model, axes, load_va_lexicon(cfg.lexicon), vocab_only=cfg.vocab_only)
+
+    # VA steering on neutral-prompt SEV test items: judged labels and the reply's projection
+    settings = PromptSettings()
+    items = load_sev(DEFAULT_TEST, limit=cfg.steer_limit).items(neutral=True)
+    prompts = [model.chat_ids(settings.system_for(None), it.user_text) for it in items]
+    steer_layers = list(cfg.steer_layers) if cfg.steer_layers is not None else [layer]
+    rms = float(acts[:, layer].pow(2).mean(-1).sqrt().mean())
+    gen = GenerationSettings(max_new_tokens=32)
+    steering = []
+    directions = {"valence": axes.valence, "arousal": axes.arousal}
+    directions |= {f"random{s}": r for s, r in enumerate(random_directions(model.arch.d_model, cfg.random_seeds))}
+    for name, axis in directions.items():
+        for alpha in cfg.alphas:
+            ivs = axis_steering(axis, steer_layers, alpha, rms)
+            replies = generate(model, prompts, gen, hooks=lambda idx, ivs=ivs: make_hooks(model, ivs), progress=False)
+            proj = axes.project(text_activations(model, replies, [layer], "mean", progress=False)[:, 0]).mean(0)
+            steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in judge(replies))),
+                             "valence_proj": float(proj[0]), "arousal_proj": float(proj[1]),
+                             "example": replies[0] if replies else ""})
+    summary["steering"] = steering
+    probes: dict[str, Any] = {}
+    if cfg.refusal:
+        rows_r = load_prompts(cfg.refusal)
+        ps, types = [p for p, _ in rows_r], [t for _, t in rows_r]
+        phrases = cfg.refusal_phrases or REFUSAL_PHRASES
+        summary["refusal_phrases"] = list(phrases)
+        curve = []
+        for n, ax in directions.items():
+            for a in cfg.alphas:
+                ivs = axis_steering(ax, steer_layers, a, rms)
+                r = refusal_rates(model, ps, types, ivs, phrases=phrases)
+                curve.append({"direction": n, "alpha": a, "refusal_rate": r["overall"],
+                              "refusal_rate_by_type": r["by_type"], "n_by_type": r["n_by_type"],
+                              "token_logits": refusal_token_logits(model, ps, ivs),
+                              "example": r["replies"][0] if r["replies"] else ""})
+        probes["refusal"] = curve
+    if cfg.sycophancy:
+        its = load_sycophancy(cfg.sycophancy)
+        probes["sycophancy"] = [
+            {"direction": n, "alpha": a, "score": sycophancy_score(model, its, axis_steering(ax, steer_layers, a, rms))}
+            for n, ax in directions.items() for a in cfg.alphas]
+    summary["probes"] = probes
+    summary["figures"] = va_figures(out, summary)
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+

@@ -1,0 +1,142 @@
+"""The SEV loader, items, prompt settings, and the shipped dataset's own rules."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from circuits.core.emotions import EMOTIONS, UnknownEmotionError
+from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVFormatError, load_sev
+
+GOOD = {"theme": "work/job", "scenario": "I sent the draft to my editor.",
+        "event": {"positive": "She accepted it.", "neutral": "She said she would read it.",
+                  "negative": "She rejected it."}, "skeleton_id": "work_00"}
+
+THEMES = ["work/job", "school/academia", "personal relationships", "customer service/shopping",
+          "public services/administration", "health/medical", "housing/living facilities",
+          "travel/transportation"]
+
+
+def _write(tmp_path, lines, name="sev.jsonl"):
+    p = tmp_path / name
+    p.write_text("\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + "\n")
+    return p
+
+
+@pytest.mark.parametrize("split", [DEFAULT_TRAIN, DEFAULT_TEST])
+def test_shipped_splits_follow_the_schema(split):
+    ds = load_sev(split)
+    assert len(ds) == 160
+    assert ds.themes == sorted(THEMES)
+    for theme in THEMES:
+        assert sum(s.theme == theme for s in ds.scenarios) == 20
+    pattern = r"[a-z_]+_test_\d\d" if split == DEFAULT_TEST else r"[a-z_]+_\d\d"
+    assert all(re.fullmatch(pattern, s.skeleton_id) for s in ds.scenarios)
+
+
+def test_splits_are_disjoint():
+    a, b = load_sev(DEFAULT_TRAIN), load_sev(DEFAULT_TEST)
+    texts_a = {s.scenario for s in a.scenarios} | {e for s in a.scenarios for e in s.events.values()}
+    texts_b = {s.scenario for s in b.scenarios} | {e for s in b.scenarios for e in s.events.values()}
+    assert not texts_a & texts_b
+    assert not {s.skeleton_id for s in a.scenarios} & {s.skeleton_id for s in b.scenarios}
+
+
+def _emotion_words():
+    """Every single-word cue of the judge's lexicon that is a clear emotion word (weight >= 1.5;
+    weaker cues such as 'alone' or 'empty' describe situations too) plus base feeling words."""
+    from circuits.judges.lexicon import LexiconJudge
+
+    words = {"feel", "feeling", "felt", "emotion", "emotional", "mood", "happy", "sad", "angry",
+             "afraid", "scared", "surprised", "disgusted", "upset", "glad", "sorry", "love", "hate"}
+    for cues in LexiconJudge().cues.values():
+        words |= {c for c, w in cues.items() if " " not in c and w >= 1.5}
+    return words
+
+
+@pytest.mark.parametrize("split", [DEFAULT_TRAIN, DEFAULT_TEST])
+def test_no_emotion_words_in_scenarios_or_events(split):
+    words = _emotion_words()
+    found = []
+    for s in load_sev(split).scenarios:
+        for text in [s.scenario, *s.events.values()]:
+            for w in re.findall(r"[a-z']+", text.lower()):
+                if w in words:
+                    found.append((s.skeleton_id, w))
+    assert not found, found[:20]
+
+
+def test_items_cover_every_scenario_valence_emotion():
+    ds = load_sev(limit=4)
+    items = ds.items()
+    assert len(items) == 4 * 3 * 6
+    assert {(i.skeleton_id, i.valence, i.emotion) for i in items} == {
+        (s.skeleton_id, v, e) for s in ds.scenarios for v in ("positive", "neutral", "negative") for e in EMOTIONS
+    }
+    it = items[0]
+    assert it.user_text == f"{it.scenario}\n{it.event}"
+    neutral = ds.items(neutral=True)
+    assert len(neutral) == 12 and all(i.emotion is None for i in neutral)
+    assert len(ds.items(["fear", "anger"])) == 24
+    with pytest.raises(UnknownEmotionError, match="joy.*expected one of anger"):
+        ds.items(["joy"])
+
+
+def test_limit_is_deterministic_and_round_robin():
+    ds = load_sev()
+    sub = ds.subset(8)
+    assert len(sub) == 8 and len(sub.themes) == 8
+    assert [s.skeleton_id for s in sub.scenarios] == [s.skeleton_id for s in load_sev(limit=8).scenarios]
+    assert sub.sha256 != ds.sha256 and sub.sha256 == load_sev(limit=8).sha256
+    assert len(ds.subset(10)) == 10 and ds.subset(None) is ds
+
+
+def test_prompt_settings_defaults_and_roundtrip():
+    p = PromptSettings()
+    assert p.system_for("anger") == "Always reply in anger.\nKeep the reply to at most two sentences."
+    assert p.system_for(None) == "Keep the reply to at most two sentences."
+    q = PromptSettings(emotion_system="Answer with {emotion}.")
+    assert PromptSettings.from_dict(q.to_dict()) == q and q.system_for("fear") == "Answer with fear."
+
+
+def test_valid_variants_load(tmp_path):
+    extra = dict(GOOD, skeleton_id=7, source="paper")  # extra keys ignored, int id read as str
+    p = _write(tmp_path, [GOOD, "", extra | {"skeleton_id": 7}])
+    ds = load_sev(p)
+    assert [s.skeleton_id for s in ds.scenarios] == ["work_00", "7"]
+    arr = tmp_path / "arr.json"
+    arr.write_text(json.dumps([GOOD]))
+    assert len(load_sev(arr)) == 1
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("{not json", r":1: invalid JSON"),
+        ({k: v for k, v in GOOD.items() if k != "scenario"}, r":1: missing field 'scenario'"),
+        (dict(GOOD, event={"positive": "a", "neutral": "b"}), r":1: field 'event.negative': missing"),
+        (dict(GOOD, event="happy"), r":1: field 'event': expected an object"),
+        (dict(GOOD, theme=""), r":1: field 'theme': expected a non-empty string"),
+        (dict(GOOD, event=dict(GOOD["event"], neutral=3)), r":1: field 'event.neutral'"),
+        (42, r":1: expected a JSON object"),
+    ],
+)
+def test_malformed_lines_name_file_line_and_field(tmp_path, line, expected):
+    p = _write(tmp_path, [line])
+    with pytest.raises(SEVFormatError) as err:
+        load_sev(p)
+    assert str(p) in str(err.value)
+    assert re.search(expected, str(err.value)), str(err.value)
+
+
+def test_all_problems_reported_and_duplicates_caught(tmp_path):
+    p = _write(tmp_path, [GOOD, GOOD, dict(GOOD, skeleton_id="x", theme=None)])
+    with pytest.raises(SEVFormatError) as err:
+        load_sev(p)
+    assert len(err.value.errors) == 2
+    assert ":2: field 'skeleton_id': duplicate 'work_00'" in str(err.value)
+    assert ":3: field 'theme'" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        load_sev(tmp_path / "nope.jsonl")

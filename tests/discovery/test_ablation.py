@@ -1,0 +1,123 @@
+"""Ablation and enhancement sweeps: records, top beats random, the prefix cache equals full passes, judged generations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuits.discovery import ablation, components, influence
+from circuits.discovery.directions import emotion_directions
+from circuits.core.hooks import Intervention, make_hooks
+from circuits.core.sev import load_sev
+from circuits.discovery.store import StoreConfig, build_store
+
+
+def test_sweep_records_and_top_beats_random(run):
+    model, store, dirs = run
+    nc = components.neuron_contributions(model, store, dirs)
+    cfg = ablation.SweepConfig(ks=(1, 4), modes=("zero", "add"), seeds=2, layers=(model.arch.n_layers - 1,))
+    recs = ablation.sweep(model, store, dirs, nc, "neurons", cfg, emotions=["anger", "fear"], progress=False)
+    assert len(recs) == 2 * 1 * 2 * 2 * 2
+    # zero-ablating the top pro-emotion neurons of the last layer lowers s more than random ones
+    top = [r["delta_s"] for r in recs if r["mode"] == "zero" and r["selection"] == "top"]
+    rnd = [r["delta_s"] for r in recs if r["mode"] == "zero" and r["selection"] == "random"]
+    assert sum(top) < sum(rnd)
+
+
+def _full_forward_score(model, prompts, v, interventions):
+    """Slow reference for the sweep: one full forward pass of every prompt, no KV cache."""
+    ids, mask = model.pad_left(prompts)
+    got: dict = {}
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=make_hooks(model, interventions)
+                                             + influence.final_state_hooks(model, got)):
+        model.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
+    return (got["resid"] / got["scale"]).float() @ v
+
+
+@pytest.mark.parametrize("kind", ["neurons", "heads"])
+def test_sweep_prefix_cache_equals_full_forward(run, kind):
+    """The sweep runs the shared prefix once and only the last token per intervention; every
+    record's delta_s must equal the one from full forward passes, for every mode."""
+    model, store, dirs = run
+    scores = (components.neuron_contributions(model, store, dirs) if kind == "neurons"
+              else components.head_scores_one_pass(model, store, dirs))
+    cfg = ablation.SweepConfig(ks=(1, 2), modes=ablation.MODES, seeds=1, batch_size=5)
+    emotions = ["sadness", "surprise"]
+    recs = ablation.sweep(model, store, dirs, scores, kind, cfg, emotions=emotions, progress=False)
+    name = "mlp_post" if kind == "neurons" else "z"
+    dmu = ablation.delta_mu(store, name, dirs.emotions)
+    mean_act = store.tensor(name)[store.index("emotion")].mean(0)
+    v_ref = influence.reference_directions(dirs)
+    checked = 0
+    for r in recs:
+        if r["selection"] != "top":
+            continue
+        e = dirs.emotions.index(r["emotion"])
+        prompts = store.prompts(model, store.index("emotion", r["emotion"]))
+        L, u = r["layer"], tuple(r["units"])
+        iv = {"zero": Intervention(kind, L, "set", u, positions="last"),
+              "mean": Intervention(kind, L, "set", u, vector=mean_act[L, list(u)], positions="last"),
+              "scale": Intervention(kind, L, "scale", u, factor=cfg.scale_factor, positions="last"),
+              "add": Intervention(kind, L, "add", u, vector=dmu[e, L, list(u)], positions="last")}[r["mode"]]
+        want = (_full_forward_score(model, prompts, v_ref[e], [iv])
+                - _full_forward_score(model, prompts, v_ref[e], [])).mean()
+        assert abs(r["delta_s"] - float(want)) < 1e-4 * max(1.0, abs(float(want))), r
+        checked += 1
+    assert checked == len(emotions) * model.arch.n_layers * len(ablation.MODES) * 2
+
+
+@pytest.fixture(scope="module")
+def qwen_run(tmp_path_factory, qwen_tiny):
+    # the tiny Gemma2 model emits only special tokens under greedy decoding: generations are tested on Qwen2
+    store = build_store(qwen_tiny, load_sev(), tmp_path_factory.mktemp("gen"), StoreConfig(limit=4), progress=False)
+    dirs = emotion_directions(store)
+    return qwen_tiny, store, components.neuron_contributions(qwen_tiny, store, dirs), \
+        components.head_scores_one_pass(qwen_tiny, store, dirs)
+
+
+def _always_anger(texts):
+    return [type("Verdict", (), {"label": "anger"})() for _ in texts]
+
+
+def test_generation_effect_ablation_and_enhancement(qwen_run):
+    model, store, nc, hs = qwen_run
+    kw = dict(k_neurons=8, k_heads=1, rows_per_emotion=3, seeds=2, max_new_tokens=6, progress=False,
+              judge=_always_anger, return_replies=True)
+    res = ablation.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", **kw)
+    keys = {"baseline", "top", "random", "enhance_baseline", "enhanced_top", "enhanced_random"}
+    assert set(res) == {"anger", "fear", "mean", "config"} and set(res["mean"]) == keys
+    # known answer with a judge that calls everything anger: accuracy 1 for anger, 0 for fear
+    assert {k: res["anger"][k] for k in keys} == dict.fromkeys(keys, 1.0)
+    assert {k: res["fear"][k] for k in keys} == dict.fromkeys(keys, 0.0)
+    assert res["mean"] == dict.fromkeys(keys, 0.5)
+    assert res["config"]["enhance"] == "add" and res["config"]["enhance_factor"] == 1.0
+    for emotion in ("anger", "fear"):
+        rep = res[emotion]["replies"]
+        assert set(rep) == keys
+        assert all(len(rep[k]) == 3 for k in ("baseline", "top", "enhance_baseline", "enhanced_top"))
+        assert len(rep["random"]) == len(rep["enhanced_random"]) == 2 and all(len(r) == 3 for r in rep["random"])
+        # the neutral prompt is used for enhancement, the emotion prompt for ablation
+        assert rep["enhance_baseline"] != rep["baseline"]
+        # zeroing the top units changes the emotional replies
+        assert rep["top"] != rep["baseline"]
+    # adding (a strong multiple of) Delta-mu to the top units changes the calm replies
+    strong = ablation.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", enhance_factor=20.0,
+                                      **kw)
+    for emotion in ("anger", "fear"):
+        rep = strong[emotion]["replies"]
+        assert rep["enhanced_top"] != rep["enhance_baseline"]
+    # controls: a zero-strength enhancement leaves every reply as it was
+    for mode, factor in (("add", 0.0), ("scale", 1.0)):
+        ctl = ablation.generation_effect(model, store, ["fear"], nc, hs, enhance=mode, enhance_factor=factor, **kw)
+        rep = ctl["fear"]["replies"]
+        assert rep["enhanced_top"] == rep["enhance_baseline"]
+        assert rep["enhanced_random"] == [rep["enhance_baseline"]] * 2
+    scaled = ablation.generation_effect(model, store, ["fear"], nc, hs, enhance="scale", enhance_factor=4.0,
+                                      enhance_prompt="emotion", **kw)
+    rep = scaled["fear"]["replies"]
+    assert rep["enhance_baseline"] == rep["baseline"] and rep["enhanced_top"] != rep["baseline"]
+    old = ablation.generation_effect(model, store, ["fear"], nc, hs, enhance=None, **kw)
+    assert set(old["mean"]) == {"baseline", "top", "random"}  # the zero-ablation keys alone, as before
+    assert old["fear"]["replies"]["top"] == res["fear"]["replies"]["top"]
+    with pytest.raises(ValueError, match="enhance must be"):
+        ablation.generation_effect(model, store, ["fear"], nc, hs, enhance="double", **kw)

@@ -1,0 +1,40 @@
+"""Evaluation metrics (distinct-n, perplexity) and the evaluate_methods schema."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from circuits.steer.evaluate import EvalConfig, distinct_n, evaluate_methods, reply_perplexity
+from circuits.core.sev import DEFAULT_TEST, load_sev
+from circuits.steer.methods import (circuit_modulation, direction_steering)
+
+
+def test_distinct_and_perplexity(qwen_tiny):
+    assert distinct_n(["a b a b", "a b"]) == pytest.approx(2 / 4)
+    assert distinct_n(["one"]) == 0.0
+    m = qwen_tiny
+    prompt = m.chat_ids("Be brief.", "Hello.")
+    reply = "I took the bus"
+    ppl = reply_perplexity(m, [prompt, m.chat_ids("x", "a much longer user message here")], [reply, reply])
+    ids = prompt + m.tokenizer(reply, add_special_tokens=False)["input_ids"] + [m.tokenizer.eos_token_id]
+    with torch.no_grad():
+        logp = torch.log_softmax(m.hf_model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    n = len(ids) - len(prompt)
+    manual = math.exp(-logp[len(prompt) - 1:-1].gather(-1, torch.tensor(ids[len(prompt):])[:, None]).mean().item())
+    assert ppl[0] == pytest.approx(manual, rel=1e-4)
+
+
+def test_evaluate_methods_schema(qwen_tiny, tiny_run):
+    store, dirs, circuit = tiny_run
+    cfg = EvalConfig(methods=("prompting", "neutral", "direction", "circuit"), emotions=("anger",), limit=1,
+                     max_new_tokens=5, min_new_tokens=2)
+    ivs = {"direction": lambda e: direction_steering(dirs, e, [1], 4.0),
+           "circuit": lambda e: circuit_modulation(circuit, qwen_tiny)}
+    res = evaluate_methods(qwen_tiny, load_sev(DEFAULT_TEST), ivs, cfg, progress=False)
+    assert set(res["methods"]) == set(cfg.methods)
+    for m in res["methods"].values():
+        assert m["n"] == 3 and 0 <= m["accuracy"] <= 1 and set(m["per_valence"]) == {"positive", "neutral", "negative"}
+        assert m["perplexity"] > 1 and set(m["per_emotion"]) == {"anger"}

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Callable, Sequence
 
-from circuits.discovery.ablation import MODES as SWEEP_MODES
-from circuits.runs.discover import DiscoverConfig
-from circuits.steer.evaluate import METHODS
+from circuits.circuit.allocation import AllocationConfig
+from circuits.core.config import add_config_flags, config_from_args
 from circuits.judges.base import JUDGE_SPECS
+from circuits.runs.discover import DiscoverConfig
+from circuits.steer.evaluate import METHODS, EvalConfig
 from circuits.steer.methods import STEERING_POSITIONS
+from circuits.va.run import VAConfig
+
+# The config fields each command exposes as flags (defaults and help come from the dataclasses).
+DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation", "reference_head_rows",
+                  "influence_rows", "alphas", "sweep_ks", "sweep_modes", "sweep_seeds", "sweep_rows",
+                  "generation_rows", "seed", "figures")
+ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_heads", "cap_fraction")
+EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
+                  "positions")
+VA_FLAGS = ("texts", "ratings", "self_report", "lexicon", "vocab_only", "layer", "position", "emotions", "alphas",
+            "steer_limit", "refusal", "sycophancy", "limit")
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -68,12 +81,11 @@ def _discover(args: argparse.Namespace) -> int:
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import load_sev
 
-    cfg = DiscoverConfig(
-        limit=args.limit, emotions=check_emotions(args.emotions), batch_size=args.batch_size,
-        store_dtype=args.store_dtype, elicitation=args.elicit, reference_head_rows=args.reference_rows,
-        influence_rows=args.influence_rows, sweep_rows=args.sweep_rows, seed=args.seed,
-        generation_rows=args.generation_rows, figures=not args.no_figures, sweep_modes=tuple(args.sweep_modes),
-    )
+    from circuits.circuit import AllocationConfig
+
+    allocation = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
+    cfg = config_from_args(DiscoverConfig, args, DISCOVER_FLAGS, allocation=allocation)
+    cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
     dataset = load_sev(args.sev)
     check_request(cfg, dataset)  # before the model loads: quick feedback
     judge = _judge(args)
@@ -96,10 +108,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from circuits.runs.evaluate import run_evaluation
     from circuits.steer.evaluate import EvalConfig
 
-    cfg = EvalConfig(methods=tuple(args.methods), emotions=tuple(check_emotions(args.emotions)), limit=args.limit,
-                     circuit_lambda=args.circuit_lambda, direction_alpha=args.direction_alpha, ev_alpha=args.ev_alpha,
-                     direction_layers=tuple(args.direction_layers) if args.direction_layers else None,
-                     positions=args.positions)
+    cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)
+    cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
     result = run_evaluation(model, args.run, cfg, sev=args.sev, out=args.out, judge=judge)
     print(method_table(result))
     print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
@@ -132,7 +142,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _figures(args: argparse.Namespace) -> int:
     import os
 
-    from circuits.figures.make import make_figures
+    from circuits.runs.figures import make_figures
 
     for p in make_figures(args.run, va=args.va, png_dir=args.png_dir):
         rel = os.path.relpath(p)
@@ -143,13 +153,9 @@ def _figures(args: argparse.Namespace) -> int:
 def _va(args: argparse.Namespace) -> int:
     from circuits.va import VAConfig, load_refusal_phrases, run_va
 
-    d = VAConfig()
-    cfg = VAConfig(texts=args.texts or d.texts, ratings=None if args.self_report else (args.ratings or d.ratings),
-                   self_report=args.self_report, lexicon=args.lexicon or d.lexicon, vocab_only=args.vocab_only,
-                   layer=args.layer, position=args.position, emotions=tuple(args.emotions) if args.emotions else None,
-                   alphas=tuple(args.alphas), steer_limit=args.steer_limit, refusal=args.refusal,
-                   refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None,
-                   sycophancy=args.sycophancy, limit=args.limit)
+    cfg = config_from_args(
+        VAConfig, args, VA_FLAGS, ratings=None if args.self_report else args.ratings,
+        refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None)
     s = run_va(_load(args), args.out, cfg)
     rep = s.get("ratings_report", {})
     if cfg.self_report:
@@ -181,38 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(dis)
     dis.add_argument("--out", required=True, help="run directory (created; a matching store in it is reused)")
     dis.add_argument("--sev", default=None, help="SEV file (default: the shipped train split, sev_data/sev.jsonl)")
-    dis.add_argument("--limit", type=int, default=None, help="use only N scenarios (deterministic subset)")
-    dis.add_argument("--emotions", nargs="+", default=None, help="subset of the six emotions")
-    dis.add_argument("--batch-size", type=int, default=16)
-    dis.add_argument("--store-dtype", default="float32", help="storage dtype of the activation store")
-    dis.add_argument("--elicit", action="store_true", help="generate, judge and keep only accepted rows")
-    dis.add_argument("--reference-rows", type=int, default=24, help="rows per emotion for the head-ablation reference")
-    dis.add_argument("--influence-rows", type=int, default=48, help="neutral rows for the influence intervention")
-    dis.add_argument("--sweep-rows", type=int, default=24, help="rows per emotion for ablation sweeps")
-    dis.add_argument("--generation-rows", type=int, default=12,
-                     help="rows per emotion for judged generations under ablation (0 skips)")
-    dis.add_argument("--sweep-modes", nargs="+", choices=SWEEP_MODES, default=list(DiscoverConfig.sweep_modes),
-                     help="ablation (zero, mean) and enhancement (scale, add Delta-mu) modes of the sweeps")
+    add_config_flags(dis, DiscoverConfig, DISCOVER_FLAGS)
+    add_config_flags(dis.add_argument_group("circuit budget and allocation"), AllocationConfig, ALLOCATION_FLAGS)
     _judge_arg(dis, "elicited replies and of generations under ablation / enhancement")
-    dis.add_argument("--seed", type=int, default=0)
-    dis.add_argument("--no-figures", action="store_true")
     dis.set_defaults(func=_discover)
 
     ev = sub.add_parser("evaluate", help="compare steering methods on the held-out SEV split")
     _model_args(ev)
     ev.add_argument("--run", required=True, help="a discovery run directory (circuits, directions, store)")
-    ev.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    add_config_flags(ev, EvalConfig, EVALUATE_FLAGS)
     _judge_arg(ev, "the replies")
-    ev.add_argument("--limit", type=int, default=None, help="use only N test scenarios")
-    ev.add_argument("--emotions", nargs="+", default=None)
     ev.add_argument("--sev", default=None, help="test SEV file (default: the shipped test split, sev_data/sev_test.jsonl)")
-    ev.add_argument("--circuit-lambda", type=float, default=1.0)
-    ev.add_argument("--direction-alpha", type=float, default=8.0)
-    ev.add_argument("--direction-layers", type=int, nargs="+", default=None,
-                    help="layers for direction steering (default: 40-72%% of the depth)")
-    ev.add_argument("--ev-alpha", type=float, default=2.0)
-    ev.add_argument("--positions", choices=STEERING_POSITIONS, default="paper",
-                    help="paper: each method's published positions; last: the last prompt token only")
     ev.add_argument("--out", default=None, help="where to write the report (default: the run directory)")
     ev.set_defaults(func=_evaluate)
 
@@ -228,22 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     va = sub.add_parser("va", help="valence-arousal subspace: axes, circumplex, lexicon check, steering, probes")
     _model_args(va)
     va.add_argument("--out", required=True)
-    va.add_argument("--texts", help="labelled texts (CSV or JSONL; default: the shipped 186 sentences)")
-    va.add_argument("--ratings", help="CSV emotion,valence,arousal (default: shipped ratings of our 6 emotions)")
-    va.add_argument("--self-report", action="store_true", help="ask the model to rate valence and arousal")
-    va.add_argument("--lexicon", help="NRC-VAD style word,valence,arousal file (default: a small shipped one)")
-    va.add_argument("--vocab-only", action="store_true", help="lexicon words that are single tokens only")
-    va.add_argument("--layer", type=int, default=None)
-    va.add_argument("--position", default="mean", choices=["mean", "last"])
-    va.add_argument("--emotions", nargs="+", default=None)
-    va.add_argument("--alphas", nargs="+", type=float, default=[-4.0, -2.0, 0.0, 2.0, 4.0])
-    va.add_argument("--steer-limit", type=int, default=8, help="SEV test scenarios for VA steering")
-    va.add_argument("--refusal", help="CSV of prompts (prompt[,type]) for the refusal probe; rates are "
-                    "reported overall and per type")
+    add_config_flags(va, VAConfig, VA_FLAGS)
     va.add_argument("--refusal-phrases", metavar="FILE", default=None,
                     help="refusal detector phrases, one per line (default: a built-in list)")
-    va.add_argument("--sycophancy", help="A/B JSONL for the sycophancy probe")
-    va.add_argument("--limit", type=int, default=None, help="use at most N labelled texts per label")
     va.set_defaults(func=_va)
 
     fig = sub.add_parser("figures", help="regenerate every figure of a discovery run (+ evaluation) and a VA run")

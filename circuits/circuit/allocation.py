@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import torch
 
+from circuits.core.config import help_field
+
 Array = Union[torch.Tensor, np.ndarray]
 """Array inputs may be torch tensors (any device / float dtype) or numpy arrays."""
 
@@ -41,11 +43,11 @@ class AllocationConfig:
             ``cap = floor(cap_fraction * K_kind)`` (never below the per-layer minimum).
     """
 
-    budget_per_sublayer: int = 10
-    neuron_share: float = 0.7
-    min_neurons: int = 4
-    min_heads: int = 2
-    cap_fraction: float = 0.4
+    budget_per_sublayer: int = help_field(10, "circuit units per sublayer (total K = this x 2 x layers)")
+    neuron_share: float = help_field(0.7, "share of K given to MLP neurons (the rest to heads)")
+    min_neurons: int = help_field(4, "neurons every layer gets before the proportional split")
+    min_heads: int = help_field(2, "heads every layer gets before the proportional split")
+    cap_fraction: float = help_field(0.4, "per-layer cap as a share of the kind's budget")
 
     def __post_init__(self) -> None:
         if not _is_int(self.budget_per_sublayer) or self.budget_per_sublayer < 1:

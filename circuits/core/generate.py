@@ -1,4 +1,5 @@
-"""Batched chat generation through the bridge's HF model, optionally under TransformerLens hooks.
+"""Batched chat generation through the bridge's HF model, optionally under TransformerLens hooks, and
+teacher-forced scoring of given continuations (:func:`continuation_logprobs`).
 
 TransformerBridge's own ``generate`` ignores ``fwd_hooks=``; the wrapped HF model's ``generate``
 runs through the bridge's hook points, so hooks installed with ``bridge.hooks(fwd_hooks=...)`` fire:
@@ -81,4 +82,34 @@ def generate(
             out[i] = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True).strip()
         bar.update(len(idx))
     bar.close()
+    return out
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model: ModelHandle,
+    prompts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    *,
+    interventions: Sequence[Any] = (),
+    batch_size: int = 32,
+) -> list[torch.Tensor]:
+    """Teacher-forced log-probabilities (natural log, float32, CPU) of each continuation's tokens after
+    its prompt: one ``[len(continuation)]`` tensor per pair, from left-padded batches of
+    ``prompt + continuation`` with ``interventions`` (:class:`~circuits.core.hooks.Intervention`)
+    applied to every forward pass. The one teacher-forced scorer (reply perplexity, answer log-probs)."""
+    from circuits.core.hooks import make_hooks
+
+    seqs = [list(p) + list(c) for p, c in zip(prompts, continuations)]
+    out: list[torch.Tensor] = []
+    for s in range(0, len(seqs), batch_size):
+        chunk = seqs[s:s + batch_size]
+        ids, mask = model.pad_left(chunk)
+        with model.bridge.hooks(fwd_hooks=make_hooks(model, interventions)):
+            logp = torch.log_softmax(model.hf_model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+        width = ids.shape[1]
+        for row, seq in enumerate(chunk):
+            start = width - len(seq) + len(prompts[s + row])
+            tgt = ids[row, start:]
+            out.append(logp[row, start - 1:width - 1].gather(-1, tgt[:, None]).squeeze(-1).cpu())
     return out

@@ -1,5 +1,11 @@
-"""Interventions as data: what to change (site, layer, units), how (scale / add / set) and where
-(which token positions). The same :class:`Intervention` drives ablation sweeps, steering and export.
+"""Edits and reads as data, and the one place that turns them into TransformerLens hooks.
+
+An :class:`Intervention` says what to change (site, layer, units), how (scale / add / set) and where
+(which token positions); a :class:`Read` says what to capture. The same objects drive the store, the
+attribution references, the ablation sweeps, the influence measure, steering and export;
+:func:`make_hooks` turns both into hooks and :func:`run_forward` runs one hooked forward pass. No
+other module writes hook closures, except the influence gradient's per-row deltas (documented in
+:mod:`circuits.discovery.influence`).
 
 Sites and the hook each one acts on (shapes at one position):
 
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from jaxtyping import Float, Int
 
 from circuits.core.model import ModelHandle
 
@@ -65,11 +72,7 @@ class Intervention:
             object.__setattr__(self, "index", tuple(int(i) for i in self.index))
 
     def hook_name(self, model: ModelHandle) -> str:
-        h, L = model.hooks, self.layer
-        return {
-            "neurons": h.mlp_post(L), "heads": h.z(L), "resid_mid": h.resid_mid(L),
-            "resid_post": h.resid_post(L), "attn_out": h.attn_out(L), "mlp_out": h.mlp_out(L),
-        }[self.site]
+        return site_hook(model, self.site, self.layer)
 
     def check(self, model: ModelHandle) -> None:
         """Raise ValueError if the layer or indices are out of range for ``model``."""
@@ -120,9 +123,19 @@ def _apply(iv: Intervention, act: torch.Tensor, pos: slice | int) -> torch.Tenso
     return out
 
 
-def make_hooks(model: ModelHandle, interventions: Sequence[Intervention]) -> list[tuple[str, Callable]]:
+def make_hooks(
+    model: ModelHandle,
+    interventions: Sequence[Intervention],
+    reads: Sequence[Read] = (),
+    *,
+    into: dict | None = None,
+    mask: torch.Tensor | None = None,
+) -> list[tuple[str, Callable]]:
     """Fresh ``(hook_name, fn)`` pairs for ``model.bridge.hooks(fwd_hooks=...)`` (one forward pass or
-    one ``generate`` call). Interventions on the same hook are applied in order."""
+    one ``generate`` call). Interventions on the same hook are applied in order; ``reads`` capture
+    into ``into[read]`` after every edit (``mask``: the attention mask, needed for ``positions="mean"``)."""
+    if reads and into is None:
+        raise ValueError("make_hooks: reads need a dict to capture into (into=...)")
     hooks = []
     for iv in interventions:
         iv.check(model)
@@ -143,4 +156,111 @@ def make_hooks(model: ModelHandle, interventions: Sequence[Intervention]) -> lis
             return act
 
         hooks.append((iv.hook_name(model), fn))
+    hooks += [(r.hook_name(model), _read_hook(r, into, mask)) for r in reads]
     return hooks
+
+
+# ----------------------------------------------------------------------------------------- reads
+READ_SITES = ("resid_pre", "resid_mid", "resid_post", "z", "mlp_post", "attn_out", "mlp_out", "final_resid",
+              "final_scale", "attn_post_scale", "mlp_post_scale")
+"""What a :class:`Read` can capture: the store's tensors (``z`` = per-head o_proj input, ``mlp_post`` =
+MLP post-activations), sublayer outputs, the final residual and the final norm's scale
+(``final_state = final_resid / final_scale``), and Gemma2's post-norm scales."""
+READ_POSITIONS = ("last", "all", "mean")
+"""``last``: the last position (``[batch, ...]``); ``all``: every position (``[batch, pos, ...]``);
+``mean``: the mean over the valid positions of the attention mask (``[batch, ...]``)."""
+
+
+def site_hook(model: ModelHandle, site: str, layer: int | None) -> str:
+    """The TransformerLens hook name of ``site`` at ``layer``: the one site table for edits and reads."""
+    h = model.hooks
+    if site == "final_resid":
+        return h.final_resid
+    if site == "final_scale":
+        return h.final_scale
+    if site in ("attn_post_scale", "mlp_post_scale"):
+        return model.post_norm_scale_hook(int(layer), site.split("_")[0])
+    table = {"neurons": h.mlp_post, "mlp_post": h.mlp_post, "heads": h.z, "z": h.z, "resid_pre": h.resid_pre,
+             "resid_mid": h.resid_mid, "resid_post": h.resid_post, "attn_out": h.attn_out, "mlp_out": h.mlp_out}
+    return table[site](int(layer))
+
+
+@dataclass(frozen=True)
+class Read:
+    """One activation to capture during a forward pass: data, like :class:`Intervention`.
+
+    ``site`` (one of :data:`READ_SITES`) at ``layer`` (None for ``final_*``), at ``positions`` (one of
+    :data:`READ_POSITIONS`). The captured value is detached, float32 and on the CPU, unless
+    ``keep_graph`` (then it stays on the model's device with its autograd graph, for gradients).
+    ``stop``: end the forward pass right after this read (what comes after is not needed).
+    """
+
+    site: str
+    layer: int | None = None
+    positions: str = "last"
+    keep_graph: bool = False
+    stop: bool = False
+
+    def __post_init__(self) -> None:
+        if self.site not in READ_SITES:
+            raise ValueError(f"Read.site: expected one of {READ_SITES}, got {self.site!r}")
+        if self.positions not in READ_POSITIONS:
+            raise ValueError(f"Read.positions: expected one of {READ_POSITIONS}, got {self.positions!r}")
+        if (self.layer is None) != self.site.startswith("final_"):
+            raise ValueError(f"Read on {self.site!r}: layer must be {'None' if self.site.startswith('final_') else 'given'}")
+
+    def hook_name(self, model: ModelHandle) -> str:
+        return site_hook(model, self.site, self.layer)
+
+
+class StopForward(Exception):
+    """Raised by a ``Read(stop=True)`` hook to end a forward pass early; :func:`run_forward` catches it."""
+
+
+def masked_mean(
+    x: Float[torch.Tensor, "batch pos *rest"], mask: Int[torch.Tensor, "batch pos"]
+) -> Float[torch.Tensor, "batch *rest"]:
+    """Mean of ``x`` over the positions where ``mask`` is 1 (padding excluded): the one token mean."""
+    m = mask.reshape(*mask.shape, *([1] * (x.ndim - 2))).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1)
+
+
+def _read_hook(read: Read, into: dict, mask: torch.Tensor | None) -> Callable:
+    if read.positions == "mean" and mask is None:
+        raise ValueError("a Read with positions='mean' needs the attention mask")
+
+    def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
+        value = act[:, -1] if read.positions == "last" else masked_mean(act, mask) if read.positions == "mean" else act
+        into[read] = value if read.keep_graph else value.detach().to("cpu", torch.float32)
+        if read.stop:
+            raise StopForward
+        return act
+
+    return fn
+
+
+def run_forward(
+    model: ModelHandle,
+    ids: Int[torch.Tensor, "batch pos"],
+    mask: Int[torch.Tensor, "batch pos"],
+    interventions: Sequence[Intervention] = (),
+    reads: Sequence[Read] = (),
+    *,
+    extra_hooks: Sequence[tuple[str, Callable]] = (),
+    grad: bool = False,
+    logits_to_keep: int = 1,
+    **forward_kwargs: Any,
+) -> dict[Read, torch.Tensor]:
+    """One forward pass of the HF model with ``interventions`` applied and ``reads`` captured (after
+    the edits on the same hook); returns ``{read: value}``. Only the last ``logits_to_keep`` logits are
+    computed. ``extra_hooks`` are raw ``(hook_name, fn)`` pairs for the one edit that is not data (the
+    influence gradient's per-row deltas); ``grad`` keeps autograd on."""
+    got: dict[Read, torch.Tensor] = {}
+    hooks = make_hooks(model, interventions, reads, into=got, mask=mask)
+    with torch.set_grad_enabled(grad), model.bridge.hooks(fwd_hooks=[*extra_hooks, *hooks]):
+        try:
+            model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep, use_cache=False,
+                           **forward_kwargs)
+        except StopForward:
+            pass
+    return got

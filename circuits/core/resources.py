@@ -34,19 +34,18 @@ DATA_DIRS: dict[str, str] = {"toy_model": "toy/model"}
 """name -> folder relative to the package directory (every file in it is in ``DATA_FILES``)."""
 
 
+def _lookup(table: dict[str, str], name: str, what: str) -> Path:
+    try:
+        return PACKAGE_DIR / table[name]
+    except KeyError:
+        raise KeyError(f"no shipped data {what} {name!r}; known: {', '.join(sorted(table))}") from None
+
+
 def data_path(name: str) -> Path:
     """The absolute path of the shipped data file ``name`` (a key of :data:`DATA_FILES`)."""
-    try:
-        rel = DATA_FILES[name]
-    except KeyError:
-        raise KeyError(f"no shipped data file {name!r}; known: {', '.join(sorted(DATA_FILES))}") from None
-    return PACKAGE_DIR / rel
+    return _lookup(DATA_FILES, name, "file")
 
 
 def data_dir(name: str) -> Path:
     """The absolute path of the shipped data folder ``name`` (a key of :data:`DATA_DIRS`)."""
-    try:
-        rel = DATA_DIRS[name]
-    except KeyError:
-        raise KeyError(f"no shipped data folder {name!r}; known: {', '.join(sorted(DATA_DIRS))}") from None
-    return PACKAGE_DIR / rel
+    return _lookup(DATA_DIRS, name, "folder")

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from circuits.discovery.directions import Directions, group_tensor
 from circuits.core.emotions import check_emotions
-from circuits.discovery.influence import final_state_hooks, reference_directions
+from circuits.discovery.influence import FINAL_STATE, final_state, reference_directions
 from circuits.core.hooks import Intervention, make_hooks
 from circuits.core.model import ModelHandle
 from circuits.discovery.store import ActivationStore
@@ -75,17 +75,18 @@ class _LastTokenBatches:
                                      logits_to_keep=1)
             self.batches.append((ids[:, -1:], mask, model.kv_cache_of(out)))
 
-    def final_scores(self, v: Float[torch.Tensor, "d_model"], hooks_fn) -> Float[torch.Tensor, "rows"]:
-        """``<final state, v>`` at each prompt's last position with ``hooks_fn()`` active."""
+    def final_scores(self, v: Float[torch.Tensor, "d_model"],
+                     interventions: Sequence[Intervention] = ()) -> Float[torch.Tensor, "rows"]:
+        """``<final state, v>`` at each prompt's last position with ``interventions`` applied."""
         vals = []
         for last, mask, cache in self.batches:
             got: dict = {}
             with torch.no_grad(), self.model.bridge.hooks(
-                    fwd_hooks=list(hooks_fn()) + final_state_hooks(self.model, got)):
+                    fwd_hooks=make_hooks(self.model, interventions, FINAL_STATE, into=got, mask=mask)):
                 self.model.hf_model(input_ids=last, attention_mask=mask, use_cache=True, logits_to_keep=1,
                                     **{self.model.kv_cache_kwarg: cache})
             cache.crop(-1)  # back to the prefix (an exception above discards the whole object)
-            vals.append(((got["resid"] / got["scale"]).float().cpu()) @ v)
+            vals.append(final_state(got) @ v)
         return torch.cat(vals)
 
 
@@ -126,7 +127,7 @@ def sweep(
         e = directions.emotions.index(emotion)
         idx = store.index("emotion", emotion)
         runner = _LastTokenBatches(model, store.prompts(model, idx), cfg.batch_size)
-        base = runner.final_scores(v_ref[e], lambda: [])
+        base = runner.final_scores(v_ref[e])
         for layer in layers:
             ranked = torch.argsort(scores[layer, e], descending=True).tolist()
             for mode in cfg.modes:
@@ -148,7 +149,7 @@ def sweep(
                         else:
                             iv = Intervention(kind, layer, "add", tuple(units), vector=dmu[e, layer, units],
                                               positions="last")
-                        vals = runner.final_scores(v_ref[e], lambda iv=iv: make_hooks(model, [iv]))
+                        vals = runner.final_scores(v_ref[e], [iv])
                         d = float((vals - base).mean())
                         bar.update(1)
                         if sel == "top":

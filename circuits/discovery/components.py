@@ -25,13 +25,10 @@ from einops import einsum
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.discovery.directions import Directions
 from circuits.core.model import ModelHandle
 from circuits.discovery.store import ActivationStore
-
-
-class _StopForward(Exception):
-    pass
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -148,28 +145,11 @@ def head_scores_reference(
 
             def read(head: int | None) -> torch.Tensor:
                 vals = []
+                grab = Read("resid_mid", layer, stop=True)  # nothing after this layer's MLP input is needed
+                ablate = [] if head is None else [Intervention("heads", layer, "set", index=(head,))]
                 for s in range(0, len(prompts), batch_size):
                     ids, mask = model.pad_left(prompts[s:s + batch_size])
-                    got: dict[str, torch.Tensor] = {}
-
-                    def zero_head(z: torch.Tensor, hook) -> torch.Tensor:
-                        z = z.clone()
-                        z[:, :, head] = 0.0
-                        return z
-
-                    def grab(x: torch.Tensor, hook) -> torch.Tensor:
-                        got["x"] = x[:, -1].float().cpu()
-                        raise _StopForward
-
-                    hooks = [(model.hooks.resid_mid(layer), grab)]
-                    if head is not None:
-                        hooks.insert(0, (model.hooks.z(layer), zero_head))
-                    try:
-                        with model.bridge.hooks(fwd_hooks=hooks):
-                            model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
-                    except _StopForward:
-                        pass
-                    x = got["x"]
+                    x = run_forward(model, ids, mask, ablate, [grab])[grab]
                     vals.append((x @ v) / _rms(x))
                 return torch.cat(vals)
 

@@ -24,6 +24,7 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from circuits.discovery.directions import Directions
+from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
 from circuits.discovery.store import READ_POINTS, ActivationStore
 
@@ -68,18 +69,13 @@ def _sublayer_hook(model: ModelHandle, layer: int, point: str) -> str:
     return model.hooks.attn_out(layer) if point == "attn" else model.hooks.mlp_out(layer)
 
 
-def final_state_hooks(model: ModelHandle, got: dict) -> list:
-    """Hooks that put the last position's final residual (``got["resid"]``) and final-norm scale
-    (``got["scale"]``) into ``got``; the final state is ``resid / scale``."""
-    def grab_resid(x, hook):
-        got["resid"] = x[:, -1]
-        return x
+FINAL_STATE = (Read("final_resid"), Read("final_scale"))
+"""Reads of the last position's final residual and final-norm scale; the final state is their ratio."""
 
-    def grab_scale(x, hook):
-        got["scale"] = x[:, -1]
-        return x
 
-    return [(model.hooks.final_resid, grab_resid), (model.hooks.final_scale, grab_scale)]
+def final_state(got: dict) -> torch.Tensor:
+    """The final (normalised) state ``[batch, d_model]`` from the values of :data:`FINAL_STATE`."""
+    return got[FINAL_STATE[0]] / got[FINAL_STATE[1]]
 
 
 @torch.no_grad()
@@ -107,11 +103,8 @@ def influence_intervention(
         ids, mask = model.pad_left(prompts[s:s + batch_size])
         n = ids.shape[0]
 
-        def run(hooks: list) -> torch.Tensor:
-            got: dict = {}
-            with model.bridge.hooks(fwd_hooks=hooks + final_state_hooks(model, got)):
-                model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
-            return ((got["resid"] / got["scale"]).float().cpu()) @ v_ref.T  # [n, E]
+        def run(interventions: list) -> torch.Tensor:
+            return final_state(run_forward(model, ids, mask, interventions, FINAL_STATE)) @ v_ref.T  # [n, E]
 
         base = run([])
         for layer in range(L):
@@ -121,12 +114,8 @@ def influence_intervention(
                     for alpha in alphas:
                         delta = alpha * float(sigma[layer, p])
 
-                        def push(x, hook, v=v, delta=delta):
-                            x = x.clone()
-                            x[:, -1] += delta * v
-                            return x
-
-                        moved = run([(_sublayer_hook(model, layer, point), push)])
+                        push = Intervention(f"{point}_out", layer, "add", vector=v, factor=delta, positions="last")
+                        moved = run([push])
                         out[layer, p, e] += ((moved[:, e] - base[:, e]).sum() / delta) / len(alphas)
                         if s == 0:
                             bar.update(1)
@@ -165,11 +154,13 @@ def influence_gradient(
                 return x + pad
             return fn
 
-        got: dict = {}
+        # the one hook closure outside circuits.core.hooks: a per-row delta with a gradient, which an
+        # Intervention (one vector for every row) cannot express
         hooks = [(_sublayer_hook(model, layer, READ_POINTS[p]), add((layer, p))) for (layer, p) in deltas]
-        with torch.enable_grad(), model.bridge.hooks(fwd_hooks=hooks + final_state_hooks(model, got)):
-            model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
-            s_all = (got["resid"] / got["scale"]) @ v_ref.to(dev, dt).T  # [n, E]
+        reads = [Read(r.site, keep_graph=True) for r in FINAL_STATE]
+        with torch.enable_grad():
+            got = run_forward(model, ids, mask, reads=reads, extra_hooks=hooks, grad=True)
+            s_all = (got[reads[0]] / got[reads[1]]) @ v_ref.to(dev, dt).T  # [n, E]
             for e in range(E):
                 grads = torch.autograd.grad(s_all[:, e].sum(), list(deltas.values()), retain_graph=e < E - 1)
                 for (layer, p), g in zip(deltas, grads):

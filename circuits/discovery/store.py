@@ -24,7 +24,7 @@ another model, dataset, prompt or config is refused with an error that names wha
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from circuits.core.emotions import EMOTIONS, check_emotions
 from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
 from circuits.core.artifacts import ModelMismatch
@@ -249,45 +250,31 @@ class ActivationStore:
         return bool(self.meta.get("complete"))
 
 
-def capture_hooks(model: ModelHandle) -> dict[str, list[str]]:
-    """Store tensor name -> the hook names (one per layer) it is captured from."""
-    h, n = model.hooks, model.arch.n_layers
-    names = {
-        "resid_mid": [h.resid_mid(L) for L in range(n)],
-        "resid_post": [h.resid_post(L) for L in range(n)],
-        "z": [h.z(L) for L in range(n)],
-        "mlp_post": [h.mlp_post(L) for L in range(n)],
-        "final_scale": [h.final_scale],
-    }
+def store_reads(model: ModelHandle) -> dict[str, list[Read]]:
+    """Store tensor name -> the reads (one per layer; ``final_scale``: one) it is captured from, all at
+    the last prompt token."""
+    n = model.arch.n_layers
+    reads = {name: [Read(name, L) for L in range(n)] for name in ("resid_mid", "resid_post", "z", "mlp_post")}
+    reads["final_scale"] = [Read("final_scale")]
     if model.arch.post_norms:
-        names["attn_post_scale"] = [model.post_norm_scale_hook(L, "attn") for L in range(n)]
-        names["mlp_post_scale"] = [model.post_norm_scale_hook(L, "mlp") for L in range(n)]
-    return names
+        reads["attn_post_scale"] = [Read("attn_post_scale", L) for L in range(n)]
+        reads["mlp_post_scale"] = [Read("mlp_post_scale", L) for L in range(n)]
+    return reads
 
 
 @torch.no_grad()
 def last_token_activations(
-    model: ModelHandle, prompts: Sequence[Sequence[int]], extra_hooks: Sequence[tuple[str, Callable]] = ()
+    model: ModelHandle, prompts: Sequence[Sequence[int]], interventions: Sequence[Intervention] = ()
 ) -> dict[str, torch.Tensor]:
-    """One left-padded forward pass; returns every store tensor at the last prompt token, on CPU,
-    float32: ``{name: [batch, n_layers, ...]}`` (``final_scale``: ``[batch, 1]``). Only the last
-    position is kept and only the last position's logits are computed (``logits_to_keep=1``)."""
+    """One left-padded forward pass (``interventions`` applied); returns every store tensor at the last
+    prompt token, on CPU, float32: ``{name: [batch, n_layers, ...]}`` (``final_scale``: ``[batch, 1]``).
+    Only the last position's logits are computed (``logits_to_keep=1``)."""
     ids, mask = model.pad_left(prompts)
-    names = capture_hooks(model)
-    grabbed: dict[str, torch.Tensor] = {}
-
-    def grab(hook_name: str):
-        def fn(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            grabbed[hook_name] = act[:, -1].detach().to("cpu", torch.float32)
-            return act
-        return fn
-
-    hooks = [(n, grab(n)) for ns in names.values() for n in ns]
-    with model.bridge.hooks(fwd_hooks=[*extra_hooks, *hooks]):  # capture after any intervention
-        model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
+    reads = store_reads(model)
+    got = run_forward(model, ids, mask, interventions, [r for rs in reads.values() for r in rs])
     out = {}
-    for key, ns in names.items():
-        acts = [grabbed[n] for n in ns]
+    for key, rs in reads.items():
+        acts = [got[r] for r in rs]
         out[key] = acts[0].reshape(len(prompts), -1) if key == "final_scale" else torch.stack(
             [a.reshape(len(prompts), *a.shape[1:]) for a in acts], dim=1
         )

@@ -167,34 +167,3 @@ def discovery_figures(
     fig.update_layout(title="Logit lens: emotion-word logit difference by layer", xaxis_title="layer")
     paths += save_figure(fig, out, "logit_lens")
     return paths
-
-
-def figures_from_run(run_dir: str | Path) -> list[str]:
-    """Regenerate every discovery figure from a run directory's files (store, scores, CSVs, circuits)."""
-    import csv
-    import json
-
-    from safetensors.torch import load_file
-
-    from circuits.circuit import load_circuits
-    from circuits.discovery.directions import pca_by_layer
-    from circuits.discovery.store import ActivationStore
-
-    run = Path(run_dir)
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-    store = ActivationStore.load(run / "store")
-    emotions = list(summary.get("config", {}).get("emotions", store.emotions))
-    scores = load_file(str(run / "scores.safetensors"))
-    evidence = json.loads((run / "directions_evidence.json").read_text())
-    sweeps = [dict(r, k=int(r["k"]), layer=int(r["layer"]), delta_s=float(r["delta_s"]))
-              for r in csv.DictReader(open(run / "sweeps.csv"))]
-    L = scores["neurons"].shape[0]
-    infl = torch.zeros(L, 2, len(emotions))
-    for r in csv.DictReader(open(run / "influence.csv")):
-        infl[int(r["layer"]), ("attn", "mlp").index(r["sublayer"]), emotions.index(r["emotion"])] = float(r["normalised"])
-    lens = torch.tensor([[float(r[e]) for e in emotions] for r in csv.DictReader(open(run / "logit_lens.csv"))])
-    circuits = list(load_circuits(run / "circuits", emotions=emotions).values())
-    return discovery_figures(run, emotions=emotions, pca=pca_by_layer(store, "mlp", emotions=emotions),
-                             evidence=evidence, neurons=scores["neurons"], heads=scores["heads"], sweeps=sweeps,
-                             influence=infl, circuits=circuits, logit_lens=lens,
-                             cosine=cross_context_cosines(store, emotions))

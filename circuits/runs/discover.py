@@ -10,8 +10,6 @@ circuits (JSON + safetensors, EAP-style graph) -> figures -> ``summary.json``.
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,11 +20,17 @@ from safetensors.torch import save_file
 from scipy.stats import spearmanr
 
 from circuits.core.emotions import EMOTIONS, check_emotions
-from circuits.core.artifacts import write_atomic, write_json_atomic, write_text_atomic
+from circuits.core.artifacts import write_atomic, write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
 from circuits.discovery.store import READ_POINTS, StoreConfig, build_store
+from circuits.runs import layout
+from circuits.runs.layout import write_csv
+from circuits.circuit.allocation import AllocationConfig
 from circuits.core.artifacts import InputError
+from circuits.core.config import help_field
+from circuits.discovery.ablation import MODES, SweepConfig
+from circuits.discovery.influence import DEFAULT_ALPHAS
 
 
 class DiscoverInputError(InputError):
@@ -38,19 +42,22 @@ class DiscoverConfig:
     """Options of :func:`discover` (``limit``: SEV scenarios; ``*_rows``: rows used by the slow
     reference measures, per emotion for heads and neutral rows for influence)."""
 
-    limit: int | None = None
-    emotions: tuple[str, ...] = EMOTIONS
-    batch_size: int = 16
-    store_dtype: str = "float32"
-    elicitation: bool = False
-    reference_head_rows: int = 24
-    influence_rows: int = 48
-    alphas: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
-    sweep_ks: tuple[int, ...] = (1, 2, 4, 8, 16)
-    sweep_modes: tuple[str, ...] = ("zero", "add")
-    sweep_seeds: int = 3
-    sweep_rows: int = 24
-    generation_rows: int = 12
+    limit: int | None = help_field(None, "use only N scenarios (deterministic subset)")
+    emotions: tuple[str, ...] = help_field(EMOTIONS, "subset of the six emotions")
+    batch_size: int = help_field(16, "prompts per forward pass")
+    store_dtype: str = help_field("float32", "storage dtype of the activation store")
+    elicitation: bool = help_field(False, "generate, judge and keep only accepted rows", flag="--elicit")
+    reference_head_rows: int = help_field(24, "rows per emotion for the head-ablation reference",
+                                          flag="--reference-rows")
+    influence_rows: int = help_field(48, "neutral rows for the influence intervention")
+    alphas: tuple[float, ...] = help_field(DEFAULT_ALPHAS, "influence strengths (x sublayer RMS)",
+                                           flag="--influence-alphas")
+    sweep_ks: tuple[int, ...] = help_field(SweepConfig.ks, "numbers of top / random units per sweep")
+    sweep_modes: tuple[str, ...] = help_field(SweepConfig.modes, "ablation (zero, mean) and enhancement "
+                                              "(scale, add Delta-mu) modes of the sweeps", choices=MODES)
+    sweep_seeds: int = help_field(SweepConfig.seeds, "random selections per sweep point")
+    sweep_rows: int = help_field(24, "rows per emotion for ablation sweeps")
+    generation_rows: int = help_field(12, "rows per emotion for judged generations under ablation (0 skips)")
     generation_k_neurons: int = 16
     generation_k_heads: int = 2
     generation_enhance: str | None = "add"
@@ -60,19 +67,13 @@ class DiscoverConfig:
     generation_enhance_prompt: str = "neutral"
     """Prompt the enhanced generations use: ``"neutral"`` (can the units induce the emotion) or ``"emotion"``."""
     influence_method: str = "intervention"
-    seed: int = 0
-    figures: bool = True
+    seed: int = help_field(0, "seed of every random choice")
+    figures: bool = help_field(True, "draw the figures")
+    allocation: AllocationConfig = field(default_factory=AllocationConfig)
+    """Circuit budget and allocation (``--budget-per-sublayer``, ``--neuron-share``, ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(header)
-    w.writerows(rows)
-    write_text_atomic(path, buf.getvalue())
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -126,7 +127,7 @@ def discover(
     ``judge`` (default: the lexicon judge) judges the elicited replies and the generations under
     ablation / enhancement; any judge :func:`circuits.judges.base.judge_matches` accepts."""
     from circuits.discovery import ablation, components, dla, influence
-    from circuits.circuit import AllocationConfig, assemble_circuit, save_circuits
+    from circuits.circuit import assemble_circuit, save_circuits
     from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
     from circuits.judges.base import judge_name
 
@@ -143,30 +144,30 @@ def discover(
         timings[name] = round(time.perf_counter() - t, 2)
         t = time.perf_counter()
 
-    store = build_store(model, dataset, out / "store",
+    store = build_store(model, dataset, out / layout.STORE_DIR,
                         StoreConfig(emotions=emotions, limit=cfg.limit, batch_size=cfg.batch_size,
                                     dtype=cfg.store_dtype), settings, elicitation=cfg.elicitation, judge=judge,
                         progress=progress)
     lap("store")
 
     dirs = emotion_directions(store, emotions)
-    dirs.save(out / "directions")
+    dirs.save(out / layout.DIRECTIONS)
     evidence = {
         "cosine_by_theme": cross_context_cosine(store, "theme", emotions)["mean"].tolist(),
         "cosine_by_valence": cross_context_cosine(store, "valence", emotions)["mean"].tolist(),
         "probe_accuracy": {p: probe_accuracy(store, p, emotions, seed=cfg.seed).tolist() for p in READ_POINTS},
     }
     pca = pca_by_layer(store, "mlp", emotions=emotions)
-    write_json_atomic(out / "directions_evidence.json", evidence)
+    write_json_atomic(out / layout.EVIDENCE_JSON, evidence)
     lap("directions")
 
     attribution = dla.direct_logit_attribution(model, store, dirs, emotions)
     lens = dla.logit_lens(model, store, emotions)
-    _csv(out / "dla.csv", ["component", "target", *emotions],
+    write_csv(out / layout.DLA_CSV, ["component", "target", *emotions],
          [[lab, "emotion_score", *map(float, attribution["score"][i])] for i, lab in enumerate(attribution["labels"])]
          + [[lab, "emotion_words_logit", *map(float, attribution["logit"][i])]
             for i, lab in enumerate(attribution["labels"] + ["unembed_bias"])])
-    _csv(out / "logit_lens.csv", ["layer", *emotions], [[L, *map(float, lens[L])] for L in range(lens.shape[0])])
+    write_csv(out / layout.LOGIT_LENS_CSV, ["layer", *emotions], [[L, *map(float, lens[L])] for L in range(lens.shape[0])])
     lap("dla")
 
     neurons = components.neuron_contributions(model, store, dirs)  # [L, E, d_mlp]
@@ -179,12 +180,12 @@ def discover(
     lap("heads_reference")
     head_agreement = _spearman(heads_sub, heads_ref)
     scores = {"neurons": neurons.contiguous(), "heads": heads.contiguous()}
-    write_atomic(out / "scores.safetensors", lambda p: save_file(scores, str(p)))
+    write_atomic(out / layout.SCORES, lambda p: save_file(scores, str(p)))
     top_n = min(64, model.arch.d_mlp)
-    _csv(out / "neurons.csv", ["emotion", "layer", "rank", "neuron", "contribution"],
+    write_csv(out / layout.NEURONS_CSV, layout.NEURONS_COLUMNS,
          [[e, L, r, int(n), float(neurons[L, i, n])] for i, e in enumerate(emotions) for L in range(neurons.shape[0])
           for r, n in enumerate(torch.topk(neurons[L, i], top_n).indices)])
-    _csv(out / "heads.csv", ["emotion", "layer", "head", "importance_one_pass"],
+    write_csv(out / layout.HEADS_CSV, layout.HEADS_COLUMNS,
          [[e, L, h, float(heads[L, i, h])] for i, e in enumerate(emotions) for L in range(heads.shape[0])
           for h in range(heads.shape[2])])
 
@@ -194,8 +195,7 @@ def discover(
     sweeps = ablation.sweep(model, sweep_store, dirs, neurons, "neurons", scfg, emotions, progress,
                           reference=store) + ablation.sweep(model, sweep_store, dirs, heads, "heads", scfg, emotions,
                                                           progress, reference=store)
-    _csv(out / "sweeps.csv", ["emotion", "layer", "kind", "mode", "k", "selection", "delta_s"],
-         [[r["emotion"], r["layer"], r["kind"], r["mode"], r["k"], r["selection"], r["delta_s"]] for r in sweeps])
+    write_csv(out / layout.SWEEPS_CSV, layout.SWEEPS_COLUMNS, [[r[c] for c in layout.SWEEPS_COLUMNS] for r in sweeps])
     lap("sweeps")
     gen_effect = None
     if cfg.generation_rows > 0:
@@ -205,7 +205,7 @@ def discover(
                                               progress=progress, enhance=cfg.generation_enhance,
                                               enhance_factor=cfg.generation_enhance_factor,
                                               enhance_prompt=cfg.generation_enhance_prompt, judge=judge)
-        write_json_atomic(out / "ablation_generations.json", gen_effect)
+        write_json_atomic(out / layout.ABLATION_GENERATIONS_JSON, gen_effect)
         lap("ablation_generations")
 
     infl_rows = _subset_rows(store, "neutral", cfg.influence_rows, None, cfg.seed + 2)
@@ -217,13 +217,13 @@ def discover(
     infl_grad_sub = influence.influence_gradient(model, store, dirs, rows=infl_rows, progress=False)
     infl_agreement = _spearman(infl_int, infl_grad_sub)
     chosen = influence.normalise(infl_int if cfg.influence_method == "intervention" else infl_grad)
-    _csv(out / "influence.csv", ["emotion", "layer", "sublayer", "intervention", "gradient", "normalised"],
+    write_csv(out / layout.INFLUENCE_CSV, layout.INFLUENCE_COLUMNS,
          [[e, L, p, float(infl_int[L, j, i]), float(infl_grad[L, j, i]), float(chosen[L, j, i])]
           for i, e in enumerate(emotions) for L in range(infl_int.shape[0]) for j, p in enumerate(READ_POINTS)])
 
     dmu_mlp = ablation.delta_mu(store, "mlp_post", emotions)
     dmu_heads = ablation.delta_mu(store, "z", emotions)
-    alloc = AllocationConfig()
+    alloc = cfg.allocation
     circuits = []
     for i, e in enumerate(emotions):
         circuits.append(assemble_circuit(
@@ -232,9 +232,9 @@ def discover(
             model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
             config=alloc, meta={"dataset_sha256": store.meta["dataset"]["sha256"], "n_rows": len(store.rows),
                                 "influence_method": cfg.influence_method}))
-    save_circuits(circuits, out / "circuits")
+    save_circuits(circuits, out / layout.CIRCUITS_DIR)
     for c in circuits:
-        c.save_graph(out / "circuits" / f"{c.emotion}.graph.json")
+        c.save_graph(out / layout.CIRCUITS_DIR / f"{c.emotion}.graph.json")
     lap("circuits")
 
     summary = {
@@ -253,13 +253,15 @@ def discover(
         "judge": judge_name(judge),
         "timings_s": timings,
     }
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / layout.SUMMARY_JSON, summary)
     if cfg.figures:
-        from circuits.figures.discovery import figures_from_run
+        from circuits.figures.discovery import cross_context_cosines, discovery_figures
 
-        summary["figures"] = figures_from_run(out)
+        summary["figures"] = discovery_figures(  # from what this run holds in memory, not re-read from disk
+            out, emotions=emotions, pca=pca, evidence=evidence, neurons=neurons, heads=heads, sweeps=sweeps,
+            influence=chosen, circuits=circuits, logit_lens=lens, cosine=cross_context_cosines(store, emotions))
         lap("figures")
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / layout.SUMMARY_JSON, summary)
     return summary
 
 

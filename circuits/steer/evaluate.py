@@ -18,21 +18,18 @@ model's own notion of a fluent reply in that emotion); reported as the geometric
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from circuits.core.config import help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
-from circuits.core.generate import GenerationSettings, generate
+from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
 from circuits.core.hooks import Intervention, make_hooks
-from circuits.core.artifacts import write_json_atomic, write_text_atomic
 from circuits.judges.lexicon import judge as lexicon_judge
 from circuits.judges.base import judge_matches, judge_name
 from circuits.core.model import ModelHandle
@@ -43,20 +40,22 @@ METHODS = ("prompting", "neutral", "direction", "emotion_vector", "circuit")
 
 @dataclass(frozen=True)
 class EvalConfig:
-    methods: tuple[str, ...] = METHODS
-    emotions: tuple[str, ...] = EMOTIONS
-    limit: int | None = None
+    methods: tuple[str, ...] = help_field(METHODS, "steering methods to compare", choices=METHODS)
+    emotions: tuple[str, ...] = help_field(EMOTIONS, "subset of the six emotions")
+    limit: int | None = help_field(None, "use only N test scenarios")
     max_new_tokens: int = 48
     min_new_tokens: int = 10
     repetition_penalty: float = 1.1
     no_repeat_ngram_size: int = 3
     batch_size: int = 48
-    circuit_lambda: float = 1.0
-    direction_alpha: float = 8.0
-    direction_layers: tuple[int, ...] | None = None
+    circuit_lambda: float = help_field(1.0, "circuit modulation strength (x Delta-mu)")
+    direction_alpha: float = help_field(8.0, "direction steering strength (x residual RMS)")
+    direction_layers: tuple[int, ...] | None = help_field(None, "layers for direction steering (None: 40-72% of "
+                                                                "the depth)")
     """Recorded for the report; the interventions themselves are passed to :func:`evaluate_methods`."""
-    ev_alpha: float = 2.0
-    positions: str = "paper"
+    ev_alpha: float = help_field(2.0, "Emotion Vector steering strength")
+    positions: str = help_field("paper", "paper: each method's published positions; last: the last prompt token "
+                                "only", choices=("paper", "last"))
     """Recorded for the report: where the steering methods acted (``paper`` or ``last``)."""
     examples: int = 3
 
@@ -75,23 +74,10 @@ def reply_perplexity(model: ModelHandle, prompts: Sequence[list[int]], replies: 
                      batch_size: int = 32) -> list[float]:
     """Perplexity of each reply (plus end of turn) given its prompt, under the unsteered model."""
     tok = model.tokenizer
-    seqs, n_prompt = [], []
-    for p, r in zip(prompts, replies):
-        ids = tok(r, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if tok.eos_token_id is not None else [])
-        seqs.append(list(p) + ids)
-        n_prompt.append(len(p))
-    out = []
-    for s in range(0, len(seqs), batch_size):
-        chunk = seqs[s:s + batch_size]
-        ids, mask = model.pad_left(chunk)
-        logp = torch.log_softmax(model.hf_model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        for row, seq in enumerate(chunk):
-            width = ids.shape[1]
-            start = width - len(seq) + n_prompt[s + row]
-            tgt = ids[row, start:]
-            lp = logp[row, start - 1:width - 1].gather(-1, tgt[:, None]).squeeze(-1)
-            out.append(math.exp(-lp.mean().item()) if lp.numel() else float("nan"))
-    return out
+    end = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    conts = [tok(r, add_special_tokens=False)["input_ids"] + end for r in replies]
+    lps = continuation_logprobs(model, prompts, conts, batch_size=batch_size)
+    return [math.exp(-lp.mean().item()) if lp.numel() else float("nan") for lp in lps]
 
 
 def evaluate_methods(
@@ -164,40 +150,9 @@ def method_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """``evaluation.json``, ``evaluation.csv``, ``accuracy.html`` (plotly) and ``report.md``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [write_json_atomic(out / "evaluation.json", result)]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["method", "emotion", "accuracy", "perplexity", "distinct_2"])
-    for name, m in result["methods"].items():
-        w.writerow([name, "all", m["accuracy"], m["perplexity"], m["distinct_2"]])
-        for e, a in m["per_emotion"].items():
-            w.writerow([name, e, a, "", ""])
-    paths.append(write_text_atomic(out / "evaluation.csv", buf.getvalue()))
-    try:
-        import plotly.graph_objects as go
+def __getattr__(name: str):
+    if name == "write_report":  # moved to circuits.runs.evaluate in 0.2 (it writes a run directory)
+        from circuits.runs.evaluate import write_report
 
-        fig = go.Figure()
-        for name, m in result["methods"].items():
-            fig.add_trace(go.Bar(name=name, x=list(m["per_emotion"]), y=list(m["per_emotion"].values())))
-        fig.update_layout(barmode="group", title="Accuracy per emotion and method (judged as the target emotion)",
-                          yaxis_title="accuracy", yaxis_range=[0, 1])
-        paths.append(write_text_atomic(out / "accuracy.html", fig.to_html(include_plotlyjs="cdn")))
-    except ImportError:  # pragma: no cover
-        pass
-    md = [f"# Steering evaluation: {result['model']['name']}", "",
-          f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
-          f"{len(result['config']['emotions'])} emotions), greedy decoding, judge "
-          f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.", "", "```",
-          method_table(result), "```", "", "## Example generations", ""]
-    for name, m in result["methods"].items():
-        md.append(f"### {name}")
-        md.append("")
-        for ex in m["examples"]:
-            md.append(f"- **{ex['emotion']}** ({ex['valence']}, judged {ex['judged']}): {ex['reply']}")
-        md.append("")
-    paths.append(write_text_atomic(out / "report.md", "\n".join(md)))
-    return paths
+        return write_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

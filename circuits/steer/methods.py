@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from circuits.circuit import Circuit
 from circuits.discovery.directions import Directions
 from circuits.core.artifacts import ModelMismatch
-from circuits.core.hooks import Intervention
+from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
 from circuits.discovery.store import ActivationStore
 
@@ -115,23 +115,15 @@ def emotion_vectors(
     """``EV[e, l]`` = mean over (scenario, valence) of the token-averaged attention output at layer l
     under emotion e's prompt minus under the neutral prompt (prompt tokens only, padding excluded)."""
     L, d = model.arch.n_layers, model.arch.d_model
-    names = [model.hooks.attn_out(layer) for layer in range(L)]
+    reads = [Read("attn_out", layer, positions="mean") for layer in range(L)]
 
     def mean_attn(idx: torch.Tensor, neutral: bool) -> torch.Tensor:
         prompts = store.prompts(model, idx, neutral=neutral)
         total = torch.zeros(L, d)
         for s in range(0, len(prompts), batch_size):
             ids, mask = model.pad_left(prompts[s:s + batch_size])
-            got: dict[str, torch.Tensor] = {}
-
-            def grab(x, hook):
-                m = mask[..., None].to(x.dtype)
-                got[hook.name] = ((x * m).sum(1) / m.sum(1)).float().cpu()  # [b, d]
-                return x
-
-            with model.bridge.hooks(fwd_hooks=[(n, grab) for n in names]):
-                model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
-            total += torch.stack([got[n] for n in names], 1).sum(0)
+            got = run_forward(model, ids, mask, reads=reads)
+            total += torch.stack([got[r] for r in reads], 1).sum(0)
         return total / max(1, len(prompts))
 
     neutral = mean_attn(store.index("neutral"), True)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from circuits.core.generate import continuation_logprobs
 from circuits.core.hooks import Intervention, make_hooks
 from circuits.core.model import ModelHandle
 from circuits.va.loaders import VAFormatError, _jsonl
@@ -103,14 +104,11 @@ def load_sycophancy(path: str | Path) -> list[dict[str, str]]:
 
 
 @torch.no_grad()
-def answer_logprob(model: ModelHandle, prompt: list[int], answer: str, hooks: list | None = None) -> float:
+def answer_logprob(model: ModelHandle, prompt: list[int], answer: str,
+                   interventions: Sequence[Intervention] = ()) -> float:
     """Sum of log-probabilities of ``answer``'s tokens after ``prompt`` (teacher forced)."""
     ans = model.tokenizer(answer, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([prompt + ans], device=model.device)
-    with model.bridge.hooks(fwd_hooks=list(hooks or [])):
-        logits = model.hf_model(input_ids=ids).logits[0].float()
-    lp = torch.log_softmax(logits, -1)
-    return float(sum(lp[len(prompt) - 1 + i, t] for i, t in enumerate(ans)))
+    return float(continuation_logprobs(model, [prompt], [ans], interventions=interventions)[0].sum())
 
 
 def sycophancy_score(model: ModelHandle, items: Sequence[dict[str, str]],
@@ -124,8 +122,8 @@ def sycophancy_score(model: ModelHandle, items: Sequence[dict[str, str]],
     probs = []
     for it in items:
         prompt = model.chat_ids(None, it["question"])
-        lm = answer_logprob(model, prompt, it["answer_matching_behavior"], make_hooks(model, interventions))
-        ln = answer_logprob(model, prompt, it["answer_not_matching_behavior"], make_hooks(model, interventions))
+        lm = answer_logprob(model, prompt, it["answer_matching_behavior"], interventions)
+        ln = answer_logprob(model, prompt, it["answer_not_matching_behavior"], interventions)
         probs.append(1 / (1 + math.exp(ln - lm)))
     return float(np.mean(probs)) if probs else float("nan")
 

@@ -11,6 +11,7 @@ import numpy as np
 from circuits.core.hooks import make_hooks
 from circuits.core.artifacts import write_atomic, write_json_atomic
 from circuits.core.model import ModelHandle
+from circuits.core.config import help_field
 from circuits.core.resources import data_path
 from circuits.figures.va import va_figures
 from circuits.va.loaders import VAInputError, load_labelled_texts, load_va_lexicon, load_va_ratings
@@ -25,24 +26,30 @@ from circuits.va.subspace import (AROUSAL_QUESTION, VALENCE_QUESTION, axis_steer
 class VAConfig:
     """Options of :func:`run_va`; file paths default to the small files shipped in circuits/data."""
 
-    texts: str = str(data_path("va_texts"))
-    ratings: str | None = str(data_path("va_ratings"))
-    self_report: bool = False
-    lexicon: str | None = str(data_path("va_lexicon"))
-    vocab_only: bool = False
-    layer: int | None = None
-    position: str = "mean"
-    emotions: tuple[str, ...] | None = None
-    alphas: tuple[float, ...] = (-4.0, -2.0, 0.0, 2.0, 4.0)
+    texts: str = help_field(str(data_path("va_texts")), "labelled texts (CSV or JSONL; default: the shipped 186 "
+                            "sentences)")
+    ratings: str | None = help_field(str(data_path("va_ratings")), "CSV emotion,valence,arousal (default: shipped "
+                                     "ratings of our 6 emotions)")
+    self_report: bool = help_field(False, "ask the model to rate valence and arousal (instead of --ratings)")
+    lexicon: str | None = help_field(str(data_path("va_lexicon")), "NRC-VAD style word,valence,arousal file "
+                                     "(default: a small shipped one)")
+    vocab_only: bool = help_field(False, "lexicon words that are single tokens only")
+    layer: int | None = help_field(None, "layer of the axes (None: 60% of the depth)")
+    position: str = help_field("mean", "text representation: mean over tokens or the last token",
+                               choices=("mean", "last"))
+    emotions: tuple[str, ...] | None = help_field(None, "labels to use (None: every label with texts)")
+    alphas: tuple[float, ...] = help_field((-4.0, -2.0, 0.0, 2.0, 4.0), "steering strengths along the axes "
+                                           "(x residual RMS)")
     steer_layers: tuple[int, ...] | None = None
-    steer_limit: int = 8
+    steer_limit: int = help_field(8, "SEV test scenarios for VA steering")
     random_seeds: int = 3
-    refusal: str | None = None
+    refusal: str | None = help_field(None, "CSV of prompts (prompt[,type]) for the refusal probe; rates are "
+                                     "reported overall and per type")
     refusal_phrases: tuple[str, ...] | None = None
     """Phrases of the refusal detector (case-insensitive, matched in a reply's first 120 characters);
     None: :data:`REFUSAL_PHRASES`. From a file: :func:`load_refusal_phrases`."""
-    sycophancy: str | None = None
-    limit: int | None = None
+    sycophancy: str | None = help_field(None, "A/B JSONL for the sycophancy probe")
+    limit: int | None = help_field(None, "use at most N labelled texts per label")
     """At most this many labelled texts per label (quick runs)."""
     valence_question: str = VALENCE_QUESTION
     arousal_question: str = AROUSAL_QUESTION

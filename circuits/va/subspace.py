@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from circuits.core.hooks import Intervention
+from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.artifacts import write_atomic, write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.va.loaders import VAInputError
@@ -39,21 +39,9 @@ def text_activations(
     for s in tqdm(range(0, len(texts), batch_size), desc="text activations", disable=not progress):
         seqs = [model.tokenizer(t, add_special_tokens=True)["input_ids"] or [model.pad_id] for t in texts[s:s + batch_size]]
         ids, mask = model.pad_left(seqs)
-        got: dict[int, torch.Tensor] = {}
-
-        def grab(layer: int):
-            def fn(x, hook):
-                if position == "last":
-                    got[layer] = x[:, -1].float().cpu()
-                else:
-                    m = mask[..., None].to(x.dtype)
-                    got[layer] = ((x * m).sum(1) / m.sum(1)).float().cpu()
-                return x
-            return fn
-
-        with model.bridge.hooks(fwd_hooks=[(model.hooks.resid_post(L), grab(L)) for L in layers]):
-            model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
-        out.append(torch.stack([got[L] for L in layers], 1))
+        reads = [Read("resid_post", L, positions=position) for L in layers]
+        got = run_forward(model, ids, mask, reads=reads)
+        out.append(torch.stack([got[r] for r in reads], 1))
     return torch.cat(out)
 
 

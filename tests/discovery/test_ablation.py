@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from circuits.discovery import ablation, components, influence
 from circuits.discovery.directions import emotion_directions
-from circuits.core.hooks import Intervention, make_hooks
+from circuits.core.hooks import Intervention, run_forward
 from circuits.core.sev import load_sev
 from circuits.discovery.store import StoreConfig, build_store
 
@@ -27,11 +26,8 @@ def test_sweep_records_and_top_beats_random(run):
 def _full_forward_score(model, prompts, v, interventions):
     """Slow reference for the sweep: one full forward pass of every prompt, no KV cache."""
     ids, mask = model.pad_left(prompts)
-    got: dict = {}
-    with torch.no_grad(), model.bridge.hooks(fwd_hooks=make_hooks(model, interventions)
-                                             + influence.final_state_hooks(model, got)):
-        model.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
-    return (got["resid"] / got["scale"]).float() @ v
+    got = run_forward(model, ids, mask, interventions, influence.FINAL_STATE, logits_to_keep=0)
+    return influence.final_state(got) @ v
 
 
 @pytest.mark.parametrize("kind", ["neurons", "heads"])

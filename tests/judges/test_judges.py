@@ -130,7 +130,8 @@ def test_make_judge_specs_and_names(tiny_classifier):
 def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny_classifier, tiny_models, tmp_path):
     """The LLM (match) judge and a classifier judge plug into evaluate_methods and the store's
     elicitation; the judge is recorded; answers are the judges' known answers."""
-    from circuits.steer.evaluate import EvalConfig, evaluate_methods, write_report
+    from circuits.runs.evaluate import write_report
+    from circuits.steer.evaluate import EvalConfig, evaluate_methods
     from circuits.judges.base import make_judge
     from circuits.core.sev import load_sev
     from circuits.discovery.store import StoreConfig, build_store

@@ -3,12 +3,13 @@
 The names a notebook needs, loaded lazily (``import circuits`` imports no torch):
 
 - models and data: :func:`load_model`, :func:`load_sev`, :class:`PromptSettings`, ``EMOTIONS``
-- interventions and generation: :class:`Intervention`, :func:`make_hooks`, :func:`generate`,
-  :class:`GenerationSettings`
+- edits, reads and generation: :class:`Intervention`, :class:`Read`, :func:`make_hooks`,
+  :func:`run_forward`, :func:`generate`, :class:`GenerationSettings`
 - discovery: :func:`discover`, :class:`DiscoverConfig`, :func:`build_store`, :func:`emotion_directions`
 - circuits: :class:`Circuit`, :func:`load_circuits`, :func:`assemble_circuit`
 - steering: :func:`circuit_modulation`, :func:`direction_steering`, :func:`emotion_vector_steering`,
-  :func:`evaluate_methods`
+  :func:`evaluate_methods`, :func:`run_evaluation`
+- errors: :class:`InputError` (every user error), :class:`ModelMismatch`
 - valence-arousal: :func:`run_va`, :class:`VAConfig`; judges: :func:`make_judge`
 
 The stage packages (``circuits.core``, ``discovery``, ``circuit``, ``steer``, ``judges``, ``va``,
@@ -33,7 +34,9 @@ _EXPORTS: dict[str, str] = {
     "ModelLoadError": "circuits.core.model", "load_model": "circuits.core.model",
     "PromptSettings": "circuits.core.sev", "SEVDataset": "circuits.core.sev", "SEVFormatError": "circuits.core.sev",
     "SEVItem": "circuits.core.sev", "load_sev": "circuits.core.sev",
-    "Intervention": "circuits.core.hooks", "make_hooks": "circuits.core.hooks",
+    "Intervention": "circuits.core.hooks", "Read": "circuits.core.hooks", "make_hooks": "circuits.core.hooks",
+    "run_forward": "circuits.core.hooks", "InputError": "circuits.core.artifacts",
+    "ModelMismatch": "circuits.core.artifacts",
     "generate": "circuits.core.generate", "GenerationSettings": "circuits.core.generate",
     "discover": "circuits.runs.discover", "DiscoverConfig": "circuits.runs.discover",
     "build_store": "circuits.discovery.store", "StoreConfig": "circuits.discovery.store",
@@ -41,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "Circuit": "circuits.circuit", "load_circuits": "circuits.circuit", "assemble_circuit": "circuits.circuit",
     "circuit_modulation": "circuits.steer", "direction_steering": "circuits.steer",
     "emotion_vector_steering": "circuits.steer", "evaluate_methods": "circuits.steer", "EvalConfig": "circuits.steer",
-    "run_va": "circuits.va", "VAConfig": "circuits.va",
+    "run_evaluation": "circuits.runs.evaluate", "run_va": "circuits.va", "VAConfig": "circuits.va",
     "make_judge": "circuits.judges",
 }
 __all__ = sorted(_EXPORTS)

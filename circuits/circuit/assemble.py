@@ -12,7 +12,7 @@ from jaxtyping import Float
 from circuits.circuit.allocation import AllocationConfig, Array, allocate
 from circuits.circuit.circuit import Circuit, LayerCircuit
 from circuits.core.emotions import check_emotions
-from circuits.core.model import ArchInfo
+from circuits.core.arch import ArchInfo
 
 
 

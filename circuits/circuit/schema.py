@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from circuits.circuit.allocation import AllocationConfig
 from circuits.core.emotions import EMOTIONS
-from circuits.core.model import ArchInfo
+from circuits.core.arch import ArchInfo
 
 SCHEMA_VERSION = 1
 """Version of the circuit JSON format written by :meth:`Circuit.save`."""

@@ -21,10 +21,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from einops import einsum
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from circuits.discovery.decompose import head_outputs
 from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.discovery.directions import Directions
 from circuits.core.model import ModelHandle
@@ -61,8 +61,7 @@ def head_writes(
     model: ModelHandle, store: ActivationStore, layer: int, idx: torch.Tensor
 ) -> Float[torch.Tensor, "rows n_heads d_model"]:
     """Each head's direct write into the residual at layer ``layer`` for store rows ``idx``."""
-    z = store.tensor("z")[idx, layer]
-    out = einsum(z, model.W_O(layer).detach().float().cpu(), "r h d, h d m -> r h m")
+    out = head_outputs(model, store.tensor("z")[idx, layer], layer)
     if model.arch.post_norms:
         gain = model.post_norm_gain(layer, "attn").detach().float().cpu()
         out = out * gain / store.tensor("attn_post_scale")[idx, layer, None, None]
@@ -87,8 +86,7 @@ def head_scores_one_pass(
             v = directions.at("attn")[layer, e]
             x = store.tensor("resid_mid")[idx, layer]  # [rows, d]
             base = (x @ v) / _rms(x)
-            z = store.tensor("z")[idx, layer]
-            raw_heads = einsum(z, model.W_O(layer).detach().float().cpu(), "r h d, h d m -> r h m")
+            raw_heads = head_outputs(model, store.tensor("z")[idx, layer], layer)  # [rows, H, d]
             if model.arch.post_norms:
                 gain = model.post_norm_gain(layer, "attn").detach().float().cpu()
                 raw = raw_heads.sum(1) + model.b_O(layer).detach().float().cpu()  # [rows, d]

@@ -24,8 +24,9 @@ from circuits.core.model import ModelHandle
 def head_outputs(
     handle: ModelHandle, z: Float[torch.Tensor, "... n_heads d_head"], layer: int
 ) -> Float[torch.Tensor, "... n_heads d_model"]:
-    """Each head's write into the attention output (before any post-norm): z_h @ W_O[h]."""
-    return einsum(z, handle.W_O(layer).to(z.dtype), "... h d, h d m -> ... h m")
+    """Each head's write into the attention output (before any post-norm): z_h @ W_O[h], on ``z``'s
+    device and dtype. The one per-head decomposition (DLA, head scores and the tests use it)."""
+    return einsum(z, handle.W_O(layer).detach().to(z.device, z.dtype), "... h d, h d m -> ... h m")
 
 
 def neuron_outputs(

@@ -30,7 +30,7 @@ from circuits.core.config import help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
 from circuits.core.hooks import Intervention, make_hooks
-from circuits.judges.lexicon import judge as lexicon_judge
+from circuits.judges.lexicon import default_judge
 from circuits.judges.base import judge_matches, judge_name
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
@@ -95,7 +95,7 @@ def evaluate_methods(
     "perplexity", "distinct_2", "n", "examples"}}, "config": ...}``."""
     cfg = config or EvalConfig()
     settings = settings or PromptSettings()
-    judge = judge or lexicon_judge
+    judge = judge or default_judge()
     emotions = check_emotions(cfg.emotions)
     test = test.subset(cfg.limit)
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,

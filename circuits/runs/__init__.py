@@ -1,0 +1,1 @@
+"""The end-to-end commands as library calls (discover, evaluate) and the run-directory format."""

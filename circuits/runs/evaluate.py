@@ -1,0 +1,119 @@
+"""The ``evaluate`` command as a library call: steer with a discovery run's artefacts and compare the
+methods on the held-out SEV split (:func:`run_evaluation`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from circuits.core.artifacts import write_atomic, write_json_atomic, write_text_atomic
+from circuits.core.emotions import check_emotions
+from circuits.core.model import ModelHandle
+from circuits.core.sev import DEFAULT_TEST, SEVDataset, load_sev
+from circuits.steer.evaluate import EvalConfig, evaluate_methods, method_table
+
+from circuits.runs import layout
+
+EMOTION_VECTORS_FILE = layout.EMOTION_VECTORS
+"""Emotion Vectors cached in the run directory (``{"ev": [n_emotions, n_layers, d_model]}``)."""
+
+
+def run_evaluation(
+    model: ModelHandle,
+    run_dir: str | os.PathLike,
+    cfg: EvalConfig | None = None,
+    *,
+    sev: SEVDataset | str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    judge: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``cfg.methods`` with the circuits, directions and store of the discovery run ``run_dir``.
+
+    ``sev``: the held-out items (a dataset or a file; default the shipped test split); the report
+    (``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``) goes to ``out``
+    (default: the run directory); ``judge``: any judge (default the lexicon judge). Emotion Vectors
+    are computed from the run's store once and cached as :data:`EMOTION_VECTORS_FILE`. Returns the
+    result of :func:`circuits.steer.evaluate.evaluate_methods`.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from circuits.circuit import load_circuits
+    from circuits.discovery.directions import Directions
+    from circuits.discovery.store import ActivationStore
+    from circuits.steer.methods import (circuit_modulation, default_direction_layers, direction_steering,
+                                        emotion_vector_steering, emotion_vectors)
+
+    cfg = cfg or EvalConfig()
+    run = Path(run_dir)
+    emotions = check_emotions(cfg.emotions)
+    methods = cfg.methods
+    ivs = {}
+    layers = None
+    if "circuit" in methods:
+        circuits = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=emotions)
+        ivs["circuit"] = lambda e: circuit_modulation(circuits[e], model, lam=cfg.circuit_lambda,
+                                                      positions=cfg.positions)
+    if "direction" in methods:
+        dirs = Directions.load(run / layout.DIRECTIONS)
+        layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
+        ivs["direction"] = lambda e: direction_steering(dirs, e, layers, cfg.direction_alpha, model, cfg.positions)
+    if "emotion_vector" in methods:
+        ev_path = run / EMOTION_VECTORS_FILE
+        store = ActivationStore.load(run / layout.STORE_DIR, model)
+        if ev_path.exists():
+            ev = load_file(str(ev_path))["ev"]
+        else:
+            ev = emotion_vectors(model, store, progress=progress)
+            write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
+        ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: cfg.ev_alpha},
+                                                                    positions=cfg.positions)
+    from dataclasses import replace
+
+    cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
+    data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
+    result = evaluate_methods(model, data, ivs, cfg, judge=judge, progress=progress)
+    write_report(result, out or run)
+    return result
+
+
+def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """``evaluation.json``, ``evaluation.csv``, ``accuracy.html`` (plotly) and ``report.md``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [write_json_atomic(out / layout.EVALUATION_JSON, result)]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", "emotion", "accuracy", "perplexity", "distinct_2"])
+    for name, m in result["methods"].items():
+        w.writerow([name, "all", m["accuracy"], m["perplexity"], m["distinct_2"]])
+        for e, a in m["per_emotion"].items():
+            w.writerow([name, e, a, "", ""])
+    paths.append(write_text_atomic(out / layout.EVALUATION_CSV, buf.getvalue()))
+    try:
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        for name, m in result["methods"].items():
+            fig.add_trace(go.Bar(name=name, x=list(m["per_emotion"]), y=list(m["per_emotion"].values())))
+        fig.update_layout(barmode="group", title="Accuracy per emotion and method (judged as the target emotion)",
+                          yaxis_title="accuracy", yaxis_range=[0, 1])
+        paths.append(write_text_atomic(out / layout.ACCURACY_HTML, fig.to_html(include_plotlyjs="cdn")))
+    except ImportError:  # pragma: no cover
+        pass
+    md = [f"# Steering evaluation: {result['model']['name']}", "",
+          f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
+          f"{len(result['config']['emotions'])} emotions), greedy decoding, judge "
+          f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.", "", "```",
+          method_table(result), "```", "", "## Example generations", ""]
+    for name, m in result["methods"].items():
+        md.append(f"### {name}")
+        md.append("")
+        for ex in m["examples"]:
+            md.append(f"- **{ex['emotion']}** ({ex['valence']}, judged {ex['judged']}): {ex['reply']}")
+        md.append("")
+    paths.append(write_text_atomic(out / layout.REPORT_MD, "\n".join(md)))
+    return paths

@@ -69,6 +69,14 @@ def _judge(args: argparse.Namespace):
     return make_judge(args.judge, device=args.device)
 
 
+def _check_model_args(args: argparse.Namespace) -> None:
+    """Refuse a device or dtype this machine cannot use before anything is loaded or written."""
+    from circuits.core.model import check_device, check_dtype
+
+    check_device(args.device)
+    check_dtype(args.dtype)
+
+
 def _load(args: argparse.Namespace):
     from circuits.core.model import load_model
 
@@ -86,6 +94,7 @@ def _discover(args: argparse.Namespace) -> int:
     allocation = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
     cfg = config_from_args(DiscoverConfig, args, DISCOVER_FLAGS, allocation=allocation)
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
+    _check_model_args(args)
     dataset = load_sev(args.sev)
     check_request(cfg, dataset)  # before the model loads: quick feedback
     judge = _judge(args)
@@ -102,15 +111,18 @@ def _discover(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.steer.evaluate import method_table
 
+    from circuits.core.emotions import check_emotions
+    from circuits.core.sev import DEFAULT_TEST, load_sev
+    from circuits.runs.evaluate import check_run_dir, run_evaluation
+
+    cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)  # every input is checked before the model loads
+    cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
+    _check_model_args(args)
+    check_run_dir(args.run)
+    sev = load_sev(args.sev or DEFAULT_TEST)
     judge = _judge(args)
     model = _load(args)
-    from circuits.core.emotions import check_emotions
-    from circuits.runs.evaluate import run_evaluation
-    from circuits.steer.evaluate import EvalConfig
-
-    cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)
-    cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
-    result = run_evaluation(model, args.run, cfg, sev=args.sev, out=args.out, judge=judge)
+    result = run_evaluation(model, args.run, cfg, sev=sev, out=args.out, judge=judge)
     print(method_table(result))
     print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
     return 0
@@ -125,6 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
     from circuits.core.sev import load_sev
 
     t0 = time.perf_counter()
+    _check_model_args(args)
     model = _load(args)
     summary = discover(model, load_sev(), args.out, DiscoverConfig(limit=args.limit))
     ag = summary["agreement"]
@@ -156,6 +169,7 @@ def _va(args: argparse.Namespace) -> int:
     cfg = config_from_args(
         VAConfig, args, VA_FLAGS, ratings=None if args.self_report else args.ratings,
         refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None)
+    _check_model_args(args)
     s = run_va(_load(args), args.out, cfg)
     rep = s.get("ratings_report", {})
     if cfg.self_report:
@@ -247,12 +261,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors caused by the user's input (files, names, models), printed as one line, no traceback."""
     from circuits.core.artifacts import InputError
 
-    return (InputError, FileNotFoundError)
+    return (InputError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one sub-command. Bad input (a malformed file, an unknown emotion, a model or circuit that
-    does not match) prints ``emocircuits: error: ...`` on stderr and returns 2, without a traceback."""
+    """Run one sub-command. Bad input (a malformed file, an unknown emotion, a bad number, a model or
+    circuit that does not match, an unusable path) prints ``emocircuits: error: ...`` on stderr and
+    returns 2, without a traceback; Ctrl-C returns 130; any other exception is a bug: its traceback is
+    printed with a line asking to report it, and the status is 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -260,6 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        print(f"{parser.prog}: internal error (a bug, not your input): please report it with the command "
+              "line and the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import torch
 
-from circuits.core.config import help_field
+from circuits.core.config import ConfigError, help_field
 
 Array = Union[torch.Tensor, np.ndarray]
 """Array inputs may be torch tensors (any device / float dtype) or numpy arrays."""
@@ -51,17 +51,17 @@ class AllocationConfig:
 
     def __post_init__(self) -> None:
         if not _is_int(self.budget_per_sublayer) or self.budget_per_sublayer < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"AllocationConfig.budget_per_sublayer: expected an integer >= 1, got {self.budget_per_sublayer!r}"
             )
         for name in ("min_neurons", "min_heads"):
             v = getattr(self, name)
             if not _is_int(v) or v < 0:
-                raise ValueError(f"AllocationConfig.{name}: expected an integer >= 0, got {v!r}")
+                raise ConfigError(f"AllocationConfig.{name}: expected an integer >= 0, got {v!r}")
         if not _is_real(self.neuron_share) or not 0.0 <= float(self.neuron_share) <= 1.0:
-            raise ValueError(f"AllocationConfig.neuron_share: expected a number in [0, 1], got {self.neuron_share!r}")
+            raise ConfigError(f"AllocationConfig.neuron_share: expected a number in [0, 1], got {self.neuron_share!r}")
         if not _is_real(self.cap_fraction) or not 0.0 < float(self.cap_fraction) <= 1.0:
-            raise ValueError(f"AllocationConfig.cap_fraction: expected a number in (0, 1], got {self.cap_fraction!r}")
+            raise ConfigError(f"AllocationConfig.cap_fraction: expected a number in (0, 1], got {self.cap_fraction!r}")
         for name in ("budget_per_sublayer", "min_neurons", "min_heads"):
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("neuron_share", "cap_fraction"):
@@ -74,10 +74,10 @@ class AllocationConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "AllocationConfig":
         """Build from a dict; missing keys take their defaults, unknown keys raise ValueError."""
         if not isinstance(d, Mapping):
-            raise ValueError(f"AllocationConfig.from_dict: expected a mapping, got {type(d).__name__}")
+            raise ConfigError(f"AllocationConfig.from_dict: expected a mapping, got {type(d).__name__}")
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"AllocationConfig: unknown key(s) {', '.join(map(repr, unknown))}; "
                 f"known keys: {', '.join(cls.__dataclass_fields__)}"
             )

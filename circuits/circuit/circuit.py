@@ -234,6 +234,8 @@ class Circuit:
                 problems.append(f"delta_mu[{key!r}]: shape {list(t.shape)}, expected {list(shape)}")
             elif not t.is_floating_point():
                 problems.append(f"delta_mu[{key!r}]: dtype {t.dtype} is not a floating dtype")
+            elif not bool(torch.isfinite(t).all()):
+                problems.append(f"delta_mu[{key!r}]: {int((~torch.isfinite(t)).sum())} value(s) are NaN or infinite")
         for key in sorted(set(tensors) - set(expected)):
             problems.append(f"delta_mu: unexpected tensor {key!r}")
         return problems
@@ -305,6 +307,10 @@ class Circuit:
             raise CircuitFormatError(path, f"delta_mu_file: cannot read sidecar {str(sidecar)!r}: {err}") from err
         circuit = cls.from_json(obj, tensors)
         problems = [f"{p} (in {sidecar.name})" for p in circuit.tensor_problems()]
+        meta = _sidecar_metadata(sidecar)
+        if meta.get("emotion") not in (None, circuit.emotion):
+            problems.append(f"delta_mu_file: the sidecar {sidecar.name} holds the Delta-mu of {meta['emotion']!r}, "
+                            f"not of {circuit.emotion!r}")
         if problems:
             raise CircuitFormatError(path, problems)
         return circuit
@@ -319,6 +325,14 @@ class Circuit:
     def save_graph(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_graph` to ``path`` atomically; returns the path."""
         return write_json_atomic(Path(path), self.to_graph())
+
+
+def _sidecar_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (empty when it has none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return dict(fh.metadata() or {})
 
 
 def _check_model(path: Path, info: Mapping[str, Any], model: Any) -> None:

@@ -3,11 +3,13 @@ error types every stage shares (:class:`InputError`, :class:`ModelMismatch`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 
 class InputError(ValueError):
@@ -26,6 +28,12 @@ class ModelMismatch(InputError):
         super().__init__(message if path is None else f"{self.path}: {message}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
     path = Path(path)
@@ -36,6 +44,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         write(Path(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -49,3 +58,56 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike, keep: Sequence[str] = ()):
+    """Write a folder's results into a temporary folder beside it; replace the old folder only when
+    the ``with`` block completes, so an interrupted or failed run leaves the old results as they were
+    (and no half-written new ones). Yields the temporary folder's Path.
+
+    Entries named in ``keep`` (a resumable, identity-checked store) are moved from the old folder into
+    the temporary one at the start, and moved back into ``path`` if the block fails, so work they hold
+    (a partly built store, say) survives an interruption. The swap is two renames (old -> aside,
+    new -> ``path``), then the old folder is deleted."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path}: exists and is not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        for name in keep:
+            if (path / name).exists():
+                os.replace(path / name, tmp / name)
+        yield tmp
+    except BaseException:
+        kept = [name for name in keep if (tmp / name).exists()]
+        if kept:
+            path.mkdir(exist_ok=True)
+            for name in kept:
+                if not (path / name).exists():
+                    os.replace(tmp / name, path / name)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    aside = None
+    if path.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        aside.rmdir()
+        os.replace(path, aside)
+    os.replace(tmp, path)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def iter_text_lines(path: str | os.PathLike, error: Callable[[str], Exception]) -> Iterator[tuple[int, str]]:
+    """Stream ``(line number, text)`` from a UTF-8 text file (a leading BOM is dropped), one line in
+    memory at a time; a line that is not UTF-8 raises ``error("file:line: ...")``."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{path}:{n}: not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1})") \
+                    from None
+            yield n, line.rstrip("\r\n")

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field  # noqa: F401  (used by the doctest)
 from typing import Any, Sequence
 
+from circuits.core.artifacts import InputError
+
 
 def help_field(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
                **meta: Any) -> Any:
-    """A dataclass field carrying its command-line help (and ``choices``, ``flag``) as metadata."""
+    """A dataclass field carrying its command-line help (and ``choices``, ``flag``, ``min``) as metadata;
+    :func:`check_config` enforces ``choices`` and ``min``."""
     kw: dict[str, Any] = {"metadata": {"help": help, **meta}}
     if default_factory is not dataclasses.MISSING:
         kw["default_factory"] = default_factory
@@ -50,6 +54,42 @@ def _default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         return f.default_factory()  # type: ignore[misc]
     return None
+
+
+class ConfigError(InputError):
+    """A config field holds a value it cannot take (the message names the field and its flag)."""
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def check_config(cfg: Any) -> None:
+    """Check every field of the dataclass instance ``cfg`` that has a type hint of int, float or str
+    (or a tuple / optional of them): numbers must be finite and of the right kind, at least the
+    field's ``min`` metadata, strings one of its ``choices``. Raises :class:`ConfigError` naming
+    ``Class.field (--flag)``, the expected value and the one given."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        elem, many, optional = _base_type(hints[f.name])
+        value = getattr(cfg, f.name)
+        where = f"{type(cfg).__name__}.{f.name} ({_flag(f)})"
+        if value is None:
+            if not optional:
+                raise ConfigError(f"{where}: a value is required")
+            continue
+        values = list(value) if many else [value]
+        if many and not values:
+            raise ConfigError(f"{where}: expected at least one value")
+        for v in values:
+            if elem in (int, float):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (elem is float or float(v).is_integer())
+                if not ok or not math.isfinite(float(v)):
+                    raise ConfigError(f"{where}: expected a finite {elem.__name__}, got {v!r}")
+                if "min" in f.metadata and v < f.metadata["min"]:
+                    raise ConfigError(f"{where}: expected a value >= {f.metadata['min']}, got {v!r}")
+            if "choices" in f.metadata and v not in f.metadata["choices"]:
+                raise ConfigError(f"{where}: expected one of {tuple(f.metadata['choices'])}, got {v!r}")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str], *, prefix: str = "") -> None:

@@ -31,11 +31,20 @@ def _is_local(name_or_dir: str | os.PathLike) -> bool:
     return Path(name_or_dir).expanduser().is_dir()
 
 
+def _looks_like_path(name: str) -> bool:
+    """A filesystem path rather than a hub id (``org/name``): absolute, home- or dot-relative, more than
+    one slash, or a Windows drive."""
+    return name.startswith(("/", "~", ".", "\\")) or name.count("/") > 1 or (len(name) > 1 and name[1] == ":")
+
+
 def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, trust_remote_code: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = _is_local(name)
     path = str(Path(name).expanduser()) if local else name
+    if local and not (Path(path) / "config.json").is_file():
+        raise ModelLoadError(f"model directory {path!r} has no config.json: a model directory needs a config.json, "
+                             "the weights (*.safetensors) and the tokenizer files")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
@@ -48,6 +57,10 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
                 f"could not load the model directory {path!r}: {err}. A model directory needs a "
                 "config.json, the weights (*.safetensors) and the tokenizer files."
             ) from err
+        if _looks_like_path(name):
+            raise ModelLoadError(f"model directory {name!r} does not exist (nothing at {Path(name).expanduser()}); "
+                                 "check the path, or give a hub name such as meta-llama/Llama-3.2-3B-Instruct"
+                                 ) from err
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise ModelLoadError(
             f"model {name!r} is not a local directory and could not be loaded from the Hugging Face "
@@ -267,6 +280,39 @@ class ModelHandle:
         )
 
 
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """The torch dtype for ``dtype`` (a name from :data:`MODEL_DTYPES` or a floating torch dtype);
+    :class:`ModelLoadError` for anything else (``float8``, ``int8``, a typo)."""
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_floating_point:
+            return dtype
+    elif str(dtype) in MODEL_DTYPES:
+        return getattr(torch, str(dtype))
+    raise ModelLoadError(f"dtype {dtype!r}: expected one of {', '.join(MODEL_DTYPES)}")
+
+
+def check_device(device: str | torch.device) -> str:
+    """``device`` as a string, refused with :class:`ModelLoadError` when torch cannot use it here
+    (``cuda`` without a CUDA GPU, ``cuda:3`` on a one-GPU machine, ``mps`` off a Mac, a typo)."""
+    name = str(device)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ModelLoadError(f"device {name!r}: not a torch device ({err}); expected cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"device {name!r}: torch sees no CUDA GPU on this machine (torch "
+                                 f"{torch.__version__}); use --device cpu or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {name!r}: MPS is not available on this machine")
+    return name
+
+
 def load_model(
     name_or_dir: str | os.PathLike,
     device: str | torch.device = "cpu",
@@ -291,14 +337,13 @@ def load_model(
     """
     from transformer_lens import TransformerBridge
 
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+    dtype = check_dtype(dtype)
+    device = check_device(device)
     name = str(name_or_dir)
     if name == "toy":
         from circuits.toy import TOY_MODEL_DIR
 
         name = str(TOY_MODEL_DIR)
-    device = str(device)
     hf_model, tokenizer = _load_hf(
         name, device=device, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
     )

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 
 from circuits.core.resources import data_path
-from circuits.core.artifacts import InputError
+from circuits.core.artifacts import InputError, iter_text_lines
 
 DEFAULT_TRAIN = data_path("sev_train")
 DEFAULT_TEST = data_path("sev_test")
@@ -114,6 +114,7 @@ def _check_line(obj: Any, where: str) -> tuple[Scenario | None, list[str]]:
     if isinstance(sid, int) and not isinstance(sid, bool):
         sid = str(sid)
     theme = text("theme", obj.get("theme")) if "theme" in obj else ""
+    theme = " ".join(theme.lower().split())  # "Work/Job" and "work/job " are one theme
     scenario = text("scenario", obj.get("scenario")) if "scenario" in obj else ""
     sid = text("skeleton_id", sid) if "skeleton_id" in obj else ""
     events: dict[str, str] = {}
@@ -207,6 +208,26 @@ class SEVDataset:
                 f"{3 * n * len(EMOTIONS)} emotion items")
 
 
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _first_char(path: Path) -> str:
+    """The first non-whitespace character of a file (a BOM skipped), read in small chunks."""
+    with open(path, "rb") as fh:
+        head = b""
+        while chunk := fh.read(4096):
+            head = (head + chunk).lstrip(b"\xef\xbb\xbf \t\r\n")
+            if head:
+                return chr(head[0])
+    return ""
+
+
 def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEVDataset:
     """Load and validate a SEV file (default: the shipped training split).
 
@@ -216,19 +237,23 @@ def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEV
     p = Path(path) if path is not None else DEFAULT_TRAIN
     if not p.is_file():
         raise FileNotFoundError(f"SEV file not found: {p}")
-    raw = p.read_bytes()
-    text = raw.decode("utf-8-sig")
     errors: list[str] = []
     objects: list[tuple[str, Any]] = []
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+
+    def not_text(msg: str) -> SEVFormatError:
+        return SEVFormatError(p, [msg])
+
+    if _first_char(p) == "[":  # a JSON array is parsed whole; JSONL is streamed line by line
+        text = "\n".join(line for _, line in iter_text_lines(p, not_text))
         try:
-            arr = json.loads(stripped)
+            arr = json.loads(text)
         except json.JSONDecodeError as err:
             raise SEVFormatError(p, [f"{p}:{err.lineno}: invalid JSON: {err.msg}"]) from err
+        if not isinstance(arr, list):
+            raise SEVFormatError(p, [f"{p}: expected a JSON array of scenarios"])
         objects = [(f"{p}: entry {i}", o) for i, o in enumerate(arr)]
     else:
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        for lineno, line in iter_text_lines(p, not_text):
             if not line.strip():
                 continue
             try:
@@ -250,5 +275,5 @@ def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEV
         errors.append(f"{p}: the file holds no scenarios")
     if errors:
         raise SEVFormatError(p, errors)
-    ds = SEVDataset(scenarios, p, hashlib.sha256(raw).hexdigest())
+    ds = SEVDataset(scenarios, p, _sha256(p))
     return ds.subset(limit)

@@ -153,7 +153,7 @@ def _compare(old: dict, new: dict, where: Path) -> None:
         if a != b:
             raise StoreMismatchError(
                 f"{where}: this activation store was built with a different {what} "
-                f"({detail or _differences(a, b)}). Use another --out directory, or overwrite=True to rebuild."
+                f"({detail or _differences(a, b)}). Use another --out directory, or delete {where} to rebuild it (Python: build_store(..., overwrite=True))."
             )
 
 

@@ -27,8 +27,8 @@ from circuits.discovery.store import READ_POINTS, StoreConfig, build_store
 from circuits.runs import layout
 from circuits.runs.layout import write_csv
 from circuits.circuit.allocation import AllocationConfig
-from circuits.core.artifacts import InputError
-from circuits.core.config import help_field
+from circuits.core.artifacts import InputError, staged_dir
+from circuits.core.config import ConfigError, check_config, help_field
 from circuits.discovery.ablation import MODES, SweepConfig
 from circuits.discovery.influence import DEFAULT_ALPHAS
 
@@ -42,22 +42,24 @@ class DiscoverConfig:
     """Options of :func:`discover` (``limit``: SEV scenarios; ``*_rows``: rows used by the slow
     reference measures, per emotion for heads and neutral rows for influence)."""
 
-    limit: int | None = help_field(None, "use only N scenarios (deterministic subset)")
+    limit: int | None = help_field(None, "use only N scenarios (deterministic subset)", min=1)
     emotions: tuple[str, ...] = help_field(EMOTIONS, "subset of the six emotions")
-    batch_size: int = help_field(16, "prompts per forward pass")
-    store_dtype: str = help_field("float32", "storage dtype of the activation store")
+    batch_size: int = help_field(16, "prompts per forward pass", min=1)
+    store_dtype: str = help_field("float32", "storage dtype of the activation store",
+                                 choices=("float32", "bfloat16", "float16"))
     elicitation: bool = help_field(False, "generate, judge and keep only accepted rows", flag="--elicit")
     reference_head_rows: int = help_field(24, "rows per emotion for the head-ablation reference",
-                                          flag="--reference-rows")
-    influence_rows: int = help_field(48, "neutral rows for the influence intervention")
+                                          flag="--reference-rows", min=1)
+    influence_rows: int = help_field(48, "neutral rows for the influence intervention", min=1)
     alphas: tuple[float, ...] = help_field(DEFAULT_ALPHAS, "influence strengths (x sublayer RMS)",
                                            flag="--influence-alphas")
-    sweep_ks: tuple[int, ...] = help_field(SweepConfig.ks, "numbers of top / random units per sweep")
+    sweep_ks: tuple[int, ...] = help_field(SweepConfig.ks, "numbers of top / random units per sweep", min=1)
     sweep_modes: tuple[str, ...] = help_field(SweepConfig.modes, "ablation (zero, mean) and enhancement "
                                               "(scale, add Delta-mu) modes of the sweeps", choices=MODES)
-    sweep_seeds: int = help_field(SweepConfig.seeds, "random selections per sweep point")
-    sweep_rows: int = help_field(24, "rows per emotion for ablation sweeps")
-    generation_rows: int = help_field(12, "rows per emotion for judged generations under ablation (0 skips)")
+    sweep_seeds: int = help_field(SweepConfig.seeds, "random selections per sweep point", min=1)
+    sweep_rows: int = help_field(24, "rows per emotion for ablation sweeps", min=1)
+    generation_rows: int = help_field(12, "rows per emotion for judged generations under ablation (0 skips)",
+                                      min=0)
     generation_k_neurons: int = 16
     generation_k_heads: int = 2
     generation_enhance: str | None = "add"
@@ -71,6 +73,11 @@ class DiscoverConfig:
     figures: bool = help_field(True, "draw the figures")
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     """Circuit budget and allocation (``--budget-per-sublayer``, ``--neuron-share``, ...)."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if any(a == 0 for a in self.alphas):
+            raise ConfigError(f"DiscoverConfig.alphas (--influence-alphas): strengths must be non-zero, got {self.alphas}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +114,8 @@ def check_request(cfg: DiscoverConfig, dataset: SEVDataset) -> tuple[str, ...]:
     if len(themes) < 2:
         raise DiscoverInputError(f"discovery needs scenarios from at least 2 themes (directions are compared "
                                  f"across disjoint themes); limit={cfg.limit} on {dataset.path} gives "
-                                 f"{sorted(themes)}: use --limit 2 or more")
+                                 f"{sorted(themes)}: " + ("use --limit 2 or more" if len(dataset.themes) > 1
+                                                          else "the file itself has a single theme"))
     bad = [m for m in cfg.sweep_modes if m not in MODES]
     if bad:
         raise DiscoverInputError(f"unknown sweep mode(s) {bad}: expected some of {MODES}")
@@ -126,15 +134,23 @@ def discover(
     """Run every step and write the run directory; returns the summary (also ``summary.json``).
     ``judge`` (default: the lexicon judge) judges the elicited replies and the generations under
     ablation / enhancement; any judge :func:`circuits.judges.base.judge_matches` accepts."""
+    cfg = config or DiscoverConfig()
+    emotions = check_request(cfg, dataset)
+    # results go to a staged folder that replaces ``out_dir`` only when the run completes; the store
+    # (resumable, identity-checked) is carried over and survives an interruption
+    with staged_dir(out_dir, keep=(layout.STORE_DIR,)) as out:
+        return _discover_into(model, dataset, out, Path(out_dir), cfg, emotions, settings, progress, judge)
+
+
+def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Path, cfg: DiscoverConfig,
+                   emotions: tuple[str, ...], settings: PromptSettings | None, progress: bool, judge: Any
+                   ) -> dict[str, Any]:
+    """The body of :func:`discover`, writing into ``out`` (the staged folder that becomes ``final``)."""
     from circuits.discovery import ablation, components, dla, influence
     from circuits.circuit import assemble_circuit, save_circuits
     from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
     from circuits.judges.base import judge_name
 
-    cfg = config or DiscoverConfig()
-    emotions = check_request(cfg, dataset)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -257,9 +273,10 @@ def discover(
     if cfg.figures:
         from circuits.figures.discovery import cross_context_cosines, discovery_figures
 
-        summary["figures"] = discovery_figures(  # from what this run holds in memory, not re-read from disk
+        drawn = discovery_figures(  # from what this run holds in memory, not re-read from disk
             out, emotions=emotions, pca=pca, evidence=evidence, neurons=neurons, heads=heads, sweeps=sweeps,
             influence=chosen, circuits=circuits, logit_lens=lens, cosine=cross_context_cosines(store, emotions))
+        summary["figures"] = [str(final / Path(p).relative_to(out)) for p in drawn]
         lap("figures")
     write_json_atomic(out / layout.SUMMARY_JSON, summary)
     return summary

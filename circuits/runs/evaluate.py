@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from circuits.core.artifacts import write_atomic, write_json_atomic, write_text_atomic
+from circuits.core.artifacts import InputError, write_atomic, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
 from circuits.core.sev import DEFAULT_TEST, SEVDataset, load_sev
@@ -19,6 +19,15 @@ from circuits.runs import layout
 
 EMOTION_VECTORS_FILE = layout.EMOTION_VECTORS
 """Emotion Vectors cached in the run directory (``{"ev": [n_emotions, n_layers, d_model]}``)."""
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` as a Path; :class:`InputError` unless it holds a discovery run (nothing is created)."""
+    run = Path(run_dir)
+    if not (run / layout.SUMMARY_JSON).is_file() and not (run / layout.CIRCUITS_DIR).is_dir():
+        raise InputError(f"{run}: not a discovery run directory (no {layout.SUMMARY_JSON}, no "
+                         f"{layout.CIRCUITS_DIR}/); run `emocircuits discover --out {run}` first")
+    return run
 
 
 def run_evaluation(
@@ -48,7 +57,11 @@ def run_evaluation(
                                         emotion_vector_steering, emotion_vectors)
 
     cfg = cfg or EvalConfig()
-    run = Path(run_dir)
+    bad = [L for L in cfg.direction_layers or () if not 0 <= L < model.arch.n_layers]
+    if bad:
+        raise InputError(f"EvalConfig.direction_layers (--direction-layers): layer(s) {bad} out of range: "
+                         f"{model.name} has layers 0-{model.arch.n_layers - 1}")
+    run = check_run_dir(run_dir)
     emotions = check_emotions(cfg.emotions)
     methods = cfg.methods
     ivs = {}

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from circuits.core.config import help_field
+from circuits.core.config import check_config, help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
 from circuits.core.hooks import Intervention, make_hooks
@@ -42,7 +42,7 @@ METHODS = ("prompting", "neutral", "direction", "emotion_vector", "circuit")
 class EvalConfig:
     methods: tuple[str, ...] = help_field(METHODS, "steering methods to compare", choices=METHODS)
     emotions: tuple[str, ...] = help_field(EMOTIONS, "subset of the six emotions")
-    limit: int | None = help_field(None, "use only N test scenarios")
+    limit: int | None = help_field(None, "use only N test scenarios", min=1)
     max_new_tokens: int = 48
     min_new_tokens: int = 10
     repetition_penalty: float = 1.1
@@ -51,13 +51,16 @@ class EvalConfig:
     circuit_lambda: float = help_field(1.0, "circuit modulation strength (x Delta-mu)")
     direction_alpha: float = help_field(8.0, "direction steering strength (x residual RMS)")
     direction_layers: tuple[int, ...] | None = help_field(None, "layers for direction steering (None: 40-72% of "
-                                                                "the depth)")
+                                                                "the depth)", min=0)
     """Recorded for the report; the interventions themselves are passed to :func:`evaluate_methods`."""
     ev_alpha: float = help_field(2.0, "Emotion Vector steering strength")
     positions: str = help_field("paper", "paper: each method's published positions; last: the last prompt token "
                                 "only", choices=("paper", "last"))
     """Recorded for the report: where the steering methods acted (``paper`` or ``last``)."""
     examples: int = 3
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import math
 import json
 import re
 from pathlib import Path
 from typing import Any
-from circuits.core.artifacts import InputError
+from circuits.core.artifacts import InputError, iter_text_lines
 
 
 GOEMOTIONS = (
@@ -33,9 +35,20 @@ def _split_labels(value: Any) -> list[str]:
     return [p.strip().lower() for p in re.split(r"[,;|]", str(value or "")) if p.strip()]
 
 
+@contextlib.contextmanager
+def _csv_lines(path: Path):
+    """The lines of a UTF-8 CSV file for ``csv.DictReader``, streamed, with universal newlines; a line
+    that is not UTF-8, or CSV the reader rejects, gives a :class:`VAFormatError` naming the file."""
+    lines = (part + "\n" for _, line in iter_text_lines(path, VAFormatError) for part in (line.splitlines() or [""]))
+    try:
+        yield lines
+    except csv.Error as err:
+        raise VAFormatError(f"{path}: not a valid CSV file ({err})") from None
+
+
 def _jsonl(path: Path):
     """Yield ``(line number, object)`` for the non-empty lines of a JSONL file."""
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in iter_text_lines(path, VAFormatError):
         if not line.strip():
             continue
         try:
@@ -51,7 +64,7 @@ def load_labelled_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
     path = Path(path)
     rows: list[tuple[str, tuple[str, ...]]] = []
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
+        with _csv_lines(path) as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or "text" not in reader.fieldnames:
                 raise VAFormatError(f"{path}:1: expected a header with a 'text' column and 'labels' or 'label'")
@@ -80,16 +93,28 @@ def load_va_ratings(path: str | Path) -> dict[str, tuple[float, float]]:
     """Emotion -> (valence, arousal) from a CSV with columns ``emotion,valence,arousal``."""
     path = Path(path)
     out: dict[str, tuple[float, float]] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
+    with _csv_lines(path) as fh:
         reader = csv.DictReader(fh)
         need = {"emotion", "valence", "arousal"}
         if not reader.fieldnames or not need <= set(reader.fieldnames):
             raise VAFormatError(f"{path}:1: expected columns {sorted(need)}, got {reader.fieldnames}")
         for n, rec in enumerate(reader, start=2):
+            emotion = (rec["emotion"] or "").strip().lower()
+            if not emotion:
+                raise VAFormatError(f"{path}:{n}: field 'emotion': empty")
+            if emotion in out:
+                raise VAFormatError(f"{path}:{n}: field 'emotion': {emotion!r} is rated twice")
             try:
-                out[rec["emotion"].strip().lower()] = (float(rec["valence"]), float(rec["arousal"]))
+                va = (float(rec["valence"]), float(rec["arousal"]))
             except (TypeError, ValueError) as err:
                 raise VAFormatError(f"{path}:{n}: valence and arousal must be numbers ({err})") from err
+            if not all(math.isfinite(x) for x in va):
+                raise VAFormatError(f"{path}:{n}: valence and arousal must be finite numbers, got {va}")
+            out[emotion] = va
+    for i, what in enumerate(("valence", "arousal")):
+        if len(out) > 1 and len({v[i] for v in out.values()}) == 1:
+            raise VAFormatError(f"{path}: every {what} rating is the same ({next(iter(out.values()))[i]}): the axes "
+                                "cannot be fitted to ratings that do not vary")
     return out
 
 
@@ -98,18 +123,21 @@ def load_va_lexicon(path: str | Path) -> dict[str, tuple[float, float]]:
     dominance]``, optional header line."""
     path = Path(path)
     out: dict[str, tuple[float, float]] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in iter_text_lines(path, VAFormatError):
         if not line.strip():
             continue
         parts = [p.strip() for p in re.split(r"\t|,", line)]
         if len(parts) < 3:
             raise VAFormatError(f"{path}:{n}: expected word, valence, arousal[, dominance]")
         try:
-            out[parts[0].lower()] = (float(parts[1]), float(parts[2]))
+            va = (float(parts[1]), float(parts[2]))
         except ValueError:
             if n == 1:
                 continue  # header
             raise VAFormatError(f"{path}:{n}: valence and arousal must be numbers, got {parts[1:3]}") from None
+        if not all(math.isfinite(x) for x in va):
+            raise VAFormatError(f"{path}:{n}: valence and arousal must be finite numbers, got {parts[1:3]}")
+        out[parts[0].lower()] = va
     return out
 
 

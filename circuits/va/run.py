@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from circuits.core.hooks import make_hooks
-from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.artifacts import staged_dir, write_atomic, write_json_atomic
 from circuits.core.model import ModelHandle
-from circuits.core.config import help_field
+from circuits.core.config import check_config, help_field
 from circuits.core.resources import data_path
 from circuits.figures.va import va_figures
 from circuits.va.loaders import VAInputError, load_labelled_texts, load_va_lexicon, load_va_ratings
@@ -34,14 +34,14 @@ class VAConfig:
     lexicon: str | None = help_field(str(data_path("va_lexicon")), "NRC-VAD style word,valence,arousal file "
                                      "(default: a small shipped one)")
     vocab_only: bool = help_field(False, "lexicon words that are single tokens only")
-    layer: int | None = help_field(None, "layer of the axes (None: 60% of the depth)")
+    layer: int | None = help_field(None, "layer of the axes (None: 60% of the depth)", min=0)
     position: str = help_field("mean", "text representation: mean over tokens or the last token",
                                choices=("mean", "last"))
     emotions: tuple[str, ...] | None = help_field(None, "labels to use (None: every label with texts)")
     alphas: tuple[float, ...] = help_field((-4.0, -2.0, 0.0, 2.0, 4.0), "steering strengths along the axes "
                                            "(x residual RMS)")
     steer_layers: tuple[int, ...] | None = None
-    steer_limit: int = help_field(8, "SEV test scenarios for VA steering")
+    steer_limit: int = help_field(8, "SEV test scenarios for VA steering", min=1)
     random_seeds: int = 3
     refusal: str | None = help_field(None, "CSV of prompts (prompt[,type]) for the refusal probe; rates are "
                                      "reported overall and per type")
@@ -49,7 +49,7 @@ class VAConfig:
     """Phrases of the refusal detector (case-insensitive, matched in a reply's first 120 characters);
     None: :data:`REFUSAL_PHRASES`. From a file: :func:`load_refusal_phrases`."""
     sycophancy: str | None = help_field(None, "A/B JSONL for the sycophancy probe")
-    limit: int | None = help_field(None, "use at most N labelled texts per label")
+    limit: int | None = help_field(None, "use at most N labelled texts per label", min=1)
     """At most this many labelled texts per label (quick runs)."""
     valence_question: str = VALENCE_QUESTION
     arousal_question: str = AROUSAL_QUESTION
@@ -60,6 +60,7 @@ class VAConfig:
             v = getattr(self, name)
             if isinstance(v, list):
                 object.__setattr__(self, name, tuple(v))
+        check_config(self)
         if self.refusal_phrases is not None:
             if isinstance(self.refusal_phrases, str) or not self.refusal_phrases or not all(
                     isinstance(p, str) and p.strip() for p in self.refusal_phrases):
@@ -93,11 +94,20 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
 
     cfg = cfg or VAConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     n_layers = model.arch.n_layers
     layer = cfg.layer if cfg.layer is not None else max(0, round(0.6 * n_layers) - 1)
+    # every input is read and checked before anything is computed or written
+    bad = [L for L in [layer, *(cfg.steer_layers or ())] if not 0 <= L < n_layers]
+    if bad:
+        raise VAInputError(f"VAConfig.layer / steer_layers: layer(s) {bad} out of range: {model.name} has layers "
+                           f"0-{n_layers - 1}")
     rows = load_labelled_texts(cfg.texts)
+    if not cfg.self_report and not cfg.ratings:
+        raise VAInputError("give VA ratings (a CSV file) or self_report=True")
+    file_ratings = None if cfg.self_report else load_va_ratings(cfg.ratings)
+    lexicon = load_va_lexicon(cfg.lexicon) if cfg.lexicon else None
+    refusal_rows = load_prompts(cfg.refusal) if cfg.refusal else None
+    sycophancy_items = load_sycophancy(cfg.sycophancy) if cfg.sycophancy else None
     if cfg.limit is not None:  # at most `limit` texts per (first) label, in file order
         seen: dict[str, int] = {}
         rows = [r for r in rows if seen.setdefault(r[1][0], 0) < cfg.limit and not seen.__setitem__(
@@ -108,9 +118,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
         wanted = list(cfg.emotions) if cfg.emotions else sorted({l for ls in labels for l in ls} - {"neutral"})
         ratings, report = self_report_va(model, wanted, cfg.valence_question, cfg.arousal_question)
     else:
-        if not cfg.ratings:
-            raise VAInputError("give VA ratings (a CSV file) or self_report=True")
-        ratings, report = load_va_ratings(cfg.ratings), {"source": cfg.ratings}
+        ratings, report = file_ratings, {"source": cfg.ratings}
     have = sorted({l for ls in labels for l in ls} - {"neutral"})
     emotions = [e for e in (cfg.emotions or have) if e in ratings and e in have]
     if len(emotions) < 3:
@@ -120,15 +128,9 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
                    f"e.g. {[u['answer'] for u in report['unparsed'][:3]]})")
         raise VAInputError(f"need >= 3 emotions with texts and ratings, have {emotions}{why}")
     emotions, vecs = emotion_vectors_from_texts(acts, labels, emotions)  # [E, L, d]
-    write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
-    write_atomic(out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])
-                 lambda p: save_file({"activations": acts[:, layer].contiguous()}, str(p)))
-    write_json_atomic(out / "texts.json", {"layer": layer, "position": cfg.position, "emotions": emotions,
-                                           "texts": [{"text": t, "labels": list(ls)} for t, ls in rows]})
     y = np.array([ratings[e] for e in emotions])
     axes = fit_va_axes(vecs[:, layer], y, layer=layer, emotions=emotions)
     axes.fingerprint = model.fingerprint
-    axes.save(out / "axes")
     pts = axes.project(vecs[:, layer]).numpy()
     circle = circumplex(pts, emotions)
     summary: dict[str, Any] = {"model": model.describe(), "config": cfg.to_dict(), "layer": layer,
@@ -137,8 +139,8 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
                                                                  "n_components": axes.n_components},
                                "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
                                "circumplex": circle}
-    if cfg.lexicon:
-        summary["lexicon"] = lexicon_check(model, axes, load_va_lexicon(cfg.lexicon), vocab_only=cfg.vocab_only)
+    if lexicon is not None:
+        summary["lexicon"] = lexicon_check(model, axes, lexicon, vocab_only=cfg.vocab_only)
 
     # VA steering on neutral-prompt SEV test items: judged labels and the reply's projection
     settings = PromptSettings()
@@ -160,8 +162,8 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
                              "example": replies[0] if replies else ""})
     summary["steering"] = steering
     probes: dict[str, Any] = {}
-    if cfg.refusal:
-        rows_r = load_prompts(cfg.refusal)
+    if refusal_rows is not None:
+        rows_r = refusal_rows
         ps, types = [p for p, _ in rows_r], [t for _, t in rows_r]
         phrases = cfg.refusal_phrases or REFUSAL_PHRASES
         summary["refusal_phrases"] = list(phrases)
@@ -175,14 +177,22 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
                               "token_logits": refusal_token_logits(model, ps, ivs),
                               "example": r["replies"][0] if r["replies"] else ""})
         probes["refusal"] = curve
-    if cfg.sycophancy:
-        its = load_sycophancy(cfg.sycophancy)
+    if sycophancy_items is not None:
+        its = sycophancy_items
         probes["sycophancy"] = [
             {"direction": n, "alpha": a, "score": sycophancy_score(model, its, axis_steering(ax, steer_layers, a, rms))}
             for n, ax in directions.items() for a in cfg.alphas]
     summary["probes"] = probes
-    summary["figures"] = va_figures(out, summary)
-    write_json_atomic(out / "summary.json", summary)
+    with staged_dir(out_dir) as out:  # the old results stay until the new ones are complete
+        write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
+        write_atomic(out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])
+                     lambda p: save_file({"activations": acts[:, layer].contiguous()}, str(p)))
+        write_json_atomic(out / "texts.json", {"layer": layer, "position": cfg.position, "emotions": emotions,
+                                               "texts": [{"text": t, "labels": list(ls)} for t, ls in rows]})
+        axes.save(out / "axes")
+        figures = va_figures(out, summary)
+        summary["figures"] = [str(Path(out_dir) / Path(p).relative_to(out)) for p in figures]
+        write_json_atomic(out / "summary.json", summary)
     return summary
 
 

@@ -1,0 +1,245 @@
+"""Bad input on the command line: exit status 2, one line naming the input, nothing written or
+changed; an internal error prints its traceback and asks for a report (exit 1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from circuits import cli
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A folder that looks like a finished run (summary + an earlier evaluation) for the checks that
+    must refuse before anything loads."""
+    run = tmp_path / "run"
+    (run / "circuits").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"config": {}}))
+    (run / "evaluation.json").write_text('{"methods": {}}\n')
+    return run
+
+
+def _fails(capsys, argv, *needles):
+    status = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    line = err.splitlines()[-1]
+    assert line.startswith("emocircuits: error: "), err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--circuit-lambda", "nan"], ["--circuit-lambda", "finite"]),
+    (["--direction-alpha", "inf"], ["--direction-alpha", "finite"]),
+    (["--ev-alpha=-inf"], ["--ev-alpha"]),
+    (["--limit", "0"], ["--limit", ">= 1"]),
+    (["--dtype", "float8"], ["float8", "float32"]),
+    (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"], ["cuda"]),
+])
+def test_evaluate_refuses_bad_numbers_devices_and_dtypes_untouched(capsys, fake_run, extra, needles):
+    before = _snapshot(fake_run)
+    _fails(capsys, ["evaluate", "--model", "toy", "--run", fake_run, *extra], *needles)
+    assert _snapshot(fake_run) == before
+
+
+def test_evaluate_refuses_a_missing_run_without_creating_it(capsys, tmp_path):
+    typo = tmp_path / "TYPO_DIR"
+    _fails(capsys, ["evaluate", "--model", "toy", "--run", typo], "TYPO_DIR", "not a discovery run")
+    assert not typo.exists()
+
+
+def test_evaluate_refuses_direction_layers_beyond_the_model(capsys, fake_run):
+    before = _snapshot(fake_run)
+    _fails(capsys, ["evaluate", "--model", "toy", "--run", fake_run, "--direction-layers", "9"],
+           "--direction-layers", "[9]", "0-3")
+    assert _snapshot(fake_run) == before
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--limit", "0"], ["--limit"]),
+    (["--batch-size", "0"], ["--batch-size"]),
+    (["--sweep-ks", "0"], ["--sweep-ks"]),
+    (["--influence-alphas", "0"], ["--influence-alphas", "non-zero"]),
+    (["--influence-alphas", "nan"], ["--influence-alphas", "finite"]),
+    (["--budget-per-sublayer", "0"], ["budget_per_sublayer"]),
+    (["--dtype", "int8"], ["int8"]),
+])
+def test_discover_refuses_bad_numbers_before_writing(capsys, tmp_path, extra, needles):
+    out = tmp_path / "out"
+    _fails(capsys, ["discover", "--model", "toy", "--out", out, *extra], *needles)
+    assert not out.exists()
+
+
+def test_discover_store_dtype_must_be_a_float_type(capsys, tmp_path):
+    with pytest.raises(SystemExit) as err:  # argparse refuses a value outside the field's choices
+        cli.main(["discover", "--model", "toy", "--out", str(tmp_path / "o"), "--store-dtype", "int8"])
+    assert err.value.code == 2 and "int8" in capsys.readouterr().err
+
+
+def test_discover_out_naming_an_existing_file(capsys, tmp_path):
+    target = tmp_path / "a_file"
+    target.write_text("keep me")
+    _fails(capsys, ["discover", "--model", "toy", "--out", target, "--limit", "2", "--no-figures"], "a_file")
+    assert target.read_text() == "keep me"
+
+
+def test_va_refuses_bad_limits(capsys, tmp_path):
+    _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--limit", "0"], "--limit")
+    _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--alphas", "nan"], "--alphas")
+    assert not (tmp_path / "va").exists()
+
+
+def test_internal_error_prints_traceback_and_asks_for_a_report(capsys, monkeypatch, tmp_path):
+    def broken(args):
+        raise RuntimeError("boom inside the library")
+
+    monkeypatch.setattr(cli, "_check_model_args", broken)
+    status = cli.main(["va", "--model", "toy", "--out", str(tmp_path / "va")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback" in err and "boom inside the library" in err and "please report" in err
+
+
+def test_circuit_sidecar_with_nan_is_refused(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from circuits.circuit import Circuit, CircuitFormatError, assemble_circuit
+    from circuits.core.arch import ArchInfo
+
+    arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
+    g = torch.Generator().manual_seed(0)
+    c = assemble_circuit("anger", influence_attn=torch.ones(2), influence_mlp=torch.ones(2),
+                         neuron_scores=torch.randn(2, 32, generator=g), head_scores=torch.randn(2, 4, generator=g),
+                         delta_mu_mlp=torch.randn(2, 32, generator=g), delta_mu_heads=torch.randn(2, 4, 4, generator=g),
+                         model_info={"name": "m", "fingerprint": "f", "arch": arch})
+    path = c.save(tmp_path / "anger.json")
+    tensors = load_file(str(tmp_path / "anger.safetensors"))
+    key = sorted(tensors)[0]
+    tensors[key] = tensors[key].clone()
+    tensors[key].view(-1)[0] = float("nan")
+    save_file(tensors, str(tmp_path / "anger.safetensors"))
+    with pytest.raises(CircuitFormatError, match=rf"delta_mu\['{key}'\]: 1 value\(s\) are NaN"):
+        Circuit.load(path)
+
+
+@pytest.fixture(scope="module")
+def va_run(tmp_path_factory):
+    """A finished small VA run folder (reruns into it must leave it byte-identical when refused)."""
+    out = tmp_path_factory.mktemp("va") / "run"
+    assert cli.main(["va", "--model", "toy", "--out", str(out), "--steer-limit", "1", "--alphas", "0", "2",
+                     "--limit", "8"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("make_bad, flag, needles", [
+    (lambda d: (d / "lex.tsv").write_text("calm\t0.8\t0.1\nodd\tx\t0.5\n") and d / "lex.tsv", "--lexicon",
+     ["lex.tsv:2", "numbers"]),
+    (lambda d: (d / "lex.tsv").write_text("calm\t0.8\t0.1\nodd\tnan\t0.5\n") and d / "lex.tsv", "--lexicon",
+     ["lex.tsv:2", "finite"]),
+    (lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,nan,7\n") and d / "r.csv", "--ratings",
+     ["r.csv:2", "finite"]),
+    (lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,2,7\nanger,3,7\n") and d / "r.csv",
+     "--ratings", ["r.csv:3", "twice"]),
+    (lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,5,5\njoy,5,5\nfear,5,5\n") and d / "r.csv",
+     "--ratings", ["r.csv", "the same"]),
+    (lambda d: (d / "p.csv").write_text("text,type\nhello,benign\n") and d / "p.csv", "--refusal",
+     ["p.csv:1", "'prompt'"]),
+    (lambda d: (d / "p.csv").write_text("prompt,type\n") and d / "p.csv", "--refusal", ["p.csv", "no prompts"]),
+    (lambda d: (d / "s.jsonl").write_text('{"question": "q", "answer_matching_behavior": " (A)"}\n')
+     and d / "s.jsonl", "--sycophancy", ["s.jsonl:1", "answer_not_matching_behavior"]),
+    (lambda d: (d / "s.jsonl").write_text('{"question": "q", "answer_matching_behavior": " (A)", '
+                                          '"answer_not_matching_behavior": " (A)"}\n') and d / "s.jsonl",
+     "--sycophancy", ["s.jsonl:1", "the same"]),
+])
+def test_va_rerun_with_a_bad_input_leaves_the_folder_byte_identical(capsys, va_run, tmp_path, make_bad, flag,
+                                                                     needles):
+    before = _snapshot(va_run)
+    bad = make_bad(tmp_path)
+    _fails(capsys, ["va", "--model", "toy", "--out", va_run, "--layer", "2", "--steer-limit", "1", "--alphas", "0",
+                    "2", "--limit", "8", flag, bad], *needles)
+    assert _snapshot(va_run) == before
+    assert not [p for p in va_run.parent.iterdir() if p.name.startswith(".")]  # no staged folder left behind
+
+
+def test_va_rerun_replaces_the_folder_only_when_complete(capsys, va_run, monkeypatch):
+    """A run that fails half-way (after the model work, while drawing figures) leaves the old folder."""
+    from circuits.va import run as va_run_mod
+
+    before = _snapshot(va_run)
+
+    def broken(out, summary):
+        (out / "figures").mkdir(exist_ok=True)
+        (out / "figures" / "half.html").write_text("partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(va_run_mod, "va_figures", broken)
+    assert cli.main(["va", "--model", "toy", "--out", str(va_run), "--layer", "1", "--steer-limit", "1",
+                     "--alphas", "0", "--limit", "8"]) == 130
+    assert _snapshot(va_run) == before
+    assert not [p for p in va_run.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_model_path_messages_point_the_right_way(capsys, tmp_path):
+    err = _fails(capsys, ["discover", "--model", str(tmp_path / "no" / "such" / "model"), "--out", tmp_path / "o",
+                          "--limit", "2"], "does not exist")
+    assert "huggingface-cli" not in err
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    err = _fails(capsys, ["discover", "--model", empty, "--out", tmp_path / "o", "--limit", "2"], "no config.json")
+    assert "sentencepiece" not in err.lower()
+    assert not (tmp_path / "o").exists()
+
+
+def test_themes_are_case_and_space_insensitive(tmp_path):
+    from circuits.core.sev import load_sev
+
+    rows = []
+    for i, theme in enumerate(["Work/Job", "work/job ", "school/academia"]):
+        rows.append(json.dumps({"theme": theme, "scenario": f"I sat down {i}.", "skeleton_id": f"s{i}",
+                                "event": {"positive": "a", "neutral": "b", "negative": "c"}}))
+    p = tmp_path / "sev.jsonl"
+    p.write_text("\n".join(rows))
+    assert load_sev(p).themes == ["school/academia", "work/job"]
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+
+    from circuits.core.artifacts import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_circuit_with_another_emotions_sidecar_is_refused(tmp_path):
+    import shutil
+
+    import torch
+
+    from circuits.circuit import Circuit, CircuitFormatError, assemble_circuit
+    from circuits.core.arch import ArchInfo
+
+    arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
+    g = torch.Generator().manual_seed(0)
+    kw = dict(influence_attn=torch.ones(2), influence_mlp=torch.ones(2), neuron_scores=torch.zeros(2, 32),
+              head_scores=torch.zeros(2, 4), delta_mu_mlp=torch.randn(2, 32, generator=g),
+              delta_mu_heads=torch.randn(2, 4, 4, generator=g), model_info={"name": "m", "fingerprint": "f", "arch": arch})
+    anger = assemble_circuit("anger", **kw).save(tmp_path / "anger.json")
+    assemble_circuit("fear", **kw).save(tmp_path / "fear.json")  # same units, so the shapes match
+    shutil.copy(tmp_path / "fear.safetensors", tmp_path / "anger.safetensors")
+    with pytest.raises(CircuitFormatError, match="holds the Delta-mu of 'fear', not of 'anger'"):
+        Circuit.load(anger)

@@ -110,19 +110,12 @@ def test_internal_error_prints_traceback_and_asks_for_a_report(capsys, monkeypat
 
 
 def test_circuit_sidecar_with_nan_is_refused(tmp_path):
-    import torch
     from safetensors.torch import load_file, save_file
 
-    from circuits.circuit import Circuit, CircuitFormatError, assemble_circuit
-    from circuits.core.arch import ArchInfo
+    from circuits.circuit import Circuit, CircuitFormatError
+    from conftest import small_circuit
 
-    arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
-    g = torch.Generator().manual_seed(0)
-    c = assemble_circuit("anger", influence_attn=torch.ones(2), influence_mlp=torch.ones(2),
-                         neuron_scores=torch.randn(2, 32, generator=g), head_scores=torch.randn(2, 4, generator=g),
-                         delta_mu_mlp=torch.randn(2, 32, generator=g), delta_mu_heads=torch.randn(2, 4, 4, generator=g),
-                         model_info={"name": "m", "fingerprint": "f", "arch": arch})
-    path = c.save(tmp_path / "anger.json")
+    path = small_circuit().save(tmp_path / "anger.json")
     tensors = load_file(str(tmp_path / "anger.safetensors"))
     key = sorted(tensors)[0]
     tensors[key] = tensors[key].clone()
@@ -228,18 +221,11 @@ def test_written_files_honour_the_umask(tmp_path):
 def test_circuit_with_another_emotions_sidecar_is_refused(tmp_path):
     import shutil
 
-    import torch
+    from circuits.circuit import Circuit, CircuitFormatError
+    from conftest import small_circuit
 
-    from circuits.circuit import Circuit, CircuitFormatError, assemble_circuit
-    from circuits.core.arch import ArchInfo
-
-    arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
-    g = torch.Generator().manual_seed(0)
-    kw = dict(influence_attn=torch.ones(2), influence_mlp=torch.ones(2), neuron_scores=torch.zeros(2, 32),
-              head_scores=torch.zeros(2, 4), delta_mu_mlp=torch.randn(2, 32, generator=g),
-              delta_mu_heads=torch.randn(2, 4, 4, generator=g), model_info={"name": "m", "fingerprint": "f", "arch": arch})
-    anger = assemble_circuit("anger", **kw).save(tmp_path / "anger.json")
-    assemble_circuit("fear", **kw).save(tmp_path / "fear.json")  # same units, so the shapes match
+    anger = small_circuit("anger").save(tmp_path / "anger.json")
+    small_circuit("fear").save(tmp_path / "fear.json")  # same seed: same units, so the shapes match
     shutil.copy(tmp_path / "fear.safetensors", tmp_path / "anger.safetensors")
     with pytest.raises(CircuitFormatError, match="holds the Delta-mu of 'fear', not of 'anger'"):
         Circuit.load(anger)

@@ -92,19 +92,10 @@ def test_ratings_and_lexicon_loaders_never_crash(tmp_path, rows, raw, use_raw, h
 
 @pytest.fixture(scope="module")
 def saved_circuit(tmp_path_factory):
-    import torch
+    from conftest import small_circuit
 
-    from circuits.circuit import assemble_circuit
-    from circuits.core.arch import ArchInfo
-
-    arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
-    g = torch.Generator().manual_seed(0)
-    c = assemble_circuit("anger", influence_attn=torch.ones(2), influence_mlp=torch.ones(2),
-                         neuron_scores=torch.randn(2, 32, generator=g), head_scores=torch.randn(2, 4, generator=g),
-                         delta_mu_mlp=torch.randn(2, 32, generator=g), delta_mu_heads=torch.randn(2, 4, 4, generator=g),
-                         model_info={"name": "m", "fingerprint": "f", "arch": arch})
     root = tmp_path_factory.mktemp("circ")
-    c.save(root / "anger.json")
+    small_circuit().save(root / "anger.json")
     return root
 
 

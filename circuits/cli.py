@@ -171,6 +171,9 @@ def _va(args: argparse.Namespace) -> int:
         refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None)
     _check_model_args(args)
     s = run_va(_load(args), args.out, cfg)
+    for what, names in s.get("dropped", {}).items():
+        if names:
+            print(f"note: left out {what.replace('_', ' ')}: {', '.join(names)}")
     rep = s.get("ratings_report", {})
     if cfg.self_report:
         print(f"self-reported VA: {rep['parsed']} of {rep['asked']} emotions rated; "

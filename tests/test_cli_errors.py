@@ -229,3 +229,9 @@ def test_circuit_with_another_emotions_sidecar_is_refused(tmp_path):
     shutil.copy(tmp_path / "fear.safetensors", tmp_path / "anger.safetensors")
     with pytest.raises(CircuitFormatError, match="holds the Delta-mu of 'fear', not of 'anger'"):
         Circuit.load(anger)
+
+
+def test_va_misspelt_emotion_is_an_error_not_a_smaller_analysis(capsys, tmp_path):
+    _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--emotions", "faer", "joy", "anger"],
+           "--emotions", "faer")
+    assert not (tmp_path / "va").exists()

@@ -145,12 +145,22 @@ def method_table(result: dict[str, Any]) -> str:
     """Plain-text table: method, accuracy, per-emotion accuracy, perplexity, distinct-2."""
     methods = result["methods"]
     emotions = list(next(iter(methods.values()))["per_emotion"]) if methods else []
-    head = f"{'method':<16}{'accuracy':>9}" + "".join(f"{e[:7]:>9}" for e in emotions) + f"{'ppl':>8}{'dist-2':>8}"
+    ppl = {name: _short_number(m["perplexity"]) for name, m in methods.items()}
+    width = max([8, *(len(v) + 1 for v in ppl.values())])  # a column never runs into its neighbour
+    head = (f"{'method':<16}{'accuracy':>9}" + "".join(f"{e[:7]:>9}" for e in emotions) + f"{'ppl':>{width}}"
+            + f"{'dist-2':>8}")
     lines = [head]
     for name, m in methods.items():
         lines.append(f"{name:<16}{m['accuracy']:>9.1%}" + "".join(f"{m['per_emotion'][e]:>9.1%}" for e in emotions)
-                     + f"{m['perplexity']:>8.2f}{m['distinct_2']:>8.2f}")
+                     + f"{ppl[name]:>{width}}{m['distinct_2']:>8.2f}")
     return "\n".join(lines)
+
+
+def _short_number(x: float) -> str:
+    """2 decimals below 1,000, then thousands separators, then scientific notation from 1e7."""
+    if x != x or abs(x) == float("inf"):
+        return str(x)
+    return f"{x:.2f}" if abs(x) < 1e3 else f"{x:,.0f}" if abs(x) < 1e7 else f"{x:.2e}"
 
 
 def __getattr__(name: str):

@@ -82,6 +82,21 @@ class VAConfig:
         return cls(**d)
 
 
+def _check_requested(cfg: VAConfig, have: list[str], ratings: dict | None) -> None:
+    """Refuse requested emotions (``--emotions``) without texts, or without ratings when ratings are
+    known: a misspelt label is an error, not a silently smaller analysis."""
+    if not cfg.emotions:
+        return
+    missing = [e for e in cfg.emotions if e not in have]
+    if missing:
+        raise VAInputError(f"VAConfig.emotions (--emotions): no texts labelled {missing} in {cfg.texts} "
+                           f"(labels there: {have})")
+    unrated = [e for e in cfg.emotions if ratings is not None and e not in ratings]
+    if unrated:
+        raise VAInputError(f"VAConfig.emotions (--emotions): no VA ratings for {unrated} in {cfg.ratings} "
+                           f"(rated: {sorted(ratings)})")
+
+
 def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None, progress: bool = True) -> dict:
     """Geometry (vectors, PCA + ridge axes, circumplex), lexicon check, VA steering and the optional
     behaviour probes; writes ``axes.*``, ``vectors.safetensors``, ``summary.json`` and figures."""
@@ -105,6 +120,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     if not cfg.self_report and not cfg.ratings:
         raise VAInputError("give VA ratings (a CSV file) or self_report=True")
     file_ratings = None if cfg.self_report else load_va_ratings(cfg.ratings)
+    _check_requested(cfg, sorted({l for _, ls in rows for l in ls} - {"neutral"}), file_ratings)
     lexicon = load_va_lexicon(cfg.lexicon) if cfg.lexicon else None
     refusal_rows = load_prompts(cfg.refusal) if cfg.refusal else None
     sycophancy_items = load_sycophancy(cfg.sycophancy) if cfg.sycophancy else None
@@ -120,7 +136,10 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     else:
         ratings, report = file_ratings, {"source": cfg.ratings}
     have = sorted({l for ls in labels for l in ls} - {"neutral"})
+    _check_requested(cfg, have, ratings)
     emotions = [e for e in (cfg.emotions or have) if e in ratings and e in have]
+    dropped = {"labels_without_ratings": [e for e in have if e not in ratings],
+               "ratings_without_texts": sorted(set(ratings) - set(have) - {"neutral"})}
     if len(emotions) < 3:
         why = ""
         if cfg.self_report:
@@ -138,7 +157,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
                                "ratings_report": report, "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha,
                                                                  "n_components": axes.n_components},
                                "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
-                               "circumplex": circle}
+                               "circumplex": circle, "dropped": dropped}
     if lexicon is not None:
         summary["lexicon"] = lexicon_check(model, axes, lexicon, vocab_only=cfg.vocab_only)
 

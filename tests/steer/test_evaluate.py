@@ -38,3 +38,17 @@ def test_evaluate_methods_schema(qwen_tiny, tiny_run):
     for m in res["methods"].values():
         assert m["n"] == 3 and 0 <= m["accuracy"] <= 1 and set(m["per_valence"]) == {"positive", "neutral", "negative"}
         assert m["perplexity"] > 1 and set(m["per_emotion"]) == {"anger"}
+
+
+def test_method_table_columns_stay_apart_for_huge_perplexities():
+    from circuits.steer.evaluate import method_table
+
+    per = {"anger": 0.5, "fear": 1.0}
+    result = {"methods": {"prompting": {"accuracy": 0.75, "per_emotion": per, "perplexity": 1.66, "distinct_2": 0.2},
+                          "direction": {"accuracy": 0.1, "per_emotion": per, "perplexity": 614200.4, "distinct_2": 0.37},
+                          "circuit": {"accuracy": 0.0, "per_emotion": per, "perplexity": 3.2e12, "distinct_2": 0.5}}}
+    lines = method_table(result).splitlines()
+    assert len({len(line) for line in lines}) == 1  # every row as wide as the header
+    for line, ppl in zip(lines[1:], ["1.66", "614,200", "3.20e+12"]):
+        cols = line.split()
+        assert cols[-2] == ppl and cols[-1] in ("0.20", "0.37", "0.50")

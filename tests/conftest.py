@@ -38,16 +38,3 @@ def tiny_model(request, tiny_models):
 def qwen_tiny(tiny_models):
     return tiny_models["qwen2"]
 
-
-def small_circuit(emotion: str = "anger", seed: int = 0):
-    """A hand-built circuit of a 2-layer architecture (d_mlp 32, 4 heads of 4), random Delta-mu."""
-    from circuits.circuit import assemble_circuit
-    from circuits.core.arch import ArchInfo
-
-    arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
-    g = torch.Generator().manual_seed(seed)
-    return assemble_circuit(emotion, influence_attn=torch.ones(2), influence_mlp=torch.ones(2),
-                            neuron_scores=torch.randn(2, 32, generator=g), head_scores=torch.randn(2, 4, generator=g),
-                            delta_mu_mlp=torch.randn(2, 32, generator=g),
-                            delta_mu_heads=torch.randn(2, 4, 4, generator=g),
-                            model_info={"name": "m", "fingerprint": "f", "arch": arch})

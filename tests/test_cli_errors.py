@@ -113,9 +113,9 @@ def test_circuit_sidecar_with_nan_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from circuits.circuit import Circuit, CircuitFormatError
-    from conftest import small_circuit
+    from circuits.toy.tiny import tiny_circuit
 
-    path = small_circuit().save(tmp_path / "anger.json")
+    path = tiny_circuit().save(tmp_path / "anger.json")
     tensors = load_file(str(tmp_path / "anger.safetensors"))
     key = sorted(tensors)[0]
     tensors[key] = tensors[key].clone()
@@ -222,10 +222,10 @@ def test_circuit_with_another_emotions_sidecar_is_refused(tmp_path):
     import shutil
 
     from circuits.circuit import Circuit, CircuitFormatError
-    from conftest import small_circuit
+    from circuits.toy.tiny import tiny_circuit
 
-    anger = small_circuit("anger").save(tmp_path / "anger.json")
-    small_circuit("fear").save(tmp_path / "fear.json")  # same seed: same units, so the shapes match
+    anger = tiny_circuit("anger").save(tmp_path / "anger.json")
+    tiny_circuit("fear").save(tmp_path / "fear.json")  # same seed: same units, so the shapes match
     shutil.copy(tmp_path / "fear.safetensors", tmp_path / "anger.safetensors")
     with pytest.raises(CircuitFormatError, match="holds the Delta-mu of 'fear', not of 'anger'"):
         Circuit.load(anger)
@@ -235,3 +235,41 @@ def test_va_misspelt_emotion_is_an_error_not_a_smaller_analysis(capsys, tmp_path
     _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--emotions", "faer", "joy", "anger"],
            "--emotions", "faer")
     assert not (tmp_path / "va").exists()
+
+
+def test_truncated_model_weights_and_an_empty_judge_folder(capsys, tmp_path, tiny_dirs):
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_dirs["qwen2"], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    _fails(capsys, ["discover", "--model", broken, "--out", tmp_path / "o", "--limit", "2"], "model", "safetensors")
+    empty = tmp_path / "judge"
+    empty.mkdir()
+    _fails(capsys, ["discover", "--model", "toy", "--out", tmp_path / "o", "--limit", "2", "--judge",
+                    f"classifier:{empty}"], "classifier judge", "config.json")
+    assert not (tmp_path / "o").exists()
+
+
+def test_sev_validate_reports_every_file_even_after_a_non_utf8_one(capsys, tmp_path):
+    from circuits.core.sev import DEFAULT_TEST
+
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes('{"theme": "caf\xe9"}\n'.encode("latin-1"))
+    assert cli.main(["sev", "validate", str(bad), str(DEFAULT_TEST)]) == 1
+    out = capsys.readouterr()
+    assert "latin1.jsonl:1: not UTF-8 text" in out.err and "Traceback" not in out.err
+    assert f"OK {DEFAULT_TEST}" in out.out
+
+
+def test_single_theme_file_and_out_of_scale_ratings(capsys, tmp_path):
+    rows = [json.dumps({"theme": "work/job", "scenario": f"I sat down {i}.", "skeleton_id": f"s{i}",
+                        "event": {"positive": "a", "neutral": "b", "negative": "c"}}) for i in range(3)]
+    (tmp_path / "one.jsonl").write_text("\n".join(rows))
+    err = _fails(capsys, ["discover", "--model", "toy", "--out", tmp_path / "o", "--sev", tmp_path / "one.jsonl"],
+                 "single theme")
+    assert "--limit 2" not in err
+    (tmp_path / "r.csv").write_text("emotion,valence,arousal\nanger,-500,7\njoy,8,6\nfear,2,8\n")
+    _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--ratings", tmp_path / "r.csv"], "r.csv:2",
+           "small scale")

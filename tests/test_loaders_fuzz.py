@@ -92,10 +92,10 @@ def test_ratings_and_lexicon_loaders_never_crash(tmp_path, rows, raw, use_raw, h
 
 @pytest.fixture(scope="module")
 def saved_circuit(tmp_path_factory):
-    from conftest import small_circuit
+    from circuits.toy.tiny import tiny_circuit
 
     root = tmp_path_factory.mktemp("circ")
-    small_circuit().save(root / "anger.json")
+    tiny_circuit().save(root / "anger.json")
     return root
 
 

@@ -1,24 +1,18 @@
-"""Emotion circuits: budgeted selection of MLP neurons and attention heads, export and import.
+"""The circuit data model (:class:`LayerCircuit`, :class:`Circuit`) and its files: save, load with
+validation, and the directory helpers :func:`save_circuits` / :func:`load_circuits`.
 
-A circuit for one emotion is a set of MLP neurons and attention heads per layer (arXiv 2510.11328).
-:func:`assemble_circuit` builds it from per-sublayer influence scores and per-unit scores:
-
-1. The total budget is ``K = budget_per_sublayer * 2 * n_layers`` (every layer has two sublayers,
-   attention and MLP), split into ``K_neurons = round(neuron_share * K)`` and
-   ``K_heads = K - K_neurons`` (see :meth:`AllocationConfig.budget`).
-2. :func:`allocate` spreads ``K_neurons`` over the layers in proportion to the positive part of the
-   MLP influence (every layer gets at least ``min_neurons``, none more than
-   ``floor(cap_fraction * K_neurons)``), and ``K_heads`` likewise with the attention influence.
-3. Within a layer the ``k`` neurons (heads) with the highest signed scores are taken.
-
-On disk a circuit is a JSON file (described by :data:`CIRCUIT_JSON_SCHEMA`, checked by
-:func:`validate_circuit_json`) plus a safetensors sidecar with the same stem holding the Delta-mu
-vectors of the selected units::
+A circuit for one emotion is a set of MLP neurons and attention heads per layer (arXiv 2510.11328),
+built by :func:`circuits.circuit.assemble.assemble_circuit`. On disk it is a JSON file (described
+by :data:`~circuits.circuit.schema.CIRCUIT_JSON_SCHEMA`, checked by
+:func:`~circuits.circuit.schema.validate_circuit_json`) plus a safetensors sidecar with the same stem
+holding the Delta-mu vectors of the selected units::
 
     anger.json          {"schema_version": 1, "kind": "emotion-circuit", "emotion": "anger", ...}
     anger.safetensors   mlp.{L}: [k_neurons_L]   attn.{L}: [k_heads_L, d_head]
 
-:meth:`Circuit.to_graph` gives the circuit in EAP-IG's graph JSON layout for other circuit tools.
+:meth:`Circuit.to_graph` gives the circuit in EAP-IG's graph JSON layout
+(:mod:`circuits.circuit.graph`). A little over 400 lines: the class keeps its own checks of its
+tensors and files next to the fields they check, as one reviewable unit.
 """
 
 from __future__ import annotations

@@ -60,6 +60,23 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     return write_text_atomic(path, json.dumps(obj, indent=indent) + "\n")
 
 
+def _recover_staged(path: Path, keep: Sequence[str]) -> None:
+    """Tidy what a killed run (SIGKILL, power loss) left beside ``path``: an old folder set aside but
+    never replaced comes back; kept entries (the store) in a stale staged folder go back into ``path``
+    so the next run resumes them; then the stale folders are removed."""
+    for old in sorted(path.parent.glob(f".{path.name}.*.old")):
+        if not path.exists():
+            os.replace(old, path)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in sorted(path.parent.glob(f".{path.name}.*.partial")):
+        for name in keep:
+            if (stale / name).exists() and not (path / name).exists():
+                path.mkdir(exist_ok=True)
+                os.replace(stale / name, path / name)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_dir(path: str | os.PathLike, keep: Sequence[str] = ()):
     """Write a folder's results into a temporary folder beside it; replace the old folder only when
@@ -69,11 +86,13 @@ def staged_dir(path: str | os.PathLike, keep: Sequence[str] = ()):
     Entries named in ``keep`` (a resumable, identity-checked store) are moved from the old folder into
     the temporary one at the start, and moved back into ``path`` if the block fails, so work they hold
     (a partly built store, say) survives an interruption. The swap is two renames (old -> aside,
-    new -> ``path``), then the old folder is deleted."""
+    new -> ``path``), then the old folder is deleted. What a killed run leaves beside ``path`` is tidied
+    first (:func:`_recover_staged`)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{path}: exists and is not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
+    _recover_staged(path, keep)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         for name in keep:

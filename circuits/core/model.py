@@ -38,6 +38,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, trust_remote_code: bool):
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = _is_local(name)
@@ -51,7 +52,7 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
         if device_map is not None:
             kwargs["device_map"] = device_map
         hf_model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         if local:
             raise ModelLoadError(
                 f"could not load the model directory {path!r}: {err}. A model directory needs a "

@@ -15,6 +15,7 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -49,10 +50,14 @@ class ClassifierJudge:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.name = str(name_or_dir)
+        local = Path(name_or_dir).expanduser()
+        if local.is_dir() and not (local / "config.json").is_file():
+            raise JudgeSpecError(f"classifier judge {name_or_dir!r}: the folder has no config.json (a classifier "
+                                 "folder needs config.json, the weights and the tokenizer files)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
             self.model = AutoModelForSequenceClassification.from_pretrained(name_or_dir).to(device).eval()
-        except OSError as err:
+        except (OSError, ValueError, RuntimeError) as err:
             raise JudgeSpecError(f"classifier judge {name_or_dir!r} could not be loaded (a hub name needs the "
                                  f"network or a cached copy; or pass a local directory): {err}") from err
         self.device, self.batch_size, self.max_length = device, batch_size, max_length

@@ -1,4 +1,5 @@
-"""Tiny random-initialised models of the supported architectures, saved as HF directories.
+"""Tiny random-initialised models of the supported architectures, saved as HF directories, and a tiny
+hand-built circuit (:func:`tiny_circuit`).
 
 Used by the tests and benchmarks (no weights can be downloaded here) and handy for trying the
 workbench's code paths quickly: ``build_tiny_model("qwen2", "/tmp/tiny")`` then
@@ -87,3 +88,18 @@ def build_tiny_model(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def tiny_circuit(emotion: str = "anger", seed: int = 0):
+    """A hand-built circuit of a 2-layer architecture (d_mlp 32, 4 heads of d_head 4) with random scores
+    and Delta-mu (seeded), for tests of the circuit files; the same seed gives the same units."""
+    from circuits.circuit import assemble_circuit
+    from circuits.core.arch import ArchInfo
+
+    arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
+    g = torch.Generator().manual_seed(seed)
+    return assemble_circuit(emotion, influence_attn=torch.ones(2), influence_mlp=torch.ones(2),
+                            neuron_scores=torch.randn(2, 32, generator=g), head_scores=torch.randn(2, 4, generator=g),
+                            delta_mu_mlp=torch.randn(2, 32, generator=g),
+                            delta_mu_heads=torch.randn(2, 4, 4, generator=g),
+                            model_info={"name": "m", "fingerprint": "f", "arch": arch})

@@ -89,6 +89,10 @@ def load_labelled_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
     return rows
 
 
+MAX_RATING = 100.0
+"""Largest |valence| or |arousal| a ratings file may hold (a guard against typos such as -500 or 3000)."""
+
+
 def load_va_ratings(path: str | Path) -> dict[str, tuple[float, float]]:
     """Emotion -> (valence, arousal) from a CSV with columns ``emotion,valence,arousal``."""
     path = Path(path)
@@ -110,6 +114,9 @@ def load_va_ratings(path: str | Path) -> dict[str, tuple[float, float]]:
                 raise VAFormatError(f"{path}:{n}: valence and arousal must be numbers ({err})") from err
             if not all(math.isfinite(x) for x in va):
                 raise VAFormatError(f"{path}:{n}: valence and arousal must be finite numbers, got {va}")
+            if not all(abs(x) <= MAX_RATING for x in va):
+                raise VAFormatError(f"{path}:{n}: valence and arousal beyond +-{MAX_RATING:g} ({va}): VA ratings are on "
+                                    "a small scale (1-9 for the shipped and self-reported ones, 0-1 or -1-1 in NRC-VAD)")
             out[emotion] = va
     for i, what in enumerate(("valence", "arousal")):
         if len(out) > 1 and len({v[i] for v in out.values()}) == 1:

@@ -89,8 +89,6 @@ def _discover(args: argparse.Namespace) -> int:
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import load_sev
 
-    from circuits.circuit import AllocationConfig
-
     allocation = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
     cfg = config_from_args(DiscoverConfig, args, DISCOVER_FLAGS, allocation=allocation)
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
@@ -109,11 +107,10 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from circuits.steer.evaluate import method_table
-
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TEST, load_sev
     from circuits.runs.evaluate import check_run_dir, run_evaluation
+    from circuits.steer.evaluate import method_table
 
     cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)  # every input is checked before the model loads
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
@@ -132,9 +129,10 @@ def _demo(args: argparse.Namespace) -> int:
     """Discovery + circuits + steering + evaluation on the toy model, into one run directory."""
     import time
 
-    from circuits.runs.discover import discover
-    from circuits.steer.evaluate import method_table
     from circuits.core.sev import load_sev
+    from circuits.runs.discover import discover
+    from circuits.runs.evaluate import run_evaluation
+    from circuits.steer.evaluate import method_table
 
     t0 = time.perf_counter()
     _check_model_args(args)
@@ -143,9 +141,6 @@ def _demo(args: argparse.Namespace) -> int:
     ag = summary["agreement"]
     print(f"discovery done in {time.perf_counter() - t0:.0f} s: head Spearman {ag['heads_spearman']:.3f}, "
           f"influence Spearman {ag['influence_spearman']:.3f}; circuits {summary['circuits']}")
-    from circuits.runs.evaluate import run_evaluation
-    from circuits.steer.evaluate import EvalConfig
-
     result = run_evaluation(model, args.out, EvalConfig(methods=METHODS, limit=args.eval_limit, positions=args.positions))
     print(method_table(result))
     print(f"report: {args.out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")

@@ -22,16 +22,10 @@ from typing import Any, Sequence
 from circuits.core.artifacts import InputError
 
 
-def help_field(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
-               **meta: Any) -> Any:
+def help_field(default: Any, help: str = "", **meta: Any) -> Any:
     """A dataclass field carrying its command-line help (and ``choices``, ``flag``, ``min``) as metadata;
     :func:`check_config` enforces ``choices`` and ``min``."""
-    kw: dict[str, Any] = {"metadata": {"help": help, **meta}}
-    if default_factory is not dataclasses.MISSING:
-        kw["default_factory"] = default_factory
-    else:
-        kw["default"] = default
-    return dataclasses.field(**kw)
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
 def _base_type(hint: Any) -> tuple[Any, bool, bool]:
@@ -92,21 +86,21 @@ def check_config(cfg: Any) -> None:
                 raise ConfigError(f"{where}: expected one of {tuple(f.metadata['choices'])}, got {v!r}")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str], *, prefix: str = "") -> None:
-    """Add ``--{prefix}{name}`` (underscores as dashes, or the field's ``flag`` metadata) for each
-    field in ``names`` of the dataclass ``cls``, with the field's default, type and help. Booleans
-    that default to False are switches; those that default to True get ``--no-...`` as well."""
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str]) -> None:
+    """Add ``--{name}`` (underscores as dashes, or the field's ``flag`` metadata) for each field in
+    ``names`` of the dataclass ``cls``, with the field's default, type and help. Booleans that default
+    to False are switches; those that default to True get ``--no-...`` as well."""
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     for name in names:
         f = by_name[name]
         meta = dict(f.metadata)
-        flag = meta.get("flag") or f"--{prefix}{name}".replace("_", "-")
+        flag = _flag(f)
         default = _default(f)
         elem, many, _ = _base_type(hints[name])
         shown = " ".join(map(str, default)) if many and default is not None else default
         help_text = f"{meta.get('help', '')} (default: {shown})".strip()
-        kw: dict[str, Any] = {"dest": prefix.replace("-", "_") + name, "help": help_text.replace("%", "%%")}
+        kw: dict[str, Any] = {"dest": name, "help": help_text.replace("%", "%%")}
         if elem is bool:
             if default:
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True, **kw)
@@ -118,21 +112,18 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence
             kw["nargs"] = "+"
         if "choices" in meta:
             kw["choices"] = list(meta["choices"])
-        if "metavar" in meta:
-            kw["metavar"] = meta["metavar"]
         parser.add_argument(flag, **kw)
 
 
-def config_from_args(cls: type, args: argparse.Namespace, names: Sequence[str], *, prefix: str = "",
-                     base: Any = None, **overrides: Any) -> Any:
-    """The dataclass ``cls`` (or ``base`` with these fields replaced) from parsed flags of
-    :func:`add_config_flags`; sequences become tuples; ``overrides`` win."""
+def config_from_args(cls: type, args: argparse.Namespace, names: Sequence[str], **overrides: Any) -> Any:
+    """The dataclass ``cls`` from parsed flags of :func:`add_config_flags` (sequences become tuples);
+    ``overrides`` win."""
     hints = typing.get_type_hints(cls)
     values = {}
     for name in names:
-        v = getattr(args, prefix.replace("-", "_") + name)
+        v = getattr(args, name)
         if _base_type(hints[name])[1] and v is not None:
             v = tuple(v)
         values[name] = v
     values.update(overrides)
-    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+    return cls(**values)

@@ -103,9 +103,7 @@ class Intervention:
 def _apply(iv: Intervention, act: torch.Tensor, pos: slice | int) -> torch.Tensor:
     """Apply ``iv`` to ``act[:, pos]`` in place-free fashion; returns the new tensor."""
     out = act.clone()
-    if iv.site == "neurons":
-        target = (slice(None), pos, list(iv.index))
-    elif iv.site == "heads":
+    if iv.site in ("neurons", "heads"):
         target = (slice(None), pos, list(iv.index))
     else:
         target = (slice(None), pos)
@@ -249,7 +247,6 @@ def run_forward(
     extra_hooks: Sequence[tuple[str, Callable]] = (),
     grad: bool = False,
     logits_to_keep: int = 1,
-    **forward_kwargs: Any,
 ) -> dict[Read, torch.Tensor]:
     """One forward pass of the HF model with ``interventions`` applied and ``reads`` captured (after
     the edits on the same hook); returns ``{read: value}``. Only the last ``logits_to_keep`` logits are
@@ -259,8 +256,7 @@ def run_forward(
     hooks = make_hooks(model, interventions, reads, into=got, mask=mask)
     with torch.set_grad_enabled(grad), model.bridge.hooks(fwd_hooks=[*extra_hooks, *hooks]):
         try:
-            model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep, use_cache=False,
-                           **forward_kwargs)
+            model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=logits_to_keep, use_cache=False)
         except StopForward:
             pass
     return got

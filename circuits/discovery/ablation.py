@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from circuits.discovery.directions import Directions, group_tensor
+from circuits.discovery.directions import Directions, masked_centred_mean, masked_group_tensor
 from circuits.core.emotions import check_emotions
 from circuits.discovery.influence import FINAL_STATE, final_state, reference_directions
 from circuits.core.hooks import Intervention, make_hooks
@@ -52,8 +52,8 @@ class SweepConfig:
 def delta_mu(store: ActivationStore, name: str, emotions: Sequence[str]) -> torch.Tensor:
     """Group-centred mean difference of a store tensor per emotion: ``[n_emotions, *shape]``
     (``name`` = ``mlp_post`` -> ``[E, L, d_mlp]``; ``z`` -> ``[E, L, H, d_head]``)."""
-    h, _ = group_tensor(store, name, emotions)
-    return (h - h.mean(dim=1, keepdim=True)).mean(0)
+    h, mask, _ = masked_group_tensor(store, name, emotions)
+    return masked_centred_mean(h, mask)
 
 
 class _LastTokenBatches:
@@ -262,7 +262,8 @@ def generation_effect(
 
         def run(ivs: list[Intervention], on: list[list[int]]) -> tuple[float, list[str]]:
             texts = generate(model, on, gen, hooks=lambda _: make_hooks(model, ivs), progress=False)
-            hits, _ = judge_matches(judge, texts, [emotion] * len(texts))
+            hits, _ = judge_matches(judge, texts, [emotion] * len(texts),
+                                    instructions=[store.settings.instructions(emotion)] * len(texts))
             return sum(hits) / max(1, len(texts)), texts
 
         res: dict[str, float] = {}

@@ -1,10 +1,15 @@
 """Context-agnostic emotion directions and the evidence that they are context-agnostic.
 
 For a read point p ("attn" = resid_mid, "mlp" = resid_post) and layer L, with h_{g,e} the last-token
-residual of group g = (scenario, valence) under emotion e (only groups where every emotion is present
-and accepted):
+residual of group g = (scenario, valence) under emotion e:
 
     mu_g = mean_e h_{g,e};   c_e = mean_g (h_{g,e} - mu_g);   v_e = normalise(c_e - mean_e' c_e').
+
+With elicitation, a row whose reply was not judged as its emotion is not accepted. The centre mu_g is
+still the mean over all of the group's prompted rows (it describes the context, whatever the replies),
+while c_e averages only over the groups where emotion e was accepted. Without elicitation (every row
+accepted) this is the formula above exactly; it lets a model that follows an emotion prompt only
+sometimes (a small one) still give directions from the rows where it did.
 
 ``c_e - mean c`` (the *difference vector*, in residual units) is kept next to the unit ``v_e``.
 """
@@ -18,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 
 from circuits.core.emotions import check_emotions
@@ -35,6 +40,8 @@ class Directions:
     diff: Float[torch.Tensor, "point n_layers n_emotions d_model"]
     n_groups: int
     fingerprint: str
+    prompts: dict[str, Any] | None = None
+    """The :class:`~circuits.core.sev.PromptSettings` (as a dict) of the store they come from."""
 
     def get(self, point: str, layer: int, emotion: str, unit: bool = True) -> Float[torch.Tensor, "d_model"]:
         (e,) = check_emotions([emotion], self.emotions)
@@ -51,7 +58,7 @@ class Directions:
                      lambda p: save_file({"unit": self.unit.contiguous(), "diff": self.diff.contiguous()}, str(p)))
         write_json_atomic(path.with_suffix(".json"), {
             "emotions": list(self.emotions), "read_points": list(READ_POINTS), "n_groups": self.n_groups,
-            "fingerprint": self.fingerprint, "shape": list(self.unit.shape),
+            "fingerprint": self.fingerprint, "shape": list(self.unit.shape), "prompts": self.prompts,
         })
 
     @classmethod
@@ -59,7 +66,8 @@ class Directions:
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         t = load_file(str(path.with_suffix(".safetensors")))
-        return cls(tuple(meta["emotions"]), t["unit"], t["diff"], meta["n_groups"], meta["fingerprint"])
+        return cls(tuple(meta["emotions"]), t["unit"], t["diff"], meta["n_groups"], meta["fingerprint"],
+                   meta.get("prompts"))
 
 
 def group_tensor(
@@ -80,11 +88,47 @@ def group_tensor(
     return store.tensor(name)[idx], groups
 
 
+def masked_centred_mean(h: Float[torch.Tensor, "groups n_emotions ..."],
+                        mask: Bool[torch.Tensor, "groups n_emotions"] | None = None
+                        ) -> Float[torch.Tensor, "n_emotions ..."]:
+    """c_e = mean over the groups where e is accepted of (h_{g,e} - mean_e' h_{g,e'}); an emotion with
+    no accepted group gets zeros. Without ``mask``: the plain mean over groups."""
+    dev = h - h.mean(dim=1, keepdim=True)
+    if mask is None:
+        return dev.mean(dim=0)
+    w = mask.to(h.dtype).reshape(*mask.shape, *([1] * (h.ndim - 2)))
+    return (dev * w).sum(0) / w.sum(0).clamp_min(1.0)
+
+
+def masked_group_tensor(
+    store: ActivationStore, name: str, emotions: Sequence[str], rows: Sequence[int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Like :func:`group_tensor` but over every group in which each emotion has a prompted row
+    (accepted or not) and some row is accepted; also returns the ``[n_groups, n_emotions]`` bool mask
+    of accepted rows."""
+    pool = range(len(store.rows)) if rows is None else rows
+    where: dict[tuple[str, str], dict[str, int]] = {}
+    for i in pool:
+        r = store.rows[i]
+        if r.kind == "emotion" and r.emotion in emotions:
+            where.setdefault(r.group, {})[r.emotion] = i
+    groups = [g for g, d in where.items()
+              if len(d) == len(emotions) and any(store.rows[i].accepted for i in d.values())]
+    if not groups:
+        raise ValueError(f"{store.path}: no (scenario, valence) group has an accepted row and rows for all of "
+                         f"{list(emotions)}")
+    idx = torch.tensor([[where[g][e] for e in emotions] for g in groups])
+    mask = torch.tensor([[store.rows[int(i)].accepted for i in row] for row in idx])
+    return store.tensor(name)[idx], mask, groups
+
+
 def centred_directions(
-    h: Float[torch.Tensor, "groups n_emotions ... d_model"]
+    h: Float[torch.Tensor, "groups n_emotions ... d_model"],
+    mask: Bool[torch.Tensor, "groups n_emotions"] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The group-centred formula on a stacked tensor: returns (unit, diff) of shape [n_emotions, ..., d]."""
-    c = (h - h.mean(dim=1, keepdim=True)).mean(dim=0)
+    """The group-centred formula on a stacked tensor: returns (unit, diff) of shape [n_emotions, ..., d].
+    ``mask``: accepted rows; each c_e averages over its accepted groups only (the centre uses all rows)."""
+    c = masked_centred_mean(h, mask)
     diff = c - c.mean(dim=0, keepdim=True)
     unit = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return unit, diff
@@ -98,12 +142,13 @@ def emotion_directions(
     units, diffs = [], []
     n_groups = 0
     for point in READ_POINTS:
-        h, groups = group_tensor(store, "resid_mid" if point == "attn" else "resid_post", emotions, rows)
-        unit, diff = centred_directions(h)  # [E, L, d]
+        h, mask, groups = masked_group_tensor(store, "resid_mid" if point == "attn" else "resid_post", emotions, rows)
+        unit, diff = centred_directions(h, mask)  # [E, L, d]
         units.append(unit.transpose(0, 1))
         diffs.append(diff.transpose(0, 1))
         n_groups = len(groups)
-    return Directions(tuple(emotions), torch.stack(units), torch.stack(diffs), n_groups, store.fingerprint)
+    return Directions(tuple(emotions), torch.stack(units), torch.stack(diffs), n_groups, store.fingerprint,
+                      store.meta.get("prompts"))
 
 
 def cross_context_cosine(store: ActivationStore, by: str = "theme",

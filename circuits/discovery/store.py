@@ -285,9 +285,9 @@ def last_token_activations(
 
 def row_prompts(model: ModelHandle, rows: Sequence[StoreRow], settings: PromptSettings,
                 neutral: bool = False) -> list[list[int]]:
-    """Chat token ids for each row: its emotion's system prompt (the neutral one for neutral rows,
-    or for every row when ``neutral``) and the SEV user turn."""
-    return [model.chat_ids(settings.system_for(None if neutral else r.emotion), r.user) for r in rows]
+    """Chat token ids for each row: its emotion's chat (instruction placed as ``settings`` says; the
+    neutral chat for neutral rows, or for every row when ``neutral``) around the SEV user turn."""
+    return [model.chat_ids(*settings.chat(None if neutral else r.emotion, r.user)) for r in rows]
 
 
 def elicit(
@@ -308,7 +308,8 @@ def elicit(
     todo = [r for r in rows if r.kind == "emotion"]
     replies = generate(model, row_prompts(model, todo, settings),
                        GenerationSettings(max_new_tokens=max_new_tokens), progress=progress, desc="elicit")
-    hits, verdicts = judge_matches(judge, replies, [r.emotion for r in todo])
+    hits, verdicts = judge_matches(judge, replies, [r.emotion for r in todo],
+                                   instructions=[settings.instructions(r.emotion) for r in todo])
     for row, reply, verdict, hit in zip(todo, replies, verdicts, hits):
         row.reply, row.judged, row.accepted = reply, verdict, hit
 
@@ -351,6 +352,8 @@ def build_store(
         else:
             if old.get("version") != STORE_VERSION:
                 raise StoreMismatchError(f"{meta_path}: store version {old.get('version')!r}, expected {STORE_VERSION}")
+            if isinstance(old.get("prompts"), dict):  # stores from before placements: the paper's placement
+                old["prompts"] = PromptSettings.from_dict(old["prompts"]).to_dict()
             _compare(old, ident, out)
             if old.get("elicitation", False) != elicitation:
                 raise StoreMismatchError(

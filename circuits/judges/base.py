@@ -198,13 +198,18 @@ def judge_name(judge: Any) -> str:
     return str(getattr(judge, "name", None) or getattr(judge, "__name__", None) or type(judge).__name__)
 
 
-def judge_matches(judge: Any, texts: Sequence[str], targets: Sequence[str]) -> tuple[list[bool], list[str]]:
+def judge_matches(judge: Any, texts: Sequence[str], targets: Sequence[str],
+                  instructions: Sequence[Sequence[str]] | None = None) -> tuple[list[bool], list[str]]:
     """Does each text express its target emotion? Works with every judge: a label judge (called on
     the texts, returns verdicts with ``.label``) or a binary style-match judge (with ``.match``, as
     :class:`LLMJudge`). Returns ``(hits, verdicts)``; a match judge's verdicts are the target or
-    ``"no match"``."""
+    ``"no match"``. ``instructions`` (one list of instruction texts per text): sentences that only
+    echo an instruction are removed before judging (:func:`circuits.judges.echo.strip_echo`)."""
+    from circuits.judges.echo import strip_echoes
+
     if len(texts) != len(targets):
         raise ValueError(f"{len(texts)} texts but {len(targets)} targets")
+    texts = strip_echoes(texts, instructions)
     if hasattr(judge, "match"):
         hits = [bool(h) for h in judge.match(list(texts), list(targets))]
         verdicts = [t if h else "no match" for h, t in zip(hits, targets)]

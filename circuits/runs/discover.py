@@ -242,7 +242,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
             head_scores=heads[:, i], delta_mu_mlp=dmu_mlp[i], delta_mu_heads=dmu_heads[i],
             model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
             config=alloc, meta={"dataset_sha256": store.meta["dataset"]["sha256"], "n_rows": len(store.rows),
-                                "influence_method": cfg.influence_method}))
+                                "influence_method": cfg.influence_method, "prompts": store.meta["prompts"]}))
     save_circuits(circuits, out / layout.CIRCUITS_DIR)
     for c in circuits:
         c.save_graph(out / layout.CIRCUITS_DIR / f"{c.emotion}.graph.json")
@@ -252,6 +252,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "model": model.describe(),
         "dataset": store.meta["dataset"],
         "config": cfg.to_dict(),
+        "prompts": store.meta["prompts"],
         "rows": {"emotion": int(store.index("emotion").numel()), "neutral": int(store.index("neutral").numel()),
                  "accepted": sum(r.accepted for r in store.rows if r.kind == "emotion")},
         "agreement": {"heads_spearman": head_agreement, "influence_spearman": infl_agreement,

@@ -11,7 +11,7 @@ from typing import Any
 from circuits.core.artifacts import InputError, write_atomic, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
-from circuits.core.sev import DEFAULT_TEST, SEVDataset, load_sev
+from circuits.core.sev import DEFAULT_TEST, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
 from circuits.steer.evaluate import EvalConfig, evaluate_methods, method_table
 
@@ -25,6 +25,15 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
     return run
 
 
+def run_prompts(run_dir: str | os.PathLike) -> PromptSettings:
+    """The prompt settings a discovery run was made with (its store's), the paper's when not recorded."""
+    import json
+
+    meta = Path(run_dir) / layout.STORE_DIR / "meta.json"
+    prompts = json.loads(meta.read_text()).get("prompts") if meta.is_file() else None
+    return PromptSettings.from_dict(prompts or {})
+
+
 def run_evaluation(
     model: ModelHandle,
     run_dir: str | os.PathLike,
@@ -33,9 +42,13 @@ def run_evaluation(
     sev: SEVDataset | str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
     judge: Any = None,
+    settings: PromptSettings | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``cfg.methods`` with the circuits, directions and store of the discovery run ``run_dir``.
+
+    ``settings``: the prompts (default: the run's own, so that prompting is measured with the prompt the
+    circuits were found with; runs from before placements existed read as the paper's).
 
     ``sev``: the held-out items (a dataset or a file; default the shipped test split); the report
     (``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``) goes to ``out``
@@ -82,7 +95,8 @@ def run_evaluation(
                                                                     positions=cfg.positions)
     cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
     data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
-    result = evaluate_methods(model, data, ivs, cfg, judge=judge, progress=progress)
+    settings = settings or run_prompts(run)
+    result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress)
     write_report(result, out or run)
     return result
 
@@ -112,7 +126,9 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     md = [f"# Steering evaluation: {result['model']['name']}", "",
           f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
           f"{len(result['config']['emotions'])} emotions), greedy decoding, judge "
-          f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.", "", "```",
+          f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.", "",
+          f"Emotion instruction (prompting, and the prompt of the discovery run): "
+          f"{PromptSettings.from_dict(result.get('prompts') or {}).describe()}.", "", "```",
           method_table(result), "```", "", "## Example generations", ""]
     for name, m in result["methods"].items():
         md.append(f"### {name}")

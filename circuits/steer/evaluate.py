@@ -104,6 +104,7 @@ def evaluate_methods(
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
                              repetition_penalty=cfg.repetition_penalty)
     result: dict[str, Any] = {"methods": {}, "config": cfg.to_dict(), "judge": judge_name(judge),
+                              "prompts": settings.to_dict(),
                               "model": model.describe(),
                               "dataset": {"path": str(test.path), "sha256": test.sha256, "n_scenarios": len(test)}}
     for method in cfg.methods:
@@ -112,15 +113,16 @@ def evaluate_methods(
         rows, replies, ppl_prompts = [], [], []
         for emotion in tqdm(emotions, desc=f"evaluate {method}", disable=not progress):
             items = test.items([emotion])
-            system = settings.system_for(emotion if method == "prompting" else None)
-            prompts = [model.chat_ids(system, it.user_text) for it in items]
+            prompted = emotion if method == "prompting" else None
+            prompts = [model.chat_ids(*settings.chat(prompted, it.user_text)) for it in items]
             ivs = interventions[method](emotion) if method not in ("prompting", "neutral") else []
             outs = generate(model, prompts, gen, hooks=lambda idx, ivs=ivs: make_hooks(model, ivs), progress=False,
                             min_new_tokens=cfg.min_new_tokens, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
             rows += items
             replies += outs
-            ppl_prompts += [model.chat_ids(settings.system_for(emotion), it.user_text) for it in items]
-        hit, verdicts = judge_matches(judge, replies, [it.emotion for it in rows])
+            ppl_prompts += [model.chat_ids(*settings.chat(emotion, it.user_text)) for it in items]
+        hit, verdicts = judge_matches(judge, replies, [it.emotion for it in rows],
+                                      instructions=[settings.instructions(it.emotion) for it in rows])
         ppl = reply_perplexity(model, ppl_prompts, replies)
         per_emotion = {e: _mean([h for h, it in zip(hit, rows) if it.emotion == e]) for e in emotions}
         per_valence = {v: _mean([h for h, it in zip(hit, rows) if it.valence == v]) for v in VALENCES}

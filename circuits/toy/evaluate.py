@@ -34,7 +34,7 @@ def evaluate_toy(
         for valence, event in scen.events.items():
             for label in labels:
                 rows.append((label, scen.skeleton_id, valence, f"{scen.scenario}\n{event}"))
-    prompts = [model.chat_ids(settings.system_for(None if r[0] == NEUTRAL else r[0]), r[3]) for r in rows]
+    prompts = [model.chat_ids(*settings.chat(None if r[0] == NEUTRAL else r[0], r[3])) for r in rows]
     replies = generate(model, prompts, generation or GenerationSettings(), progress=progress, desc="toy evaluate")
     verdicts = judge(replies)
     per_label: dict[str, Any] = {}

@@ -164,7 +164,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     # VA steering on neutral-prompt SEV test items: judged labels and the reply's projection
     settings = PromptSettings()
     items = load_sev(DEFAULT_TEST, limit=cfg.steer_limit).items(neutral=True)
-    prompts = [model.chat_ids(settings.system_for(None), it.user_text) for it in items]
+    prompts = [model.chat_ids(*settings.chat(None, it.user_text)) for it in items]
     steer_layers = list(cfg.steer_layers) if cfg.steer_layers is not None else [layer]
     rms = float(acts[:, layer].pow(2).mean(-1).sqrt().mean())
     gen = GenerationSettings(max_new_tokens=32)

@@ -35,30 +35,43 @@ def test_arch_facts(tiny_model):
     assert type(a).from_dict(a.to_dict()) == a
 
 
-def test_heads_sum_to_attention_output(tiny_model):
-    m = tiny_model
+@pytest.fixture(params=ARCHITECTURES + ("smollm2-135m",))
+def any_model(request):
+    """The tiny models of every architecture and the packaged real model (real weights)."""
+    if request.param == "smollm2-135m":
+        return request.getfixturevalue("smollm2")
+    return request.getfixturevalue("tiny_models")[request.param]
+
+
+def _atol(m: ModelHandle) -> float:
+    """float32 sums over 1536 neurons / 576 dims of real activations round at ~2e-5; tiny ones at 1e-6."""
+    return 1e-4 if m.arch.d_model > 64 else 1e-5
+
+
+def test_heads_sum_to_attention_output(any_model):
+    m = any_model
     _, cache = _cache(m)
     for layer in range(m.arch.n_layers):
         z = cache[m.hooks.z(layer)]
         assert z.shape[-2:] == (m.arch.n_heads, m.arch.d_head)
         heads = head_outputs(m, z, layer)
         total = heads.sum(-2) + m.b_O(layer)
-        torch.testing.assert_close(total, cache[m.hooks.attn_raw(layer)], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(total, cache[m.hooks.attn_raw(layer)], atol=_atol(m), rtol=1e-5)
         if not m.arch.post_norms:
-            torch.testing.assert_close(total, cache[m.hooks.attn_out(layer)], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(total, cache[m.hooks.attn_out(layer)], atol=_atol(m), rtol=1e-5)
 
 
-def test_neurons_sum_to_mlp_output(tiny_model):
-    m = tiny_model
+def test_neurons_sum_to_mlp_output(any_model):
+    m = any_model
     _, cache = _cache(m)
     for layer in range(m.arch.n_layers):
         post = cache[m.hooks.mlp_post(layer)]
         total = neuron_outputs(m, post, layer).sum(-2) + m.b_out(layer)
-        torch.testing.assert_close(total, cache[m.hooks.mlp_raw(layer)], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(total, cache[m.hooks.mlp_raw(layer)], atol=_atol(m), rtol=1e-5)
 
 
-def test_residual_decomposition_reproduces_logits(tiny_model):
-    m = tiny_model
+def test_residual_decomposition_reproduces_logits(any_model):
+    m = any_model
     logits, cache = _cache(m, decomposition_hooks(m))
     labels, stack = residual_stack(m, cache, pos=-1)
     assert len(labels) == stack.shape[0] == 1 + m.arch.n_layers * (m.arch.n_heads + 2)
@@ -228,3 +241,22 @@ def test_broken_local_directory_names_it(tiny_dirs, tmp_path):
         f.unlink()
     with pytest.raises(ModelLoadError, match="broken"):
         load_model(d)
+
+
+def test_packaged_model_equals_transformers_gguf_reading(smollm2):
+    """SmolLM2-135M-Instruct through the cache and the bridge gives the log-probabilities transformers
+    computes from the GGUF file itself (the dequantized Q4_1 weights)."""
+    from transformers import AutoModelForCausalLM
+
+    from circuits.core.gguf import packaged_gguf
+
+    path = packaged_gguf("smollm2-135m")
+    a = smollm2.arch
+    assert (a.architecture, a.n_layers, a.d_model, a.n_heads, a.n_kv_heads, a.d_mlp) == (
+        "LlamaForCausalLM", 30, 576, 9, 3, 1536)
+    ref = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    ids = torch.tensor([smollm2.chat_ids(None, "Reply in a happy tone: " + PROMPT[1])])
+    with torch.no_grad():
+        want = ref(ids).logits.log_softmax(-1)
+        got = smollm2.bridge(ids).log_softmax(-1)
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)

@@ -140,3 +140,34 @@ def test_all_problems_reported_and_duplicates_caught(tmp_path):
     assert ":3: field 'theme'" in str(err.value)
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         load_sev(tmp_path / "nope.jsonl")
+
+
+def test_prompt_placements_put_the_instruction_where_asked():
+    sev = "I moved to a new city.\nMy first week was quiet."
+    paper = PromptSettings()
+    assert paper.chat("fear", sev) == ("Always reply in fear.\nKeep the reply to at most two sentences.", sev)
+    user = PromptSettings(placement="user", user_instruction="Show {emotion}.")
+    assert user.chat("fear", sev) == ("Keep the reply to at most two sentences.", "Show fear.\n\n" + sev)
+    after = PromptSettings(placement="user", user_instruction="Show {emotion}.", instruction_position="after")
+    assert after.chat("fear", sev)[1] == sev + "\n\nShow fear."
+    both = PromptSettings(placement="both", user_instruction="Show {emotion}.")
+    assert both.chat("fear", sev) == (paper.system_for("fear"), "Show fear.\n\n" + sev)
+    assert both.instructions("fear") == (paper.system_for("fear"), "Show fear.")
+    for s in (paper, user, after, both):  # the neutral chat never carries an instruction
+        assert s.chat(None, sev) == ("Keep the reply to at most two sentences.", sev)
+        assert PromptSettings.from_dict(s.to_dict()) == s
+    # a store written before placements existed reads as the paper's placement
+    assert PromptSettings.from_dict({"emotion_system": "Be {emotion}.", "neutral_system": "N"}).placement == "system"
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"placement": "assistant"}, r"placement \(--placement\): expected one of"),
+    ({"instruction_position": "middle"}, r"instruction_position"),
+    ({"user_instruction": "Be angry."}, r"user_instruction: .*no \{emotion\} placeholder"),
+    ({"emotion_system": "Reply in {emotion} {tone}."}, r"emotion_system: .*not a valid template"),
+])
+def test_bad_prompt_settings_name_the_field(kwargs, expected):
+    from circuits.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=expected):
+        PromptSettings(**kwargs)

@@ -26,3 +26,23 @@ def test_directions_shapes_and_evidence(run):
     assert probe_accuracy(store, "mlp", folds=2).shape == (model.arch.n_layers,)
     pca = pca_by_layer(store)
     assert pca["coords"].shape[:2] == (model.arch.n_layers, dirs.n_groups * 6)
+
+
+def test_masked_directions_equal_a_loop_reference():
+    """With a mask of accepted rows the centre is the mean of all rows of a group and c_e the mean over
+    the groups where e is accepted (checked against explicit loops); an all-true mask is the plain formula."""
+    from circuits.discovery.directions import masked_centred_mean
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(5, 3, 4, generator=g)
+    mask = torch.tensor([[1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=torch.bool)
+    got = masked_centred_mean(h, mask)
+    for e in range(3):
+        devs = [h[k, e] - h[k].mean(0) for k in range(5) if mask[k, e]]
+        torch.testing.assert_close(got[e], torch.stack(devs).mean(0))
+    full = torch.ones(5, 3, dtype=torch.bool)
+    torch.testing.assert_close(masked_centred_mean(h, full), (h - h.mean(1, keepdim=True)).mean(0))
+    u_full, d_full = centred_directions(h, full)
+    u_plain, d_plain = centred_directions(h)
+    torch.testing.assert_close(d_full, d_plain)
+    assert not torch.allclose(centred_directions(h, mask)[1], d_plain)  # the mask matters

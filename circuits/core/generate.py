@@ -105,11 +105,16 @@ def continuation_logprobs(
     for s in range(0, len(seqs), batch_size):
         chunk = seqs[s:s + batch_size]
         ids, mask = model.pad_left(chunk)
+        # rows are left-padded, so every continuation lies in the last `keep - 1` positions: only those
+        # logits are computed (a 49k-token vocabulary x the whole prompt would dominate the cost)
+        keep = max(len(continuations[s + row]) for row in range(len(chunk))) + 1
         with model.bridge.hooks(fwd_hooks=make_hooks(model, interventions)):
-            logp = torch.log_softmax(model.hf_model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+            logits = model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+        logp = torch.log_softmax(logits.float(), -1)  # [b, keep, vocab]: position p of ids is keep - width + p
         width = ids.shape[1]
         for row, seq in enumerate(chunk):
             start = width - len(seq) + len(prompts[s + row])
             tgt = ids[row, start:]
-            out.append(logp[row, start - 1:width - 1].gather(-1, tgt[:, None]).squeeze(-1).cpu())
+            lo = start - 1 - (width - keep)
+            out.append(logp[row, lo:keep - 1].gather(-1, tgt[:, None]).squeeze(-1).cpu())
     return out

@@ -103,7 +103,7 @@ class PromptSettings:
                                      "system prompt of the neutral setting (and of every setting when the "
                                      "instruction goes in the user turn)")
     placement: str = help_field("system", "where the emotion instruction goes", choices=PLACEMENTS)
-    user_instruction: str = help_field("Reply with strong {emotion}.",
+    user_instruction: str = help_field("Write your reply so that it is full of {emotion}.",
                                        "instruction in the user turn (placement user / both)")
     instruction_position: str = help_field("before", "instruction before or after the SEV text in the user turn",
                                            choices=INSTRUCTION_POSITIONS)
@@ -163,7 +163,11 @@ class PromptSettings:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-RECOMMENDED_PROMPTS: dict[str, dict[str, str]] = {}
+RECOMMENDED_PROMPTS: dict[str, dict[str, str]] = {
+    # measured with `emocircuits prompts --limit 4` on the train split (72 replies per candidate, lexicon
+    # judge): the paper's system prompt 2.8%, this wording before the scenario in the user turn 47.2%
+    "smollm2-135m": {"placement": "user", "user_instruction": "Write your reply so that it is full of {emotion}."},
+}
 """Model name -> :class:`PromptSettings` fields that differ from the paper's, for models measured to
 ignore the paper's system prompt (``emocircuits prompts`` measured each entry on the train split)."""
 

@@ -87,17 +87,21 @@ def influence_intervention(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     ref_layers: Sequence[int] | None = None,
     rows: torch.Tensor | None = None,
+    layers: Sequence[int] | None = None,
     batch_size: int = 64,
     progress: bool = True,
 ) -> Float[torch.Tensor, "n_layers 2 n_emotions"]:
-    """The paper's intervention measure of sublayer influence (raw, not normalised)."""
+    """The paper's intervention measure of sublayer influence (raw, not normalised); only ``layers``
+    (default all) are measured, the others are left at zero."""
     L, E = model.arch.n_layers, len(directions.emotions)
+    measured = list(range(L)) if layers is None else list(layers)
     v_ref = reference_directions(directions, ref_layers)
     sigma = residual_sigma(store)
     idx = store.index("neutral") if rows is None else rows
     prompts = store.prompts(model, idx, neutral=True)
     out = torch.zeros(L, 2, E)
-    bar = tqdm(total=L * 2 * len(alphas) * E, desc="sublayer influence (intervention)", disable=not progress)
+    bar = tqdm(total=len(measured) * 2 * len(alphas) * E, desc="sublayer influence (intervention)",
+               disable=not progress)
     dev, dt = model.device, model.dtype
     for s in range(0, len(prompts), batch_size):
         ids, mask = model.pad_left(prompts[s:s + batch_size])
@@ -107,7 +111,7 @@ def influence_intervention(
             return final_state(run_forward(model, ids, mask, interventions, FINAL_STATE)) @ v_ref.T  # [n, E]
 
         base = run([])
-        for layer in range(L):
+        for layer in measured:
             for p, point in enumerate(READ_POINTS):
                 for e in range(E):
                     v = directions.unit[p, layer, e].to(dev, dt)

@@ -51,6 +51,9 @@ class DiscoverConfig:
     reference_head_rows: int = help_field(24, "rows per emotion for the head-ablation reference",
                                           flag="--reference-rows", min=1)
     influence_rows: int = help_field(48, "neutral rows for the influence intervention", min=1)
+    reference_layers: tuple[int, ...] | None = help_field(
+        None, "layers of the slow references (per-head ablation, intervention influence; default all): on deep "
+              "models measure a few, the one-pass scores cover every layer", min=0)
     alphas: tuple[float, ...] = help_field(DEFAULT_ALPHAS, "influence strengths (x sublayer RMS)",
                                            flag="--influence-alphas")
     sweep_ks: tuple[int, ...] = help_field(SweepConfig.ks, "numbers of top / random units per sweep", min=1)
@@ -58,6 +61,7 @@ class DiscoverConfig:
                                               "(scale, add Delta-mu) modes of the sweeps", choices=MODES)
     sweep_seeds: int = help_field(SweepConfig.seeds, "random selections per sweep point", min=1)
     sweep_rows: int = help_field(24, "rows per emotion for ablation sweeps", min=1)
+    sweep_layers: tuple[int, ...] | None = help_field(None, "layers of the ablation sweeps (default all)", min=0)
     generation_rows: int = help_field(12, "rows per emotion for judged generations under ablation (0 skips)",
                                       min=0)
     generation_k_neurons: int = 16
@@ -101,10 +105,15 @@ def _subset_rows(store, kind: str, per: int, emotions: Sequence[str] | None, see
     return torch.tensor(sorted(idx), dtype=torch.long)
 
 
-def check_request(cfg: DiscoverConfig, dataset: SEVDataset) -> tuple[str, ...]:
+def check_request(cfg: DiscoverConfig, dataset: SEVDataset, model_layers: int | None = None) -> tuple[str, ...]:
     """Refuse, before anything is loaded or written, a request that cannot give meaningful results
     (:class:`DiscoverInputError`); returns the checked emotions."""
     emotions = check_emotions(cfg.emotions)
+    for name in ("reference_layers", "sweep_layers"):
+        bad = [L for L in getattr(cfg, name) or () if model_layers is not None and L >= model_layers]
+        if bad:
+            raise DiscoverInputError(f"DiscoverConfig.{name} (--{name.replace('_', '-')}): layer(s) {bad} out of "
+                                     f"range: the model has layers 0-{model_layers - 1}")
     if len(emotions) < 2:
         raise DiscoverInputError(f"discovery needs at least 2 emotions (directions are centred over the "
                                  f"emotions of a scenario), got {list(emotions)}")
@@ -130,7 +139,7 @@ def discover(
     ``judge`` (default: the lexicon judge) judges the elicited replies and the generations under
     ablation / enhancement; any judge :func:`circuits.judges.base.judge_matches` accepts."""
     cfg = config or DiscoverConfig()
-    emotions = check_request(cfg, dataset)
+    emotions = check_request(cfg, dataset, model.arch.n_layers)
     # results go to a staged folder that replaces ``out_dir`` only when the run completes; the store
     # (resumable, identity-checked) is carried over and survives an interruption
     with staged_dir(out_dir, keep=(layout.STORE_DIR,)) as out:
@@ -187,9 +196,10 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     ref_rows = _subset_rows(store, "emotion", cfg.reference_head_rows, emotions, cfg.seed)
     sub = _restricted(store, ref_rows)
     heads_sub = components.head_scores_one_pass(model, sub, dirs)
-    heads_ref = components.head_scores_reference(model, sub, dirs, progress=progress)
+    ref_layers = list(cfg.reference_layers) if cfg.reference_layers else list(range(model.arch.n_layers))
+    heads_ref = components.head_scores_reference(model, sub, dirs, layers=ref_layers, progress=progress)
     lap("heads_reference")
-    head_agreement = _spearman(heads_sub, heads_ref)
+    head_agreement = _spearman(heads_sub[ref_layers], heads_ref[ref_layers])
     scores = {"neurons": neurons.contiguous(), "heads": heads.contiguous()}
     write_atomic(out / layout.SCORES, lambda p: save_file(scores, str(p)))
     top_n = min(64, model.arch.d_mlp)
@@ -202,7 +212,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
 
     sweep_rows = _subset_rows(store, "emotion", cfg.sweep_rows, emotions, cfg.seed + 1)
     sweep_store = _restricted(store, sweep_rows)
-    scfg = ablation.SweepConfig(ks=cfg.sweep_ks, modes=cfg.sweep_modes, seeds=cfg.sweep_seeds)
+    scfg = ablation.SweepConfig(ks=cfg.sweep_ks, modes=cfg.sweep_modes, seeds=cfg.sweep_seeds, layers=cfg.sweep_layers)
     sweeps = ablation.sweep(model, sweep_store, dirs, neurons, "neurons", scfg, emotions, progress,
                           reference=store) + ablation.sweep(model, sweep_store, dirs, heads, "heads", scfg, emotions,
                                                           progress, reference=store)
@@ -221,13 +231,16 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
 
     infl_rows = _subset_rows(store, "neutral", cfg.influence_rows, None, cfg.seed + 2)
     infl_int = influence.influence_intervention(model, store, dirs, alphas=cfg.alphas, rows=infl_rows,
-                                                progress=progress)
+                                                layers=ref_layers, progress=progress)
     lap("influence_intervention")
     infl_grad = influence.influence_gradient(model, store, dirs, progress=progress)
     lap("influence_gradient")
     infl_grad_sub = influence.influence_gradient(model, store, dirs, rows=infl_rows, progress=False)
-    infl_agreement = _spearman(infl_int, infl_grad_sub)
-    chosen = influence.normalise(infl_int if cfg.influence_method == "intervention" else infl_grad)
+    infl_agreement = _spearman(infl_int[ref_layers], infl_grad_sub[ref_layers])
+    influence_method = cfg.influence_method
+    if influence_method == "intervention" and len(ref_layers) < model.arch.n_layers:
+        influence_method = "gradient"  # the intervention measure covers only the reference layers
+    chosen = influence.normalise(infl_int if influence_method == "intervention" else infl_grad)
     write_csv(out / layout.INFLUENCE_CSV, layout.INFLUENCE_COLUMNS,
          [[e, L, p, float(infl_int[L, j, i]), float(infl_grad[L, j, i]), float(chosen[L, j, i])]
           for i, e in enumerate(emotions) for L in range(infl_int.shape[0]) for j, p in enumerate(READ_POINTS)])
@@ -242,7 +255,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
             head_scores=heads[:, i], delta_mu_mlp=dmu_mlp[i], delta_mu_heads=dmu_heads[i],
             model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
             config=alloc, meta={"dataset_sha256": store.meta["dataset"]["sha256"], "n_rows": len(store.rows),
-                                "influence_method": cfg.influence_method, "prompts": store.meta["prompts"]}))
+                                "influence_method": influence_method, "prompts": store.meta["prompts"]}))
     save_circuits(circuits, out / layout.CIRCUITS_DIR)
     for c in circuits:
         c.save_graph(out / layout.CIRCUITS_DIR / f"{c.emotion}.graph.json")
@@ -256,7 +269,9 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "rows": {"emotion": int(store.index("emotion").numel()), "neutral": int(store.index("neutral").numel()),
                  "accepted": sum(r.accepted for r in store.rows if r.kind == "emotion")},
         "agreement": {"heads_spearman": head_agreement, "influence_spearman": infl_agreement,
-                      "heads_rows": int(ref_rows.numel()), "influence_rows": int(infl_rows.numel())},
+                      "heads_rows": int(ref_rows.numel()), "influence_rows": int(infl_rows.numel()),
+                      "reference_layers": ref_layers},
+        "influence_method": influence_method,
         "directions": {"n_groups": dirs.n_groups,
                        "best_probe_layer": int(torch.tensor(evidence["probe_accuracy"]["mlp"]).argmax()),
                        "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"]},

@@ -11,9 +11,9 @@ from typing import Any
 from circuits.core.artifacts import InputError, write_atomic, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
-from circuits.core.sev import DEFAULT_TEST, PromptSettings, SEVDataset, load_sev
+from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
-from circuits.steer.evaluate import EvalConfig, evaluate_methods, method_table
+from circuits.steer.evaluate import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> Path:
@@ -43,10 +43,14 @@ def run_evaluation(
     out: str | os.PathLike | None = None,
     judge: Any = None,
     settings: PromptSettings | None = None,
+    dev: SEVDataset | str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``cfg.methods`` with the circuits, directions and store of the discovery run ``run_dir``.
 
+    ``dev``: the items of the strength sweep, when ``cfg`` gives strengths to sweep (default: the shipped
+    train split, ``cfg.sweep_limit`` scenarios); the chosen strengths are used on ``sev`` and the
+    sweep is reported under ``"strength_sweep"``.
     ``settings``: the prompts (default: the run's own, so that prompting is measured with the prompt the
     circuits were found with; runs from before placements existed read as the paper's).
 
@@ -73,16 +77,15 @@ def run_evaluation(
     run = check_run_dir(run_dir)
     emotions = check_emotions(cfg.emotions)
     methods = cfg.methods
-    ivs = {}
+    factories: dict[str, Any] = {}  # method -> (emotion, strength) -> interventions
     layers = None
     if "circuit" in methods:
         circuits = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=emotions)
-        ivs["circuit"] = lambda e: circuit_modulation(circuits[e], model, lam=cfg.circuit_lambda,
-                                                      positions=cfg.positions)
+        factories["circuit"] = lambda e, s: circuit_modulation(circuits[e], model, lam=s, positions=cfg.positions)
     if "direction" in methods:
         dirs = Directions.load(run / layout.DIRECTIONS)
         layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
-        ivs["direction"] = lambda e: direction_steering(dirs, e, layers, cfg.direction_alpha, model, cfg.positions)
+        factories["direction"] = lambda e, s: direction_steering(dirs, e, layers, s, model, cfg.positions)
     if "emotion_vector" in methods:
         ev_path = run / layout.EMOTION_VECTORS
         store = ActivationStore.load(run / layout.STORE_DIR, model)
@@ -91,12 +94,21 @@ def run_evaluation(
         else:
             ev = emotion_vectors(model, store, progress=progress)
             write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
-        ivs["emotion_vector"] = lambda e: emotion_vector_steering(ev, store.emotions, {e: cfg.ev_alpha},
-                                                                    positions=cfg.positions)
+        factories["emotion_vector"] = lambda e, s: emotion_vector_steering(ev, store.emotions, {e: s},
+                                                                           positions=cfg.positions)
     cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
     data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
     settings = settings or run_prompts(run)
+    sweep = None
+    if any(cfg.grid(m) for m in factories):
+        dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
+        sweep = strength_sweep(model, dev, factories, cfg, settings, judge, progress=progress)
+        for method, t in sweep["methods"].items():
+            cfg = cfg.with_strength(method, t["chosen"])
+    ivs = {m: (lambda e, m=m: factories[m](e, cfg.strength(m))) for m in factories}
     result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress)
+    if sweep is not None:
+        result["strength_sweep"] = sweep
     write_report(result, out or run)
     return result
 
@@ -129,7 +141,11 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
           f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.", "",
           f"Emotion instruction (prompting, and the prompt of the discovery run): "
           f"{PromptSettings.from_dict(result.get('prompts') or {}).describe()}.", "", "```",
-          method_table(result), "```", "", "## Example generations", ""]
+          method_table(result), "```", ""]
+    if result.get("strength_sweep"):
+        md += ["Strengths were chosen on the dev items (the train split), not on the test split:", "", "```",
+               sweep_table(result["strength_sweep"]), "```", ""]
+    md += ["## Example generations", ""]
     for name, m in result["methods"].items():
         md.append(f"### {name}")
         md.append("")

@@ -26,10 +26,10 @@ from circuits.core.sev import PromptSettings, SEVDataset
 PAPER = PromptSettings()
 
 CANDIDATE_WORDINGS = (
-    "Reply with strong {emotion}.",
+    "Write your reply so that it is full of {emotion}.",
     "Answer in a way that clearly shows {emotion}.",
-    "Respond as someone overwhelmed by {emotion}.",
-    "Your whole reply must express {emotion}.",
+    "Imagine this happened to you. Describe your {emotion} about it in two sentences.",
+    "Reply with strong {emotion}.",
 )
 """User-turn instructions tried by default (written for this project)."""
 

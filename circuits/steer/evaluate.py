@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -58,9 +58,30 @@ class EvalConfig:
                                 "only", choices=("paper", "last"))
     """Recorded for the report: where the steering methods acted (``paper`` or ``last``)."""
     examples: int = 3
+    circuit_lambdas: tuple[float, ...] | None = help_field(
+        None, "circuit strengths to sweep on the dev split; the most accurate fluent one is used on the test split")
+    direction_alphas: tuple[float, ...] | None = help_field(None, "direction strengths to sweep (as --circuit-lambdas)")
+    ev_alphas: tuple[float, ...] | None = help_field(None, "Emotion Vector strengths to sweep (as --circuit-lambdas)")
+    sweep_limit: int = help_field(2, "train-split (dev) scenarios of the strength sweep", min=1)
+    fluency_factor: float = help_field(2.0, "fluent: reply perplexity at most this times the neutral replies'",
+                                       min=1)
 
     def __post_init__(self) -> None:
         check_config(self)
+
+    def strength(self, method: str) -> float:
+        """The configured strength of a steered method (lambda for circuit, alpha otherwise)."""
+        return {"circuit": self.circuit_lambda, "direction": self.direction_alpha,
+                "emotion_vector": self.ev_alpha}[method]
+
+    def grid(self, method: str) -> tuple[float, ...] | None:
+        """The strengths to sweep for a steered method (None: no sweep)."""
+        return {"circuit": self.circuit_lambdas, "direction": self.direction_alphas,
+                "emotion_vector": self.ev_alphas}[method]
+
+    def with_strength(self, method: str, value: float) -> "EvalConfig":
+        field = {"circuit": "circuit_lambda", "direction": "direction_alpha", "emotion_vector": "ev_alpha"}[method]
+        return replace(self, **{field: float(value)})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +158,57 @@ def evaluate_methods(
             "distinct_2": distinct_n(replies), "n": len(rows), "judged": dict(Counter(verdicts)), "examples": examples,
         }
     return result
+
+
+STEERED = ("direction", "emotion_vector", "circuit")
+"""The methods with a strength (swept by :func:`strength_sweep`)."""
+
+
+def strength_sweep(
+    model: ModelHandle,
+    dev: SEVDataset,
+    factories: dict[str, Callable[[str, float], list[Intervention]]],
+    config: EvalConfig,
+    settings: PromptSettings | None = None,
+    judge: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Each steered method at every strength of its grid (``config.grid``) on the dev items ``dev``
+    (``config.sweep_limit`` scenarios): judged accuracy and reply perplexity per strength, and the strength
+    chosen for the test split: the most accurate *fluent* one (perplexity at most ``fluency_factor`` times
+    the neutral replies'; ties go to the weaker strength). When no strength is fluent the least perplexing
+    one is chosen and ``chosen_fluent`` is False. ``factories[method](emotion, strength)`` builds the
+    interventions. Choosing on dev items keeps the test split for the final numbers."""
+    cfg = replace(config, limit=config.sweep_limit, examples=0)
+    neutral = evaluate_methods(model, dev, {}, replace(cfg, methods=("neutral",)), settings, judge, progress=False)
+    ref = neutral["methods"]["neutral"]["perplexity"]
+    table: dict[str, Any] = {}
+    grids = {m: cfg.grid(m) for m in STEERED if m in config.methods and cfg.grid(m)}
+    for method, grid in tqdm(list(grids.items()), desc="strength sweep", disable=not progress):
+        points = []
+        for s in grid:
+            ivs = {method: lambda e, s=s: factories[method](e, s)}
+            m = evaluate_methods(model, dev, ivs, replace(cfg, methods=(method,)), settings, judge,
+                                 progress=False)["methods"][method]
+            points.append({"strength": float(s), "accuracy": m["accuracy"], "perplexity": m["perplexity"],
+                           "per_emotion": m["per_emotion"], "fluent": bool(m["perplexity"] <= cfg.fluency_factor * ref)})
+        fluent = [p for p in points if p["fluent"]]
+        best = (max(fluent, key=lambda p: (p["accuracy"], -abs(p["strength"]))) if fluent
+                else min(points, key=lambda p: p["perplexity"]))
+        table[method] = {"points": points, "chosen": best["strength"], "chosen_fluent": bool(fluent)}
+    return {"dev": {"path": str(dev.path), "n_scenarios": len(dev.subset(cfg.sweep_limit))},
+            "neutral_perplexity": ref, "fluency_factor": cfg.fluency_factor, "methods": table}
+
+
+def sweep_table(sweep: dict[str, Any]) -> str:
+    """Plain text: per method and strength, dev accuracy and perplexity, the chosen one starred."""
+    lines = [f"strength sweep on {sweep['dev']['n_scenarios']} dev scenarios (neutral perplexity "
+             f"{_short_number(sweep['neutral_perplexity'])}, fluent <= {sweep['fluency_factor']:g}x that)"]
+    for method, t in sweep["methods"].items():
+        cells = [f"{p['strength']:g}: {p['accuracy']:.0%} ppl {_short_number(p['perplexity'])}"
+                 + ("*" if p["strength"] == t["chosen"] else "") for p in t["points"]]
+        lines.append(f"  {method:<15}" + "; ".join(cells) + ("" if t["chosen_fluent"] else "  (no fluent strength)"))
+    return "\n".join(lines)
 
 
 def _mean(xs: Sequence[bool | float]) -> float:

@@ -81,3 +81,20 @@ def test_cached_last_token_step_reproduces_full_forward(arch, tiny_models):
         step = m.hf_model(input_ids=ids[:, -1:], attention_mask=mask, use_cache=True,
                           **{m.kv_cache_kwarg: cache}).logits[:, -1]
     torch.testing.assert_close(step.log_softmax(-1), full.log_softmax(-1), atol=1e-4, rtol=0)
+
+
+def test_continuation_logprobs_equal_a_full_pass_per_sequence(qwen_tiny):
+    """Only the last positions' logits are computed; each continuation's log-probs still equal those of
+    an unbatched full forward pass (left padding, different prompt and continuation lengths)."""
+    from circuits.core.generate import continuation_logprobs
+
+    m = qwen_tiny
+    prompts = [m.chat_ids("Always reply in fear.", "The train was late."), m.chat_ids(None, "Hi")]
+    conts = [[5, 9, 11], [7]]
+    got = continuation_logprobs(m, prompts, conts)
+    for p, c, g in zip(prompts, conts, got):
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            lp = torch.log_softmax(m.hf_model(input_ids=ids).logits.float(), -1)[0]
+        want = torch.stack([lp[len(p) - 1 + i, t] for i, t in enumerate(c)])
+        torch.testing.assert_close(g, want, atol=1e-5, rtol=1e-5)

@@ -113,3 +113,85 @@ def test_evaluate_command_writes_every_output(toy_run, tmp_path, capsys):
     assert "judge `lexicon`" in report and "### circuit" in report
     assert (rep / "accuracy.html").stat().st_size > 1000
     assert not (out / "evaluation.json").exists()  # --out, not the run directory
+
+
+def test_strength_sweep_picks_on_dev_and_uses_it_on_test(toy_run, tmp_path, capsys):
+    """`evaluate --circuit-lambdas 0 1`: on the toy model lambda 0 does nothing and lambda 1 steers, so the
+    sweep (on the train split) picks 1, and the test split is evaluated at 1; the run's prompts are used."""
+    from circuits.cli import main
+    from circuits.core.sev import DEFAULT_TRAIN, PromptSettings
+
+    out, _ = toy_run
+    rep = tmp_path / "eval"
+    assert main(["evaluate", "--model", "toy", "--run", str(out), "--methods", "neutral", "circuit",
+                 "--emotions", "anger", "fear", "--limit", "1", "--positions", "last", "--circuit-lambdas", "0", "1",
+                 "--sweep-limit", "1", "--out", str(rep)]) == 0
+    printed = capsys.readouterr().out
+    assert "strength sweep on 1 dev scenarios" in printed
+    res = json.loads((rep / "evaluation.json").read_text())
+    sweep = res["strength_sweep"]
+    assert sweep["dev"]["path"] == str(DEFAULT_TRAIN)
+    points = {p["strength"]: p for p in sweep["methods"]["circuit"]["points"]}
+    assert points[0.0]["accuracy"] <= 0.2 < 0.8 <= points[1.0]["accuracy"] and points[1.0]["fluent"]
+    assert sweep["methods"]["circuit"]["chosen"] == 1.0 and res["config"]["circuit_lambda"] == 1.0
+    assert res["methods"]["circuit"]["accuracy"] >= 0.8
+    assert res["prompts"] == PromptSettings().to_dict()
+    assert "Strengths were chosen on the dev items" in (rep / "report.md").read_text()
+
+
+def test_evaluation_reads_the_run_prompts(tmp_path):
+    from circuits.core.sev import PromptSettings
+    from circuits.runs.evaluate import run_prompts
+
+    assert run_prompts(tmp_path) == PromptSettings()  # nothing recorded: the paper's
+    (tmp_path / "store").mkdir()
+    user = PromptSettings(placement="user", user_instruction="Show {emotion}.")
+    (tmp_path / "store" / "meta.json").write_text(json.dumps({"prompts": user.to_dict()}))
+    assert run_prompts(tmp_path) == user
+
+
+def test_reference_layers_limit_the_slow_measures(qwen_tiny, tmp_path):
+    from circuits.runs.discover import DiscoverInputError
+
+    cfg = DiscoverConfig(limit=2, reference_layers=(1,), sweep_ks=(1,), sweep_seeds=1, sweep_rows=1,
+                         reference_head_rows=2, influence_rows=4, alphas=(1.0,), generation_rows=0, figures=False)
+    s = discover(qwen_tiny, load_sev(), tmp_path / "run", cfg, progress=False)
+    assert s["agreement"]["reference_layers"] == [1] and s["influence_method"] == "gradient"
+    rows = [line.split(",") for line in (tmp_path / "run" / "influence.csv").read_text().splitlines()[1:]]
+    intervention = {int(r[1]): float(r[3]) for r in rows}
+    assert intervention[0] == 0.0 and intervention[1] != 0.0  # layer 0 was not measured by intervention
+    with pytest.raises(DiscoverInputError, match=r"reference_layers .*layer\(s\) \[5\] out of range"):
+        discover(qwen_tiny, load_sev(), tmp_path / "bad", DiscoverConfig(limit=2, reference_layers=(5,)))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_demo_command_on_the_toy_model(tmp_path, capsys):
+    """`emocircuits demo --model toy` with every size given on the command line: discovery, the sweep,
+    the method table and steered replies."""
+    from circuits.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", "toy", "--out", str(out), "--limit", "2", "--eval-limit", "1",
+                 "--emotions", "anger", "fear", "--reference-rows", "1", "--sweep-ks", "1", "--sweep-seeds", "1",
+                 "--sweep-rows", "1", "--generation-rows", "0", "--influence-rows", "2", "--influence-alphas", "1",
+                 "--no-figures", "--circuit-lambdas", "1", "--sweep-limit", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "strength sweep" in printed and "emotion_vector" in printed and "[circuit -> " in printed
+    res = json.loads((out / "evaluation.json").read_text())
+    assert set(res["methods"]) == {"prompting", "neutral", "direction", "emotion_vector", "circuit"}
+    assert res["config"]["positions"] == "last"  # the toy preset
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["limit"] == 2 and summary["config"]["generation_rows"] == 0
+
+
+def test_demo_presets_fill_what_is_not_given():
+    from circuits.runs.demo import PRESETS, preset_for
+
+    assert preset_for("toy") is PRESETS["toy"] and preset_for("smollm2-135m") is PRESETS["real"]
+    from circuits.runs.demo import resolve_layer_counts, spread_layers
+
+    assert spread_layers(30, 4) == (3, 11, 18, 26) and spread_layers(2, 4) == (0, 1)
+    DiscoverConfig(**resolve_layer_counts(PRESETS["real"]["discover"], 30))  # every preset value is valid
+    from circuits.steer.evaluate import EvalConfig
+
+    EvalConfig(**PRESETS["real"]["evaluate"])

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from circuits.circuit.allocation import AllocationConfig
 from circuits.core.config import add_config_flags, config_from_args
-from circuits.judges.base import JUDGE_SPECS
+from circuits.judges.base import DEFAULT_JUDGE, JUDGE_MODES, JUDGE_SPECS
 from circuits.runs.discover import DiscoverConfig
 from circuits.steer.evaluate import METHODS, EvalConfig
 from circuits.steer.methods import STEERING_POSITIONS
@@ -82,15 +82,22 @@ def _prompt_settings(args: argparse.Namespace):
 
 
 def _judge_arg(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--judge", default="lexicon", metavar="SPEC",
+    p.add_argument("--judge", default=None, metavar="SPEC",
                    help=f"judge of {what}: {' | '.join(JUDGE_SPECS)} (llm: EMOCIRCUITS_JUDGE_URL, "
-                        "EMOCIRCUITS_JUDGE_MODEL, EMOCIRCUITS_JUDGE_KEY from the environment); default lexicon")
+                        f"EMOCIRCUITS_JUDGE_MODEL, EMOCIRCUITS_JUDGE_KEY from the environment); default "
+                        f"{DEFAULT_JUDGE} (lexicon for the toy model, whose notion of emotion is that lexicon)")
+    p.add_argument("--judge-mode", default="label", choices=JUDGE_MODES,
+                   help="label: a hit is a 7-way verdict equal to the target emotion; match: the judge's "
+                        "probability of the target reaches its match threshold (the paper's yes / no question)")
 
 
 def _judge(args: argparse.Namespace):
-    from circuits.judges.base import make_judge
+    from circuits.judges.base import make_judge, recommended_judge
 
-    return make_judge(args.judge, device=args.device)
+    if args.judge is None:
+        args.judge = recommended_judge(getattr(args, "model", None))
+    return make_judge(args.judge, device=getattr(args, "device", None) or "cpu",
+                      mode=getattr(args, "judge_mode", "label"))
 
 
 def _check_model_args(args: argparse.Namespace) -> None:
@@ -290,7 +297,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
 
     out = []
-    for mod in ("circuits.toy.cli", "circuits.runs.prompts"):
+    for mod in ("circuits.toy.cli", "circuits.runs.prompts", "circuits.runs.judge"):
         try:
             out.append(importlib.import_module(mod).register_cli)
         except ModuleNotFoundError as err:

@@ -17,6 +17,10 @@ DATA_FILES: dict[str, str] = {
     "sev_train": "data/sev/sev.jsonl",
     "sev_test": "data/sev/sev_test.jsonl",
     "emotion_lexicon": "data/emotion_lexicon.json",
+    "style_lexicon": "data/style_lexicon.json",
+    "judge_replies": "data/judge_replies.jsonl",
+    "judge_head_config": "data/judge_head/cfg.json",
+    "judge_head_weights": "data/judge_head/head.safetensors",
     "va_texts": "data/emotion_texts.jsonl",
     "va_ratings": "data/va_ratings.csv",
     "va_lexicon": "data/va_lexicon.tsv",
@@ -30,7 +34,7 @@ DATA_FILES: dict[str, str] = {
 }
 """name -> path relative to the package directory (``/``-separated, as listed in the wheel)."""
 
-DATA_DIRS: dict[str, str] = {"toy_model": "toy/model"}
+DATA_DIRS: dict[str, str] = {"toy_model": "toy/model", "judge_head": "data/judge_head"}
 """name -> folder relative to the package directory (every file in it is in ``DATA_FILES``)."""
 
 

@@ -213,14 +213,14 @@ def generation_effect(
     list per seed). Delta-mu comes from ``reference`` (default ``store``; it needs complete groups).
     """
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.lexicon import default_judge
+    from circuits.judges.base import default_judge_instance
     from circuits.judges.base import judge_matches
 
     if enhance is not None and enhance not in ENHANCE_MODES:
         raise ValueError(f"enhance must be one of {ENHANCE_MODES} or None, got {enhance!r}")
     if enhance_prompt not in ("neutral", "emotion"):
         raise ValueError(f"enhance_prompt must be 'neutral' or 'emotion', got {enhance_prompt!r}")
-    judge = judge or default_judge()
+    judge = judge or default_judge_instance()
     a = model.arch
     gen = GenerationSettings(max_new_tokens=max_new_tokens)
     factor = float(enhance_factor if enhance_factor is not None else (1.0 if enhance == "add" else 2.0))

@@ -301,10 +301,10 @@ def elicit(
     verdicts with ``.label``, or a binary match judge such as :class:`~circuits.judges.base.LLMJudge`);
     each emotion row gets ``reply``, ``judged`` and ``accepted`` set. Neutral rows are left as they are."""
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.lexicon import default_judge
+    from circuits.judges.base import default_judge_instance
     from circuits.judges.base import judge_matches
 
-    judge = judge or default_judge()
+    judge = judge or default_judge_instance()
     todo = [r for r in rows if r.kind == "emotion"]
     replies = generate(model, row_prompts(model, todo, settings),
                        GenerationSettings(max_new_tokens=max_new_tokens), progress=progress, desc="elicit")

@@ -92,6 +92,12 @@ class ClassifierJudge:
     def label(self, texts: Sequence[str]) -> list[str]:
         return [j.label for j in self(texts)]
 
+    match_threshold = 0.5
+
+    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """The summed class probabilities per label of each text."""
+        return [dict(j.scores) for j in self(texts)]
+
 
 STYLE_QUESTION = (
     "You are checking the emotional style of a short reply.\n"
@@ -165,18 +171,80 @@ class LLMJudge:
         return out
 
 
-JUDGE_SPECS = ("lexicon", "classifier:NAME_OR_DIR", "llm")
+JUDGE_SPECS = ("learned", "learned:DIR", "style", "lexicon", "classifier:NAME_OR_DIR", "llm")
 """What :func:`make_judge` (and ``--judge`` on the command line) accepts."""
 
+DEFAULT_JUDGE = "learned"
+"""The judge every command uses unless told otherwise (chosen by measurement on the judge set's dev
+split; see the README's judge section)."""
 
-def make_judge(spec: str = "lexicon", device: str = "cpu") -> Any:
-    """Build a judge from a short spec: ``lexicon`` (the shipped lexicon judge), ``classifier:NAME_OR_DIR``
-    (:class:`ClassifierJudge` with the default label map) or ``llm`` (:class:`LLMJudge`, configured from
-    the environment)."""
+RECOMMENDED_JUDGES: dict[str, str] = {
+    # the toy model was trained on text the emotion-word lexicon labels; its notion of emotion *is* that
+    # lexicon, so its tables are judged by it (the learned judge reads its terse replies differently)
+    "toy": "lexicon",
+}
+"""Model name -> the judge spec to use with that model when ``--judge`` is not given."""
+
+
+def recommended_judge(model_name: str | None) -> str:
+    """The judge spec for ``model_name`` when none is given: its entry of :data:`RECOMMENDED_JUDGES`,
+    else :data:`DEFAULT_JUDGE`."""
+    return RECOMMENDED_JUDGES.get(str(model_name), DEFAULT_JUDGE)
+
+
+JUDGE_MODES = ("label", "match")
+"""``label``: a reply is a hit when the judge's 7-way verdict is the target emotion. ``match``: when
+the judge's probability of the target is at least its match threshold (the paper's binary
+style-match question; an LLM judge always answers that way)."""
+
+
+class ThresholdMatch:
+    """A label judge asked the binary question: does a text match its target emotion? Yes when the
+    judge's probability of the target is at least ``threshold`` (default: the judge's own
+    ``match_threshold``, chosen on the judge set's dev split)."""
+
+    def __init__(self, judge: Any, threshold: float | None = None):
+        if not hasattr(judge, "probabilities"):
+            raise JudgeSpecError(f"judge {judge_name(judge)} gives no probabilities: the match mode needs the "
+                                 "learned, style or lexicon judge (an LLM judge always answers yes / no)")
+        self.judge = judge
+        self.threshold = float(judge.match_threshold if threshold is None else threshold)
+        self.name = f"{judge_name(judge)} (match: P >= {self.threshold:.2f})"
+
+    def scores(self, texts: Sequence[str], targets: Sequence[str]) -> list[float]:
+        """P(target) of each text."""
+        return [p[t] for p, t in zip(self.judge.probabilities(list(texts)), targets, strict=True)]
+
+    def match(self, texts: Sequence[str], targets: Sequence[str]) -> list[bool]:
+        return [s >= self.threshold for s in self.scores(texts, targets)]
+
+
+def make_judge(spec: str = DEFAULT_JUDGE, device: str = "cpu", mode: str = "label") -> Any:
+    """Build a judge from a short spec: ``learned`` (the shipped learned judge: sentence encoder + style
+    features, :class:`~circuits.judges.learned.LearnedJudge`), ``learned:DIR`` (one trained with
+    ``emocircuits judge train``), ``style`` (the style lexicon), ``lexicon`` (the original emotion-word
+    lexicon), ``classifier:NAME_OR_DIR`` (:class:`ClassifierJudge` with the default label map) or
+    ``llm`` (:class:`LLMJudge`, configured from the environment). ``mode`` is one of
+    :data:`JUDGE_MODES`: ``match`` wraps a label judge in :class:`ThresholdMatch`."""
+    if mode not in JUDGE_MODES:
+        raise JudgeSpecError(f"judge mode must be one of {' | '.join(JUDGE_MODES)}, got {mode!r}")
+    judge = _make(spec, device)
+    return ThresholdMatch(judge) if mode == "match" and not hasattr(judge, "match") else judge
+
+
+def _make(spec: str, device: str) -> Any:
     from circuits.judges.lexicon import default_judge
 
     if spec == "lexicon":
         return default_judge()
+    if spec == "style":
+        from circuits.judges.learned import style_judge
+
+        return style_judge()
+    if spec == "learned" or (spec.startswith("learned:") and spec.split(":", 1)[1]):
+        from circuits.judges.learned import LearnedJudge, shipped_judge
+
+        return shipped_judge(device) if spec == "learned" else LearnedJudge(spec.split(":", 1)[1])
     if spec.startswith("classifier:") and spec.split(":", 1)[1]:
         return ClassifierJudge(spec.split(":", 1)[1], device=device)
     if spec == "llm":
@@ -184,17 +252,28 @@ def make_judge(spec: str = "lexicon", device: str = "cpu") -> Any:
     raise JudgeSpecError(f"unknown judge {spec!r}: expected one of {' | '.join(JUDGE_SPECS)}")
 
 
+def default_judge_instance() -> Any:
+    """The judge of :data:`DEFAULT_JUDGE` (built once)."""
+    return make_judge(DEFAULT_JUDGE)
+
+
 def judge_name(judge: Any) -> str:
     """A short description of a judge for reports: ``lexicon``, ``classifier:NAME``, ``llm:MODEL``."""
     from circuits.judges.lexicon import LexiconJudge
     from circuits.judges.lexicon import judge as lexicon_function
 
-    if judge is None or judge is lexicon_function or isinstance(judge, LexiconJudge):
+    if judge is None:
+        return DEFAULT_JUDGE
+    if judge is lexicon_function:
         return "lexicon"
+    if isinstance(judge, LexiconJudge):
+        return judge.name
     if isinstance(judge, ClassifierJudge):
         return f"classifier:{judge.name}"
     if isinstance(judge, LLMJudge):
         return f"llm:{judge.model}"
+    if isinstance(judge, ThresholdMatch):
+        return judge.name
     return str(getattr(judge, "name", None) or getattr(judge, "__name__", None) or type(judge).__name__)
 
 

@@ -20,7 +20,13 @@ Lexicon format (JSON object; the shipped one is ``circuits/data/emotion_lexicon.
       },
       "negators": ["not", "never", "no one", ...],  # optional
       "intensifiers": {"very": 1.5, "a bit": 0.8},  # optional: multiply the next cue
-      "clause_breaks": ["but", "although", ...]     # optional: words that end a clause
+      "clause_breaks": ["but", "although", ...],    # optional: words that end a clause
+      "include": "emotion_lexicon.json",     # optional: start from this lexicon (path relative to
+                                             # this file; for a dict, to the shipped data folder)
+      "remove": {"sadness": ["sorry"]},      # optional: drop inherited cues of an emotion
+      "patterns": {"anger": {"\\bare you (serious|kidding)\\b": 1.5}},  # optional: regular
+                                             # expressions over the lowercased text
+      "match_threshold": 0.5                 # optional: P(target) needed by --judge-mode match
     }
 
 Entries are lowercase words or phrases; hyphens count as spaces and apostrophes
@@ -36,6 +42,12 @@ when a negator ends at most ``negation_window`` tokens before it with no clause
 break (``, . ; : ! ?``, dashes, brackets, or a ``clause_breaks`` word) between.
 An intensifier multiplies a cue that starts within two tokens after it; a multiplier
 of 1 shields phrases that look negative but do not negate ("no doubt", "not only").
+
+Patterns carry style rather than words (a rhetorical attack, a revulsion interjection, a
+catastrophising "what if"): each pattern that matches anywhere in the lowercased text (curly
+apostrophes made straight) adds its weight once, whatever the negators; ``Judgement.matches`` lists it
+as ``/pattern/``. The included lexicon is merged first: its cues, negators, intensifiers, clause
+breaks and patterns, then this file's, whose weights win; ``remove`` takes cues out.
 """
 
 from __future__ import annotations
@@ -59,13 +71,15 @@ DEFAULT_MIN_SCORE = 0.75
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[.,;:!?…—–()\[\]{}]")
 _BREAK_PUNCT = frozenset(".,;:!?…—–()[]{}")
-_TOP_KEYS = {"version", "description", "emotions", "negators", "intensifiers", "clause_breaks"}
+_TOP_KEYS = {"version", "description", "emotions", "negators", "intensifiers", "clause_breaks", "include",
+             "remove", "patterns", "match_threshold"}
+DEFAULT_MATCH_THRESHOLD = 0.5
 _INTENSIFIER_REACH = 2
 
 
 def tokenize(text: str) -> list[str]:
     """Lowercase ``text`` and split it into word tokens and clause-break punctuation."""
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    text = _normalise(text)
     text = re.sub(r"\s-+\s|--+", " — ", text)  # a free-standing dash is a clause break
     return _TOKEN_RE.findall(text)
 
@@ -95,8 +109,87 @@ def _weight(value: Any, where: str) -> float:
     return float(value)
 
 
+def _normalise(text: str) -> str:
+    return text.lower().replace("\u2019", "'").replace("\u2018", "'")
+
+
+def _patterns(data: dict) -> list[tuple[re.Pattern, str, dict[str, float]]]:
+    """``(compiled, source, {emotion: weight})`` of the lexicon's patterns."""
+    spec = data.get("patterns", {})
+    if not isinstance(spec, dict):
+        raise ValueError("'patterns' must be an object mapping emotion names to {regex: weight}")
+    merged: dict[str, dict[str, float]] = {}
+    for emotion, table in spec.items():
+        if emotion not in EMOTIONS:
+            raise ValueError(f"unknown emotion {emotion!r} in 'patterns' (expected one of {', '.join(EMOTIONS)})")
+        if not isinstance(table, dict):
+            raise ValueError(f"patterns.{emotion} must be an object mapping regular expressions to weights")
+        for source, value in table.items():
+            merged.setdefault(source, {})[emotion] = _weight(value, f"patterns.{emotion}[{source!r}]")
+    out = []
+    for source, weights in merged.items():
+        try:
+            out.append((re.compile(source), source, weights))
+        except re.error as err:
+            raise ValueError(f"patterns: {source!r} is not a valid regular expression: {err}") from err
+    return out
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base`` (an included lexicon): union of lists, ``top``'s weights win, then
+    ``top["remove"]`` drops cues."""
+    out: dict[str, Any] = {"version": top.get("version"), "description": top.get("description", "")}
+    if "match_threshold" in top:
+        out["match_threshold"] = top["match_threshold"]
+    emotions = {e: {"words": dict(v.get("words", {}))} for e, v in base.get("emotions", {}).items()}
+    for e, v in (top.get("emotions") or {}).items():
+        if not isinstance(v, dict) or not isinstance(v.get("words"), dict):
+            raise ValueError(f"emotions.{e} must be an object with exactly one key 'words' mapping cues to weights")
+        emotions.setdefault(e, {"words": {}})["words"].update(v["words"])
+    remove = top.get("remove", {})
+    if not isinstance(remove, dict):
+        raise ValueError("'remove' must be an object mapping emotion names to lists of cues")
+    for e, cues in remove.items():
+        if e not in emotions or not isinstance(cues, list):
+            raise ValueError(f"remove.{e}: expected a list of cues of an emotion the lexicon has")
+        for cue in cues:
+            if emotions[e]["words"].pop(cue, None) is None:
+                raise ValueError(f"remove.{e}: {cue!r} is not a cue of {e} in the included lexicon")
+    out["emotions"] = emotions
+    out["negators"] = list(dict.fromkeys([*base.get("negators", []), *top.get("negators", [])]))
+    out["intensifiers"] = {**base.get("intensifiers", {}), **top.get("intensifiers", {})}
+    out["clause_breaks"] = list(dict.fromkeys([*base.get("clause_breaks", []), *top.get("clause_breaks", [])]))
+    patterns = {e: dict(t) for e, t in base.get("patterns", {}).items()}
+    for e, t in (top.get("patterns") or {}).items():
+        if not isinstance(t, dict):
+            raise ValueError(f"patterns.{e} must be an object mapping regular expressions to weights")
+        patterns.setdefault(e, {}).update(t)
+    out["patterns"] = patterns
+    return out
+
+
+def resolve_includes(data: Any, folder: Path, _seen: tuple[Path, ...] = ()) -> Any:
+    """The lexicon with its ``include`` (a path relative to ``folder``, recursively) merged in."""
+    if not isinstance(data, dict) or "include" not in data:
+        return data
+    name = data["include"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"'include' must be a file name, got {name!r}")
+    path = (folder / name).resolve()
+    if path in _seen:
+        raise ValueError(f"'include' loops back to {path}")
+    try:
+        base = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_reject_duplicates)
+    except OSError as err:
+        raise ValueError(f"'include': cannot read {path}: {err}") from err
+    except ValueError as err:
+        raise ValueError(f"included lexicon {path}: {err}") from err
+    return _merge(resolve_includes(base, path.parent, (*_seen, path)), data)
+
+
 def _compile(data: Any) -> tuple[dict[tuple[str, ...], tuple[str, Any]], frozenset[str]]:
-    """Validate a lexicon object; return the phrase table and the clause-break words."""
+    """Validate a lexicon object (includes already resolved); return the phrase table and the
+    clause-break words."""
     if not isinstance(data, dict):
         raise ValueError(f"the lexicon must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -104,6 +197,8 @@ def _compile(data: Any) -> tuple[dict[tuple[str, ...], tuple[str, Any]], frozens
         raise ValueError(f"unknown top-level key(s) {unknown} (expected some of {sorted(_TOP_KEYS)})")
     if data.get("version") != 1:
         raise ValueError(f"'version' must be 1, got {data.get('version')!r}")
+    if "include" in data or "remove" in data:
+        raise ValueError("'include' / 'remove' must be resolved first (resolve_includes)")
     emotions = data.get("emotions")
     if not isinstance(emotions, dict) or not emotions:
         raise ValueError("'emotions' must be a non-empty object mapping emotion names to {'words': {...}}")
@@ -151,7 +246,9 @@ def load_lexicon(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_reject_duplicates)
+        data = resolve_includes(data, path.parent)
         _compile(data)
+        _patterns(data)
     except ValueError as err:  # includes json.JSONDecodeError
         raise ValueError(f"malformed lexicon file {path}: {err}") from err
     return data
@@ -176,7 +273,10 @@ class LexiconJudge:
         if lexicon is None:
             lexicon = load_lexicon(DEFAULT_LEXICON_PATH)
         try:
+            lexicon = resolve_includes(lexicon, DEFAULT_LEXICON_PATH.parent)
             self._table, self._breaks = _compile(lexicon)
+            self._patterns = _patterns(lexicon)
+            self.match_threshold = _weight(lexicon.get("match_threshold", DEFAULT_MATCH_THRESHOLD), "match_threshold")
         except ValueError as err:
             raise ValueError(f"malformed lexicon: {err}") from err
         self._max_len = max(len(key) for key in self._table)
@@ -193,9 +293,25 @@ class LexiconJudge:
 
     @classmethod
     def from_file(cls, path: str | Path, *, negation_window: int = 3,
-                  min_score: float = DEFAULT_MIN_SCORE) -> "LexiconJudge":
+                  min_score: float = DEFAULT_MIN_SCORE, name: str | None = None) -> "LexiconJudge":
         """Build a judge from a lexicon JSON file (ValueError naming the file if malformed)."""
-        return cls(load_lexicon(path), negation_window=negation_window, min_score=min_score)
+        out = cls(load_lexicon(path), negation_window=negation_window, min_score=min_score)
+        out.name = name or str(path)
+        return out
+
+    name = "lexicon"
+
+    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        """A soft verdict per text over LABELS: softmax of the emotion scores with ``min_score`` as the
+        neutral logit (so a text with no cue is mostly neutral, one strong cue mostly its emotion)."""
+        out = []
+        for j in self(texts):
+            logits = {**j.scores, NEUTRAL: self.min_score}
+            top = max(logits.values())
+            exp = {k: math.exp(v - top) for k, v in logits.items()}
+            z = sum(exp.values())
+            out.append({k: v / z for k, v in exp.items()})
+        return out
 
     def __call__(self, texts: Sequence[str]) -> list[Judgement]:
         """Judge a batch: one :class:`Judgement` per input text, in order."""
@@ -238,6 +354,13 @@ class LexiconJudge:
                     matches.append(" ".join(toks[i:i + span]))
                 boost = None
             i += span
+        if self._patterns:
+            flat = _normalise(text)
+            for compiled, source, weights in self._patterns:
+                if compiled.search(flat):
+                    for emotion, weight in weights.items():
+                        scores[emotion] += weight
+                    matches.append(f"/{source}/")
         best = max(EMOTIONS, key=lambda e: scores[e])  # first maximum: EMOTIONS order breaks ties
         label = best if scores[best] >= self.min_score else NEUTRAL
         return Judgement(label=label, scores=scores, matches=tuple(matches))

@@ -55,8 +55,9 @@ def run_evaluation(
     circuits were found with; runs from before placements existed read as the paper's).
 
     ``sev``: the held-out items (a dataset or a file; default the shipped test split); the report
-    (``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``) goes to ``out``
-    (default: the run directory); ``judge``: any judge (default the lexicon judge). Emotion Vectors
+    (``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``) and every reply
+    (``replies.jsonl``, a labelled file for ``emocircuits judge eval --by method``) go to ``out``
+    (default: the run directory); ``judge``: any judge (default :data:`~circuits.judges.base.DEFAULT_JUDGE`). Emotion Vectors
     are computed from the run's store once and cached as ``emotion_vectors.safetensors``
     (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`). Returns the
     result of :func:`circuits.steer.evaluate.evaluate_methods`.
@@ -106,10 +107,13 @@ def run_evaluation(
         for method, t in sweep["methods"].items():
             cfg = cfg.with_strength(method, t["chosen"])
     ivs = {m: (lambda e, m=m: factories[m](e, cfg.strength(m))) for m in factories}
-    result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress)
+    replies: list[dict[str, Any]] = []
+    result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress,
+                              record=replies)
     if sweep is not None:
         result["strength_sweep"] = sweep
     write_report(result, out or run)
+    layout.write_jsonl(Path(out or run) / layout.REPLIES_JSONL, replies)
     return result
 
 

@@ -9,8 +9,8 @@ A discovery run (``emocircuits discover``)::
     influence.csv               sublayer influence            circuits/{emotion}.json|.safetensors|.graph.json
     summary.json                what ran, agreements, timings figures/*.html|.png
 
-``emocircuits evaluate`` adds ``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``
-and ``emotion_vectors.safetensors``; a VA run (``emocircuits va``) holds ``vectors.safetensors``,
+``emocircuits evaluate`` adds ``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``,
+``replies.jsonl`` (every judged reply) and ``emotion_vectors.safetensors``; a VA run (``emocircuits va``) holds ``vectors.safetensors``,
 ``text_activations.safetensors``, ``texts.json``, ``axes.*``, ``summary.json`` and ``figures/``.
 """
 
@@ -44,6 +44,7 @@ EVALUATION_JSON = "evaluation.json"
 EVALUATION_CSV = "evaluation.csv"
 ACCURACY_HTML = "accuracy.html"
 REPORT_MD = "report.md"
+REPLIES_JSONL = "replies.jsonl"
 EMOTION_VECTORS = "emotion_vectors.safetensors"
 
 SWEEPS_COLUMNS = ("emotion", "layer", "kind", "mode", "k", "selection", "delta_s")
@@ -91,3 +92,8 @@ def read_json(run: str | Path, name: str, default: Any = None) -> Any:
     """A JSON file of the run directory (``default`` when it does not exist)."""
     path = Path(run) / name
     return json.loads(path.read_text()) if path.exists() else default
+
+
+def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``rows`` as JSON Lines (one object a line, UTF-8), atomically."""
+    return write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

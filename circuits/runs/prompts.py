@@ -65,19 +65,21 @@ class PromptsConfig:
 
 def measure_prompts(model: ModelHandle, dataset: SEVDataset, config: PromptsConfig | None = None,
                     candidates: Sequence[tuple[str, PromptSettings]] | None = None, judge: Any = None,
-                    progress: bool = True) -> list[dict[str, Any]]:
+                    progress: bool = True, record: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per candidate: ``{"name", "settings", "accuracy", "per_emotion", "echo_only",
-    "same_for_all_emotions", "n", "examples"}`` (fractions in [0, 1])."""
+    "same_for_all_emotions", "n", "examples"}`` (fractions in [0, 1]). When ``record`` is a list, every
+    reply is appended to it as ``{"text", "label" (the prompted emotion), "instruction", "candidate",
+    "valence", "skeleton_id", "verdict"}`` (re-judge with ``emocircuits judge eval --by candidate``)."""
     from tqdm.auto import tqdm
 
     from circuits.core.generate import GenerationSettings, generate
     from circuits.judges.base import judge_matches
     from circuits.judges.echo import strip_echo
-    from circuits.judges.lexicon import default_judge
+    from circuits.judges.base import default_judge_instance
 
     cfg = config or PromptsConfig()
     emotions = check_emotions(cfg.emotions)
-    judge = judge or default_judge()
+    judge = judge or default_judge_instance()
     data = dataset.subset(cfg.limit)
     items = data.items(list(emotions))
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, repetition_penalty=1.1)
@@ -88,6 +90,10 @@ def measure_prompts(model: ModelHandle, dataset: SEVDataset, config: PromptsConf
         replies = generate(model, prompts, gen, progress=False, no_repeat_ngram_size=3)
         instructions = [settings.instructions(it.emotion) for it in items]
         hits, verdicts = judge_matches(judge, replies, [it.emotion for it in items], instructions=instructions)
+        if record is not None:
+            record += [{"text": r, "label": it.emotion, "instruction": list(ins), "candidate": name,
+                        "valence": it.valence, "skeleton_id": it.skeleton_id, "verdict": v}
+                       for it, r, ins, v in zip(items, replies, instructions, verdicts)]
         echo_only = [bool(r.strip()) and not strip_echo(r, ins) for r, ins in zip(replies, instructions)]
         by_item: dict[tuple[str, str], set[str]] = {}
         for it, r in zip(items, replies):
@@ -132,7 +138,8 @@ def _run(args: argparse.Namespace) -> int:
     dataset = load_sev(args.sev or DEFAULT_TRAIN)
     judge = _judge(args)
     model = _load(args)
-    rows = measure_prompts(model, dataset, cfg, judge=judge)
+    replies: list[dict[str, Any]] = []
+    rows = measure_prompts(model, dataset, cfg, judge=judge, record=replies)
     print(f"{model.name}: prompted accuracy (%) on {rows[0]['n'] if rows else 0} replies per candidate from "
           f"{dataset.path} (judge {args.judge}, echoes of the instruction removed); 'echo': replies that only "
           "restate the instruction, 'same': items whose reply is the same for every emotion")
@@ -143,6 +150,11 @@ def _run(args: argparse.Namespace) -> int:
         path = write_json_atomic(Path(args.out), {"model": model.describe(), "dataset": str(dataset.path),
                                                   "config": cfg.to_dict(), "candidates": rows})
         print(f"wrote {path}")
+    if args.replies:
+        from circuits.runs.layout import write_jsonl
+
+        print(f"wrote {write_jsonl(Path(args.replies), replies)} (every reply; re-judge with "
+              "`emocircuits judge eval FILE --by candidate --judge A --judge B`)")
     return 0
 
 
@@ -156,5 +168,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sev", default=None, help="SEV file (default: the train split; keep the test split for "
                                                "the final numbers)")
     p.add_argument("--out", default=None, help="also write the table and example replies as JSON here")
+    p.add_argument("--replies", default=None, metavar="FILE",
+                   help="also write every reply (text, prompted emotion, candidate, verdict) as JSON Lines here")
     _judge_arg(p, "the replies")
     p.set_defaults(func=_run)

@@ -30,7 +30,7 @@ from circuits.core.config import check_config, help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
 from circuits.core.hooks import Intervention, make_hooks
-from circuits.judges.lexicon import default_judge
+from circuits.judges.base import default_judge_instance
 from circuits.judges.base import judge_matches, judge_name
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
@@ -112,14 +112,18 @@ def evaluate_methods(
     settings: PromptSettings | None = None,
     judge: Callable[[list[str]], list[Any]] | None = None,
     progress: bool = True,
+    record: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run every method of ``config.methods``. ``interventions[method](emotion)`` gives the
     interventions of a steered method (methods ``prompting``/``neutral`` need none). Returns the
     ``evaluation.json`` object: ``{"methods": {name: {"accuracy", "per_emotion", "per_valence",
-    "perplexity", "distinct_2", "n", "examples"}}, "config": ...}``."""
+    "perplexity", "distinct_2", "n", "examples"}}, "config": ...}``. When ``record`` is a list, every
+    reply is appended to it as ``{"text", "label" (the target emotion), "instruction", "method",
+    "valence", "skeleton_id", "verdict"}``: a labelled file ``emocircuits judge eval --by method``
+    re-judges with any judge."""
     cfg = config or EvalConfig()
     settings = settings or PromptSettings()
-    judge = judge or default_judge()
+    judge = judge or default_judge_instance()
     emotions = check_emotions(cfg.emotions)
     test = test.subset(cfg.limit)
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
@@ -144,6 +148,10 @@ def evaluate_methods(
             ppl_prompts += [model.chat_ids(*settings.chat(emotion, it.user_text)) for it in items]
         hit, verdicts = judge_matches(judge, replies, [it.emotion for it in rows],
                                       instructions=[settings.instructions(it.emotion) for it in rows])
+        if record is not None:
+            record += [{"text": r, "label": it.emotion, "instruction": list(settings.instructions(it.emotion)),
+                        "method": method, "valence": it.valence, "skeleton_id": it.skeleton_id, "verdict": v}
+                       for it, r, v in zip(rows, replies, verdicts)]
         ppl = reply_perplexity(model, ppl_prompts, replies)
         per_emotion = {e: _mean([h for h, it in zip(hit, rows) if it.emotion == e]) for e in emotions}
         per_valence = {v: _mean([h for h, it in zip(hit, rows) if it.valence == v]) for v in VALENCES}

@@ -105,7 +105,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     from safetensors.torch import save_file
 
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.lexicon import judge
+    from circuits.judges.base import default_judge_instance
     from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
 
     cfg = cfg or VAConfig()
@@ -176,7 +176,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
             ivs = axis_steering(axis, steer_layers, alpha, rms)
             replies = generate(model, prompts, gen, hooks=lambda idx, ivs=ivs: make_hooks(model, ivs), progress=False)
             proj = axes.project(text_activations(model, replies, [layer], "mean", progress=False)[:, 0]).mean(0)
-            steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in judge(replies))),
+            steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in default_judge_instance()(replies))),
                              "valence_proj": float(proj[0]), "arousal_proj": float(proj[1]),
                              "example": replies[0] if replies else ""})
     summary["steering"] = steering

@@ -110,7 +110,9 @@ def test_make_judge_specs_and_names(tiny_classifier):
     from circuits.judges.base import JudgeSpecError, judge_matches, judge_name, make_judge
 
     lex = make_judge("lexicon")
-    assert isinstance(lex, LexiconJudge) and judge_name(lex) == "lexicon" and judge_name(None) == "lexicon"
+    from circuits.judges.base import DEFAULT_JUDGE
+
+    assert isinstance(lex, LexiconJudge) and judge_name(lex) == "lexicon" and judge_name(None) == DEFAULT_JUDGE
     clf = make_judge(f"classifier:{tiny_classifier}")
     assert isinstance(clf, ClassifierJudge) and judge_name(clf) == f"classifier:{tiny_classifier}"
     # the tiny classifier says joy (-> happiness) for everything: a known answer

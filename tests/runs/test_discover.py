@@ -113,6 +113,11 @@ def test_evaluate_command_writes_every_output(toy_run, tmp_path, capsys):
     assert "judge `lexicon`" in report and "### circuit" in report
     assert (rep / "accuracy.html").stat().st_size > 1000
     assert not (out / "evaluation.json").exists()  # --out, not the run directory
+    replies = [json.loads(line) for line in (rep / "replies.jsonl").read_text().splitlines()]
+    assert len(replies) == 3 * 6 and {r["method"] for r in replies} == set(res["methods"])
+    for name, m in res["methods"].items():
+        mine = [r for r in replies if r["method"] == name]
+        assert sum(r["verdict"] == r["label"] for r in mine) / len(mine) == pytest.approx(m["accuracy"])
 
 
 def test_strength_sweep_picks_on_dev_and_uses_it_on_test(toy_run, tmp_path, capsys):

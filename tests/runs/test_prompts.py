@@ -19,9 +19,9 @@ def test_prompts_command_on_the_toy_model(tmp_path, capsys):
     its replies differ between emotions; every accuracy is the mean of the per-emotion ones."""
     from circuits.cli import main
 
-    out = tmp_path / "prompts.json"
+    out, replies = tmp_path / "prompts.json", tmp_path / "replies.jsonl"
     assert main(["prompts", "--model", "toy", "--limit", "1", "--emotions", "anger", "fear", "--wordings",
-                 "Show {emotion}.", "--out", str(out)]) == 0
+                 "Show {emotion}.", "--out", str(out), "--replies", str(replies)]) == 0
     printed = capsys.readouterr().out
     assert "system: paper" in printed and "user before: w1" in printed and "w1: 'Show {emotion}.'" in printed
     rows = {r["name"]: r for r in json.loads(out.read_text())["candidates"]}
@@ -32,3 +32,15 @@ def test_prompts_command_on_the_toy_model(tmp_path, capsys):
     for r in rows.values():
         assert r["accuracy"] == sum(r["per_emotion"].values()) / 2 and r["echo_only"] == 0.0
     assert rows["user before: w1"]["settings"]["placement"] == "user"
+
+    # every reply is written; re-judged with the same judge (lexicon: the toy model's default) by
+    # `judge eval --by candidate`, each candidate's accuracy comes back exactly
+    recorded = [json.loads(line) for line in replies.read_text().splitlines()]
+    assert len(recorded) == 4 * 6 and {r["candidate"] for r in recorded} == set(rows)
+    metrics = tmp_path / "metrics.json"
+    assert main(["judge", "eval", str(replies), "--judge", "lexicon", "--by", "candidate", "--json", str(metrics)]) == 0
+    assert "accuracy by candidate" in capsys.readouterr().out
+    by = json.loads(metrics.read_text())["by"]["judges"]["lexicon"]
+    for name, r in rows.items():
+        assert by[name]["n"] == 6 and by[name]["accuracy"] == r["accuracy"]
+        assert by[name]["per_label"] == r["per_emotion"]

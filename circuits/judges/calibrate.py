@@ -1,0 +1,187 @@
+"""Judge calibration: labelled reply files, confusion matrices, recall / precision, Cohen's kappa,
+and the threshold of the binary "does this reply match emotion X" verdict.
+
+A labelled file is JSON Lines, one object per line: ``text`` (the reply) and ``label`` (one of
+LABELS; ``calm`` is read as ``neutral``), optionally ``instruction`` (a string or a list: the
+emotion instruction the model saw, whose echo is removed before judging) and ``split``. The shipped
+judge set (``circuits/data/judge_replies.jsonl``) is such a file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from circuits.core.artifacts import InputError, iter_text_lines
+from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
+
+ALIASES = {"calm": NEUTRAL}
+FINAL_SHARE = 0.35
+"""Share of the judge set kept as the untouched final split."""
+
+
+def split_of(text: str) -> str:
+    """``dev`` or ``final`` for a judge-set text: a fixed function of the text's SHA-256, so the
+    split is reproducible and a row never changes sides when others are added."""
+    import hashlib
+
+    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2 ** 64
+    return "final" if h < FINAL_SHARE else "dev"
+
+
+class LabelledFileError(InputError):
+    """A labelled reply file that cannot be read: names the file, the line and what was expected."""
+
+
+@dataclass(frozen=True)
+class LabelledReply:
+    text: str
+    label: str
+    instructions: tuple[str, ...] = ()
+    split: str | None = None
+    source: str | None = None
+    group: str | None = None
+
+
+def read_labelled(path: str | Path, split: str | None = None, need_label: bool = True,
+                  group_by: str | None = None) -> list[LabelledReply]:
+    """Rows of a labelled JSONL file (only those of ``split`` when given). ``group_by``: a field every
+    row must have (say ``method`` in an evaluation's ``replies.jsonl``); its value is the row's ``group``."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelledFileError(f"{path}: no such file (expected JSON Lines with fields text, label)")
+    out = []
+    for n, line in iter_text_lines(path, LabelledFileError):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise LabelledFileError(f"{path}, line {n}: not JSON ({err.msg})") from err
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise LabelledFileError(f"{path}, line {n}: expected an object with a string field 'text'")
+        label = row.get("label")
+        if need_label or label is not None:
+            label = ALIASES.get(label, label)
+            if label not in LABELS:
+                raise LabelledFileError(f"{path}, line {n}: field 'label' must be one of {', '.join(LABELS)} "
+                                        f"(or calm), got {row.get('label')!r}")
+        ins = row.get("instruction", row.get("instructions", ()))
+        ins = (ins,) if isinstance(ins, str) else ins
+        if not isinstance(ins, (list, tuple)) or not all(isinstance(i, str) for i in ins):
+            raise LabelledFileError(f"{path}, line {n}: field 'instruction' must be a string or a list of strings")
+        if group_by is not None and group_by not in row:
+            raise LabelledFileError(f"{path}, line {n}: no field {group_by!r} to group by (--by)")
+        if split is not None and row.get("split") != split:
+            continue
+        out.append(LabelledReply(row["text"], label, tuple(ins), row.get("split"), row.get("source"),
+                                 None if group_by is None else str(row[group_by])))
+    if not out:
+        raise LabelledFileError(f"{path}: no rows" + (f" with split {split!r}" if split else ""))
+    return out
+
+
+def judge_labels(judge: Any, rows: Sequence[LabelledReply]) -> list[str]:
+    """A label judge's verdict on each row, echoes of the row's instructions removed first."""
+    from circuits.judges.echo import strip_echoes
+
+    texts = strip_echoes([r.text for r in rows], [r.instructions for r in rows])
+    return [j.label for j in judge(texts)]
+
+
+def confusion(truth: Sequence[str], pred: Sequence[str], labels: Sequence[str] = LABELS) -> list[list[int]]:
+    """``m[i][j]``: rows whose truth is ``labels[i]`` judged ``labels[j]``."""
+    idx = {lab: i for i, lab in enumerate(labels)}
+    m = [[0] * len(labels) for _ in labels]
+    for t, p in zip(truth, pred, strict=True):
+        m[idx[t]][idx[p]] += 1
+    return m
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
+    """Cohen's kappa of two labelings of the same items (1 agree fully, 0 chance level)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"kappa needs two labelings of the same non-empty items, got {len(a)} and {len(b)}")
+    n = len(a)
+    po = sum(x == y for x, y in zip(a, b)) / n
+    labels = set(a) | set(b)
+    pe = sum((list(a).count(k) / n) * (list(b).count(k) / n) for k in labels)
+    return 1.0 if pe == 1 else (po - pe) / (1 - pe)
+
+
+def label_metrics(truth: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
+    """Accuracy over all rows, ``emotion_accuracy`` (emotional rows judged as their emotion; a
+    neutral verdict is a miss), ``calm_recall``, per-label recall / precision and the confusion matrix."""
+    m = confusion(truth, pred)
+    recall, precision = {}, {}
+    for i, lab in enumerate(LABELS):
+        row, col = sum(m[i]), sum(r[i] for r in m)
+        recall[lab] = m[i][i] / row if row else None
+        precision[lab] = m[i][i] / col if col else None
+    emo = [(t, p) for t, p in zip(truth, pred) if t in EMOTIONS]
+    return {
+        "n": len(truth),
+        "accuracy": sum(t == p for t, p in zip(truth, pred)) / len(truth),
+        "emotion_accuracy": sum(t == p for t, p in emo) / len(emo) if emo else None,
+        "calm_recall": recall[NEUTRAL],
+        "recall": recall, "precision": precision, "labels": list(LABELS), "confusion": m,
+    }
+
+
+def match_pairs(rows: Sequence[LabelledReply], probs: Sequence[dict[str, float]]) -> tuple[list[float], list[bool]]:
+    """Every (row, emotion) pair: the judge's P(emotion) and whether the row's label is that emotion."""
+    scores, truth = [], []
+    for r, p in zip(rows, probs, strict=True):
+        for e in EMOTIONS:
+            scores.append(p[e])
+            truth.append(r.label == e)
+    return scores, truth
+
+
+def match_metrics(scores: Sequence[float], truth: Sequence[bool], threshold: float) -> dict[str, float]:
+    """True / false positive rates and balanced accuracy of ``score >= threshold``."""
+    pos = [s >= threshold for s, t in zip(scores, truth) if t]
+    neg = [s >= threshold for s, t in zip(scores, truth) if not t]
+    tpr = sum(pos) / len(pos) if pos else float("nan")
+    fpr = sum(neg) / len(neg) if neg else float("nan")
+    return {"threshold": threshold, "tpr": tpr, "fpr": fpr, "balanced_accuracy": (tpr + 1 - fpr) / 2}
+
+
+def choose_threshold(scores: Sequence[float], truth: Sequence[bool]) -> float:
+    """The threshold with the best balanced accuracy (ties: the higher threshold); candidates are the
+    midpoints between consecutive distinct scores."""
+    values = sorted(set(scores))
+    cands = [(a + b) / 2 for a, b in zip(values, values[1:])] or values
+    best = max(cands, key=lambda t: (round(match_metrics(scores, truth, t)["balanced_accuracy"], 12), t))
+    return float(best)
+
+
+def grouped_accuracy(rows: Sequence[LabelledReply], verdicts: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per group (in order of first appearance): ``n``, ``accuracy`` (verdict equals label) and
+    ``per_label`` accuracy. On an evaluation's replies (label = target emotion) that is each method's
+    accuracy as this judge reads it."""
+    out: dict[str, dict[str, Any]] = {}
+    for r, v in zip(rows, verdicts, strict=True):
+        g = out.setdefault(str(r.group), {"hits": [], "per": {}})
+        g["hits"].append(v == r.label)
+        g["per"].setdefault(r.label, []).append(v == r.label)
+    return {k: {"n": len(g["hits"]), "accuracy": sum(g["hits"]) / len(g["hits"]),
+                "per_label": {lab: sum(h) / len(h) for lab, h in g["per"].items()}} for k, g in out.items()}
+
+
+def format_report(name: str, metrics: dict[str, Any]) -> str:
+    """The confusion matrix (rows: truth, columns: verdict) and recall / precision per label."""
+    short = [lab[:7] for lab in metrics["labels"]]
+    lines = [f"judge {name}: accuracy {metrics['accuracy']:.1%} over {metrics['n']} rows; emotional rows "
+             f"{_pct(metrics['emotion_accuracy'])}, calm recall {_pct(metrics['calm_recall'])}",
+             "truth \\ verdict " + " ".join(f"{s:>7}" for s in short) + "   recall  precision"]
+    for lab, row in zip(metrics["labels"], metrics["confusion"]):
+        lines.append(f"{lab:<16}" + " ".join(f"{v:>7}" for v in row)
+                     + f"   {_pct(metrics['recall'][lab]):>6}  {_pct(metrics['precision'][lab]):>9}")
+    return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"

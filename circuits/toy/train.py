@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from circuits.core.config import config_from_dict
 from circuits.core.sev import SEVDataset, load_sev
 from circuits.toy.corpus import Chat, build_corpus
 from circuits.toy.tokenizer import build_tokenizer
@@ -57,10 +58,7 @@ class ToyTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ToyTrainConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown ToyTrainConfig field(s): {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def encode_chat(tokenizer: Any, chat: Chat, max_len: int) -> tuple[list[int], list[int]]:

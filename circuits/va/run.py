@@ -11,7 +11,7 @@ import numpy as np
 from circuits.core.hooks import make_hooks
 from circuits.core.artifacts import staged_dir, write_atomic, write_json_atomic
 from circuits.core.model import ModelHandle
-from circuits.core.config import check_config, help_field
+from circuits.core.config import check_config, config_from_dict, help_field
 from circuits.core.resources import data_path
 from circuits.figures.va import va_figures
 from circuits.va.loaders import VAInputError, load_labelled_texts, load_va_lexicon, load_va_ratings
@@ -76,10 +76,7 @@ class VAConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VAConfig":
         """Build from :meth:`to_dict` output (lists become tuples); unknown keys raise ValueError."""
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown VAConfig field(s): {unknown}")
-        return cls(**d)
+        return config_from_dict(cls, d)
 
 
 def _check_requested(cfg: VAConfig, have: list[str], ratings: dict | None) -> None:

@@ -154,7 +154,7 @@ def test_allocation_config_budget_and_dict():
     assert AllocationConfig(cap_fraction=0.29, budget_per_sublayer=50, neuron_share=1.0).budget(1)["neuron_cap"] == 29
     assert AllocationConfig.from_dict(cfg.to_dict()) == cfg
     assert AllocationConfig.from_dict({"min_heads": 1}).min_heads == 1
-    with pytest.raises(ValueError, match="unknown key.*'budget'"):
+    with pytest.raises(ValueError, match="AllocationConfig: unknown field.*'budget'.*known fields: budget_per_sublayer"):
         AllocationConfig.from_dict({"budget": 3})
     for bad in ({"budget_per_sublayer": 0}, {"neuron_share": 1.5}, {"min_neurons": -1},
                 {"cap_fraction": 0.0}, {"min_heads": 1.5}, {"budget_per_sublayer": True}):

@@ -59,3 +59,21 @@ def test_generated_flags_on_a_hand_built_config(capsys):
     assert got == C(k=7, names=("x", "y"), on=False, mode="b")
     p.print_help()
     assert "units per layer (default: 4)" in capsys.readouterr().out
+
+
+def test_config_from_dict_round_trips_and_names_unknown_fields():
+    from dataclasses import asdict, dataclass
+
+    from circuits.core.config import ConfigError, config_from_dict
+
+    @dataclass(frozen=True)
+    class C:
+        k: int = 4
+        name: str = "x"
+
+    assert config_from_dict(C, asdict(C(k=8))) == C(k=8)
+    assert config_from_dict(C, {"name": "y"}) == C(name="y")  # missing keys: defaults
+    with pytest.raises(ConfigError, match=r"C: unknown field\(s\) 'depth'; known fields: k, name"):
+        config_from_dict(C, {"depth": 2})
+    with pytest.raises(ConfigError, match="expected a mapping, got list"):
+        config_from_dict(C, [1])

@@ -200,3 +200,28 @@ def test_demo_presets_fill_what_is_not_given():
     from circuits.steer.evaluate import EvalConfig
 
     EvalConfig(**PRESETS["real"]["evaluate"])
+
+
+def test_evaluate_in_match_mode_asks_the_binary_question(toy_run, tmp_path):
+    """`--judge-mode match`: a hit is P(target) >= the judge's threshold, recomputed here from the
+    judge's probabilities on the written replies (echoes removed), reply by reply."""
+    from circuits.cli import main
+    from circuits.judges.echo import strip_echoes
+    from circuits.judges.lexicon import default_judge
+
+    out, _ = toy_run
+    rep = tmp_path / "eval"
+    assert main(["evaluate", "--model", "toy", "--run", str(out), "--methods", "prompting", "neutral",
+                 "--emotions", "anger", "fear", "--limit", "1", "--judge", "lexicon", "--judge-mode", "match",
+                 "--out", str(rep)]) == 0
+    res = json.loads((rep / "evaluation.json").read_text())
+    assert res["judge"] == "lexicon (match: P >= 0.50)"
+    replies = [json.loads(line) for line in (rep / "replies.jsonl").read_text().splitlines()]
+    judge = default_judge()
+    probs = judge.probabilities(strip_echoes([r["text"] for r in replies], [r["instruction"] for r in replies]))
+    for r, p in zip(replies, probs):
+        assert r["verdict"] == (r["label"] if p[r["label"]] >= judge.match_threshold else "no match")
+    for name, m in res["methods"].items():
+        mine = [r for r in replies if r["method"] == name]
+        assert m["accuracy"] == pytest.approx(sum(r["verdict"] == r["label"] for r in mine) / len(mine))
+    assert res["methods"]["prompting"]["accuracy"] > res["methods"]["neutral"]["accuracy"]

@@ -81,11 +81,13 @@ def _prompt_settings(args: argparse.Namespace):
     return replace(recommended_prompts(args.model), **given)
 
 
-def _judge_arg(p: argparse.ArgumentParser, what: str) -> None:
+def _judge_arg(p: argparse.ArgumentParser, what: str, modes: bool = True) -> None:
     p.add_argument("--judge", default=None, metavar="SPEC",
                    help=f"judge of {what}: {' | '.join(JUDGE_SPECS)} (llm: EMOCIRCUITS_JUDGE_URL, "
                         f"EMOCIRCUITS_JUDGE_MODEL, EMOCIRCUITS_JUDGE_KEY from the environment); default "
                         f"{DEFAULT_JUDGE} (lexicon for the toy model, whose notion of emotion is that lexicon)")
+    if not modes:
+        return
     p.add_argument("--judge-mode", default="label", choices=JUDGE_MODES,
                    help="label: a hit is a 7-way verdict equal to the target emotion; match: the judge's "
                         "probability of the target reaches its match threshold (the paper's yes / no question)")
@@ -209,7 +211,8 @@ def _va(args: argparse.Namespace) -> int:
         VAConfig, args, VA_FLAGS, ratings=None if args.self_report else args.ratings,
         refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None)
     _check_model_args(args)
-    s = run_va(_load(args), args.out, cfg)
+    judge = _judge(args)
+    s = run_va(_load(args), args.out, cfg, judge=judge)
     for what, names in s.get("dropped", {}).items():
         if names:
             print(f"note: left out {what.replace('_', ' ')}: {', '.join(names)}")
@@ -277,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(va)
     va.add_argument("--out", required=True)
     add_config_flags(va, VAConfig, VA_FLAGS)
+    _judge_arg(va, "the steered replies (their labels are counted)", modes=False)
     va.add_argument("--refusal-phrases", metavar="FILE", default=None,
                     help="refusal detector phrases, one per line (default: a built-in list)")
     va.set_defaults(func=_va)

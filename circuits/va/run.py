@@ -94,18 +94,22 @@ def _check_requested(cfg: VAConfig, have: list[str], ratings: dict | None) -> No
                            f"(rated: {sorted(ratings)})")
 
 
-def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None, progress: bool = True) -> dict:
+def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None, progress: bool = True,
+           judge: Any = None) -> dict:
     """Geometry (vectors, PCA + ridge axes, circumplex), lexicon check, VA steering and the optional
-    behaviour probes; writes ``axes.*``, ``vectors.safetensors``, ``summary.json`` and figures."""
+    behaviour probes; writes ``axes.*``, ``vectors.safetensors``, ``summary.json`` and figures.
+    ``judge``: the label judge whose verdicts on the steered replies are counted (default
+    :data:`~circuits.judges.base.DEFAULT_JUDGE`); named in the summary as ``"judge"``."""
     from collections import Counter
 
     from safetensors.torch import save_file
 
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import default_judge_instance
+    from circuits.judges.base import default_judge_instance, judge_name
     from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
 
     cfg = cfg or VAConfig()
+    judge = judge or default_judge_instance()
     n_layers = model.arch.n_layers
     layer = cfg.layer if cfg.layer is not None else max(0, round(0.6 * n_layers) - 1)
     # every input is read and checked before anything is computed or written
@@ -149,7 +153,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     axes.fingerprint = model.fingerprint
     pts = axes.project(vecs[:, layer]).numpy()
     circle = circumplex(pts, emotions)
-    summary: dict[str, Any] = {"model": model.describe(), "config": cfg.to_dict(), "layer": layer,
+    summary: dict[str, Any] = {"model": model.describe(), "judge": judge_name(judge), "config": cfg.to_dict(), "layer": layer,
                                "emotions": emotions, "ratings": {e: list(ratings[e]) for e in emotions},
                                "ratings_report": report, "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha,
                                                                  "n_components": axes.n_components},
@@ -173,7 +177,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
             ivs = axis_steering(axis, steer_layers, alpha, rms)
             replies = generate(model, prompts, gen, hooks=lambda idx, ivs=ivs: make_hooks(model, ivs), progress=False)
             proj = axes.project(text_activations(model, replies, [layer], "mean", progress=False)[:, 0]).mean(0)
-            steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in default_judge_instance()(replies))),
+            steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in judge(replies))),
                              "valence_proj": float(proj[0]), "arousal_proj": float(proj[1]),
                              "example": replies[0] if replies else ""})
     summary["steering"] = steering

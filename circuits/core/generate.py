@@ -1,19 +1,28 @@
-"""Batched chat generation through the bridge's HF model, optionally under TransformerLens hooks, and
-teacher-forced scoring of given continuations (:func:`continuation_logprobs`).
+"""Batched chat generation under :class:`~circuits.core.hooks.Intervention` edits (the same edit or one
+list per prompt), and teacher-forced scoring of given continuations (:func:`continuation_logprobs`).
 
-TransformerBridge's own ``generate`` ignores ``fwd_hooks=``; the wrapped HF model's ``generate``
-runs through the bridge's hook points, so hooks installed with ``bridge.hooks(fwd_hooks=...)`` fire:
-once on the whole (left-padded) prompt at prefill, then once per generated token with one position.
+Two paths compute the same thing (``GenerationSettings.backend``, tested equal):
+
+* ``fast`` (default): the plain HF model that shares the bridge's weights, with ``sdpa`` attention
+  and the edits as module hooks (:mod:`circuits.core.fastpath`);
+* ``bridge``: the wrapped HF model's ``generate``, which runs through the bridge's hook points, under
+  ``bridge.hooks(fwd_hooks=...)`` (TransformerBridge's own ``generate`` ignores ``fwd_hooks=``). Raw
+  TransformerLens hooks (``hooks=``) need this path.
+
+Either way hooks fire once on the whole (left-padded) prompt at prefill, then once per generated
+token with one position.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from circuits.core.hooks import Intervention, make_hooks, rows_of
 from circuits.core.model import ModelHandle
 
 HookList = Sequence[tuple[str, Callable[..., Any]]]
@@ -30,6 +39,14 @@ class GenerationSettings:
     top_p: float = 1.0
     repetition_penalty: float = 1.0
     seed: int = 0
+    backend: str = "fast"
+    """``fast`` (plain HF modules, sdpa) or ``bridge`` (TransformerLens hook points); the same replies."""
+
+    def __post_init__(self) -> None:
+        from circuits.core.fastpath import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ValueError(f"GenerationSettings.backend: expected one of {BACKENDS}, got {self.backend!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -39,11 +56,61 @@ class GenerationSettings:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+InterventionSpec = Sequence[Intervention] | Sequence[Sequence[Intervention]]
+"""One list of edits for every prompt, or one list per prompt (per-row steering)."""
+
+
+def _per_prompt(interventions: InterventionSpec | None, n: int) -> list[Sequence[Intervention]]:
+    if not interventions:
+        return [()] * n
+    if isinstance(interventions[0], Intervention):
+        return [interventions] * n
+    if len(interventions) != n:
+        raise ValueError(f"interventions: {len(interventions)} per-prompt lists for {n} prompts")
+    return list(interventions)
+
+
+def use_fast_path(model: ModelHandle, backend: str) -> bool:
+    """Whether ``backend`` runs on the plain model here (``fast`` falls back to the bridge, with a
+    warning, for a model whose layout the fast path does not know)."""
+    if backend != "fast":
+        return False
+    from circuits.core.fastpath import PlainModelUnsupported, plain_model
+
+    try:
+        plain_model(model)
+    except PlainModelUnsupported as err:
+        if not getattr(model, "_warned_plain", False):
+            import warnings
+
+            warnings.warn(f"{err}; generating through the bridge", stacklevel=3)
+            model._warned_plain = True
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def steered(model: ModelHandle, interventions: Sequence[Intervention], rows: Sequence[Any] | None = None,
+            *, backend: str = "fast", hooks: HookList = ()) -> Iterator[Any]:
+    """The HF model to call (``generate`` or a forward pass) with ``interventions`` applied (``rows``:
+    per-intervention batch rows, as in :func:`circuits.core.hooks.make_hooks`) on the chosen path.
+    Raw TransformerLens ``hooks`` force the bridge path."""
+    if not hooks and use_fast_path(model, backend):
+        from circuits.core.fastpath import plain_hooks
+
+        with plain_hooks(model, interventions, rows) as twin:
+            yield twin
+        return
+    with model.bridge.hooks(fwd_hooks=[*hooks, *make_hooks(model, interventions, rows=rows)]):
+        yield model.hf_model
+
+
 def generate(
     model: ModelHandle,
     prompts: Sequence[Sequence[int]],
     settings: GenerationSettings | None = None,
     *,
+    interventions: InterventionSpec | None = None,
     hooks: HookList | Callable[[list[int]], HookList] | None = None,
     progress: bool = True,
     desc: str = "generate",
@@ -51,13 +118,16 @@ def generate(
 ) -> list[str]:
     """Generate one reply per prompt (token id lists); returns the decoded replies (no special tokens).
 
-    ``hooks`` are ``(hook_name, fn)`` pairs active during generation, or a callable
-    ``(indices) -> hooks`` given the indices into ``prompts`` of each batch's rows (per-row steering).
+    ``interventions``: edits active during generation, one list for all prompts or one list per prompt
+    (rows of a batch may then carry different edits, so a batch mixes emotions and stays full).
+    ``hooks``: raw TransformerLens ``(hook_name, fn)`` pairs, or a callable ``(indices) -> hooks`` given
+    the indices into ``prompts`` of each batch's rows; they run on the bridge path.
     Extra keyword arguments go to HF ``generate`` (``min_new_tokens``, ``no_repeat_ngram_size``, ...).
     Prompts are sorted by length internally so that padding is minimal; the order of the output
     matches ``prompts``.
     """
     s = settings or GenerationSettings()
+    per_prompt = _per_prompt(interventions, len(prompts))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     tok = model.tokenizer
@@ -67,6 +137,7 @@ def generate(
         idx = order[start:start + s.batch_size]
         ids, mask = model.pad_left([prompts[i] for i in idx])
         batch_hooks = hooks(idx) if callable(hooks) else (hooks or [])
+        ivs, rows = rows_of(per_prompt, idx)
         if s.do_sample:
             torch.manual_seed(s.seed + start)
         kwargs = dict(
@@ -76,8 +147,8 @@ def generate(
         if s.do_sample:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         kwargs.update(generate_kwargs)
-        with torch.no_grad(), model.bridge.hooks(fwd_hooks=list(batch_hooks)):
-            gen = model.hf_model.generate(**kwargs)
+        with torch.no_grad(), steered(model, ivs, rows, backend=s.backend, hooks=list(batch_hooks)) as hf:
+            gen = hf.generate(**kwargs)
         for row, i in enumerate(idx):
             out[i] = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True).strip()
         bar.update(len(idx))
@@ -91,15 +162,15 @@ def continuation_logprobs(
     prompts: Sequence[Sequence[int]],
     continuations: Sequence[Sequence[int]],
     *,
-    interventions: Sequence[Any] = (),
+    interventions: Sequence[Intervention] = (),
     batch_size: int = 32,
+    backend: str = "fast",
 ) -> list[torch.Tensor]:
     """Teacher-forced log-probabilities (natural log, float32, CPU) of each continuation's tokens after
     its prompt: one ``[len(continuation)]`` tensor per pair, from left-padded batches of
     ``prompt + continuation`` with ``interventions`` (:class:`~circuits.core.hooks.Intervention`)
-    applied to every forward pass. The one teacher-forced scorer (reply perplexity, answer log-probs)."""
-    from circuits.core.hooks import make_hooks
-
+    applied to every forward pass, on the ``backend`` path (see the module docstring). The one
+    teacher-forced scorer (reply perplexity, answer log-probs)."""
     seqs = [list(p) + list(c) for p, c in zip(prompts, continuations)]
     out: list[torch.Tensor] = []
     for s in range(0, len(seqs), batch_size):
@@ -108,8 +179,8 @@ def continuation_logprobs(
         # rows are left-padded, so every continuation lies in the last `keep - 1` positions: only those
         # logits are computed (a 49k-token vocabulary x the whole prompt would dominate the cost)
         keep = max(len(continuations[s + row]) for row in range(len(chunk))) + 1
-        with model.bridge.hooks(fwd_hooks=make_hooks(model, interventions)):
-            logits = model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+        with steered(model, interventions, backend=backend) as hf:
+            logits = hf(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits
         logp = torch.log_softmax(logits.float(), -1)  # [b, keep, vocab]: position p of ids is keep - width + p
         width = ids.shape[1]
         for row, seq in enumerate(chunk):

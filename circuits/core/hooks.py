@@ -14,11 +14,15 @@ site            hook                       units (``index``)             ``vecto
 ==============  =========================  ============================  ====================
 ``neurons``     ``mlp.hook_post``          neuron indices                ``[k]``
 ``heads``       ``attn.hook_z``            head indices                  ``[k, d_head]``
-``resid_mid``   ``hook_resid_mid``         (none)                        ``[d_model]``
+``resid_mid``   ``hook_attn_out`` (*)      (none)                        ``[d_model]``
 ``resid_post``  ``hook_resid_post``        (none)                        ``[d_model]``
 ``attn_out``    ``hook_attn_out``          (none)                        ``[d_model]``
 ``mlp_out``     ``hook_mlp_out``           (none)                        ``[d_model]``
 ==============  =========================  ============================  ====================
+
+(*) an edit of ``resid_mid`` changes the attention output by what it changes in ``resid_pre +
+attn_out``, so it reaches the residual stream (:func:`resid_mid_edit`); reads of ``resid_mid`` use
+``hook_resid_mid``.
 
 Operations: ``scale`` multiplies by ``factor``; ``add`` adds ``factor * vector``; ``add_rms`` adds
 ``factor * rms(current activation) * vector`` per position (direction steering); ``set`` replaces by
@@ -121,6 +125,62 @@ def _apply(iv: Intervention, act: torch.Tensor, pos: slice | int) -> torch.Tenso
     return out
 
 
+def _apply_rows(iv: Intervention, act: torch.Tensor, pos: slice, rows: torch.Tensor | None) -> torch.Tensor:
+    """:func:`_apply` on the batch rows ``rows`` only (None: every row)."""
+    if rows is None:
+        return _apply(iv, act, pos)
+    out = act.clone()
+    out[rows] = _apply(iv, act[rows], pos)
+    return out
+
+
+def edit_fn(iv: Intervention, rows: Sequence[int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The edit of ``iv`` as a function of the activation it acts on, ``[batch, pos, ...]`` -> same shape,
+    for one forward pass or one ``generate`` call (the first call is the prefill, see the module
+    docstring). ``rows``: the batch rows it applies to (None: all). Both paths (TransformerLens hooks
+    here, plain-HF module hooks in :mod:`circuits.core.fastpath`) wrap this one function, so they share
+    the semantics of sites, ops and positions."""
+    state = {"calls": 0}
+    row_t = None if rows is None else torch.tensor(list(rows), dtype=torch.long)
+
+    def fn(act: torch.Tensor) -> torch.Tensor:
+        prefill = state["calls"] == 0
+        state["calls"] += 1
+        p = iv.positions
+        r = None if row_t is None else row_t.to(act.device)
+        if prefill:
+            if p in ("all", "prompt"):
+                return _apply_rows(iv, act, slice(None), r)
+            if p in ("last", "last+generated"):
+                return _apply_rows(iv, act, slice(act.shape[1] - 1, None), r)
+            return act
+        if p in ("all", "last+generated", "generated"):
+            return _apply_rows(iv, act, slice(None), r)
+        return act
+
+    return fn
+
+
+def resid_mid_edit(edit: Callable[[torch.Tensor], torch.Tensor]) -> tuple[Callable, Callable]:
+    """An edit of the residual after attention, made where it can reach the rest of the network.
+
+    ``resid_mid = resid_pre + attn_out`` is not a tensor any module passes on (the bridge's
+    ``hook_resid_mid`` is the MLP norm's input: an edit there would reach the MLP but not the
+    residual stream). So the block input is remembered (``stash``) and the attention output is
+    changed by what the edit changes in ``resid_pre + attn_out`` (``on_attn_out``): rows and positions
+    the edit leaves alone keep their attention output bit for bit."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def stash(resid_pre: torch.Tensor) -> None:
+        seen["pre"] = resid_pre
+
+    def on_attn_out(attn_out: torch.Tensor) -> torch.Tensor:
+        cur = seen.pop("pre") + attn_out
+        return attn_out + (edit(cur) - cur)
+
+    return stash, on_attn_out
+
+
 def make_hooks(
     model: ModelHandle,
     interventions: Sequence[Intervention],
@@ -128,34 +188,44 @@ def make_hooks(
     *,
     into: dict | None = None,
     mask: torch.Tensor | None = None,
+    rows: Sequence[Sequence[int] | None] | None = None,
 ) -> list[tuple[str, Callable]]:
     """Fresh ``(hook_name, fn)`` pairs for ``model.bridge.hooks(fwd_hooks=...)`` (one forward pass or
     one ``generate`` call). Interventions on the same hook are applied in order; ``reads`` capture
-    into ``into[read]`` after every edit (``mask``: the attention mask, needed for ``positions="mean"``)."""
+    into ``into[read]`` after every edit (``mask``: the attention mask, needed for ``positions="mean"``).
+    ``rows[i]``: the batch rows ``interventions[i]`` applies to (None or absent: every row)."""
     if reads and into is None:
         raise ValueError("make_hooks: reads need a dict to capture into (into=...)")
     hooks = []
-    for iv in interventions:
+    for i, iv in enumerate(interventions):
         iv.check(model)
-        state = {"calls": 0}
-
-        def fn(act: torch.Tensor, hook: Any, iv: Intervention = iv, state: dict = state) -> torch.Tensor:
-            prefill = state["calls"] == 0
-            state["calls"] += 1
-            p = iv.positions
-            if prefill:
-                if p in ("all", "prompt"):
-                    return _apply(iv, act, slice(None))
-                if p in ("last", "last+generated"):
-                    return _apply(iv, act, slice(act.shape[1] - 1, None))
-                return act
-            if p in ("all", "last+generated", "generated"):
-                return _apply(iv, act, slice(None))
-            return act
-
-        hooks.append((iv.hook_name(model), fn))
+        edit = edit_fn(iv, None if rows is None else rows[i])
+        if iv.site == "resid_mid":
+            stash, on_attn_out = resid_mid_edit(edit)
+            hooks.append((model.hooks.resid_pre(iv.layer), lambda act, hook, f=stash: f(act)))
+            hooks.append((model.hooks.attn_out(iv.layer), lambda act, hook, f=on_attn_out: f(act)))
+        else:
+            hooks.append((iv.hook_name(model), lambda act, hook, f=edit: f(act)))
     hooks += [(r.hook_name(model), _read_hook(r, into, mask)) for r in reads]
     return hooks
+
+
+def rows_of(per_prompt: Sequence[Sequence[Intervention]], batch: Sequence[int]
+            ) -> tuple[list[Intervention], list[tuple[int, ...] | None]]:
+    """Per-row interventions of one batch as ``(interventions, rows)`` for :func:`make_hooks` and
+    :func:`circuits.core.fastpath.plain_hooks`: ``per_prompt[i]`` applies to prompt ``i``;
+    ``batch[r]`` is the prompt in row ``r``. The same object on several rows becomes one entry
+    (rows None when it is on every row), so a batch of few distinct edits costs few hooks."""
+    order: list[Intervention] = []
+    where: dict[int, list[int]] = {}
+    for r, i in enumerate(batch):
+        for iv in per_prompt[i]:
+            if id(iv) not in where:
+                where[id(iv)] = []
+                order.append(iv)
+            where[id(iv)].append(r)
+    rows = [None if len(where[id(iv)]) == len(batch) else tuple(where[id(iv)]) for iv in order]
+    return order, rows
 
 
 # ----------------------------------------------------------------------------------------- reads

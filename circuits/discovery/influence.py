@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from circuits.discovery.directions import Directions
 from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
+from circuits.core.prefix import LastTokenBatches
 from circuits.discovery.store import READ_POINTS, ActivationStore
 
 DEFAULT_ALPHAS = (0.1, 0.3, 0.5, 0.7)
@@ -103,26 +104,23 @@ def influence_intervention(
     bar = tqdm(total=len(measured) * 2 * len(alphas) * E, desc="sublayer influence (intervention)",
                disable=not progress)
     dev, dt = model.device, model.dtype
-    for s in range(0, len(prompts), batch_size):
-        ids, mask = model.pad_left(prompts[s:s + batch_size])
-        n = ids.shape[0]
+    # every push acts at the last token: the prompts' prefixes run once (circuits.core.prefix)
+    batches = LastTokenBatches(model, prompts, batch_size)
 
-        def run(interventions: list) -> torch.Tensor:
-            return final_state(run_forward(model, ids, mask, interventions, FINAL_STATE)) @ v_ref.T  # [n, E]
+    def run(interventions: list) -> torch.Tensor:
+        return torch.cat([final_state(got) for got in batches.run(interventions, FINAL_STATE)]) @ v_ref.T  # [n, E]
 
-        base = run([])
-        for layer in measured:
-            for p, point in enumerate(READ_POINTS):
-                for e in range(E):
-                    v = directions.unit[p, layer, e].to(dev, dt)
-                    for alpha in alphas:
-                        delta = alpha * float(sigma[layer, p])
-
-                        push = Intervention(f"{point}_out", layer, "add", vector=v, factor=delta, positions="last")
-                        moved = run([push])
-                        out[layer, p, e] += ((moved[:, e] - base[:, e]).sum() / delta) / len(alphas)
-                        if s == 0:
-                            bar.update(1)
+    base = run([])
+    for layer in measured:
+        for p, point in enumerate(READ_POINTS):
+            for e in range(E):
+                v = directions.unit[p, layer, e].to(dev, dt)
+                for alpha in alphas:
+                    delta = alpha * float(sigma[layer, p])
+                    push = Intervention(f"{point}_out", layer, "add", vector=v, factor=delta, positions="last")
+                    moved = run([push])
+                    out[layer, p, e] += ((moved[:, e] - base[:, e]).sum() / delta) / len(alphas)
+                    bar.update(1)
     bar.close()
     return out / len(idx)
 
@@ -137,38 +135,36 @@ def influence_gradient(
     batch_size: int = 64,
     progress: bool = True,
 ) -> Float[torch.Tensor, "n_layers 2 n_emotions"]:
-    """The one-pass gradient estimate of sublayer influence (raw, not normalised)."""
+    """The one-pass gradient estimate of sublayer influence (raw, not normalised): one last-token pass
+    and one backward pass per emotion and batch, on the batch's cached prefix."""
     L, E = model.arch.n_layers, len(directions.emotions)
     v_ref = reference_directions(directions, ref_layers)
     idx = store.index("neutral") if rows is None else rows
     prompts = store.prompts(model, idx, neutral=True)
     out = torch.zeros(L, 2, E)
     dev, dt = model.device, model.dtype
-    batches = range(0, len(prompts), batch_size)
-    for s in tqdm(batches, desc="sublayer influence (gradient)", disable=not progress):
-        ids, mask = model.pad_left(prompts[s:s + batch_size])
-        n = ids.shape[0]
-        deltas = {(layer, p): torch.zeros(n, model.arch.d_model, device=dev, dtype=dt, requires_grad=True)
-                  for layer in range(L) for p in range(2)}
+    batches = LastTokenBatches(model, prompts, batch_size)  # the deltas act at the last token only
+    reads = [Read(r.site, keep_graph=True) for r in FINAL_STATE]
+    deltas: dict[tuple[int, int], torch.Tensor] = {}
+
+    def hooks_for(n: int) -> list:
+        """Zero per-row deltas with a gradient on every sublayer output of a batch of n rows: the one hook
+        closure outside circuits.core.hooks (an Intervention has one vector for every row)."""
+        deltas.clear()
+        deltas.update({(layer, p): torch.zeros(n, model.arch.d_model, device=dev, dtype=dt, requires_grad=True)
+                       for layer in range(L) for p in range(2)})
 
         def add(key):
-            def fn(x, hook):
-                pad = torch.zeros_like(x)
-                pad[:, -1] = deltas[key]
-                return x + pad
-            return fn
+            return lambda x, hook: x + deltas[key][:, None]  # the pass holds the last position only
+        return [(_sublayer_hook(model, layer, READ_POINTS[p]), add((layer, p))) for (layer, p) in deltas]
 
-        # the one hook closure outside circuits.core.hooks: a per-row delta with a gradient, which an
-        # Intervention (one vector for every row) cannot express
-        hooks = [(_sublayer_hook(model, layer, READ_POINTS[p]), add((layer, p))) for (layer, p) in deltas]
-        reads = [Read(r.site, keep_graph=True) for r in FINAL_STATE]
-        with torch.enable_grad():
-            got = run_forward(model, ids, mask, reads=reads, extra_hooks=hooks, grad=True)
-            s_all = (got[reads[0]] / got[reads[1]]) @ v_ref.to(dev, dt).T  # [n, E]
-            for e in range(E):
-                grads = torch.autograd.grad(s_all[:, e].sum(), list(deltas.values()), retain_graph=e < E - 1)
-                for (layer, p), g in zip(deltas, grads):
-                    out[layer, p, e] += (g.float().cpu() @ directions.unit[p, layer, e]).sum()
+    for got in tqdm(batches.each(reads=reads, extra_hooks=hooks_for, grad=True), total=len(batches.batches),
+                    desc="sublayer influence (gradient)", disable=not progress):
+        s_all = (got[reads[0]] / got[reads[1]]) @ v_ref.to(dev, dt).T  # [n, E]
+        for e in range(E):
+            grads = torch.autograd.grad(s_all[:, e].sum(), list(deltas.values()), retain_graph=e < E - 1)
+            for (layer, p), g in zip(deltas, grads):
+                out[layer, p, e] += (g.float().cpu() @ directions.unit[p, layer, e]).sum()
     return out / len(idx)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, load_sev
-from circuits.runs.discover import DiscoverConfig
+from circuits.runs.discover import DiscoverConfig, agreement_line, spread_layers
 from circuits.steer.evaluate import METHODS, EvalConfig
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -44,12 +44,6 @@ def preset_for(model_name: str) -> dict[str, dict[str, Any]]:
     return PRESETS["toy" if str(model_name) == "toy" else "real"]
 
 
-def spread_layers(n_layers: int, k: int) -> tuple[int, ...]:
-    """``k`` layers spread evenly over ``n_layers`` (the middle of each of k equal slices)."""
-    k = min(k, n_layers)
-    return tuple(sorted({min(n_layers - 1, int((i + 0.5) * n_layers / k)) for i in range(k)}))
-
-
 def resolve_layer_counts(values: dict[str, Any], n_layers: int) -> dict[str, Any]:
     """Preset layer options given as a count (an int) become that many :func:`spread_layers`."""
     return {k: spread_layers(n_layers, v) if k.endswith("_layers") and isinstance(v, int) else v
@@ -68,9 +62,7 @@ def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, 
     t0 = time.perf_counter()
     summary = discover(model, load_sev(), out, discover_cfg, settings=settings, judge=judge, progress=progress)
     ag = summary["agreement"]
-    print_fn(f"discovery done in {time.perf_counter() - t0:.0f} s: head Spearman {ag['heads_spearman']:.3f} "
-             f"({ag['heads_rows']} rows), influence Spearman {ag['influence_spearman']:.3f} "
-             f"({ag['influence_rows']} rows); circuits {summary['circuits']}")
+    print_fn(f"discovery done in {time.perf_counter() - t0:.0f} s; {agreement_line(ag)}; circuits {summary['circuits']}")
     result = run_evaluation(model, out, replace(eval_cfg, methods=METHODS, emotions=discover_cfg.emotions), judge=judge,
                             progress=progress)
     print_fn(f"prompt: {settings.describe()}")

@@ -52,8 +52,12 @@ class DiscoverConfig:
                                           flag="--reference-rows", min=1)
     influence_rows: int = help_field(48, "neutral rows for the influence intervention", min=1)
     reference_layers: tuple[int, ...] | None = help_field(
-        None, "layers of the slow references (per-head ablation, intervention influence; default all): on deep "
-              "models measure a few, the one-pass scores cover every layer", min=0)
+        None, "layers of the slow references (per-head ablation, intervention influence); default: as many "
+              "evenly spaced layers as --reference-budget allows", min=0)
+    reference_budget_s: float = help_field(
+        120.0, "seconds for the slow references when --reference-layers is not given: one layer is timed, then "
+               "as many evenly spaced layers as fit are measured (0 skips the references)", min=0,
+        flag="--reference-budget")
     alphas: tuple[float, ...] = help_field(DEFAULT_ALPHAS, "influence strengths (x sublayer RMS)",
                                            flag="--influence-alphas")
     sweep_ks: tuple[int, ...] = help_field(SweepConfig.ks, "numbers of top / random units per sweep", min=1)
@@ -61,7 +65,10 @@ class DiscoverConfig:
                                               "(scale, add Delta-mu) modes of the sweeps", choices=MODES)
     sweep_seeds: int = help_field(SweepConfig.seeds, "random selections per sweep point", min=1)
     sweep_rows: int = help_field(24, "rows per emotion for ablation sweeps", min=1)
-    sweep_layers: tuple[int, ...] | None = help_field(None, "layers of the ablation sweeps (default all)", min=0)
+    sweep_layers: tuple[int, ...] | None = help_field(
+        None, "layers of the ablation sweeps (default: --sweep-layer-count evenly spaced layers)", min=0)
+    sweep_layer_count: int = help_field(8, "evenly spaced layers the sweeps use when --sweep-layers is not given "
+                                           "(0: every layer)", min=0)
     generation_rows: int = help_field(12, "rows per emotion for judged generations under ablation (0 skips)",
                                       min=0)
     generation_k_neurons: int = 16
@@ -193,13 +200,6 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     neurons = components.neuron_contributions(model, store, dirs)  # [L, E, d_mlp]
     heads = components.head_scores_one_pass(model, store, dirs)  # [L, E, H]
     lap("neurons_heads_one_pass")
-    ref_rows = _subset_rows(store, "emotion", cfg.reference_head_rows, emotions, cfg.seed)
-    sub = _restricted(store, ref_rows)
-    heads_sub = components.head_scores_one_pass(model, sub, dirs)
-    ref_layers = list(cfg.reference_layers) if cfg.reference_layers else list(range(model.arch.n_layers))
-    heads_ref = components.head_scores_reference(model, sub, dirs, layers=ref_layers, progress=progress)
-    lap("heads_reference")
-    head_agreement = _spearman(heads_sub[ref_layers], heads_ref[ref_layers])
     scores = {"neurons": neurons.contiguous(), "heads": heads.contiguous()}
     write_atomic(out / layout.SCORES, lambda p: save_file(scores, str(p)))
     top_n = min(64, model.arch.d_mlp)
@@ -212,7 +212,8 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
 
     sweep_rows = _subset_rows(store, "emotion", cfg.sweep_rows, emotions, cfg.seed + 1)
     sweep_store = _restricted(store, sweep_rows)
-    scfg = ablation.SweepConfig(ks=cfg.sweep_ks, modes=cfg.sweep_modes, seeds=cfg.sweep_seeds, layers=cfg.sweep_layers)
+    scfg = ablation.SweepConfig(ks=cfg.sweep_ks, modes=cfg.sweep_modes, seeds=cfg.sweep_seeds,
+                                layers=sweep_layers(cfg, model.arch.n_layers))
     sweeps = ablation.sweep(model, sweep_store, dirs, neurons, "neurons", scfg, emotions, progress,
                           reference=store) + ablation.sweep(model, sweep_store, dirs, heads, "heads", scfg, emotions,
                                                           progress, reference=store)
@@ -229,17 +230,15 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         write_json_atomic(out / layout.ABLATION_GENERATIONS_JSON, gen_effect)
         lap("ablation_generations")
 
-    infl_rows = _subset_rows(store, "neutral", cfg.influence_rows, None, cfg.seed + 2)
-    infl_int = influence.influence_intervention(model, store, dirs, alphas=cfg.alphas, rows=infl_rows,
-                                                layers=ref_layers, progress=progress)
-    lap("influence_intervention")
     infl_grad = influence.influence_gradient(model, store, dirs, progress=progress)
     lap("influence_gradient")
-    infl_grad_sub = influence.influence_gradient(model, store, dirs, rows=infl_rows, progress=False)
-    infl_agreement = _spearman(infl_int[ref_layers], infl_grad_sub[ref_layers])
+    refs = _references(model, store, dirs, cfg, emotions, progress)
+    lap("references")
+    ref_layers = refs["layers"]
+    infl_int = refs["influence"]
     influence_method = cfg.influence_method
     if influence_method == "intervention" and len(ref_layers) < model.arch.n_layers:
-        influence_method = "gradient"  # the intervention measure covers only the reference layers
+        influence_method = "gradient"  # the intervention measure covers only the reference layers (or none)
     chosen = influence.normalise(infl_int if influence_method == "intervention" else infl_grad)
     write_csv(out / layout.INFLUENCE_CSV, layout.INFLUENCE_COLUMNS,
          [[e, L, p, float(infl_int[L, j, i]), float(infl_grad[L, j, i]), float(chosen[L, j, i])]
@@ -268,9 +267,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "prompts": store.meta["prompts"],
         "rows": {"emotion": int(store.index("emotion").numel()), "neutral": int(store.index("neutral").numel()),
                  "accepted": sum(r.accepted for r in store.rows if r.kind == "emotion")},
-        "agreement": {"heads_spearman": head_agreement, "influence_spearman": infl_agreement,
-                      "heads_rows": int(ref_rows.numel()), "influence_rows": int(infl_rows.numel()),
-                      "reference_layers": ref_layers},
+        "agreement": refs["agreement"],
         "influence_method": influence_method,
         "directions": {"n_groups": dirs.n_groups,
                        "best_probe_layer": int(torch.tensor(evidence["probe_accuracy"]["mlp"]).argmax()),
@@ -290,6 +287,78 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         lap("figures")
     write_json_atomic(out / layout.SUMMARY_JSON, summary)
     return summary
+
+
+def spread_layers(n_layers: int, k: int) -> tuple[int, ...]:
+    """``k`` layers spread evenly over ``n_layers`` (the middle of each of k equal slices; all for k >= n)."""
+    k = min(k, n_layers)
+    return tuple(sorted({min(n_layers - 1, int((i + 0.5) * n_layers / k)) for i in range(k)}))
+
+
+def sweep_layers(cfg: DiscoverConfig, n_layers: int) -> tuple[int, ...]:
+    """The sweeps' layers: ``cfg.sweep_layers``, else ``cfg.sweep_layer_count`` spread layers (0: all)."""
+    if cfg.sweep_layers:
+        return tuple(cfg.sweep_layers)
+    return spread_layers(n_layers, cfg.sweep_layer_count or n_layers)
+
+
+def _references(model: ModelHandle, store, dirs, cfg: DiscoverConfig, emotions: Sequence[str], progress: bool
+                ) -> dict[str, Any]:
+    """The slow reference measures (per-head ablation, intervention influence) on their row subsets and on
+    ``cfg.reference_layers``, or on as many spread layers as ``cfg.reference_budget_s`` allows after
+    timing the middle layer, or none (budget 0). Returns ``{"layers", "influence" (zero outside the
+    layers), "agreement"}``; the agreement block says which rows and layers were checked, or why not."""
+    from circuits.discovery import components, influence
+
+    L = model.arch.n_layers
+    ref_rows = _subset_rows(store, "emotion", cfg.reference_head_rows, emotions, cfg.seed)
+    infl_rows = _subset_rows(store, "neutral", cfg.influence_rows, None, cfg.seed + 2)
+    sub = _restricted(store, ref_rows)
+    heads_ref = torch.zeros(L, len(emotions), model.arch.n_heads)
+    infl_int = torch.zeros(L, 2, len(emotions))
+    agreement: dict[str, Any] = {"heads_rows": int(ref_rows.numel()), "influence_rows": int(infl_rows.numel()),
+                                 "reference_budget_s": cfg.reference_budget_s}
+
+    def measure(layers: Sequence[int]) -> None:
+        heads_ref.add_(components.head_scores_reference(model, sub, dirs, layers=layers, progress=progress))
+        infl_int.add_(influence.influence_intervention(model, store, dirs, alphas=cfg.alphas, rows=infl_rows,
+                                                      layers=layers, progress=progress))
+
+    if cfg.reference_layers:
+        layers = sorted(set(cfg.reference_layers))
+        measure(layers)
+    elif cfg.reference_budget_s == 0:
+        layers = []
+    else:
+        probe = spread_layers(L, 1)[0]
+        t0 = time.perf_counter()
+        measure([probe])
+        per_layer = time.perf_counter() - t0
+        fit = max(1, int(cfg.reference_budget_s / max(per_layer, 1e-9)))
+        layers = sorted(set(spread_layers(L, fit)) | {probe})
+        measure([x for x in layers if x != probe])
+        agreement["seconds_per_layer"] = round(per_layer, 3)
+    agreement["reference_layers"] = layers
+    if not layers:
+        agreement.update(heads_spearman=None, influence_spearman=None,
+                         note="reference measures skipped (reference_budget_s=0): the one-pass head scores and "
+                              "the gradient influence are not checked against the slow measures on this run")
+    else:
+        heads_sub = components.head_scores_one_pass(model, sub, dirs)
+        grad_sub = influence.influence_gradient(model, store, dirs, rows=infl_rows, progress=False)
+        agreement.update(heads_spearman=_spearman(heads_sub[layers], heads_ref[layers]),
+                         influence_spearman=_spearman(infl_int[layers], grad_sub[layers]))
+    return {"layers": layers, "influence": infl_int, "agreement": agreement}
+
+
+def agreement_line(agreement: dict[str, Any]) -> str:
+    """One line on how far the one-pass measures agree with the slow references (or why unchecked)."""
+    if agreement.get("heads_spearman") is None:
+        return agreement.get("note", "reference measures skipped")
+    layers = agreement["reference_layers"]
+    return (f"one-pass vs reference on {len(layers)} layer(s) {layers}: heads Spearman "
+            f"{agreement['heads_spearman']:.3f} ({agreement['heads_rows']} rows), influence Spearman "
+            f"{agreement['influence_spearman']:.3f} ({agreement['influence_rows']} rows)")
 
 
 def _restricted(store, idx: torch.Tensor):

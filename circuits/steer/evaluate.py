@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from circuits.core.config import check_config, help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
-from circuits.core.hooks import Intervention, make_hooks
+from circuits.core.hooks import Intervention
 from circuits.judges.base import default_judge_instance
 from circuits.judges.base import judge_matches, judge_name
 from circuits.core.model import ModelHandle
@@ -135,17 +135,16 @@ def evaluate_methods(
     for method in cfg.methods:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: expected some of {METHODS}")
-        rows, replies, ppl_prompts = [], [], []
-        for emotion in tqdm(emotions, desc=f"evaluate {method}", disable=not progress):
-            items = test.items([emotion])
-            prompted = emotion if method == "prompting" else None
-            prompts = [model.chat_ids(*settings.chat(prompted, it.user_text)) for it in items]
-            ivs = interventions[method](emotion) if method not in ("prompting", "neutral") else []
-            outs = generate(model, prompts, gen, hooks=lambda idx, ivs=ivs: make_hooks(model, ivs), progress=False,
-                            min_new_tokens=cfg.min_new_tokens, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
-            rows += items
-            replies += outs
-            ppl_prompts += [model.chat_ids(*settings.chat(emotion, it.user_text)) for it in items]
+        rows = [it for emotion in emotions for it in test.items([emotion])]
+        steered_method = method not in ("prompting", "neutral")
+        edits = {e: interventions[method](e) if steered_method else [] for e in emotions}
+        prompts = [model.chat_ids(*settings.chat(it.emotion if method == "prompting" else None, it.user_text))
+                   for it in rows]
+        # one call for all emotions: each row carries its emotion's edits, so batches stay full
+        replies = generate(model, prompts, gen, interventions=[edits[it.emotion] for it in rows],
+                           progress=progress, desc=f"evaluate {method}",
+                           min_new_tokens=cfg.min_new_tokens, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+        ppl_prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in rows]
         hit, verdicts = judge_matches(judge, replies, [it.emotion for it in rows],
                                       instructions=[settings.instructions(it.emotion) for it in rows])
         if record is not None:

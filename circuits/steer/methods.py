@@ -16,7 +16,7 @@ only, the state from which the reply is planned. The toy model needs ``"last"``:
 Delta-mu added at every generated token makes every step start a new reply (see the README).
 
 Prompting (emotion system prompt) and no steering (neutral prompt) need no interventions. Apply any
-of these with :func:`circuits.core.generate.generate` (``hooks=make_hooks(model, interventions)``).
+of these with :func:`circuits.core.generate.generate` (``interventions=...``).
 """
 
 from __future__ import annotations

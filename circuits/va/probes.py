@@ -11,8 +11,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from circuits.core.generate import continuation_logprobs
-from circuits.core.hooks import Intervention, make_hooks
+from circuits.core.generate import continuation_logprobs, steered
+from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle
 from circuits.va.loaders import VAFormatError, _csv_lines, _jsonl
 
@@ -142,7 +142,7 @@ def refusal_rates(model: ModelHandle, prompts: Sequence[str], types: Sequence[st
 
     ids = [model.chat_ids(None, p) for p in prompts]
     replies = generate(model, ids, GenerationSettings(max_new_tokens=max_new_tokens),
-                       hooks=lambda idx: make_hooks(model, interventions), progress=False)
+                       interventions=interventions, progress=False)
     return score_refusals(replies, types, phrases) | {"replies": replies}
 
 
@@ -167,8 +167,8 @@ def refusal_token_logits(model: ModelHandle, prompts: Sequence[str], interventio
 
     r_ids, c_ids = first(refusal), first(compliance)
     ids, mask = model.pad_left([model.chat_ids(None, p) for p in prompts])
-    with model.bridge.hooks(fwd_hooks=make_hooks(model, interventions)):
-        logits = model.hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1].float()
+    with torch.no_grad(), steered(model, interventions) as hf:
+        logits = hf(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False).logits[:, -1].float()
     r, c = logits[:, r_ids].mean().item(), logits[:, c_ids].mean().item()
     return {"refusal": r, "compliance": c, "difference": r - c}
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from circuits.core.hooks import make_hooks
 from circuits.core.artifacts import staged_dir, write_atomic, write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.core.config import check_config, config_from_dict, help_field
@@ -175,7 +174,7 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     for name, axis in directions.items():
         for alpha in cfg.alphas:
             ivs = axis_steering(axis, steer_layers, alpha, rms)
-            replies = generate(model, prompts, gen, hooks=lambda idx, ivs=ivs: make_hooks(model, ivs), progress=False)
+            replies = generate(model, prompts, gen, interventions=ivs, progress=False)
             proj = axes.project(text_activations(model, replies, [layer], "mean", progress=False)[:, 0]).mean(0)
             steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in judge(replies))),
                              "valence_proj": float(proj[0]), "arousal_proj": float(proj[1]),

@@ -193,7 +193,8 @@ def test_demo_presets_fill_what_is_not_given():
     from circuits.runs.demo import PRESETS, preset_for
 
     assert preset_for("toy") is PRESETS["toy"] and preset_for("smollm2-135m") is PRESETS["real"]
-    from circuits.runs.demo import resolve_layer_counts, spread_layers
+    from circuits.runs.demo import resolve_layer_counts
+    from circuits.runs.discover import spread_layers
 
     assert spread_layers(30, 4) == (3, 11, 18, 26) and spread_layers(2, 4) == (0, 1)
     DiscoverConfig(**resolve_layer_counts(PRESETS["real"]["discover"], 30))  # every preset value is valid
@@ -225,3 +226,35 @@ def test_evaluate_in_match_mode_asks_the_binary_question(toy_run, tmp_path):
         mine = [r for r in replies if r["method"] == name]
         assert m["accuracy"] == pytest.approx(sum(r["verdict"] == r["label"] for r in mine) / len(mine))
     assert res["methods"]["prompting"]["accuracy"] > res["methods"]["neutral"]["accuracy"]
+
+
+def test_reference_budget_sizes_or_skips_the_slow_measures(qwen_tiny, tmp_path):
+    """No --reference-layers: one layer is timed and as many spread layers as the budget allows are measured;
+    a budget of 0 skips the references and says so."""
+    from circuits.runs.discover import agreement_line
+
+    small = dict(limit=2, sweep_ks=(1,), sweep_seeds=1, sweep_rows=1, reference_head_rows=2, influence_rows=4,
+                 alphas=(1.0,), generation_rows=0, figures=False)
+    tight = discover(qwen_tiny, load_sev(), tmp_path / "tight", DiscoverConfig(reference_budget_s=1e-6, **small),
+                     progress=False)
+    ag = tight["agreement"]
+    assert ag["reference_layers"] == [1] and ag["seconds_per_layer"] > 0  # the timed middle layer only
+    assert tight["influence_method"] == "gradient" and ag["heads_spearman"] is not None
+    roomy = discover(qwen_tiny, load_sev(), tmp_path / "roomy", DiscoverConfig(reference_budget_s=600, **small),
+                     progress=False)
+    assert roomy["agreement"]["reference_layers"] == [0, 1] and roomy["influence_method"] == "intervention"
+    skipped = discover(qwen_tiny, load_sev(), tmp_path / "skip", DiscoverConfig(reference_budget_s=0, **small),
+                       progress=False)
+    ag = skipped["agreement"]
+    assert ag["reference_layers"] == [] and ag["heads_spearman"] is None and skipped["influence_method"] == "gradient"
+    assert "skipped" in agreement_line(ag) and "not checked" in ag["note"]
+    assert "2 layer(s) [0, 1]" in agreement_line(roomy["agreement"])
+
+
+def test_sweeps_default_to_spread_layers():
+    from circuits.runs.discover import spread_layers, sweep_layers
+
+    assert sweep_layers(DiscoverConfig(), 30) == spread_layers(30, 8) == (1, 5, 9, 13, 16, 20, 24, 28)
+    assert sweep_layers(DiscoverConfig(), 4) == (0, 1, 2, 3)  # a shallow model: every layer
+    assert sweep_layers(DiscoverConfig(sweep_layer_count=0), 30) == tuple(range(30))
+    assert sweep_layers(DiscoverConfig(sweep_layers=(3, 7)), 30) == (3, 7)

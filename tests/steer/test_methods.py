@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from circuits.core.generate import GenerationSettings, generate
-from circuits.core.hooks import make_hooks
 from circuits.steer.methods import (FingerprintMismatch, circuit_modulation, direction_steering, emotion_vector_steering,
                             emotion_vectors)
 
@@ -24,7 +23,7 @@ def test_circuit_modulation_interventions_and_effect(qwen_tiny, tiny_models, tin
     assert sum(len(iv.index) for iv in ivs if iv.site == "neurons") == circuit.n_neurons
     gen = GenerationSettings(max_new_tokens=6)
     base = generate(qwen_tiny, _prompts(qwen_tiny), gen, progress=False)
-    steered = generate(qwen_tiny, _prompts(qwen_tiny), gen, hooks=lambda idx: make_hooks(qwen_tiny, ivs), progress=False)
+    steered = generate(qwen_tiny, _prompts(qwen_tiny), gen, interventions=ivs, progress=False)
     assert steered != base
     assert generate(qwen_tiny, _prompts(qwen_tiny), gen, progress=False) == base  # hooks were removed
     path = tmp_path / "anger.json"
@@ -51,8 +50,8 @@ def test_steering_positions_last_acts_on_the_last_prompt_token_only(qwen_tiny, t
     # acting on the last prompt token only changes the reply, and differs from acting on every step
     gen = GenerationSettings(max_new_tokens=6)
     base = generate(qwen_tiny, _prompts(qwen_tiny), gen, progress=False)
-    at_last = generate(qwen_tiny, _prompts(qwen_tiny), gen, hooks=lambda idx: make_hooks(qwen_tiny, last), progress=False)
-    everywhere = generate(qwen_tiny, _prompts(qwen_tiny), gen, hooks=lambda idx: make_hooks(qwen_tiny, paper),
+    at_last = generate(qwen_tiny, _prompts(qwen_tiny), gen, interventions=last, progress=False)
+    everywhere = generate(qwen_tiny, _prompts(qwen_tiny), gen, interventions=paper,
                           progress=False)
     assert at_last != base and at_last != everywhere
 

@@ -1,0 +1,310 @@
+"""Speed on a real model: steered generation, the store, the one-pass measures and how cost grows.
+
+    python benchmarks/bench_speed.py                        # SmolLM2-135M-Instruct on CPU, 2 threads
+    python benchmarks/bench_speed.py --model toy --quick    # seconds, for a smoke run
+    python benchmarks/bench_speed.py --model /models/Qwen2.5-7B-Instruct --device cuda --dtype bfloat16
+
+Everything is measured in one run, on the same prompts (SEV test-split user turns, neutral chat),
+after a warm-up, and printed as ratios:
+
+  generation   48 new tokens per reply (min = max, so every path makes the same number): plain HF
+               generate (a separately loaded, unwrapped model, sdpa) with no edit; the fast path
+               (circuits.core.fastpath) with no edit and steered; the bridge path steered. The edit is
+               circuit-sized: add on 2 heads and 16 neurons of every layer (heads at every position,
+               neurons at the last prompt token and each generated one, as circuit modulation does).
+               Batched (--batch prompts in one batch) and unbatched (--single prompts one at a time).
+  llama.cpp    single-stream tokens/s of the same GGUF in llama-cpp-python (when it is installed and
+               the model is the packaged GGUF), against the batched steered aggregate
+  store        build_store vs the bridge forward (no hooks) and the plain HF forward, same prompts/batches
+  heads        per-head ablation reference (on --head-layers spread layers) vs one-pass head scores, per layer
+  influence    intervention measure vs gradient estimate, every layer x both read points x 6 emotions,
+               with their Spearman rank correlation
+  evaluation   replies/s and tokens/s of evaluate_methods (prompting, neutral, direction steering)
+  scaling      forward time against the number of prompts (16 / 64 / 256) and against the number of
+               layers (the model cut to its first layers), per prompt and per layer
+  memory       peak resident memory of the process
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_discovery import timed  # noqa: E402
+from circuits.core.artifacts import write_text_atomic  # noqa: E402
+from circuits.core.generate import GenerationSettings, generate, steered  # noqa: E402
+from circuits.core.hooks import Intervention  # noqa: E402
+from circuits.core.model import load_model  # noqa: E402
+from circuits.core.sev import DEFAULT_TEST, load_sev  # noqa: E402
+
+
+def hf_dir(name: str) -> str:
+    """The HF directory behind a model name (the converted GGUF for the packaged model)."""
+    from circuits.core.gguf import resolve_gguf
+
+    if name == "toy":
+        from circuits.toy import TOY_MODEL_DIR
+
+        return str(TOY_MODEL_DIR)
+    converted = resolve_gguf(name)
+    return str(converted) if converted is not None else name
+
+
+def circuit_sized_edit(model) -> list[Intervention]:
+    a = model.arch
+    g = torch.Generator().manual_seed(0)
+    k_heads, k_neurons = min(2, a.n_heads), min(16, a.d_mlp)
+    out = []
+    for L in range(a.n_layers):
+        out.append(Intervention("heads", L, "add", tuple(range(k_heads)),
+                                vector=0.05 * torch.randn(k_heads, a.d_head, generator=g), positions="all"))
+        out.append(Intervention("neurons", L, "add", tuple(range(0, 4 * k_neurons, 4)),
+                                vector=0.05 * torch.randn(k_neurons, generator=g), positions="last+generated"))
+    return out
+
+
+def hf_generate(hf, model, prompts, n_new, batch):
+    """Plain HF generate over ``prompts`` in batches (no workbench code in the loop)."""
+    with torch.no_grad():
+        for s in range(0, len(prompts), batch):
+            ids, mask = model.pad_left(prompts[s:s + batch])
+            hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
+                        do_sample=False, pad_token_id=model.pad_id)
+
+
+def llama_cpp_tokens_per_s(model_name: str, users: list[str], n_new: int, threads: int) -> float | None:
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    from circuits.core.gguf import packaged_gguf
+
+    try:
+        path = packaged_gguf(model_name) if not model_name.endswith(".gguf") else Path(model_name)
+    except Exception:
+        return None
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_threads=threads, verbose=False, seed=0)
+    llm.create_chat_completion(messages=[{"role": "user", "content": users[0]}], max_tokens=4, temperature=0)
+    made, secs = 0, 0.0
+    for u in users:
+        out, dt = timed(lambda: llm.create_chat_completion(messages=[{"role": "user", "content": u}],
+                                                           max_tokens=n_new, temperature=0))
+        made += out["usage"]["completion_tokens"]
+        secs += dt
+    return made / secs
+
+
+def forward_all(hf, model, prompts, batch):
+    with torch.no_grad():
+        for s in range(0, len(prompts), batch):
+            ids, mask = model.pad_left(prompts[s:s + batch])
+            hf(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (and llama.cpp's)")
+    ap.add_argument("--batch", type=int, default=48, help="prompts of the batched generation (evaluate's batch size)")
+    ap.add_argument("--single", type=int, default=4, help="prompts of the unbatched generation")
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--limit", type=int, default=4, help="SEV scenarios of the store and the one-pass measures")
+    ap.add_argument("--ref-rows", type=int, default=2, help="rows per emotion for the head reference")
+    ap.add_argument("--head-layers", type=int, default=6, help="spread layers of the head reference (0: all)")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs of each generation variant, interleaved; "
+                                                          "the fastest counts")
+    ap.add_argument("--influence-rows", type=int, default=8, help="neutral rows for the influence measures")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes everywhere (smoke run)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    if args.quick:
+        args.batch, args.single, args.new_tokens, args.limit = 4, 1, 8, 2
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    res: dict = {"model": args.model, "device": args.device, "dtype": args.dtype, "threads": args.threads}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_speed_"))
+    try:
+        model = load_model(args.model, device=args.device, dtype=args.dtype)
+        from transformers import AutoModelForCausalLM
+
+        raw = AutoModelForCausalLM.from_pretrained(hf_dir(args.model), dtype=model.dtype).to(model.device).eval()
+        test = load_sev(DEFAULT_TEST)
+        users = [it.user_text for it in test.items(["anger"])][: max(args.batch, args.single)]
+        prompts = [model.chat_ids(None, u) for u in users]
+        batched, single = prompts[:args.batch], prompts[:args.single]
+        n = args.new_tokens
+        edit = circuit_sized_edit(model)
+        gen_b = GenerationSettings(max_new_tokens=n, batch_size=args.batch)
+        gen_1 = GenerationSettings(max_new_tokens=n, batch_size=1)
+
+        def ours(ps, gs, ivs, backend="fast"):
+            from dataclasses import replace
+
+            return generate(model, ps, replace(gs, backend=backend), interventions=ivs or None, progress=False,
+                            min_new_tokens=n)
+
+        hf_generate(raw, model, batched[:2], 4, 2)  # warm-up
+        ours(batched[:2], gen_b, edit)
+        ours(batched[:2], gen_b, edit, "bridge")
+        variants = {
+            "hf_b": lambda: hf_generate(raw, model, batched, n, args.batch),
+            "fast0_b": lambda: ours(batched, gen_b, []),
+            "fast_b": lambda: ours(batched, gen_b, edit),
+            "bridge_b": lambda: ours(batched, gen_b, edit, "bridge"),
+            "hf_1": lambda: hf_generate(raw, model, single, n, 1),
+            "fast_1": lambda: ours(single, gen_1, edit),
+            "bridge_1": lambda: ours(single, gen_1, edit, "bridge"),
+        }
+        t: dict[str, float] = {}
+        for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every variant
+            for key, fn in variants.items():
+                t[key] = min(t.get(key, float("inf")), timed(fn)[1])
+        tok_b, tok_1 = len(batched) * n, len(single) * n
+        res["generation"] = {
+            "new_tokens": n, "batch": len(batched), "single": len(single),
+            "tok_s": {"plain_hf_batched": tok_b / t["hf_b"], "fast_no_edit_batched": tok_b / t["fast0_b"],
+                      "fast_steered_batched": tok_b / t["fast_b"], "bridge_steered_batched": tok_b / t["bridge_b"],
+                      "plain_hf_single": tok_1 / t["hf_1"], "fast_steered_single": tok_1 / t["fast_1"],
+                      "bridge_steered_single": tok_1 / t["bridge_1"]},
+            "fast_steered_over_plain_hf_batched": t["fast_b"] / t["hf_b"],
+            "fast_steered_over_plain_hf_single": t["fast_1"] / t["hf_1"],
+            "bridge_over_fast_batched": t["bridge_b"] / t["fast_b"],
+            "bridge_over_fast_single": t["bridge_1"] / t["fast_1"],
+        }
+        lcpp = llama_cpp_tokens_per_s(args.model, users[:args.single], n, args.threads)
+        res["llama_cpp_single_tok_s"] = lcpp
+        if lcpp:
+            res["generation"]["batched_steered_over_llama_cpp"] = (tok_b / t["fast_b"]) / lcpp
+
+        # ---- store, heads, influence (the one-pass measures against their references)
+        from circuits.discovery import components, influence
+        from circuits.discovery.directions import emotion_directions
+        from circuits.discovery.store import StoreConfig, build_store
+        from circuits.runs.discover import _restricted, _subset_rows
+
+        sev = load_sev(limit=args.limit)
+        store, t_store = timed(lambda: build_store(model, sev, tmp / "store", StoreConfig(limit=args.limit,
+                                                                                          batch_size=16),
+                                                   progress=False))
+        sp = store.prompts(model, range(len(store.rows)))
+        order = sorted(range(len(sp)), key=lambda i: len(sp[i]))
+        sp_sorted = [sp[i] for i in order]
+        _, t_bridge_fwd = timed(lambda: forward_all(model.hf_model, model, sp_sorted, 16))
+        _, t_hf_fwd = timed(lambda: forward_all(raw, model, sp_sorted, 16))
+        res["store"] = {"rows": len(store.rows), "store_s": t_store, "bridge_forward_s": t_bridge_fwd,
+                        "plain_hf_forward_s": t_hf_fwd, "store_over_bridge": t_store / t_bridge_fwd,
+                        "store_over_plain_hf": t_store / t_hf_fwd}
+        dirs = emotion_directions(store)
+        ref_rows = _subset_rows(store, "emotion", args.ref_rows, dirs.emotions, 0)
+        sub = _restricted(store, ref_rows)
+        one, t_one = timed(lambda: components.head_scores_one_pass(model, sub, dirs))
+        from circuits.runs.discover import spread_layers
+
+        hl = list(spread_layers(model.arch.n_layers, args.head_layers or model.arch.n_layers))
+        ref, t_ref = timed(lambda: components.head_scores_reference(model, sub, dirs, layers=hl, progress=False))
+        t_one_l = t_one * len(hl) / model.arch.n_layers  # the one pass covers every layer: its share
+        res["heads"] = {"rows": int(ref_rows.numel()), "layers": hl, "one_pass_s": t_one, "reference_s": t_ref,
+                        "speedup_per_layer": t_ref / t_one_l,
+                        "spearman": float(spearmanr(one[hl].flatten(), ref[hl].flatten())[0])}
+        rows = store.index("neutral")[: args.influence_rows]
+        grad, t_grad = timed(lambda: influence.influence_gradient(model, store, dirs, rows=rows, progress=False))
+        inter, t_int = timed(lambda: influence.influence_intervention(model, store, dirs, rows=rows, progress=False))
+        res["influence"] = {"rows": int(rows.numel()), "gradient_s": t_grad, "intervention_s": t_int,
+                            "speedup": t_int / t_grad,
+                            "spearman": float(spearmanr(grad.flatten(), inter.flatten())[0])}
+
+        # ---- evaluation throughput
+        from circuits.steer.evaluate import EvalConfig, evaluate_methods
+        from circuits.steer.methods import default_direction_layers, direction_steering
+
+        layers = default_direction_layers(model.arch.n_layers)
+        ecfg = EvalConfig(methods=("prompting", "neutral", "direction"), limit=1, max_new_tokens=n, examples=0)
+        record: list = []
+        _, t_eval = timed(lambda: evaluate_methods(
+            model, test, {"direction": lambda e: direction_steering(dirs, e, layers, 4.0)}, ecfg, progress=False,
+            record=record))
+        made = sum(len(model.tokenizer(r["text"], add_special_tokens=False)["input_ids"]) for r in record)
+        res["evaluation"] = {"replies": len(record), "seconds": t_eval, "replies_s": len(record) / t_eval,
+                             "tokens_s": made / t_eval, "note": "includes judging and perplexity"}
+
+        # ---- scaling: prompts and layers
+        many = (prompts * 64)[:256]
+        scale_p = {}
+        for k in (16, 64, 256):
+            _, dt = timed(lambda: forward_all(raw, model, many[:k], 16))
+            scale_p[k] = dt
+        res["scaling_prompts_s"] = scale_p
+        scale_l = {}
+        L = model.arch.n_layers
+        for nl in sorted({max(1, L // 4), max(1, L // 2), L}):
+            cut = AutoModelForCausalLM.from_pretrained(hf_dir(args.model), dtype=model.dtype,
+                                                       num_hidden_layers=nl).to(model.device).eval()
+            forward_all(cut, model, many[:16], 16)
+            _, dt = timed(lambda: forward_all(cut, model, many[:64], 16))
+            scale_l[nl] = dt
+            del cut
+        res["scaling_layers_s"] = scale_l
+        res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        if torch.cuda.is_available():
+            res["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        report(res)
+        if args.json:
+            write_text_atomic(args.json, json.dumps(res, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(res: dict) -> None:
+    g = res["generation"]
+    ts = g["tok_s"]
+    print(f"model {res['model']} ({res['device']}, {res['dtype']}, {res['threads']} threads)")
+    print(f"generation, {g['new_tokens']} new tokens, batch {g['batch']} (tokens/s):")
+    print(f"  plain HF {ts['plain_hf_batched']:.0f} | fast, no edit {ts['fast_no_edit_batched']:.0f} | fast, steered "
+          f"{ts['fast_steered_batched']:.0f} | bridge, steered {ts['bridge_steered_batched']:.0f}")
+    print(f"  fast steered / plain HF   {g['fast_steered_over_plain_hf_batched']:.2f}x time (goal <= 1.1)")
+    print(f"  bridge / fast (steered)   {g['bridge_over_fast_batched']:.2f}x time")
+    print(f"unbatched ({g['single']} prompts): plain HF {ts['plain_hf_single']:.0f} | fast steered "
+          f"{ts['fast_steered_single']:.0f} | bridge steered {ts['bridge_steered_single']:.0f} tokens/s; "
+          f"fast / plain {g['fast_steered_over_plain_hf_single']:.2f}x, bridge / fast {g['bridge_over_fast_single']:.2f}x")
+    if res["llama_cpp_single_tok_s"]:
+        print(f"llama.cpp single stream {res['llama_cpp_single_tok_s']:.0f} tokens/s; batched steered aggregate / "
+              f"llama.cpp {g['batched_steered_over_llama_cpp']:.2f}x (goal >= 2)")
+    else:
+        print("llama.cpp: llama-cpp-python not installed or the model is not a GGUF (not measured)")
+    s = res["store"]
+    print(f"store ({s['rows']} rows): {s['store_s']:.2f} s; / bridge forward {s['store_over_bridge']:.2f}x (goal <= 1.15), "
+          f"/ plain HF forward {s['store_over_plain_hf']:.2f}x")
+    h = res["heads"]
+    print(f"heads ({h['rows']} rows): reference on {len(h['layers'])} layers {h['reference_s']:.1f} s vs one pass over "
+          f"every layer {h['one_pass_s']:.3f} s; per layer {h['speedup_per_layer']:.0f}x, Spearman {h['spearman']:.3f}")
+    i = res["influence"]
+    print(f"influence ({i['rows']} rows, every layer x 2 points x 6 emotions): intervention {i['intervention_s']:.1f} s "
+          f"vs gradient {i['gradient_s']:.2f} s = {i['speedup']:.0f}x (goal >= 100), Spearman {i['spearman']:.3f} "
+          f"(goal >= 0.9)")
+    e = res["evaluation"]
+    print(f"evaluation: {e['replies']} replies in {e['seconds']:.1f} s = {e['replies_s']:.2f} replies/s, "
+          f"{e['tokens_s']:.0f} tokens/s ({e['note']})")
+    sp = res["scaling_prompts_s"]
+    print("forward vs prompts: " + ", ".join(f"{k}: {v:.2f} s ({1e3 * v / k:.1f} ms/prompt)" for k, v in sp.items()))
+    sl = res["scaling_layers_s"]
+    print("forward vs layers (64 prompts): " + ", ".join(f"{k}: {v:.2f} s ({1e3 * v / k:.0f} ms/layer)"
+                                                         for k, v in sl.items()))
+    print(f"peak RSS {res['peak_rss_gib']:.2f} GiB" + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB"
+                                                       if "peak_gpu_gib" in res else ""))
+
+
+if __name__ == "__main__":
+    main()

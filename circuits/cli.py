@@ -300,7 +300,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
 
     out = []
-    for mod in ("circuits.toy.cli", "circuits.runs.prompts", "circuits.runs.judge"):
+    for mod in ("circuits.toy.cli", "circuits.runs.prompts", "circuits.runs.judge", "circuits.runs.export"):
         try:
             out.append(importlib.import_module(mod).register_cli)
         except ModuleNotFoundError as err:

@@ -180,28 +180,58 @@ def cross_context_cosine(store: ActivationStore, by: str = "theme",
 
 
 def probe_accuracy(store: ActivationStore, point: str = "mlp", emotions: Sequence[str] | None = None,
-                   folds: int = 5, seed: int = 0, max_iter: int = 200) -> np.ndarray:
+                   folds: int = 5, seed: int = 0, max_iter: int = 200, C: float = 0.1) -> np.ndarray:
     """Cross-validated accuracy of a logistic-regression emotion probe per layer, ``[n_layers]``.
 
     Folds are grouped by scenario, so a test fold's scenarios were never seen in training: the probe
-    only scores well if the emotion is represented the same way across contexts.
+    only scores well if the emotion is represented the same way across contexts. The probe is
+    sklearn's ``StandardScaler`` + multinomial ``LogisticRegression(C=C)``, fitted for every layer at
+    once (:func:`logistic_probe_cv`, tested against sklearn).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.model_selection import GroupKFold
 
     emotions = check_emotions(emotions, store.emotions)
     idx = [i for i, r in enumerate(store.rows) if r.kind == "emotion" and r.accepted and r.emotion in emotions]
     y = np.array([emotions.index(store.rows[i].emotion) for i in idx])
     groups = np.array([store.rows[i].skeleton_id for i in idx])
     folds = min(folds, len(set(groups)))
-    x_all = store.resid(point)[idx].numpy()
-    out = np.zeros(x_all.shape[1])
-    for layer in range(x_all.shape[1]):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=0.1))
-        out[layer] = cross_val_score(clf, x_all[:, layer], y, groups=groups, cv=GroupKFold(folds)).mean()
-    return out
+    x_all = store.resid(point)[idx].float()  # [n, L, d]
+    splits = list(GroupKFold(folds).split(np.zeros(len(y)), y, groups))
+    return logistic_probe_cv(x_all, torch.from_numpy(y), splits, n_classes=len(emotions), C=C,
+                             max_iter=max_iter).numpy()
+
+
+def logistic_probe_cv(x: Float[torch.Tensor, "n n_layers d"], y: torch.Tensor, splits: Sequence[tuple],
+                      n_classes: int, C: float = 0.1, max_iter: int = 200) -> torch.Tensor:
+    """Mean test accuracy over ``splits`` (``(train_idx, test_idx)`` pairs) of a standardised multinomial
+    logistic regression with sklearn's objective (``C * sum of cross-entropies + ||W||^2 / 2``, bias not
+    penalised), one independent probe per layer, all layers fitted together by L-BFGS: ``[n_layers]``."""
+    L = x.shape[1]
+    accs = []
+    for train, test in splits:
+        train, test = torch.as_tensor(train), torch.as_tensor(test)
+        xt = x[train]
+        mu, sd = xt.mean(0), xt.std(0, unbiased=False).clamp_min(1e-12)
+        xs = ((xt - mu) / sd).transpose(0, 1)  # [L, n_train, d]
+        W = torch.zeros(L, x.shape[2], n_classes, requires_grad=True)
+        b = torch.zeros(L, 1, n_classes, requires_grad=True)
+        yt = y[train]
+        opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
+                                history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            logits = xs @ W + b  # [L, n, E]
+            ce = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), yt.repeat(L), reduction="sum")
+            loss = (C * ce + 0.5 * W.pow(2).sum()) / len(train)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            xe = ((x[test] - mu) / sd).transpose(0, 1)
+            accs.append(((xe @ W + b).argmax(-1) == y[test]).float().mean(1))
+    return torch.stack(accs).mean(0)
 
 
 def pca_by_layer(store: ActivationStore, point: str = "mlp", n_components: int = 2,

@@ -60,16 +60,16 @@ class DiscoverConfig:
         flag="--reference-budget")
     alphas: tuple[float, ...] = help_field(DEFAULT_ALPHAS, "influence strengths (x sublayer RMS)",
                                            flag="--influence-alphas")
-    sweep_ks: tuple[int, ...] = help_field(SweepConfig.ks, "numbers of top / random units per sweep", min=1)
+    sweep_ks: tuple[int, ...] = help_field((1, 2, 4, 16), "numbers of top / random units per sweep", min=1)
     sweep_modes: tuple[str, ...] = help_field(SweepConfig.modes, "ablation (zero, mean) and enhancement "
                                               "(scale, add Delta-mu) modes of the sweeps", choices=MODES)
-    sweep_seeds: int = help_field(SweepConfig.seeds, "random selections per sweep point", min=1)
-    sweep_rows: int = help_field(24, "rows per emotion for ablation sweeps", min=1)
+    sweep_seeds: int = help_field(2, "random selections per sweep point", min=1)
+    sweep_rows: int = help_field(12, "rows per emotion for ablation sweeps", min=1)
     sweep_layers: tuple[int, ...] | None = help_field(
         None, "layers of the ablation sweeps (default: --sweep-layer-count evenly spaced layers)", min=0)
-    sweep_layer_count: int = help_field(8, "evenly spaced layers the sweeps use when --sweep-layers is not given "
+    sweep_layer_count: int = help_field(4, "evenly spaced layers the sweeps use when --sweep-layers is not given "
                                            "(0: every layer)", min=0)
-    generation_rows: int = help_field(12, "rows per emotion for judged generations under ablation (0 skips)",
+    generation_rows: int = help_field(6, "rows per emotion for judged generations under ablation (0 skips)",
                                       min=0)
     generation_k_neurons: int = 16
     generation_k_heads: int = 2

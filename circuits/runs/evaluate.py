@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from circuits.core.artifacts import InputError, write_atomic, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
@@ -32,6 +34,24 @@ def run_prompts(run_dir: str | os.PathLike) -> PromptSettings:
     meta = Path(run_dir) / layout.STORE_DIR / "meta.json"
     prompts = json.loads(meta.read_text()).get("prompts") if meta.is_file() else None
     return PromptSettings.from_dict(prompts or {})
+
+
+def cached_emotion_vectors(model: ModelHandle, run: Path, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """The run's Emotion Vectors ``[n_emotions, n_layers, d_model]`` and their emotions: read from
+    ``emotion_vectors.safetensors``, or computed from the run's store and written there once."""
+    from safetensors.torch import load_file, save_file
+
+    from circuits.discovery.store import ActivationStore
+    from circuits.steer.methods import emotion_vectors
+
+    ev_path = run / layout.EMOTION_VECTORS
+    store = ActivationStore.load(run / layout.STORE_DIR, model)
+    if ev_path.exists():
+        ev = load_file(str(ev_path))["ev"]
+    else:
+        ev = emotion_vectors(model, store, progress=progress)
+        write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
+    return ev, list(store.emotions)
 
 
 def run_evaluation(
@@ -62,13 +82,10 @@ def run_evaluation(
     (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`). Returns the
     result of :func:`circuits.steer.evaluate.evaluate_methods`.
     """
-    from safetensors.torch import load_file, save_file
-
     from circuits.circuit import load_circuits
     from circuits.discovery.directions import Directions
-    from circuits.discovery.store import ActivationStore
-    from circuits.steer.methods import (circuit_modulation, default_direction_layers, direction_steering,
-                                        emotion_vector_steering, emotion_vectors)
+    from circuits.steer.methods import circuit_modulation, default_direction_layers, direction_steering, \
+        emotion_vector_steering
 
     cfg = cfg or EvalConfig()
     bad = [L for L in cfg.direction_layers or () if not 0 <= L < model.arch.n_layers]
@@ -88,14 +105,8 @@ def run_evaluation(
         layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
         factories["direction"] = lambda e, s: direction_steering(dirs, e, layers, s, model, cfg.positions)
     if "emotion_vector" in methods:
-        ev_path = run / layout.EMOTION_VECTORS
-        store = ActivationStore.load(run / layout.STORE_DIR, model)
-        if ev_path.exists():
-            ev = load_file(str(ev_path))["ev"]
-        else:
-            ev = emotion_vectors(model, store, progress=progress)
-            write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
-        factories["emotion_vector"] = lambda e, s: emotion_vector_steering(ev, store.emotions, {e: s},
+        ev, ev_emotions = cached_emotion_vectors(model, run, progress=progress)
+        factories["emotion_vector"] = lambda e, s: emotion_vector_steering(ev, ev_emotions, {e: s},
                                                                            positions=cfg.positions)
     cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
     data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)

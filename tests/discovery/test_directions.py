@@ -46,3 +46,33 @@ def test_masked_directions_equal_a_loop_reference():
     u_plain, d_plain = centred_directions(h)
     torch.testing.assert_close(d_full, d_plain)
     assert not torch.allclose(centred_directions(h, mask)[1], d_plain)  # the mask matters
+
+
+def test_batched_logistic_probe_equals_sklearn():
+    """The all-layers-at-once probe against sklearn's StandardScaler + LogisticRegression, layer by layer."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from circuits.discovery.directions import logistic_probe_cv
+
+    g = torch.Generator().manual_seed(0)
+    n, L, d, E = 180, 3, 12, 4
+    y = torch.arange(n) % E
+    means = torch.randn(L, E, d, generator=g) * torch.tensor([0.0, 0.4, 2.0])[:, None, None]  # chance, hard, easy
+    x = torch.randn(n, L, d, generator=g) * 1.5 + means[:, y].transpose(0, 1)
+    groups = np.arange(n) // 6
+    splits = list(GroupKFold(3).split(np.zeros(n), y.numpy(), groups))
+    ours = logistic_probe_cv(x, y, splits, n_classes=E, C=0.1, max_iter=500).numpy()
+    ref = []
+    for layer in range(L):
+        accs = []
+        for tr, te in splits:
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, tol=1e-8))
+            clf.fit(x[tr, layer].numpy(), y[tr].numpy())
+            accs.append((clf.predict(x[te, layer].numpy()) == y[te].numpy()).mean())
+        ref.append(np.mean(accs))
+    np.testing.assert_allclose(ours, ref, atol=1.5 / n * 3)  # at most ~1 test item per fold differs
+    assert ours[2] > 0.95 and ours[0] < 0.45  # the easy layer separates, the label-free one is near chance

@@ -254,7 +254,7 @@ def test_reference_budget_sizes_or_skips_the_slow_measures(qwen_tiny, tmp_path):
 def test_sweeps_default_to_spread_layers():
     from circuits.runs.discover import spread_layers, sweep_layers
 
-    assert sweep_layers(DiscoverConfig(), 30) == spread_layers(30, 8) == (1, 5, 9, 13, 16, 20, 24, 28)
+    assert sweep_layers(DiscoverConfig(), 30) == spread_layers(30, 4) == (3, 11, 18, 26)
     assert sweep_layers(DiscoverConfig(), 4) == (0, 1, 2, 3)  # a shallow model: every layer
     assert sweep_layers(DiscoverConfig(sweep_layer_count=0), 30) == tuple(range(30))
     assert sweep_layers(DiscoverConfig(sweep_layers=(3, 7)), 30) == (3, 7)

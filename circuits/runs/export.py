@@ -1,0 +1,241 @@
+"""``export-gguf`` and ``export-graph``: a discovery run's results in formats other tools read.
+
+* :func:`export_control_vector`: a direction, Emotion Vector, VA axis or circuit of a run as a llama.cpp
+  control vector (:mod:`circuits.interop.controlvector`); :func:`check_control_vector` then measures
+  what the file does: judged accuracy on test prompts in the workbench (the file read back as
+  interventions) and, where llama-cpp-python is installed, in llama.cpp itself, each with and without
+  the file; for a circuit also circuit modulation itself, so the share of its effect the file keeps
+  is on the same replies' footing.
+* :func:`export_graphs`: per circuit, the EAP-IG graph JSON, a node-link JSON with labelled nodes and a
+  self-contained HTML view, next to the circuit in ``circuits/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from circuits.core.artifacts import InputError, write_json_atomic
+from circuits.core.model import ModelHandle
+from circuits.interop import controlvector as cvec
+from circuits.runs import layout
+
+SOURCES = ("direction", "emotion_vector", "circuit", "va")
+
+
+def _run_store(model: ModelHandle, run: Path):
+    from circuits.discovery.store import ActivationStore
+
+    return ActivationStore.load(run / layout.STORE_DIR, model)
+
+
+def export_control_vector(model: ModelHandle, run_dir: str | Path, source: str, emotion: str | None,
+                          strength: float, *, layers: Sequence[int] | None = None, va_dir: str | Path | None = None,
+                          axis: str = "valence") -> cvec.ControlVector:
+    """The control vector of ``source`` (one of :data:`SOURCES`) from the discovery run ``run_dir``:
+    ``direction`` (``alpha * sigma_L * v_L`` on ``layers``, default the direction-steering layers),
+    ``emotion_vector`` (``alpha * EV_L``), ``circuit`` (``lam`` x the circuit's residual write) or ``va``
+    (``alpha * sigma * axis`` of the VA run ``va_dir``). ``strength`` is alpha or lambda."""
+    from circuits.discovery.influence import residual_sigma
+
+    run = Path(run_dir)
+    if source not in SOURCES:
+        raise InputError(None, f"source {source!r}: expected one of {', '.join(SOURCES)}")
+    if source != "va" and not emotion:
+        raise InputError(None, f"source {source!r} needs an emotion (--emotion)")
+    if source == "direction":
+        from circuits.discovery.directions import Directions
+        from circuits.steer.methods import default_direction_layers
+
+        dirs = Directions.load(run / layout.DIRECTIONS)
+        if dirs.fingerprint != model.fingerprint:
+            raise InputError(run, "the run's directions were made on another model")
+        chosen = list(layers) if layers else default_direction_layers(model.arch.n_layers)
+        return cvec.from_directions(model, dirs, emotion, chosen, strength, residual_sigma(_run_store(model, run)))
+    if source == "emotion_vector":
+        from circuits.runs.evaluate import cached_emotion_vectors
+
+        ev, emotions = cached_emotion_vectors(model, run)
+        return cvec.from_emotion_vectors(model, ev, emotions, emotion, strength)
+    if source == "circuit":
+        from circuits.circuit import Circuit
+
+        path = run / layout.CIRCUITS_DIR / f"{emotion}.json"
+        return cvec.from_circuit(Circuit.load(path, model=model), model, strength)
+    if va_dir is None:
+        raise InputError(None, "source 'va' needs the VA run directory (--va DIR)")
+    from circuits.va.subspace import VAAxes
+
+    axes = VAAxes.load(Path(va_dir) / "axes")
+    sigma = float(residual_sigma(_run_store(model, run))[axes.layer, 1])
+    return cvec.from_va_axis(model, axes, axis, strength, sigma)
+
+
+def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: str, *, limit: int = 2,
+                         circuit_lambda: float | None = None, run_dir: str | Path | None = None,
+                         judge: Any = None, max_new_tokens: int = 48, threads: int = 2,
+                         gguf_model: str | Path | None = None) -> dict[str, Any]:
+    """Judged accuracy (share of replies judged ``emotion``) on the neutral prompts of ``limit`` test
+    scenarios: the workbench without and with ``cv`` (read back as ``resid_post`` edits at every
+    position), circuit modulation itself when ``circuit_lambda`` is given (the run's circuit for
+    ``emotion``), and llama.cpp without and with ``cv`` when llama-cpp-python is installed and
+    ``gguf_model`` (default: the packaged SmolLM2 GGUF for ``smollm2-135m``) is a GGUF of the same model.
+    Also the emotion score ``s`` at the last prompt token (final state on the run's reference direction)
+    for the workbench conditions, when ``run_dir`` is given."""
+    from circuits.core.generate import GenerationSettings, generate
+    from circuits.core.sev import DEFAULT_TEST, load_sev
+    from circuits.judges.base import default_judge_instance, judge_matches, judge_name
+    from circuits.runs.evaluate import run_prompts
+
+    judge = judge or default_judge_instance()
+    settings = run_prompts(run_dir) if run_dir else None
+    items = load_sev(DEFAULT_TEST).subset(limit).items([emotion])
+    chat = (settings.chat if settings else (lambda e, u: (None, u)))
+    prompts = [model.chat_ids(*chat(None, it.user_text)) for it in items]
+    gen = GenerationSettings(max_new_tokens=max_new_tokens)
+    conditions: dict[str, list] = {"workbench, no edit": [], "workbench + file": cv.interventions(model)}
+    if circuit_lambda is not None and run_dir is not None:
+        from circuits.circuit import Circuit
+        from circuits.steer.methods import circuit_modulation
+
+        circuit = Circuit.load(Path(run_dir) / layout.CIRCUITS_DIR / f"{emotion}.json", model=model)
+        conditions["workbench, circuit modulation"] = circuit_modulation(circuit, model, lam=circuit_lambda)
+    replies = {name: generate(model, prompts, gen, interventions=ivs or None, progress=False)
+               for name, ivs in conditions.items()}
+    engine = _llama_cpp(model, gguf_model, threads)
+    if engine is not None:
+        try:
+            replies["llama.cpp, no edit"] = engine.replies(model, prompts, max_new_tokens)
+            engine.set_control_vector(cv)
+            replies["llama.cpp + file"] = engine.replies(model, prompts, max_new_tokens)
+        finally:
+            engine.close()
+    out: dict[str, Any] = {"emotion": emotion, "n": len(prompts), "judge": judge_name(judge), "conditions": {},
+                           "file_meta": cv.meta, "llama_cpp": engine is not None}
+    for name, texts in replies.items():
+        hits, verdicts = judge_matches(judge, texts, [emotion] * len(texts))
+        out["conditions"][name] = {"accuracy": sum(hits) / max(1, len(hits)), "examples": texts[:2]}
+    if run_dir is not None:
+        scores = _emotion_scores(model, Path(run_dir), emotion, prompts, conditions)
+        for name, s in scores.items():
+            out["conditions"][name]["emotion_score"] = s
+    return out
+
+
+def _llama_cpp(model: ModelHandle, gguf_model: str | Path | None, threads: int):
+    from circuits.interop.llamacpp import LlamaCpp, available
+
+    if not available():
+        return None
+    if gguf_model is None:
+        if model.name != "smollm2-135m":
+            return None
+        from circuits.core.gguf import packaged_gguf
+
+        gguf_model = packaged_gguf("smollm2-135m")
+    return LlamaCpp(gguf_model, n_threads=threads)
+
+
+@torch.no_grad()
+def _emotion_scores(model: ModelHandle, run: Path, emotion: str, prompts: list[list[int]],
+                    conditions: dict[str, list]) -> dict[str, float]:
+    """Mean ``s`` = <final state at the last prompt token, v_ref> per workbench condition."""
+    from circuits.core.hooks import run_forward
+    from circuits.discovery.directions import Directions
+    from circuits.discovery.influence import FINAL_STATE, final_state, reference_directions
+
+    dirs = Directions.load(run / layout.DIRECTIONS)
+    v = reference_directions(dirs)[list(dirs.emotions).index(emotion)]
+    ids, mask = model.pad_left(prompts)
+    return {name: float((final_state(run_forward(model, ids, mask, ivs, FINAL_STATE)) @ v).mean())
+            for name, ivs in conditions.items()}
+
+
+def check_table(result: dict[str, Any]) -> str:
+    lines = [f"{result['emotion']}: {result['n']} neutral test prompts, judge {result['judge']}"]
+    for name, c in result["conditions"].items():
+        score = f"   s {c['emotion_score']:+.3f}" if "emotion_score" in c else ""
+        lines.append(f"  {name:<32}{c['accuracy']:>7.1%}{score}")
+    if not result["llama_cpp"]:
+        lines.append("  (llama.cpp not run: llama-cpp-python is not installed, or no GGUF of this model was given)")
+    return "\n".join(lines)
+
+
+def export_graphs(model: ModelHandle, run_dir: str | Path, emotions: Sequence[str] | None = None) -> list[Path]:
+    """Per circuit of the run: ``{e}.graph.json`` (EAP-IG), ``{e}.nodelink.json`` and ``{e}.html``."""
+    from circuits.circuit import load_circuits
+    from circuits.interop.graphview import node_link_graph, save_circuit_html, save_node_link
+
+    folder = Path(run_dir) / layout.CIRCUITS_DIR
+    written = []
+    for e, c in load_circuits(folder, model=model, emotions=emotions).items():
+        g = node_link_graph(c, model)
+        written += [c.save_graph(folder / f"{e}.graph.json"), save_node_link(g, folder / f"{e}.nodelink.json"),
+                    save_circuit_html(g, folder / f"{e}.html")]
+    return written
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _export_gguf(args: argparse.Namespace) -> int:
+    from circuits.cli import _check_model_args, _judge, _load
+
+    _check_model_args(args)
+    judge = _judge(args) if args.check else None
+    model = _load(args)
+    cv = export_control_vector(model, args.run, args.source, args.emotion, args.strength, layers=args.layers,
+                               va_dir=args.va, axis=args.axis)
+    path = cv.save(args.out)
+    print(f"wrote {path}: {len(cv.vectors)} layer(s) {list(cv.vectors)}, model hint {cv.model_hint!r}; "
+          f"llama.cpp: --control-vector {path}")
+    if args.check:
+        res = check_control_vector(model, cv, args.emotion, limit=args.check, run_dir=args.run, judge=judge,
+                                   circuit_lambda=args.strength if args.source == "circuit" else None,
+                                   threads=args.threads or 2, gguf_model=args.gguf)
+        print(check_table(res))
+        report = Path(str(args.out) + ".check.json")
+        write_json_atomic(report, res)
+        print(f"wrote {report}")
+    return 0
+
+
+def _export_graph(args: argparse.Namespace) -> int:
+    from circuits.cli import _check_model_args, _load
+
+    _check_model_args(args)
+    for p in export_graphs(_load(args), args.run, args.emotions):
+        print(p)
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    from circuits.cli import _judge_arg, _model_args
+
+    p = sub.add_parser("export-gguf", help="a direction, Emotion Vector, VA axis or circuit as a llama.cpp control "
+                                           "vector (GGUF)")
+    _model_args(p)
+    p.add_argument("--run", required=True, help="a discovery run directory")
+    p.add_argument("--source", required=True, choices=SOURCES)
+    p.add_argument("--emotion", default=None, help="the emotion (every source but va)")
+    p.add_argument("--strength", type=float, required=True,
+                   help="alpha (direction: x mean residual RMS; emotion_vector: x EV; va: x mean residual RMS) "
+                        "or lambda (circuit: x Delta-mu); the file holds the vector as added")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="direction: layers (default: 40-72%% of "
+                                                                        "the depth)")
+    p.add_argument("--va", default=None, help="source va: the VA run directory (emocircuits va)")
+    p.add_argument("--axis", default="valence", choices=("valence", "arousal"))
+    p.add_argument("--out", required=True, help="the .gguf file to write")
+    p.add_argument("--check", type=int, default=0, metavar="N",
+                   help="also steer with the file on the neutral prompts of N test scenarios, in the workbench and "
+                        "(if llama-cpp-python is installed) in llama.cpp, and judge the replies")
+    p.add_argument("--gguf", default=None, help="the model as GGUF for llama.cpp (default: the packaged SmolLM2)")
+    _judge_arg(p, "the replies of --check", modes=False)
+    p.set_defaults(func=_export_gguf)
+
+    g = sub.add_parser("export-graph", help="per circuit: EAP-IG graph JSON, node-link JSON and an HTML view")
+    _model_args(g)
+    g.add_argument("--run", required=True, help="a discovery run directory")
+    g.add_argument("--emotions", nargs="+", default=None)
+    g.set_defaults(func=_export_graph)

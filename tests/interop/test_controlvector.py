@@ -136,3 +136,25 @@ def test_llama_cpp_adds_direction_L_where_the_workbench_adds_resid_post_L(smollm
         assert corr[k] > 0.97 and corr[k] > max(corr[k - 1], corr[k + 1]) + 0.1, corr
     finally:
         lc.close()
+
+
+def test_va_axis_and_emotion_vector_sources(tmp_path, qwen_tiny):
+    from circuits.interop.controlvector import from_emotion_vectors, from_va_axis
+    from circuits.va.subspace import VAAxes
+
+    m = qwen_tiny
+    d = m.arch.d_model
+    g = torch.Generator().manual_seed(4)
+    val, aro = torch.randn(d, generator=g), torch.randn(d, generator=g)
+    axes = VAAxes(layer=1, valence=val / val.norm(), arousal=aro / aro.norm(), n_components=2, ridge_alpha={},
+                  r2={}, emotions=["anger", "fear"])
+    axes.save(tmp_path / "axes")
+    cv = from_va_axis(m, VAAxes.load(tmp_path / "axes"), "arousal", alpha=-2.0, sigma=3.0)
+    assert list(cv.vectors) == [1] and cv.meta["source"] == "va_arousal"
+    torch.testing.assert_close(cv.vectors[1], -6.0 * axes.arousal)
+    with pytest.raises(ValueError, match="valence' or 'arousal"):
+        from_va_axis(m, axes, "dominance", 1.0, 1.0)
+    ev = torch.randn(2, m.arch.n_layers, d, generator=g)
+    cv = from_emotion_vectors(m, ev, ["anger", "fear"], "fear", 2.0)
+    assert list(cv.vectors) == list(range(1, m.arch.n_layers))  # EV_0 dropped: llama.cpp starts at block 1
+    torch.testing.assert_close(cv.vectors[1], 2.0 * ev[1, 1])

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_discovery import timed  # noqa: E402
 from circuits.core.artifacts import write_text_atomic  # noqa: E402
-from circuits.core.generate import GenerationSettings, generate, steered  # noqa: E402
+from circuits.core.generate import GenerationSettings, generate  # noqa: E402
 from circuits.core.hooks import Intervention  # noqa: E402
 from circuits.core.model import load_model  # noqa: E402
 from circuits.core.sev import DEFAULT_TEST, load_sev  # noqa: E402

@@ -24,7 +24,7 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from circuits.discovery.directions import Directions
-from circuits.core.hooks import Intervention, Read, run_forward
+from circuits.core.hooks import Intervention, Read
 from circuits.core.model import ModelHandle
 from circuits.core.prefix import LastTokenBatches
 from circuits.discovery.store import READ_POINTS, ActivationStore

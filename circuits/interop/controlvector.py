@@ -198,25 +198,37 @@ def from_emotion_vectors(model: Any, ev: Float[torch.Tensor, "n_emotions n_layer
 
 
 @torch.no_grad()
+def circuit_unit_writes(circuit: Any, model: Any) -> dict[str, torch.Tensor]:
+    """Per circuit unit (``a{L}.h{H}``, ``m{L}.n{N}``), its Delta-mu write into the residual stream,
+    ``dmu_h @ W_O[h]`` or ``dmu_n * W_out[n]`` (``[d_model]`` each)."""
+    out = {}
+    for lc in circuit.layers:
+        L = lc.layer
+        if lc.heads:
+            dmu = circuit.delta_mu[f"attn.{L}"].float()  # [k, d_head]
+            W_O = model.W_O(L).detach().float().cpu()  # [n_heads, d_head, d_model]
+            out.update({f"a{L}.h{h}": dmu[j] @ W_O[h] for j, h in enumerate(lc.heads)})
+        if lc.neurons:
+            dmu = circuit.delta_mu[f"mlp.{L}"].float()  # [k]
+            W_out = model.W_out(L).detach().float().cpu()  # [d_mlp, d_model]
+            out.update({f"m{L}.n{n}": dmu[j] * W_out[n] for j, n in enumerate(lc.neurons)})
+    return out
+
+
 def circuit_residual_write(circuit: Any, model: Any, lam: float = 1.0) -> dict[int, torch.Tensor]:
     """Per layer, what circuit modulation's ``lam * Delta-mu`` edits write into the residual stream:
-    ``lam * (sum over the circuit's heads of dmu_h @ W_O[h] + sum over its neurons of dmu_n W_out[n])``
-    (``[d_model]`` each). Refuses post-norm models (Gemma2: the write passes through a per-token norm)."""
+    ``lam`` x the sum of the layer's :func:`circuit_unit_writes` (``[d_model]`` each). Refuses post-norm
+    models (Gemma2: the write passes through a per-token norm)."""
     if model.arch.post_norms:
         raise ControlVectorError(None, f"{model.arch.architecture} normalises sublayer outputs (post-norms): a "
                                        "circuit's write is not a constant residual vector there")
+    units = circuit_unit_writes(circuit, model)
     out: dict[int, torch.Tensor] = {}
     for lc in circuit.layers:
         L = lc.layer
         w = torch.zeros(model.arch.d_model)
-        if lc.heads:
-            dmu = circuit.delta_mu[f"attn.{L}"].float()  # [k, d_head]
-            W_O = model.W_O(L).detach().float().cpu()[list(lc.heads)]  # [k, d_head, d_model]
-            w += torch.einsum("kd,kdm->m", dmu, W_O)
-        if lc.neurons:
-            dmu = circuit.delta_mu[f"mlp.{L}"].float()  # [k]
-            W_out = model.W_out(L).detach().float().cpu()[list(lc.neurons)]  # [k, d_model]
-            w += dmu @ W_out
+        for key in [f"a{L}.h{h}" for h in lc.heads] + [f"m{L}.n{n}" for n in lc.neurons]:
+            w += units[key]
         out[L] = float(lam) * w
     return out
 

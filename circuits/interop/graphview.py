@@ -25,34 +25,16 @@ from typing import Any
 import torch
 
 from circuits.core.artifacts import write_text_atomic
+from circuits.interop.controlvector import circuit_unit_writes
 
 NODE_LINK_FORMAT = "emocircuits-node-link"
 NODE_LINK_VERSION = 1
 
 
-@torch.no_grad()
-def _unit_writes(circuit: Any, model: Any) -> dict[str, torch.Tensor]:
-    """Per circuit unit, its Delta-mu write into the residual stream (``[d_model]``)."""
-    out = {}
-    for lc in circuit.layers:
-        L = lc.layer
-        if lc.heads:
-            dmu = circuit.delta_mu[f"attn.{L}"].float()
-            W_O = model.W_O(L).detach().float().cpu()
-            for j, h in enumerate(lc.heads):
-                out[f"a{L}.h{h}"] = dmu[j] @ W_O[h]
-        if lc.neurons:
-            dmu = circuit.delta_mu[f"mlp.{L}"].float()
-            W_out = model.W_out(L).detach().float().cpu()
-            for j, n in enumerate(lc.neurons):
-                out[f"m{L}.n{n}"] = dmu[j] * W_out[n]
-    return out
-
-
 def node_link_graph(circuit: Any, model: Any = None, top_tokens: int = 5) -> dict[str, Any]:
     """The circuit as a node-link graph (see the module docstring); ``model`` (a ModelHandle of the
     circuit's model) adds each unit's write norm, top tokens and label."""
-    writes = _unit_writes(circuit, model) if model is not None else {}
+    writes = circuit_unit_writes(circuit, model) if model is not None else {}
     W_U = model.W_U.detach().float().cpu() if model is not None else None
     nodes: list[dict[str, Any]] = [{"id": "input", "kind": "input", "label": "input embeddings"}]
     layers: list[list[str]] = []

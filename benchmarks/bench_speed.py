@@ -23,6 +23,8 @@ after a warm-up, and printed as ratios:
   scaling      forward time against the number of prompts (16 / 64 / 256) and against the number of
                layers (the model cut to its first layers), per prompt and per layer
   memory       peak resident memory of the process
+
+--generation-only stops after the generation and llama.cpp rows.
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ def main() -> None:
     ap.add_argument("--influence-rows", type=int, default=8, help="neutral rows for the influence measures")
     ap.add_argument("--quick", action="store_true", help="tiny sizes everywhere (smoke run)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--generation-only", action="store_true",
+                    help="only the generation and llama.cpp rows (a few minutes)")
     args = ap.parse_args()
     if args.quick:
         args.batch, args.single, args.new_tokens, args.limit = 4, 1, 8, 2
@@ -188,6 +192,13 @@ def main() -> None:
         res["llama_cpp_single_tok_s"] = lcpp
         if lcpp:
             res["generation"]["batched_steered_over_llama_cpp"] = (tok_b / t["fast_b"]) / lcpp
+
+        if args.generation_only:
+            res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            report(res)
+            if args.json:
+                write_text_atomic(args.json, json.dumps(res, indent=1))
+            return
 
         # ---- store, heads, influence (the one-pass measures against their references)
         from circuits.discovery import components, influence
@@ -284,6 +295,9 @@ def report(res: dict) -> None:
               f"llama.cpp {g['batched_steered_over_llama_cpp']:.2f}x (goal >= 2)")
     else:
         print("llama.cpp: llama-cpp-python not installed or the model is not a GGUF (not measured)")
+    if "store" not in res:  # --generation-only
+        print(f"peak RSS {res['peak_rss_gib']:.2f} GiB")
+        return
     s = res["store"]
     print(f"store ({s['rows']} rows): {s['store_s']:.2f} s; / bridge forward {s['store_over_bridge']:.2f}x (goal <= 1.15), "
           f"/ plain HF forward {s['store_over_plain_hf']:.2f}x")

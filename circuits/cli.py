@@ -22,10 +22,12 @@ from circuits.va.run import VAConfig
 # The config fields each command exposes as flags (defaults and help come from the dataclasses).
 DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation", "reference_head_rows",
                   "influence_rows", "reference_layers", "reference_budget_s", "alphas", "sweep_ks", "sweep_modes",
-                  "sweep_seeds", "sweep_rows", "sweep_layers", "sweep_layer_count", "generation_rows", "seed", "figures")
+                  "sweep_seeds", "sweep_rows", "sweep_layers", "sweep_layer_count", "generation_rows", "null_seeds", "faithfulness_rows",
+                  "faithfulness_seeds", "faithfulness_judge_rows", "seed", "figures")
 ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_heads", "cap_fraction")
 EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
-                  "positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "sweep_limit", "fluency_factor")
+                  "positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit",
+                  "fluency_factor")
 PROMPT_FLAGS = ("placement", "user_instruction", "instruction_position", "emotion_system", "neutral_system")
 VA_FLAGS = ("texts", "ratings", "self_report", "lexicon", "vocab_only", "layer", "position", "emotions", "alphas",
             "steer_limit", "refusal", "sycophancy", "limit")
@@ -139,6 +141,11 @@ def _discover(args: argparse.Namespace) -> int:
     ag = summary["agreement"]
     print(f"wrote {args.out}: store {summary['rows']}, circuits {summary['circuits']}")
     print(agreement_line(ag))
+    if summary.get("faithfulness"):
+        from circuits.circuit.faithfulness import faithfulness_table
+
+        print("circuit faithfulness (emotion score at the last token; random: circuits of equal size per layer)")
+        print(faithfulness_table(summary["faithfulness"]))
     print("timings (s):", summary["timings_s"])
     return 0
 
@@ -164,7 +171,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_EVAL_FLAGS = ("positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "sweep_limit", "fluency_factor")
+DEMO_EVAL_FLAGS = ("positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit",
+                  "fluency_factor")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -300,7 +308,9 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
 
     out = []
-    for mod in ("circuits.toy.cli", "circuits.runs.prompts", "circuits.runs.judge", "circuits.runs.export"):
+    for mod in ("circuits.toy.cli", "circuits.runs.prompts", "circuits.runs.judge", "circuits.runs.export",
+                "circuits.runs.faithfulness", "circuits.runs.dose", "circuits.runs.concepts",
+                "circuits.runs.atlas", "circuits.runs.trace", "circuits.runs.nulls"):
         try:
             out.append(importlib.import_module(mod).register_cli)
         except ModuleNotFoundError as err:

@@ -7,7 +7,7 @@ by :data:`~circuits.circuit.schema.CIRCUIT_JSON_SCHEMA`, checked by
 :func:`~circuits.circuit.schema.validate_circuit_json`) plus a safetensors sidecar with the same stem
 holding the Delta-mu vectors of the selected units::
 
-    anger.json          {"schema_version": 1, "kind": "emotion-circuit", "emotion": "anger", ...}
+    anger.json          {"schema_version": 2, "kind": "emotion-circuit", "emotion": "anger", ...}
     anger.safetensors   mlp.{L}: [k_neurons_L]   attn.{L}: [k_heads_L, d_head]
 
 :meth:`Circuit.to_graph` gives the circuit in EAP-IG's graph JSON layout
@@ -89,6 +89,8 @@ class Circuit:
             ``layers[L].neurons``) and ``"attn.{L}"`` -> [k_heads_L, d_head] (Delta-mu of each
             selected head's z vector, same order as ``layers[L].heads``), for every layer L.
         meta: free-form JSON-serialisable facts (dataset hash, number of rows, ...).
+        faithfulness: the block of :func:`circuits.circuit.faithfulness.circuit_faithfulness`, or None
+            (not measured; always None for schema-version-1 files).
 
     Equality compares every field, tensors with :func:`torch.equal` (dtype included).
     """
@@ -100,6 +102,7 @@ class Circuit:
     influence: dict[str, list[float]]
     delta_mu: dict[str, torch.Tensor]
     meta: dict[str, Any] = field(default_factory=dict)
+    faithfulness: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ views
     @property
@@ -136,8 +139,8 @@ class Circuit:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Circuit):
             return NotImplemented
-        if (self.emotion, self.model, self.allocation, self.layers, self.influence, self.meta) != (
-            other.emotion, other.model, other.allocation, other.layers, other.influence, other.meta
+        if (self.emotion, self.model, self.allocation, self.layers, self.influence, self.meta, self.faithfulness) != (
+            other.emotion, other.model, other.allocation, other.layers, other.influence, other.meta, other.faithfulness
         ):
             return False
         if set(self.delta_mu) != set(other.delta_mu):
@@ -154,7 +157,7 @@ class Circuit:
     def to_json(self, delta_mu_file: str | None = None) -> dict[str, Any]:
         """The circuit as a JSON object following :data:`CIRCUIT_JSON_SCHEMA` (tensors excluded;
         ``delta_mu_file`` names the sidecar, default ``{emotion}.safetensors``)."""
-        return {
+        obj = {
             "schema_version": SCHEMA_VERSION,
             "kind": CIRCUIT_KIND,
             "emotion": self.emotion,
@@ -180,6 +183,9 @@ class Circuit:
             "delta_mu_file": delta_mu_file or f"{self.emotion}.safetensors",
             "meta": dict(self.meta),
         }
+        if self.faithfulness is not None:
+            obj["faithfulness"] = dict(self.faithfulness)
+        return obj
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], delta_mu: Mapping[str, torch.Tensor]) -> "Circuit":
@@ -204,6 +210,7 @@ class Circuit:
                        "mlp": [float(x) for x in obj["influence"]["mlp"]]},
             delta_mu={k: v for k, v in delta_mu.items()},
             meta=dict(obj["meta"]),
+            faithfulness=dict(obj["faithfulness"]) if obj.get("faithfulness") is not None else None,
         )
 
     def tensor_problems(self, delta_mu: Mapping[str, torch.Tensor] | None = None) -> list[str]:

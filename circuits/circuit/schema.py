@@ -11,9 +11,10 @@ from circuits.circuit.allocation import AllocationConfig
 from circuits.core.emotions import EMOTIONS
 from circuits.core.arch import ArchInfo
 
-SCHEMA_VERSION = 1
-"""Version of the circuit JSON format written by :meth:`Circuit.save`."""
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+SCHEMA_VERSION = 2
+"""Version of the circuit JSON format written by :meth:`Circuit.save` (2 adds the optional
+``faithfulness`` block; version 1 files, which never have it, still load)."""
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 CIRCUIT_KIND = "emotion-circuit"
 
 
@@ -28,7 +29,7 @@ _NUMBER = {"type": "number"}
 
 CIRCUIT_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "emotion circuit (schema_version 1)",
+    "title": "emotion circuit (schema_version 2)",
     "description": (
         "One emotion's circuit: selected MLP neurons and attention heads per layer, with their scores. "
         "The Delta-mu vectors lie in the safetensors sidecar named by delta_mu_file (tensors mlp.{L}: "
@@ -41,7 +42,8 @@ CIRCUIT_JSON_SCHEMA: dict[str, Any] = {
     "required": ["schema_version", "kind", "emotion", "model", "allocation", "budget", "influence", "layers",
                  "delta_mu_file", "meta"],
     "properties": {
-        "schema_version": {"const": SCHEMA_VERSION, "description": "format version; this library reads 1"},
+        "schema_version": {"enum": list(SUPPORTED_SCHEMA_VERSIONS),
+                           "description": "format version; this library reads 1 and 2"},
         "kind": {"const": CIRCUIT_KIND},
         "emotion": {"type": "string", "enum": list(EMOTIONS)},
         "model": {
@@ -121,6 +123,24 @@ CIRCUIT_JSON_SCHEMA: dict[str, Any] = {
         },
         "delta_mu_file": {"type": "string", "minLength": 1, "description": "sidecar file name, same directory"},
         "meta": {"type": "object", "description": "free-form"},
+        "faithfulness": {
+            "type": "object",
+            "description": "optional (schema_version 2): circuits.circuit.faithfulness.circuit_faithfulness",
+            "required": ["metric", "ablation", "rows", "scores", "faithfulness", "ablation_loss", "random"],
+            "properties": {
+                "metric": {"type": "string"},
+                "ablation": {"type": "string"},
+                "rows": _int(1),
+                "scores": {"type": "object", "required": ["full", "empty", "circuit", "ablated"],
+                           "properties": {k: _NUMBER for k in ("full", "empty", "circuit", "ablated")}},
+                "faithfulness": _NUMBER,
+                "ablation_loss": _NUMBER,
+                "random": {"type": "object", "required": ["faithfulness", "ablation_loss", "n_seeds"],
+                           "properties": {"faithfulness": {"type": "object", "required": ["mean", "std", "seeds"]},
+                                          "ablation_loss": {"type": "object", "required": ["mean", "std", "seeds"]},
+                                          "n_seeds": _int(0)}},
+            },
+        },
     },
 }
 """JSON Schema (draft 2020-12 subset) of the circuit file. :func:`validate_circuit_json` walks it
@@ -283,6 +303,9 @@ def validate_circuit_json(obj: Any) -> list[str]:
                 if key in budget and budget[key] != expected[key]:
                     problems.append(f"budget.{key}: {budget[key]!r} but allocation gives {expected[key]} "
                                     f"for n_layers={n_layers}")
+
+    if version == 1 and "faithfulness" in obj:
+        problems.append("faithfulness: not part of schema_version 1 (written by schema_version 2)")
 
     fname = obj.get("delta_mu_file")
     if isinstance(fname, str) and fname and (

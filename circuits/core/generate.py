@@ -172,20 +172,22 @@ def continuation_logprobs(
     applied to every forward pass, on the ``backend`` path (see the module docstring). The one
     teacher-forced scorer (reply perplexity, answer log-probs)."""
     seqs = [list(p) + list(c) for p, c in zip(prompts, continuations)]
-    out: list[torch.Tensor] = []
-    for s in range(0, len(seqs), batch_size):
-        chunk = seqs[s:s + batch_size]
-        ids, mask = model.pad_left(chunk)
+    # sorted by length so that a batch carries little padding; the output keeps the input's order
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        ids, mask = model.pad_left([seqs[i] for i in idx])
         # rows are left-padded, so every continuation lies in the last `keep - 1` positions: only those
         # logits are computed (a 49k-token vocabulary x the whole prompt would dominate the cost)
-        keep = max(len(continuations[s + row]) for row in range(len(chunk))) + 1
+        keep = max(len(continuations[i]) for i in idx) + 1
         with steered(model, interventions, backend=backend) as hf:
             logits = hf(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits
         logp = torch.log_softmax(logits.float(), -1)  # [b, keep, vocab]: position p of ids is keep - width + p
         width = ids.shape[1]
-        for row, seq in enumerate(chunk):
-            start = width - len(seq) + len(prompts[s + row])
+        for row, i in enumerate(idx):
+            start = width - len(seqs[i]) + len(prompts[i])
             tgt = ids[row, start:]
             lo = start - 1 - (width - keep)
-            out.append(logp[row, lo:keep - 1].gather(-1, tgt[:, None]).squeeze(-1).cpu())
+            out[i] = logp[row, lo:keep - 1].gather(-1, tgt[:, None]).squeeze(-1).cpu()
     return out

@@ -11,6 +11,16 @@ import torch
 from circuits.figures.render import save_figure
 
 
+
+def add_band(fig, x, lo, hi, name: str, **where) -> None:
+    """A filled band between ``lo`` and ``hi`` over ``x`` (the spread of a null over its seeds)."""
+    import plotly.graph_objects as go
+
+    xs = list(x) + list(x)[::-1]
+    ys = list(map(float, hi)) + list(map(float, lo))[::-1]
+    fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="lines", line=dict(width=0), opacity=0.25,
+                             name=name, hoverinfo="skip"), **where)
+
 def cross_context_cosines(store: Any, emotions: Sequence[str]) -> dict[str, np.ndarray]:
     """Per-emotion cross-context cosines from an activation store: ``{"theme": [2, n_layers,
     n_emotions] (directions from the two disjoint theme halves), "valence": [...] (directions from
@@ -107,6 +117,10 @@ def discovery_figures(
         fig.add_trace(go.Scatter(x=list(range(len(acc))), y=acc, mode="lines+markers", name=f"probe ({point})"))
     fig.add_trace(go.Scatter(x=[0, L - 1], y=[1 / len(emotions)] * 2, mode="lines", name="chance",
                              line=dict(dash="dot", color="grey")))
+    for point, band in ((evidence.get("null") or {}).get("probe_accuracy") or {}).items():
+        seeds = np.array(band["seeds"])  # [n_seeds, L]: permuted-label probes, drawn as their min-max band
+        add_band(fig, list(range(seeds.shape[1])), seeds.min(0), seeds.max(0),
+                 f"permuted labels ({point}, {len(seeds)} seeds)")
     fig.update_layout(title="Emotion probe accuracy by layer (cross-validated, folds grouped by scenario)",
                       xaxis_title="layer", yaxis_title="accuracy", yaxis_range=[0, 1.05])
     paths += save_figure(fig, out, "probe_accuracy")
@@ -121,6 +135,12 @@ def discovery_figures(
                 y = [np.mean([r["delta_s"] for r in rs if r["k"] == k]) for k in ks]
                 fig.add_trace(go.Scatter(x=ks, y=y, mode="lines+markers", name=f"{kind} {mode} {sel}",
                                          line=dict(dash=dash)), row=1, col=c + 1)
+                if sel == "random" and rs and rs[0].get("delta_s_seeds"):
+                    # per seed: the mean over emotions and layers; the band spans the seeds
+                    per_seed = np.array([[np.mean([r["delta_s_seeds"][s] for r in rs if r["k"] == k]) for k in ks]
+                                         for s in range(len(rs[0]["delta_s_seeds"]))])
+                    add_band(fig, ks, per_seed.min(0), per_seed.max(0), f"{kind} {mode} random: seeds",
+                             row=1, col=c + 1)
     fig.update_xaxes(type="log", title="k units per layer")
     fig.update_yaxes(title="mean change of emotion score s")
     fig.update_layout(title="Ablation (zero) and enhancement (add Delta-mu): top-k vs random units")

@@ -32,7 +32,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # (judged generations under ablation are left out: `discover --generation-rows N` runs them)
         "discover": {"limit": 4, "reference_head_rows": 1, "influence_rows": 4, "alphas": (1.0,),
                      "reference_layers": 2, "sweep_layers": 2,  # counts: spread over the depth (spread_layers)
-                     "sweep_ks": (16,), "sweep_seeds": 1, "sweep_rows": 2, "generation_rows": 0},
+                     "sweep_ks": (16,), "sweep_seeds": 1, "sweep_rows": 2, "generation_rows": 0,
+                     # faithfulness on the emotion score only (no judged generations), nulls from 2 permutations
+                     "faithfulness_judge_rows": 0},
         "evaluate": {"limit": 1, "positions": "paper", "sweep_limit": 1, "max_new_tokens": 32,
                      "direction_alphas": (2.0, 4.0), "ev_alphas": (2.0, 4.0), "circuit_lambdas": (1.0, 2.0)},
     },
@@ -63,6 +65,11 @@ def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, 
     summary = discover(model, load_sev(), out, discover_cfg, settings=settings, judge=judge, progress=progress)
     ag = summary["agreement"]
     print_fn(f"discovery done in {time.perf_counter() - t0:.0f} s; {agreement_line(ag)}; circuits {summary['circuits']}")
+    if summary.get("faithfulness"):
+        from circuits.circuit.faithfulness import faithfulness_table
+
+        print_fn("circuit faithfulness (emotion score at the last token; random: circuits of equal size per layer)")
+        print_fn(faithfulness_table(summary["faithfulness"]))
     result = run_evaluation(model, out, replace(eval_cfg, methods=METHODS, emotions=discover_cfg.emotions), judge=judge,
                             progress=progress)
     print_fn(f"prompt: {settings.describe()}")

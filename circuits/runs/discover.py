@@ -79,6 +79,13 @@ class DiscoverConfig:
     """lambda for ``"add"`` (default 1.0) or the factor for ``"scale"`` (default 2.0)."""
     generation_enhance_prompt: str = "neutral"
     """Prompt the enhanced generations use: ``"neutral"`` (can the units induce the emotion) or ``"emotion"``."""
+    null_seeds: int = help_field(2, "permuted-label nulls of the probe (mlp read point) and the cross-context "
+                                    "cosine (0 skips)", min=0)
+    faithfulness_rows: int = help_field(24, "emotion-prompt rows per emotion for circuit faithfulness (0 skips)",
+                                        min=0)
+    faithfulness_seeds: int = help_field(3, "random circuits of equal size per layer for faithfulness", min=1)
+    faithfulness_judge_rows: int = help_field(4, "rows per emotion for judged generations under each faithfulness "
+                                                 "condition (0: emotion score only)", min=0)
     influence_method: str = "intervention"
     seed: int = help_field(0, "seed of every random choice")
     figures: bool = help_field(True, "draw the figures")
@@ -185,8 +192,13 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "probe_accuracy": {p: probe_accuracy(store, p, emotions, seed=cfg.seed).tolist() for p in READ_POINTS},
     }
     pca = pca_by_layer(store, "mlp", emotions=emotions)
-    write_json_atomic(out / layout.EVIDENCE_JSON, evidence)
     lap("directions")
+    if cfg.null_seeds > 0:
+        from circuits.discovery.nulls import direction_nulls
+
+        evidence["null"] = direction_nulls(store, emotions, seeds=cfg.null_seeds, seed=cfg.seed)
+        lap("direction_nulls")
+    write_json_atomic(out / layout.EVIDENCE_JSON, evidence)
 
     attribution = dla.direct_logit_attribution(model, store, dirs, emotions)
     lens = dla.logit_lens(model, store, emotions)
@@ -255,10 +267,20 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
             model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
             config=alloc, meta={"dataset_sha256": store.meta["dataset"]["sha256"], "n_rows": len(store.rows),
                                 "influence_method": influence_method, "prompts": store.meta["prompts"]}))
+    lap("circuits")
+    faithful = None
+    if cfg.faithfulness_rows > 0:
+        from circuits.circuit.faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
+
+        fcfg = FaithfulnessConfig(rows=cfg.faithfulness_rows, seeds=cfg.faithfulness_seeds,
+                                  judge_rows=cfg.faithfulness_judge_rows, seed=cfg.seed)
+        faithful = circuit_faithfulness(model, store, dirs, circuits, fcfg, judge=judge, progress=progress)
+        for c in circuits:
+            c.faithfulness = faithful[c.emotion]
+        lap("faithfulness")
     save_circuits(circuits, out / layout.CIRCUITS_DIR)
     for c in circuits:
         c.save_graph(out / layout.CIRCUITS_DIR / f"{c.emotion}.graph.json")
-    lap("circuits")
 
     summary = {
         "model": model.describe(),
@@ -271,9 +293,12 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "influence_method": influence_method,
         "directions": {"n_groups": dirs.n_groups,
                        "best_probe_layer": int(torch.tensor(evidence["probe_accuracy"]["mlp"]).argmax()),
-                       "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"]},
+                       "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"],
+                       "null_probe_accuracy_mlp": (evidence["null"]["probe_accuracy"]["mlp"]["mean"]
+                                                   if "null" in evidence else None)},
         "circuits": {c.emotion: {"neurons": c.n_neurons, "heads": c.n_heads} for c in circuits},
         "ablation_generations": gen_effect["mean"] if gen_effect else None,
+        "faithfulness": faithfulness_summary(faithful) if faithful else None,
         "judge": judge_name(judge),
         "timings_s": timings,
     }

@@ -4,9 +4,10 @@ methods on the held-out SEV split (:func:`run_evaluation`)."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -54,6 +55,73 @@ def cached_emotion_vectors(model: ModelHandle, run: Path, progress: bool = True)
     return ev, list(store.emotions)
 
 
+
+def method_factories(model: ModelHandle, run: Path, cfg: EvalConfig, emotions: Sequence[str], *,
+                     null_seed: int | None = None, progress: bool = True) -> tuple[dict[str, Any], list[int] | None]:
+    """``{method: (emotion, strength) -> interventions}`` for the steered methods of ``cfg.methods`` from the
+    run's circuits, directions and Emotion Vectors, and the direction-steering layers (None without it).
+
+    ``null_seed``: the random controls of equal norm instead (seeded): direction steering along random
+    unit directions (one per layer and emotion); Emotion Vectors replaced by random vectors with each
+    layer's EV norm; circuit modulation with the circuit's Delta-mu put on random units of the same number
+    per layer (:func:`circuits.circuit.faithfulness.random_units`)."""
+    from circuits.circuit import load_circuits
+    from circuits.steer.methods import circuit_modulation, default_direction_layers, direction_steering, \
+        emotion_vector_steering
+
+    methods = cfg.methods
+    factories: dict[str, Any] = {}  # method -> (emotion, strength) -> interventions
+    layers = None
+    g = torch.Generator().manual_seed(null_seed) if null_seed is not None else None
+    if "circuit" in methods:
+        circuits = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=emotions)
+        if g is not None:
+            circuits = {e: random_circuit(c, null_seed) for e, c in circuits.items()}
+        factories["circuit"] = lambda e, s: circuit_modulation(circuits[e], model, lam=s, positions=cfg.positions)
+    if "direction" in methods:
+        dirs = direction_source(run, cfg.direction_source)
+        if g is not None:
+            noise = torch.randn(dirs.unit.shape, generator=g)
+            dirs = replace(dirs, unit=noise / noise.norm(dim=-1, keepdim=True))
+        layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
+        factories["direction"] = lambda e, s: direction_steering(dirs, e, layers, s, model, cfg.positions)
+    if "emotion_vector" in methods:
+        ev, ev_emotions = cached_emotion_vectors(model, run, progress=progress)
+        if g is not None:
+            noise = torch.randn(ev.shape, generator=g)
+            ev = noise / noise.norm(dim=-1, keepdim=True) * ev.norm(dim=-1, keepdim=True)
+        factories["emotion_vector"] = lambda e, s: emotion_vector_steering(ev, ev_emotions, {e: s},
+                                                                           positions=cfg.positions)
+    return factories, layers
+
+
+def direction_source(run: Path, source: str) -> Any:
+    """The run's directions of ``source``: ``sev`` (``directions``) or ``concept`` (``concept_directions``)."""
+    from circuits.discovery.concepts import CONCEPT_DIRECTIONS
+    from circuits.discovery.directions import Directions
+
+    if source == "concept":
+        path = run / CONCEPT_DIRECTIONS
+        if not path.with_suffix(".safetensors").is_file():
+            raise InputError(f"{path.with_suffix('.safetensors')}: no emotion-concept directions in this run: "
+                             f"compute them first with `emocircuits concepts --run {run}`")
+        return Directions.load(path)
+    if source != "sev":
+        raise InputError(f"direction source {source!r}: expected 'sev' or 'concept'")
+    return Directions.load(run / layout.DIRECTIONS)
+
+
+def random_circuit(circuit: Any, seed: int) -> Any:
+    """``circuit`` with its units replaced by random ones (same number of neurons and heads per layer),
+    each carrying the Delta-mu of the unit it replaces: a control of equal size and norm."""
+    from circuits.circuit import LayerCircuit
+    from circuits.circuit.faithfulness import random_units
+
+    units = random_units(circuit, seed)
+    layers = [LayerCircuit(lc.layer, units["neurons"][lc.layer], list(lc.neuron_scores), units["heads"][lc.layer],
+                           list(lc.head_scores)) for lc in circuit.layers]
+    return replace(circuit, layers=layers, meta={**circuit.meta, "random_control_seed": seed})
+
 def run_evaluation(
     model: ModelHandle,
     run_dir: str | os.PathLike,
@@ -82,11 +150,7 @@ def run_evaluation(
     (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`). Returns the
     result of :func:`circuits.steer.evaluate.evaluate_methods`.
     """
-    from circuits.circuit import load_circuits
-    from circuits.discovery.directions import Directions
-    from circuits.steer.methods import circuit_modulation, default_direction_layers, direction_steering, \
-        emotion_vector_steering
-
+    t_start = time.perf_counter()
     cfg = cfg or EvalConfig()
     bad = [L for L in cfg.direction_layers or () if not 0 <= L < model.arch.n_layers]
     if bad:
@@ -94,35 +158,26 @@ def run_evaluation(
                          f"{model.name} has layers 0-{model.arch.n_layers - 1}")
     run = check_run_dir(run_dir)
     emotions = check_emotions(cfg.emotions)
-    methods = cfg.methods
-    factories: dict[str, Any] = {}  # method -> (emotion, strength) -> interventions
-    layers = None
-    if "circuit" in methods:
-        circuits = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=emotions)
-        factories["circuit"] = lambda e, s: circuit_modulation(circuits[e], model, lam=s, positions=cfg.positions)
-    if "direction" in methods:
-        dirs = Directions.load(run / layout.DIRECTIONS)
-        layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
-        factories["direction"] = lambda e, s: direction_steering(dirs, e, layers, s, model, cfg.positions)
-    if "emotion_vector" in methods:
-        ev, ev_emotions = cached_emotion_vectors(model, run, progress=progress)
-        factories["emotion_vector"] = lambda e, s: emotion_vector_steering(ev, ev_emotions, {e: s},
-                                                                           positions=cfg.positions)
+    factories, layers = method_factories(model, run, cfg, emotions, progress=progress)
     cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
     data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
     settings = settings or run_prompts(run)
     sweep = None
+    t0 = time.perf_counter()
     if any(cfg.grid(m) for m in factories):
         dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
         sweep = strength_sweep(model, dev, factories, cfg, settings, judge, progress=progress)
         for method, t in sweep["methods"].items():
             cfg = cfg.with_strength(method, t["chosen"])
+    t_sweep = time.perf_counter()
     ivs = {m: (lambda e, m=m: factories[m](e, cfg.strength(m))) for m in factories}
     replies: list[dict[str, Any]] = []
     result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress,
                               record=replies)
     if sweep is not None:
         result["strength_sweep"] = sweep
+    # set-up: loading the circuits and directions, computing (once) or reading the Emotion Vectors
+    result["timings_s"] = {"setup": t0 - t_start, "strength_sweep": t_sweep - t0, "evaluation": time.perf_counter() - t_sweep}
     write_report(result, out or run)
     layout.write_jsonl(Path(out or run) / layout.REPLIES_JSONL, replies)
     return result

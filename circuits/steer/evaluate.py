@@ -19,6 +19,7 @@ model's own notion of a fluent reply in that emotion); reported as the geometric
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
@@ -62,6 +63,9 @@ class EvalConfig:
         None, "circuit strengths to sweep on the dev split; the most accurate fluent one is used on the test split")
     direction_alphas: tuple[float, ...] | None = help_field(None, "direction strengths to sweep (as --circuit-lambdas)")
     ev_alphas: tuple[float, ...] | None = help_field(None, "Emotion Vector strengths to sweep (as --circuit-lambdas)")
+    direction_source: str = help_field("sev", "directions of direction steering: sev (the run's SEV directions) or "
+                                       "concept (emotion-concept vectors: emocircuits concepts --run DIR)",
+                                       choices=("sev", "concept"))
     sweep_limit: int = help_field(2, "train-split (dev) scenarios of the strength sweep", min=1)
     fluency_factor: float = help_field(2.0, "fluent: reply perplexity at most this times the neutral replies'",
                                        min=1)
@@ -140,10 +144,12 @@ def evaluate_methods(
         edits = {e: interventions[method](e) if steered_method else [] for e in emotions}
         prompts = [model.chat_ids(*settings.chat(it.emotion if method == "prompting" else None, it.user_text))
                    for it in rows]
+        t0 = time.perf_counter()
         # one call for all emotions: each row carries its emotion's edits, so batches stay full
         replies = generate(model, prompts, gen, interventions=[edits[it.emotion] for it in rows],
                            progress=progress, desc=f"evaluate {method}",
                            min_new_tokens=cfg.min_new_tokens, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+        t_gen = time.perf_counter()
         ppl_prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in rows]
         hit, verdicts = judge_matches(judge, replies, [it.emotion for it in rows],
                                       instructions=[settings.instructions(it.emotion) for it in rows])
@@ -151,7 +157,9 @@ def evaluate_methods(
             record += [{"text": r, "label": it.emotion, "instruction": list(settings.instructions(it.emotion)),
                         "method": method, "valence": it.valence, "skeleton_id": it.skeleton_id, "verdict": v}
                        for it, r, v in zip(rows, replies, verdicts)]
+        t_judge = time.perf_counter()
         ppl = reply_perplexity(model, ppl_prompts, replies)
+        t_ppl = time.perf_counter()
         per_emotion = {e: _mean([h for h, it in zip(hit, rows) if it.emotion == e]) for e in emotions}
         per_valence = {v: _mean([h for h, it in zip(hit, rows) if it.valence == v]) for v in VALENCES}
         finite = [p for p in ppl if math.isfinite(p)]
@@ -163,6 +171,7 @@ def evaluate_methods(
             "accuracy": _mean(hit), "per_emotion": per_emotion, "per_valence": per_valence,
             "perplexity": math.exp(sum(math.log(p) for p in finite) / len(finite)) if finite else float("nan"),
             "distinct_2": distinct_n(replies), "n": len(rows), "judged": dict(Counter(verdicts)), "examples": examples,
+            "timings_s": {"generation": t_gen - t0, "judge": t_judge - t_gen, "perplexity": t_ppl - t_judge},
         }
     return result
 

@@ -227,7 +227,8 @@ def test_save_load_round_trip(circuit, tmp_path):
     sidecar = tmp_path / "anger.safetensors"
     assert path == tmp_path / "anger.json" and sidecar.is_file()
     obj = json.loads(path.read_text())
-    assert obj["schema_version"] == SCHEMA_VERSION == 1 and obj["kind"] == "emotion-circuit"
+    assert obj["schema_version"] == SCHEMA_VERSION == 2 and obj["kind"] == "emotion-circuit"
+    assert "faithfulness" not in obj  # not measured
     assert obj["budget"] == {"total": 80, "neurons": 56, "heads": 24}
     assert obj["delta_mu_file"] == "anger.safetensors"
     assert obj["layers"][1]["mlp"]["k"] == 8 and obj["layers"][3]["attention"]["heads"] == circuit.layers[3].heads
@@ -251,10 +252,38 @@ def test_equality_sees_tensor_changes(circuit):
 
 def test_load_unknown_schema_version(circuit, tmp_path):
     path = circuit.save(tmp_path / "anger.json")
-    _rewrite(path, lambda o: o.update(schema_version=2))
-    with pytest.raises(CircuitFormatError, match=r"unknown schema_version 2 \(this library reads 1\)") as err:
+    _rewrite(path, lambda o: o.update(schema_version=3))
+    with pytest.raises(CircuitFormatError, match=r"unknown schema_version 3 \(this library reads 1, 2\)") as err:
         Circuit.load(path)
     assert str(path) in str(err.value)
+
+
+def _faithfulness_block() -> dict:
+    seeds = {"mean": 0.2, "std": 0.05, "seeds": [0.15, 0.25]}
+    return {"metric": "emotion_score_last_token", "ablation": "mean", "rows": 12,
+            "scores": {"full": 2.0, "empty": -1.0, "circuit": 1.4, "ablated": 0.1},
+            "faithfulness": 0.8, "ablation_loss": 0.6333, "random": {"faithfulness": seeds, "ablation_loss": seeds,
+                                                                     "n_seeds": 2}}
+
+
+def test_faithfulness_block_round_trips_and_version_1_files_still_load(circuit, tmp_path):
+    circuit.faithfulness = _faithfulness_block()
+    path = circuit.save(tmp_path / "anger.json")
+    assert json.loads(path.read_text())["faithfulness"]["faithfulness"] == 0.8
+    assert Circuit.load(path) == circuit
+    # a file of the previous format: version 1, no faithfulness block
+    _rewrite(path, lambda o: (o.update(schema_version=1), o.pop("faithfulness")))
+    old = Circuit.load(path)
+    assert old.faithfulness is None and old.layers == circuit.layers
+    # version 1 never had the block; a broken block names its field
+    _rewrite(path, lambda o: o.update(faithfulness=_faithfulness_block()))
+    with pytest.raises(CircuitFormatError, match="faithfulness: not part of schema_version 1"):
+        Circuit.load(path)
+    bad = _faithfulness_block()
+    del bad["scores"]["empty"]
+    _rewrite(path, lambda o: o.update(schema_version=2, faithfulness=bad))
+    with pytest.raises(CircuitFormatError, match=r"faithfulness\.scores\.empty: required field missing"):
+        Circuit.load(path)
 
 
 def test_load_wrong_fingerprint(circuit, tmp_path):

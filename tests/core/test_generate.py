@@ -89,9 +89,12 @@ def test_continuation_logprobs_equal_a_full_pass_per_sequence(qwen_tiny):
     from circuits.core.generate import continuation_logprobs
 
     m = qwen_tiny
-    prompts = [m.chat_ids("Always reply in fear.", "The train was late."), m.chat_ids(None, "Hi")]
-    conts = [[5, 9, 11], [7]]
-    got = continuation_logprobs(m, prompts, conts)
+    prompts = [m.chat_ids("Always reply in fear.", "The train was late."), m.chat_ids(None, "Hi"),
+               m.chat_ids(None, "The parcel came a week early and it was the wrong colour.")]
+    conts = [[5, 9, 11], [7], [3, 4]]
+    # batches of 2 over length-sorted rows: the output must still follow the input's order
+    got = continuation_logprobs(m, prompts, conts, batch_size=2)
+    assert [len(g) for g in got] == [3, 1, 2]
     for p, c, g in zip(prompts, conts, got):
         ids = torch.tensor([p + c])
         with torch.no_grad():

@@ -16,21 +16,6 @@ from circuits.core.sev import load_sev
 from circuits.discovery.store import StoreConfig, build_store
 
 
-@pytest.fixture(scope="module")
-def toy():
-    from circuits.core.model import load_model
-
-    return load_model("toy")
-
-
-@pytest.fixture(scope="module")
-def toy_run(toy, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = DiscoverConfig(limit=4, sweep_ks=(1, 4), sweep_seeds=1, sweep_rows=3, reference_head_rows=3,
-                         influence_rows=12, alphas=(0.1, 0.5), generation_rows=2)
-    return out, discover(toy, load_sev(), out, cfg, progress=False)
-
-
 def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
     out, summary = toy_run
     for name in ("summary.json", "directions.safetensors", "dla.csv", "logit_lens.csv", "neurons.csv", "heads.csv",
@@ -258,3 +243,62 @@ def test_sweeps_default_to_spread_layers():
     assert sweep_layers(DiscoverConfig(), 4) == (0, 1, 2, 3)  # a shallow model: every layer
     assert sweep_layers(DiscoverConfig(sweep_layer_count=0), 30) == tuple(range(30))
     assert sweep_layers(DiscoverConfig(sweep_layers=(3, 7)), 30) == (3, 7)
+
+
+def test_faithfulness_is_in_the_circuit_files_and_the_summary(toy, toy_run):
+    from circuits.circuit import load_circuits
+
+    out, summary = toy_run
+    circuits = load_circuits(out / "circuits", model=toy)
+    assert set(summary["faithfulness"]) == set(circuits)
+    for e, c in circuits.items():
+        assert c.faithfulness["faithfulness"] == summary["faithfulness"][e]["faithfulness"]
+        assert c.faithfulness["rows"] == summary["faithfulness"][e]["rows"] > 0
+        assert set(c.faithfulness["judged"]["accuracy"]) == {"full", "empty", "circuit", "ablated"}
+    assert json.loads((out / "circuits" / "anger.json").read_text())["schema_version"] == 2
+
+
+def test_faithfulness_command_rewrites_the_run_circuits(toy, toy_run, tmp_path):
+    import shutil
+
+    from circuits.circuit import Circuit
+    from circuits.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run[0], run)
+    before = Circuit.load(run / "circuits" / "fear.json")
+    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--rows", "3", "--seeds", "2",
+                 "--emotions", "anger"]) == 0
+    anger = Circuit.load(run / "circuits" / "anger.json", model=toy)
+    assert anger.faithfulness["rows"] == 3 and anger.faithfulness["random"]["n_seeds"] == 2
+    assert "judged" not in anger.faithfulness
+    assert Circuit.load(run / "circuits" / "fear.json") == before  # other emotions untouched
+    saved = json.loads((run / "faithfulness.json").read_text())
+    assert set(saved["summary"]) == {"anger"}
+    with pytest.raises(SystemExit) as err:  # bad input: argparse's usage error, before anything is loaded
+        main(["faithfulness", "--model", "toy", "--run", str(run), "--rows", "0"])
+    assert err.value.code == 2
+
+
+def test_direction_nulls_are_in_the_evidence_and_the_figure(toy_run):
+    out, summary = toy_run
+    ev = json.loads((out / "directions_evidence.json").read_text())
+    null = ev["null"]
+    assert null["seeds"] == 2 and len(null["probe_accuracy"]["mlp"]["seeds"]) == 2
+    assert summary["directions"]["null_probe_accuracy_mlp"] == null["probe_accuracy"]["mlp"]["mean"]
+    assert "permuted labels" in (out / "figures" / "probe_accuracy.html").read_text()
+
+
+def test_nulls_command_adds_the_null_block_and_keeps_the_rest(toy, toy_run, tmp_path, capsys):
+    import shutil
+
+    from circuits.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run[0], run)
+    before = json.loads((run / "directions_evidence.json").read_text())
+    assert main(["nulls", "--model", "toy", "--run", str(run), "--seeds", "3", "--seed", "5"]) == 0
+    assert "null probe" in capsys.readouterr().out
+    after = json.loads((run / "directions_evidence.json").read_text())
+    assert after["probe_accuracy"] == before["probe_accuracy"] and after["null"]["seeds"] == 3
+    assert after["null"] != before["null"]  # other seeds, other permutations

@@ -1,0 +1,82 @@
+"""``concepts``: emotion-concept vectors (:mod:`circuits.discovery.concepts`) for a discovery run, saved next
+to its SEV directions and compared with them layer by layer.
+
+    emocircuits concepts --model smollm2-135m --run runs/smol-full            # the shipped labelled texts
+    emocircuits concepts --model M --run DIR --texts my_texts.jsonl --start-offset 50 --variance-share 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuits.core.artifacts import write_json_atomic
+from circuits.core.model import ModelHandle
+from circuits.runs import layout
+
+CONCEPTS_JSON = "concept_directions_comparison.json"
+
+
+def compare_directions(a: Any, b: Any, point: str = "mlp") -> dict[str, Any]:
+    """Cosine of two :class:`Directions` per emotion and layer at ``point`` (emotions both have):
+    ``{"emotions", "cosine": [n_layers][n_emotions], "mean_by_layer": [n_layers]}``."""
+    p = ("attn", "mlp").index(point)
+    emotions = [e for e in a.emotions if e in b.emotions]
+    ia, ib = [a.emotions.index(e) for e in emotions], [b.emotions.index(e) for e in emotions]
+    cos = (a.unit[p][:, ia] * b.unit[p][:, ib]).sum(-1)  # [L, E]
+    return {"emotions": emotions, "point": point, "cosine": cos.tolist(), "mean_by_layer": cos.mean(1).tolist()}
+
+
+def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts: str | Path | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Concept directions from ``texts`` (default: the shipped labelled texts) for the run's emotions, written
+    as ``concept_directions`` in the run; returns (and writes) their comparison with the SEV directions."""
+    from circuits.core.resources import data_path
+    from circuits.discovery.concepts import CONCEPT_DIRECTIONS, ConceptConfig, concept_directions
+    from circuits.discovery.directions import Directions
+    from circuits.runs.evaluate import check_run_dir
+    from circuits.va.loaders import load_labelled_texts
+
+    run = check_run_dir(run_dir)
+    sev = Directions.load(run / layout.DIRECTIONS)
+    rows = load_labelled_texts(texts or data_path("va_texts"))
+    concept = concept_directions(model, rows, cfg or ConceptConfig(), emotions=sev.emotions, progress=progress)
+    concept.save(run / CONCEPT_DIRECTIONS)
+    res = {"texts": str(texts or data_path("va_texts")), "recipe": concept.prompts,
+           "vs_sev": {p: compare_directions(concept, sev, p) for p in ("attn", "mlp")}}
+    write_json_atomic(run / CONCEPTS_JSON, res)
+    return res
+
+
+def _concepts(args: argparse.Namespace) -> int:
+    from circuits.cli import _check_model_args, _load
+    from circuits.discovery.concepts import ConceptConfig
+
+    _check_model_args(args)
+    cfg = ConceptConfig(start_offset=args.start_offset, variance_share=args.variance_share)
+    res = run_concepts(_load(args), args.run, cfg, texts=args.texts)
+    mean = res["vs_sev"]["mlp"]["mean_by_layer"]
+    best = int(torch.tensor(mean).argmax())
+    print("emotion-concept vs SEV directions (resid_post), cosine averaged over emotions, per layer:")
+    print("  " + " ".join(f"{x:+.2f}" for x in mean))
+    print(f"  highest at layer {best}: {mean[best]:+.3f}")
+    print(f"wrote {Path(args.run) / 'concept_directions.safetensors'} (use: --direction-source concept) and "
+          f"{Path(args.run) / CONCEPTS_JSON}")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    from circuits.cli import _model_args
+
+    p = sub.add_parser("concepts", help="emotion-concept vectors from labelled texts, a fourth direction source")
+    _model_args(p)
+    p.add_argument("--run", required=True, help="a discovery run directory (its emotions and SEV directions)")
+    p.add_argument("--texts", default=None, help="labelled texts, CSV or JSONL (default: the shipped ones); "
+                                                 "texts labelled 'neutral' give the projection")
+    p.add_argument("--start-offset", type=int, default=2, help="tokens skipped at the start of each text")
+    p.add_argument("--variance-share", type=float, default=0.5,
+                   help="share of the neutral texts' variance whose top components are projected out (0: none)")
+    p.set_defaults(func=_concepts)

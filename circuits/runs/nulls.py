@@ -1,0 +1,69 @@
+"""``nulls``: the permuted-label nulls of a discovery run's direction evidence (also a step of ``discover``,
+``--null-seeds``), added to its ``directions_evidence.json`` (:mod:`circuits.discovery.nulls`).
+
+    emocircuits nulls --model smollm2-135m --run runs/smol-full --seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circuits.core.artifacts import write_json_atomic
+from circuits.core.model import ModelHandle
+from circuits.runs import layout
+
+
+def run_nulls(model: ModelHandle, run_dir: str | Path, seeds: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Permuted-label probe accuracy (mlp read point) and cross-context cosine for the run's store,
+    written under ``"null"`` in ``directions_evidence.json`` (the rest of the file is kept)."""
+    from circuits.discovery.nulls import direction_nulls
+    from circuits.discovery.store import ActivationStore
+    from circuits.runs.evaluate import check_run_dir
+
+    run = check_run_dir(run_dir)
+    store = ActivationStore.load(run / layout.STORE_DIR, model)
+    path = run / layout.EVIDENCE_JSON
+    evidence = json.loads(path.read_text())
+    evidence["null"] = direction_nulls(store, seeds=seeds, seed=seed)
+    write_json_atomic(path, evidence)
+    return evidence
+
+
+def nulls_table(evidence: dict[str, Any]) -> str:
+    """Plain text: per layer, the real probe accuracy and cross-context cosine against the null band."""
+    real_p = evidence["probe_accuracy"]["mlp"]
+    null = evidence["null"]
+    null_p = np.array(null["probe_accuracy"]["mlp"]["seeds"])
+    real_c, null_c = evidence["cosine_by_theme"][1], np.array(null["cosine_by_theme"]["seeds"])[:, 1]
+    lines = [f"{'layer':>5} {'probe':>6} {'null probe (min-max)':>21} {'cosine':>7} {'null cosine (min-max)':>22}"]
+    for L in range(len(real_p)):
+        lines.append(f"{L:>5} {real_p[L]:>6.3f} {null_p[:, L].min():>10.3f}-{null_p[:, L].max():<10.3f} "
+                     f"{real_c[L]:>7.3f} {null_c[:, L].min():>11.3f}-{null_c[:, L].max():<10.3f}")
+    lines.append(f"chance {null['chance']:.3f}; {null['seeds']} permutations ({null['method']})")
+    return "\n".join(lines)
+
+
+def _nulls(args: argparse.Namespace) -> int:
+    from circuits.cli import _check_model_args, _load
+
+    _check_model_args(args)
+    evidence = run_nulls(_load(args), args.run, seeds=args.seeds, seed=args.seed)
+    print(nulls_table(evidence))
+    print(f"wrote the null block of {Path(args.run) / layout.EVIDENCE_JSON}")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    from circuits.cli import _model_args
+
+    p = sub.add_parser("nulls", help="permuted-label nulls of a run's probe accuracy and cross-context cosine")
+    _model_args(p)
+    p.add_argument("--run", required=True, help="a discovery run directory")
+    p.add_argument("--seeds", type=int, default=2, help="label permutations (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_nulls)

@@ -1,0 +1,165 @@
+"""Dose-response of the steered methods: judged accuracy, emotion score and perplexity against strength,
+each against a random control of equal norm, with prompting and the neutral prompt as reference lines.
+
+For each of direction steering, Emotion Vectors and circuit modulation and each strength of its grid,
+on the dev items (train split, so the test split stays for the final numbers):
+
+* ``accuracy``: share of replies judged as the target emotion (echoes of the instruction removed);
+* ``emotion_score``: the judge's mean probability of the target emotion (judges that give
+  probabilities; None otherwise);
+* ``perplexity``: of the replies under the unsteered model with the emotion prompt (as in
+  :mod:`circuits.steer.evaluate`);
+* the same for the **random control** of each method
+  (:func:`circuits.runs.evaluate.method_factories` with ``null_seed``): random unit directions,
+  random vectors with each layer's EV norm, the circuit's Delta-mu on random units.
+
+:func:`strength_to_match` interpolates the strength at which a method first reaches prompting's
+accuracy, and the perplexity it costs there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from circuits.core.hooks import Intervention
+from circuits.core.model import ModelHandle
+from circuits.core.sev import PromptSettings, SEVDataset
+from circuits.steer.evaluate import STEERED, EvalConfig, evaluate_methods
+
+Factory = Callable[[str, float], list[Intervention]]
+
+
+def _emotion_score(judge: Any, record: list[dict[str, Any]]) -> float | None:
+    """Mean judge probability of each reply's target emotion (echoes removed), or None."""
+    if not hasattr(judge, "probabilities"):
+        return None
+    from circuits.judges.echo import strip_echoes
+
+    texts = strip_echoes([r["text"] for r in record], [r["instruction"] for r in record])
+    probs = judge.probabilities(list(texts))
+    return sum(p.get(r["label"], 0.0) for p, r in zip(probs, record)) / max(1, len(record))
+
+
+def _point(model: ModelHandle, dev: SEVDataset, method: str, factory: Factory | None, strength: float | None,
+           cfg: EvalConfig, settings: PromptSettings | None, judge: Any) -> dict[str, Any]:
+    record: list[dict[str, Any]] = []
+    ivs = {method: (lambda e: factory(e, strength))} if factory is not None else {}
+    m = evaluate_methods(model, dev, ivs, replace(cfg, methods=(method,)), settings, judge, progress=False,
+                         record=record)["methods"][method]
+    return {"strength": strength, "accuracy": m["accuracy"], "perplexity": m["perplexity"],
+            "emotion_score": _emotion_score(judge, record), "per_emotion": m["per_emotion"], "n": m["n"]}
+
+
+def dose_response(
+    model: ModelHandle,
+    dev: SEVDataset,
+    factories: dict[str, Factory],
+    controls: dict[str, Factory],
+    config: EvalConfig,
+    settings: PromptSettings | None = None,
+    judge: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Every steered method of ``factories`` at every strength of ``config.grid(method)`` (or its configured
+    strength alone when no grid is set) on ``config.sweep_limit`` dev scenarios, with its control from
+    ``controls``. Returns ``{"reference": {"prompting": point, "neutral": point}, "methods": {method:
+    {"points": [...], "control": [...], "match_prompting": strength_to_match(...)}}, "dev": {...}}``."""
+    from circuits.judges.base import default_judge_instance, judge_name
+
+    judge = judge or default_judge_instance()
+    cfg = replace(config, limit=config.sweep_limit, examples=0)
+    ref = {m: _point(model, dev, m, None, None, cfg, settings, judge) for m in ("prompting", "neutral")}
+    grids = {m: tuple(cfg.grid(m) or (cfg.strength(m),)) for m in STEERED if m in factories}
+    out: dict[str, Any] = {}
+    bar = tqdm(total=2 * sum(len(g) for g in grids.values()), desc="dose-response", disable=not progress)
+    for method, grid in grids.items():
+        points, control = [], []
+        for s in grid:
+            points.append(_point(model, dev, method, factories[method], float(s), cfg, settings, judge))
+            bar.update(1)
+            control.append(_point(model, dev, method, controls[method], float(s), cfg, settings, judge))
+            bar.update(1)
+        out[method] = {"points": points, "control": control,
+                       "match_prompting": strength_to_match(points, ref["prompting"]["accuracy"])}
+    bar.close()
+    return {"reference": ref, "methods": out, "judge": judge_name(judge), "model": model.describe(),
+            "dev": {"path": str(dev.path), "n_scenarios": len(dev.subset(cfg.sweep_limit)),
+                    "items_per_point": ref["neutral"]["n"]},
+            "config": {"positions": cfg.positions, "max_new_tokens": cfg.max_new_tokens}}
+
+
+def strength_to_match(points: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The smallest strength at which the accuracy curve (points sorted by strength) reaches ``target``,
+    linearly interpolated between grid points, with the perplexity there (interpolated in log space);
+    ``{"strength": None, ...}`` when no point reaches it."""
+    pts = sorted(points, key=lambda p: p["strength"])
+    prev = None
+    for p in pts:
+        if p["accuracy"] >= target:
+            if prev is None or p["accuracy"] == prev["accuracy"]:
+                return {"strength": p["strength"], "perplexity": p["perplexity"], "reached": True, "target": target}
+            t = (target - prev["accuracy"]) / (p["accuracy"] - prev["accuracy"])
+            strength = prev["strength"] + t * (p["strength"] - prev["strength"])
+            lp = math.log(prev["perplexity"]) + t * (math.log(p["perplexity"]) - math.log(prev["perplexity"]))
+            return {"strength": strength, "perplexity": math.exp(lp), "reached": True, "target": target}
+        prev = p
+    return {"strength": None, "perplexity": None, "reached": False, "target": target}
+
+
+def dose_table(res: dict[str, Any]) -> str:
+    """Plain text: per method and strength, accuracy / emotion score / perplexity, and the control's."""
+    def cell(p: dict[str, Any]) -> str:
+        score = "-" if p["emotion_score"] is None else f"{p['emotion_score']:.2f}"
+        return f"{p['accuracy']:.0%} {score} {p['perplexity']:.1f}"
+
+    r = res["reference"]
+    lines = [f"dose-response on {res['dev']['n_scenarios']} dev scenarios ({res['dev']['items_per_point']} replies per "
+             f"point; judge {res['judge']}); cells: accuracy, emotion score, perplexity",
+             f"  prompting {cell(r['prompting'])} | neutral {cell(r['neutral'])}"]
+    for method, t in res["methods"].items():
+        lines.append(f"  {method}")
+        for p, c in zip(t["points"], t["control"]):
+            lines.append(f"    {p['strength']:>6g}: {cell(p):<22} random control: {cell(c)}")
+        mt = t["match_prompting"]
+        lines.append("    reaches prompting's accuracy at strength "
+                     + (f"{mt['strength']:.2f} (perplexity {mt['perplexity']:.1f})" if mt["reached"]
+                        else "- (not within the grid)"))
+    return "\n".join(lines)
+
+
+def dose_figure(res: dict[str, Any], out_dir: Any) -> list:
+    """``dose_response.html`` (+ PNG where a renderer exists): accuracy, emotion score and perplexity
+    against strength, one colour per method, its random control dotted, prompting and neutral dashed."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from circuits.figures.render import save_figure
+
+    keys = (("accuracy", "judged accuracy"), ("emotion_score", "emotion score (judge probability)"),
+            ("perplexity", "perplexity"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[k[1] for k in keys])
+    colors = {"direction": "#1f77b4", "emotion_vector": "#2ca02c", "circuit": "#d62728"}
+    for c, (key, _) in enumerate(keys):
+        for method, t in res["methods"].items():
+            for series, dash, suffix in (("points", "solid", ""), ("control", "dot", " (random control)")):
+                pts = [p for p in t[series] if p[key] is not None]
+                fig.add_trace(go.Scatter(x=[p["strength"] for p in pts], y=[p[key] for p in pts],
+                                         mode="lines+markers", name=method + suffix, legendgroup=method + suffix,
+                                         showlegend=c == 0, line=dict(color=colors.get(method), dash=dash)),
+                              row=1, col=c + 1)
+        xs = [p["strength"] for t in res["methods"].values() for p in t["points"]] or [0.0]
+        for name, dash in (("prompting", "dash"), ("neutral", "dashdot")):
+            v = res["reference"][name][key]
+            if v is not None:  # a flat trace, so the matplotlib fallback draws it too
+                fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[v, v], mode="lines", name=name, legendgroup=name,
+                                         showlegend=c == 0, line=dict(dash=dash, color="grey")), row=1, col=c + 1)
+    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_xaxes(title="strength (alpha, or lambda for circuits)")
+    fig.update_layout(title=f"Dose-response on {res['model']['name']} ({res['dev']['items_per_point']} dev replies "
+                            f"per point, judge {res['judge']})")
+    return save_figure(fig, Path(out_dir), "dose_response")

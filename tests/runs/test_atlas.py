@@ -1,0 +1,73 @@
+"""The emotion atlas of the toy run: records tie back to the run's files, the circuit's per-layer write
+equals the control-vector computation, cosines equal a direct computation, overlaps are Jaccard."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def atlas_run(toy, toy_run, tmp_path_factory):
+    from circuits.cli import main
+
+    run = tmp_path_factory.mktemp("atlas") / "run"
+    shutil.copytree(toy_run[0], run)
+    assert main(["concepts", "--model", "toy", "--run", str(run)]) == 0
+    assert main(["atlas", "--model", "toy", "--run", str(run)]) == 0
+    return run, json.loads((run / "atlas.json").read_text())
+
+
+def test_records_link_every_result_of_the_run(toy, atlas_run):
+    from circuits.circuit import Circuit
+
+    run, atlas = atlas_run
+    summary = json.loads((run / "summary.json").read_text())
+    assert atlas["provenance"]["model"]["fingerprint"] == toy.fingerprint
+    assert atlas["provenance"]["dataset"]["sha256"] == summary["dataset"]["sha256"]
+    assert set(atlas["emotions"]) == set(summary["circuits"])
+    ev = json.loads((run / "directions_evidence.json").read_text())
+    for e, r in atlas["emotions"].items():
+        c = Circuit.load(run / r["circuit"]["file"])
+        assert r["circuit"]["neurons"] == c.n_neurons and r["circuit"]["heads"] == c.n_heads
+        assert r["circuit"]["faithfulness"]["faithfulness"] == c.faithfulness["faithfulness"]
+        best = r["direction"]["best_layer"]
+        assert r["direction"]["probe_accuracy"] == max(ev["probe_accuracy"]["mlp"])
+        assert r["direction"]["null_probe_accuracy"] == ev["null"]["probe_accuracy"]["mlp"]["mean"][best]
+        assert "direction_vs_concept" in r["agreement_at_best_layer"] and r["va"] is None
+    page = (run / "atlas.html").read_text()
+    assert all(e in page for e in atlas["emotions"]) and "Jaccard" in page
+
+
+def test_agreement_numbers_equal_direct_computations(toy, atlas_run):
+    from circuits.circuit import load_circuits
+    from circuits.discovery.directions import Directions
+    from circuits.interop.controlvector import circuit_residual_write
+    from circuits.runs.atlas import circuit_layer_writes
+    from safetensors.torch import load_file
+
+    run, atlas = atlas_run
+    dirs = Directions.load(run / "directions")
+    ev = load_file(str(run / "emotion_vectors.safetensors"))["ev"]
+    circuits = load_circuits(run / "circuits", model=toy)
+    for i, e in enumerate(dirs.emotions):
+        writes = circuit_layer_writes(circuits[e], toy)
+        ref = circuit_residual_write(circuits[e], toy)
+        for L, w in ref.items():
+            torch.testing.assert_close(writes[L], w, atol=1e-6, rtol=1e-5)
+        rows = atlas["agreement"]["per_layer"][e]
+        for L in range(toy.arch.n_layers):
+            want = torch.nn.functional.cosine_similarity(dirs.unit[1, L, i], ev[i, L], dim=0)
+            assert rows["direction_vs_emotion_vector"][L] == pytest.approx(float(want), abs=1e-5)
+            want = torch.nn.functional.cosine_similarity(dirs.unit[1, L, i], writes[L], dim=0)
+            assert rows["direction_vs_circuit_write"][L] == pytest.approx(float(want), abs=1e-5)
+    ov = atlas["agreement"]["overlap"]
+    names = ov["emotions"]
+    a, b = circuits[names[0]], circuits[names[1]]
+    na = {(lc.layer, n) for lc in a.layers for n in lc.neurons}
+    nb = {(lc.layer, n) for lc in b.layers for n in lc.neurons}
+    assert ov["neurons"][0][1] == pytest.approx(len(na & nb) / len(na | nb))
+    assert all(ov["heads"][k][k] == 1.0 for k in range(len(names)))

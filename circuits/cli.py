@@ -23,7 +23,7 @@ from circuits.va.run import VAConfig
 DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation", "reference_head_rows",
                   "influence_rows", "reference_layers", "reference_budget_s", "alphas", "sweep_ks", "sweep_modes",
                   "sweep_seeds", "sweep_rows", "sweep_layers", "sweep_layer_count", "generation_rows", "null_seeds", "faithfulness_rows",
-                  "faithfulness_seeds", "faithfulness_judge_rows", "seed", "figures")
+                  "faithfulness_seeds", "faithfulness_split", "faithfulness_judge_rows", "seed", "figures")
 ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_heads", "cap_fraction")
 EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
                   "positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit",
@@ -139,12 +139,17 @@ def _discover(args: argparse.Namespace) -> int:
     model = _load(args)
     summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge)
     ag = summary["agreement"]
-    print(f"wrote {args.out}: store {summary['rows']}, circuits {summary['circuits']}")
+    rows = summary["rows"]
+    print(f"wrote {args.out}: store {rows['emotion']} emotion rows and {rows['neutral']} neutral rows, circuits "
+          f"{summary['circuits']}")
+    if cfg.elicitation:
+        from circuits.runs.discover import kept_line
+
+        print("elicitation " + kept_line(rows["kept"]))
     print(agreement_line(ag))
     if summary.get("faithfulness"):
         from circuits.circuit.faithfulness import faithfulness_table
 
-        print("circuit faithfulness (emotion score at the last token; random: circuits of equal size per layer)")
         print(faithfulness_table(summary["faithfulness"]))
     print("timings (s):", summary["timings_s"])
     return 0

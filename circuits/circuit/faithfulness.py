@@ -14,6 +14,10 @@ sweeps):
 * **ablation loss** ``= (s_full - s_ablated) / (s_full - s_empty)`` (the share of the score lost
   without the circuit).
 
+The scored prompts are held-out SEV items by default (``split="test"``: the test split under the store's
+prompt settings, none of them seen when the circuits were found); ``split="train"`` scores the store's own
+rows instead (in-sample). The means the ablation sets always come from the store (train).
+
 Random circuits keep the circuit's number of neurons and of heads in every layer and draw the units
 uniformly (``seeds`` draws, seeded). Optionally the same four conditions are judged on generations
 (``judge_rows`` per emotion; the ablation then acts at the last prompt token and every generated token):
@@ -33,9 +37,11 @@ import torch
 from jaxtyping import Float
 
 from circuits.circuit.circuit import Circuit
+from circuits.core.config import check_config, config_from_dict, help_field
 from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle
-from circuits.discovery.ablation import _LastTokenBatches
+from circuits.core.sev import SEVDataset
+from circuits.discovery.ablation import _LastTokenBatches, emotion_mean
 from circuits.discovery.directions import Directions
 from circuits.discovery.influence import reference_directions
 from circuits.discovery.store import ActivationStore
@@ -47,22 +53,35 @@ Units = dict[str, dict[int, list[int]]]
 """``{"neurons": {layer: [indices]}, "heads": {layer: [indices]}}``."""
 
 
+SPLITS = ("test", "train")
+"""Where the scored prompts come from: held-out SEV items (``test``) or the store's own rows (``train``,
+in-sample: the rows the circuits were found on)."""
+
+
 @dataclass(frozen=True)
 class FaithfulnessConfig:
-    """Options of :func:`circuit_faithfulness`."""
+    """Options of :func:`circuit_faithfulness` (each field is also a flag of ``emocircuits faithfulness``)."""
 
-    rows: int = 24
-    """Emotion-prompt rows per emotion for the score (the first ``rows`` of the emotion's rows)."""
-    seeds: int = 3
-    """Random circuits of the same size per layer."""
-    judge_rows: int = 0
-    """Rows per emotion for judged generations under each condition (0: scores only)."""
-    max_new_tokens: int = 32
-    batch_size: int = 32
-    seed: int = 0
+    rows: int = help_field(24, "emotion-prompt rows per emotion for the score (the first N of the emotion's "
+                               "items)", min=1)
+    seeds: int = help_field(3, "random circuits of equal size per layer", min=1)
+    judge_rows: int = help_field(0, "rows per emotion for judged generations under each condition (0: emotion "
+                                    "score only)", min=0)
+    split: str = help_field("test", "prompts scored: held-out SEV items (test) or the store's own rows (train, "
+                                    "in-sample); the ablation means always come from the store", choices=SPLITS)
+    max_new_tokens: int = help_field(32, "tokens per judged generation", min=1)
+    batch_size: int = help_field(32, "prompts per forward pass", min=1)
+    seed: int = help_field(0, "seed of the random circuits")
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FaithfulnessConfig":
+        return config_from_dict(cls, d)
 
 
 def circuit_units(circuit: Circuit) -> Units:
@@ -83,8 +102,37 @@ def random_units(circuit: Circuit, seed: int) -> Units:
 def mean_activations(store: ActivationStore) -> dict[str, torch.Tensor]:
     """Mean over the emotion rows of the last-token activations: ``{"neurons": [L, d_mlp],
     "heads": [L, H, d_head]}`` (the values mean-ablation sets)."""
-    idx = store.index("emotion")
-    return {"neurons": store.tensor("mlp_post")[idx].float().mean(0), "heads": store.tensor("z")[idx].float().mean(0)}
+    return {"neurons": emotion_mean(store, "mlp_post"), "heads": emotion_mean(store, "z")}
+
+
+def check_held_out(store: ActivationStore, heldout: SEVDataset) -> None:
+    """Refuse held-out items that are the store's own data (the same file hash, or a scenario the store
+    was built from): faithfulness on them would be in-sample under a held-out label."""
+    from circuits.core.artifacts import InputError
+
+    ds = store.meta["dataset"]
+    seen = {r.skeleton_id for r in store.rows}
+    shared = sorted(seen & {s.skeleton_id for s in heldout.scenarios})
+    if heldout.sha256 == ds.get("sha256") or shared:
+        raise InputError(f"{heldout.path}: not held out: the store was built from {ds.get('path')} and shares "
+                         f"{len(shared) or 'all'} scenario(s) with it{' (' + ', '.join(shared[:3]) + ')' if shared else ''}; "
+                         "give held-out items (--sev) or --split train for an in-sample measure")
+
+
+def scored_prompts(model: ModelHandle, store: ActivationStore, emotion: str, n: int,
+                   heldout: SEVDataset | None = None) -> list[list[int]]:
+    """Chat token ids of the first ``n`` emotion-prompt rows of ``emotion``: from ``heldout`` (its items, in
+    the store's prompt settings) or, without it, the store's own rows."""
+    if heldout is None:
+        return store.prompts(model, store.index("emotion", emotion)[:n])
+    from circuits.discovery.store import StoreConfig, plan_rows, row_prompts
+
+    from circuits.core.artifacts import InputError
+
+    rows = plan_rows(heldout, StoreConfig(emotions=(emotion,), neutral=False))[:n]
+    if not rows:
+        raise InputError(f"{heldout.path}: no held-out item for {emotion!r} to score faithfulness on")
+    return row_prompts(model, rows, store.settings)
 
 
 def ablation_interventions(model: ModelHandle, means: dict[str, torch.Tensor], ablate: Units,
@@ -143,6 +191,7 @@ def circuit_faithfulness(
     config: FaithfulnessConfig | None = None,
     *,
     reference: ActivationStore | None = None,
+    heldout: SEVDataset | None = None,
     judge: Any = None,
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
@@ -154,10 +203,24 @@ def circuit_faithfulness(
          "judged": {"rows": n, "accuracy": {condition: acc}, "random_circuit": acc, "random_ablated": acc}
                    (only with judge_rows > 0), "config": {...}}
 
-    ``reference`` (default ``store``) gives the means the ablation sets; ``store`` the rows scored."""
+    ``reference`` (default ``store``) gives the means the ablation sets. The rows scored are the store's
+    own (``config.split == "train"``) or the items of ``heldout`` (``"test"``; default the shipped test
+    split)."""
     from tqdm.auto import tqdm
 
     cfg = config or FaithfulnessConfig()
+    held = None
+    if cfg.split == "test":
+        from circuits.core.sev import DEFAULT_TEST, load_sev
+
+        held = heldout if heldout is not None else load_sev(DEFAULT_TEST)
+        check_held_out(store, held)
+    elif heldout is not None:
+        raise ValueError("circuit_faithfulness: heldout= is only read with FaithfulnessConfig.split 'test'")
+    provenance = ({"split": "test", "path": str(held.path) if held.path else None, "sha256": held.sha256}
+                  if held is not None
+                  else {"split": "train", "path": store.meta["dataset"].get("path"),
+                        "sha256": store.meta["dataset"].get("sha256")})
     ref = reference if reference is not None else store
     means = mean_activations(ref)
     v_ref = reference_directions(directions)
@@ -166,8 +229,8 @@ def circuit_faithfulness(
     bar = tqdm(total=len(circuits) * (1 + cfg.seeds), desc="circuit faithfulness", disable=not progress)
     for circuit in circuits:
         e = directions.emotions.index(circuit.emotion)
-        idx = store.index("emotion", circuit.emotion)[: cfg.rows]
-        runner = _LastTokenBatches(model, store.prompts(model, idx), cfg.batch_size)
+        prompts = scored_prompts(model, store, circuit.emotion, cfg.rows, held)
+        runner = _LastTokenBatches(model, prompts, cfg.batch_size)
         v = v_ref[e].to(dev, dt)
         scores = condition_scores(model, runner, v, means, circuit_units(circuit))
         bar.update(1)
@@ -177,7 +240,8 @@ def circuit_faithfulness(
             rand.append(normalised(rs))
             bar.update(1)
         out[circuit.emotion] = {
-            "metric": "emotion_score_last_token", "ablation": "mean", "rows": int(idx.numel()), "scores": scores,
+            "metric": "emotion_score_last_token", "ablation": "mean", "rows": len(prompts),
+            "items": provenance, "scores": scores,
             **normalised(scores),
             "random": {"faithfulness": _summary([r["faithfulness"] for r in rand]),
                        "ablation_loss": _summary([r["ablation_loss"] for r in rand]), "n_seeds": cfg.seeds},
@@ -185,43 +249,43 @@ def circuit_faithfulness(
         }
     bar.close()
     if cfg.judge_rows > 0:
-        judged = judged_faithfulness(model, store, circuits, means, cfg, judge=judge, progress=progress)
+        judged = judged_faithfulness(model, store, circuits, means, cfg, heldout=held, judge=judge,
+                                     progress=progress)
         for emotion, block in judged.items():
             out[emotion]["judged"] = block
     return out
 
 
 def judged_faithfulness(model: ModelHandle, store: ActivationStore, circuits: Sequence[Circuit],
-                        means: dict[str, torch.Tensor], cfg: FaithfulnessConfig, *, judge: Any = None,
+                        means: dict[str, torch.Tensor], cfg: FaithfulnessConfig, *,
+                        heldout: SEVDataset | None = None, judge: Any = None,
                         progress: bool = True) -> dict[str, dict[str, Any]]:
     """Judged accuracy of emotion-prompt generations under each condition (ablation at the last prompt
     token and every generated token), plus the random circuit (seed 0) alone and ablated; every
-    (emotion, condition) in one batched generate call."""
-    from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import default_judge_instance, judge_matches
+    (emotion, condition) in one batched generate call. Prompts as :func:`scored_prompts`."""
+    from circuits.core.generate import GenerationSettings
+    from circuits.discovery.ablation import GenerationJob, judged_generations
+    from circuits.judges.base import default_judge_instance
 
     judge = judge or default_judge_instance()
-    jobs: list[tuple[str, str, list[list[int]], list[Intervention]]] = []
+    plan: list[tuple[str, str]] = []
+    jobs: list[GenerationJob] = []
     for circuit in circuits:
-        idx = store.index("emotion", circuit.emotion)[: cfg.judge_rows]
-        prompts = store.prompts(model, idx)
+        prompts = scored_prompts(model, store, circuit.emotion, cfg.judge_rows, heldout)
         conds = condition_ablations(model, circuit_units(circuit))
         rconds = condition_ablations(model, random_units(circuit, 1000 * cfg.seed))
-        plan = [*conds.items(), ("random_circuit", rconds["circuit"]), ("random_ablated", rconds["ablated"])]
-        jobs += [(circuit.emotion, name, prompts,
-                  ablation_interventions(model, means, ablate, positions="last+generated")) for name, ablate in plan]
+        for name, ablate in [*conds.items(), ("random_circuit", rconds["circuit"]),
+                             ("random_ablated", rconds["ablated"])]:
+            plan.append((circuit.emotion, name))
+            jobs.append(GenerationJob(circuit.emotion, prompts,
+                                      ablation_interventions(model, means, ablate, positions="last+generated")))
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
-    texts = generate(model, [p for j in jobs for p in j[2]], gen, interventions=[j[3] for j in jobs for _ in j[2]],
-                     progress=progress, desc="faithfulness: judged generations")
-    targets = [j[0] for j in jobs for _ in j[2]]
-    hits, _ = judge_matches(judge, texts, targets, instructions=[store.settings.instructions(t) for t in targets])
+    results = judged_generations(model, jobs, store.settings, gen, judge, progress=progress,
+                                 desc="faithfulness: judged generations")
     out: dict[str, dict[str, Any]] = {}
-    start = 0
-    for emotion, name, prompts, _ in jobs:
-        part = hits[start:start + len(prompts)]
-        start += len(prompts)
-        block = out.setdefault(emotion, {"rows": len(prompts), "accuracy": {}})
-        acc = sum(part) / max(1, len(part))
+    for (emotion, name), (hits, _) in zip(plan, results):
+        block = out.setdefault(emotion, {"rows": len(hits), "accuracy": {}})
+        acc = sum(hits) / max(1, len(hits))
         if name in CONDITIONS:
             block["accuracy"][name] = acc
         else:
@@ -237,7 +301,8 @@ def faithfulness_summary(blocks: dict[str, dict[str, Any]]) -> dict[str, dict[st
         out[e] = {"faithfulness": b["faithfulness"], "random_faithfulness": b["random"]["faithfulness"]["mean"],
                   "random_faithfulness_std": b["random"]["faithfulness"]["std"],
                   "ablation_loss": b["ablation_loss"], "random_ablation_loss": b["random"]["ablation_loss"]["mean"],
-                  "random_ablation_loss_std": b["random"]["ablation_loss"]["std"], "rows": b["rows"]}
+                  "random_ablation_loss_std": b["random"]["ablation_loss"]["std"], "rows": b["rows"],
+                  "split": b.get("items", {}).get("split", "train")}  # blocks before the split was recorded: train
         if "judged" in b:
             out[e]["judged"] = {**b["judged"]["accuracy"], "random_circuit": b["judged"]["random_circuit"],
                                 "random_ablated": b["judged"]["random_ablated"], "rows": b["judged"]["rows"]}
@@ -245,9 +310,13 @@ def faithfulness_summary(blocks: dict[str, dict[str, Any]]) -> dict[str, dict[st
 
 
 def faithfulness_table(summary: dict[str, dict[str, Any]]) -> str:
-    """Plain text of :func:`faithfulness_summary`: per emotion, faithfulness and ablation loss of the circuit
+    """Plain text of :func:`faithfulness_summary`: a title naming the scored items, then per emotion, faithfulness and ablation loss of the circuit
     against random circuits (mean +- std over seeds), and the judged accuracies when measured."""
-    lines = [f"{'emotion':<10} {'faithful':>9} {'random':>16} {'abl. loss':>10} {'random':>16}  "
+    splits = {b.get("split", "train") for b in summary.values()}
+    where = {"test": "held-out test items", "train": "the store's own rows (in-sample)"}
+    title = ("circuit faithfulness (emotion score at the last token, on "
+             + " and ".join(where[s] for s in sorted(splits)) + "; random: circuits of equal size per layer)")
+    lines = [title, f"{'emotion':<10} {'faithful':>9} {'random':>16} {'abl. loss':>10} {'random':>16}  "
              "judged: full / circuit only / circuit ablated (random circuit only / ablated)"]
     for emotion, b in summary.items():
         judged = ""

@@ -32,6 +32,7 @@ from circuits.discovery.influence import FINAL_STATE, final_state, reference_dir
 from circuits.core.hooks import Intervention
 from circuits.core.prefix import LastTokenBatches
 from circuits.core.model import ModelHandle
+from circuits.core.sev import PromptSettings
 from circuits.discovery.store import ActivationStore
 
 MODES = ("zero", "mean", "scale", "add")
@@ -55,6 +56,12 @@ def delta_mu(store: ActivationStore, name: str, emotions: Sequence[str]) -> torc
     (``name`` = ``mlp_post`` -> ``[E, L, d_mlp]``; ``z`` -> ``[E, L, H, d_head]``)."""
     h, mask, _ = masked_group_tensor(store, name, emotions)
     return masked_centred_mean(h, mask)
+
+
+def emotion_mean(store: ActivationStore, name: str) -> torch.Tensor:
+    """Mean of a store tensor over every (accepted) emotion row, the emotion-agnostic value that mean
+    ablation sets: ``mlp_post`` -> ``[L, d_mlp]``, ``z`` -> ``[L, H, d_head]``."""
+    return store.tensor(name)[store.index("emotion")].float().mean(0)
 
 
 class _LastTokenBatches(LastTokenBatches):
@@ -95,7 +102,7 @@ def sweep(
     v_ref = reference_directions(directions)
     ref = reference if reference is not None else store
     dmu = delta_mu(ref, name, directions.emotions)
-    mean_act = ref.tensor(name)[ref.index("emotion")].mean(0)  # [L, units(, d_head)]
+    mean_act = emotion_mean(ref, name)  # [L, units(, d_head)]
     records: list[dict[str, Any]] = []
     total = len(emotions) * len(layers) * len(cfg.modes) * len(ks) * (1 + cfg.seeds)
     bar = tqdm(total=total, desc=f"{kind} ablation/enhancement sweep", disable=not progress)
@@ -139,6 +146,36 @@ def sweep(
                                         "delta_s_seeds": rand_vals})
     bar.close()
     return records
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """Prompts generated under one set of edits and judged against one target emotion."""
+
+    emotion: str
+    prompts: list[list[int]]
+    interventions: list[Intervention]
+
+
+def judged_generations(model: ModelHandle, jobs: Sequence[GenerationJob], settings: PromptSettings,
+                       gen: Any, judge: Any, *, progress: bool = True,
+                       desc: str = "judged generations") -> list[tuple[list[bool], list[str]]]:
+    """Every job's rows through one ``generate`` call with per-row edits (so batches stay full however
+    small the jobs are), judged against the job's emotion with the echoes of ``settings``' instruction
+    removed; returns ``(hits, replies)`` per job, in job order."""
+    from circuits.core.generate import generate
+    from circuits.judges.base import judge_matches
+
+    texts = generate(model, [p for j in jobs for p in j.prompts], gen,
+                     interventions=[j.interventions for j in jobs for _ in j.prompts], progress=progress, desc=desc)
+    targets = [j.emotion for j in jobs for _ in j.prompts]
+    hits, _ = judge_matches(judge, texts, targets, instructions=[settings.instructions(e) for e in targets])
+    out, start = [], 0
+    for j in jobs:
+        n = len(j.prompts)
+        out.append((list(hits[start:start + n]), list(texts[start:start + n])))
+        start += n
+    return out
 
 
 ENHANCE_MODES = ("add", "scale")
@@ -186,11 +223,11 @@ def generation_effect(
     Values are accuracies (share of replies judged as the emotion, in [0, 1]; random: mean over
     seeds). Returns ``{emotion: {key: acc}, "mean": {key: mean over emotions}, "config": {...}}``;
     with ``return_replies`` each emotion also has ``"replies": {key: [replies]}`` (random keys: one
-    list per seed). Delta-mu comes from ``reference`` (default ``store``; it needs complete groups).
+    list per seed). Delta-mu comes from ``reference`` (default ``store``; groups left incomplete by elicitation count
+    for the emotions they kept).
     """
-    from circuits.core.generate import GenerationSettings, generate
+    from circuits.core.generate import GenerationSettings
     from circuits.judges.base import default_judge_instance
-    from circuits.judges.base import judge_matches
 
     if enhance is not None and enhance not in ENHANCE_MODES:
         raise ValueError(f"enhance must be one of {ENHANCE_MODES} or None, got {enhance!r}")
@@ -230,37 +267,36 @@ def generation_effect(
         return ivs
 
     keys = ["baseline", "top", "random"] + (["enhance_baseline", "enhanced_top", "enhanced_random"] if enhance else [])
-    # every (emotion, condition) is one job; all jobs' rows go through one generate call with per-row
-    # edits, so batches stay full whatever rows_per_emotion is
-    jobs: list[tuple[str, str, int | None, list[list[int]], list[Intervention]]] = []
+    # every (emotion, condition, seed) is one job; all jobs go through one generate call
+    plan: list[tuple[str, str]] = []
+    jobs: list[GenerationJob] = []
+
+    def add(emotion: str, key: str, prompts: list[list[int]], ivs: list[Intervention]) -> None:
+        plan.append((emotion, key))
+        jobs.append(GenerationJob(emotion, prompts, ivs))
+
     for emotion in emotions:
         e_idx = store.emotions.index(emotion)
         idx = store.index("emotion", emotion)[:rows_per_emotion]
         prompts = store.prompts(model, idx)
-        jobs += [(emotion, "baseline", None, prompts, []),
-                 (emotion, "top", None, prompts, interventions(top_pick, e_idx, "zero"))]
-        jobs += [(emotion, "random", seed, prompts, interventions(random_pick(seed), e_idx, "zero"))
-                 for seed in range(seeds)]
+        add(emotion, "baseline", prompts, [])
+        add(emotion, "top", prompts, interventions(top_pick, e_idx, "zero"))
+        for seed in range(seeds):
+            add(emotion, "random", prompts, interventions(random_pick(seed), e_idx, "zero"))
         if enhance:
             on = store.prompts(model, idx, neutral=True) if enhance_prompt == "neutral" else prompts
             if enhance_prompt == "neutral":
-                jobs.append((emotion, "enhance_baseline", None, on, []))
-            jobs.append((emotion, "enhanced_top", None, on, interventions(top_pick, e_idx, enhance)))
-            jobs += [(emotion, "enhanced_random", seed, on, interventions(random_pick(seed), e_idx, enhance))
-                     for seed in range(seeds)]
-    texts = generate(model, [p for job in jobs for p in job[3]], gen,
-                     interventions=[job[4] for job in jobs for _ in job[3]], progress=progress,
-                     desc="ablation/enhancement: judged generations")
-    targets = [job[0] for job in jobs for _ in job[3]]
-    hits, _ = judge_matches(judge, texts, targets, instructions=[store.settings.instructions(e) for e in targets])
+                add(emotion, "enhance_baseline", on, [])
+            add(emotion, "enhanced_top", on, interventions(top_pick, e_idx, enhance))
+            for seed in range(seeds):
+                add(emotion, "enhanced_random", on, interventions(random_pick(seed), e_idx, enhance))
+    results = judged_generations(model, jobs, store.settings, gen, judge, progress=progress,
+                                 desc="ablation/enhancement: judged generations")
     acc: dict[tuple[str, str], list[float]] = {}
     said: dict[tuple[str, str], list[list[str]]] = {}
-    start = 0
-    for emotion, key, seed, on, _ in jobs:
-        part = slice(start, start + len(on))
-        start += len(on)
-        acc.setdefault((emotion, key), []).append(sum(hits[part]) / max(1, len(on)))
-        said.setdefault((emotion, key), []).append(texts[part])
+    for (emotion, key), (hits, texts) in zip(plan, results):
+        acc.setdefault((emotion, key), []).append(sum(hits) / max(1, len(hits)))
+        said.setdefault((emotion, key), []).append(texts)
     for emotion in emotions:
         if enhance and enhance_prompt != "neutral":  # the emotion prompt's baseline is the ablation baseline
             acc[(emotion, "enhance_baseline")], said[(emotion, "enhance_baseline")] = (

@@ -70,24 +70,6 @@ class Directions:
                    meta.get("prompts"))
 
 
-def group_tensor(
-    store: ActivationStore, name: str, emotions: Sequence[str], rows: Sequence[int] | None = None
-) -> tuple[torch.Tensor, list[tuple[str, str]]]:
-    """Stack a store tensor as ``[n_groups, n_emotions, ...]`` over the groups in which every emotion
-    has an accepted row (restricted to ``rows`` if given). Returns the tensor and the group keys."""
-    pool = range(len(store.rows)) if rows is None else rows
-    where: dict[tuple[str, str], dict[str, int]] = {}
-    for i in pool:
-        r = store.rows[i]
-        if r.kind == "emotion" and r.accepted and r.emotion in emotions:
-            where.setdefault(r.group, {})[r.emotion] = i
-    groups = [g for g, d in where.items() if len(d) == len(emotions)]
-    if not groups:
-        raise ValueError(f"{store.path}: no (scenario, valence) group has accepted rows for all of {list(emotions)}")
-    idx = torch.tensor([[where[g][e] for e in emotions] for g in groups])
-    return store.tensor(name)[idx], groups
-
-
 def masked_centred_mean(h: Float[torch.Tensor, "groups n_emotions ..."],
                         mask: Bool[torch.Tensor, "groups n_emotions"] | None = None
                         ) -> Float[torch.Tensor, "n_emotions ..."]:
@@ -103,9 +85,9 @@ def masked_centred_mean(h: Float[torch.Tensor, "groups n_emotions ..."],
 def masked_group_tensor(
     store: ActivationStore, name: str, emotions: Sequence[str], rows: Sequence[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
-    """Like :func:`group_tensor` but over every group in which each emotion has a prompted row
-    (accepted or not) and some row is accepted; also returns the ``[n_groups, n_emotions]`` bool mask
-    of accepted rows."""
+    """Stack a store tensor as ``[n_groups, n_emotions, ...]`` (restricted to ``rows`` if given) over every
+    group in which each emotion has a prompted row (accepted or not) and some row is accepted; also
+    returns the ``[n_groups, n_emotions]`` bool mask of accepted rows and the group keys."""
     pool = range(len(store.rows)) if rows is None else rows
     where: dict[tuple[str, str], dict[str, int]] = {}
     for i in pool:
@@ -236,24 +218,26 @@ def logistic_probe_cv(x: Float[torch.Tensor, "n n_layers d"], y: torch.Tensor, s
 
 def pca_by_layer(store: ActivationStore, point: str = "mlp", n_components: int = 2,
                  emotions: Sequence[str] | None = None) -> dict[str, Any]:
-    """PCA of the group-centred last-token residuals per layer (emotion rows).
+    """PCA of the group-centred last-token residuals per layer (accepted emotion rows).
 
-    Returns ``{"coords": [n_layers, rows, n_components], "explained": [n_layers, n_components],
-    "labels": [rows] emotion names}``. Centring by group removes what the scenario contributes, so
-    the plot shows how emotions separate.
+    Each row is centred by the mean of every prompted row of its (scenario, valence) group, as the
+    directions are (:func:`masked_group_tensor`), so elicitation that rejects some rows of a group
+    keeps the group's other rows. Returns ``{"coords": [n_layers, rows, n_components], "explained":
+    [n_layers, n_components], "labels": [rows] emotion names}`` over the accepted rows, group-major.
+    Centring by group removes what the scenario contributes, so the plot shows how emotions separate.
     """
     emotions = check_emotions(emotions, store.emotions)
-    h, _ = group_tensor(store, "resid_mid" if point == "attn" else "resid_post", emotions)
+    h, mask, _ = masked_group_tensor(store, "resid_mid" if point == "attn" else "resid_post", emotions)
     h = h - h.mean(dim=1, keepdim=True)  # [G, E, L, d]
-    G, E, L, d = h.shape
-    flat = h.permute(2, 0, 1, 3).reshape(L, G * E, d)
+    rows = h[mask]  # [accepted rows, L, d], group-major
+    flat = rows.transpose(0, 1)  # [L, n, d]
     coords, explained = [], []
-    for layer in range(L):
+    for layer in range(flat.shape[0]):
         x = flat[layer] - flat[layer].mean(0)
         u, s, vt = torch.linalg.svd(x, full_matrices=False)
         k = min(n_components, s.numel())
         coords.append((u[:, :k] * s[:k]).numpy())
         var = s**2
         explained.append((var[:k] / var.sum().clamp_min(1e-12)).numpy())
-    labels = [e for _ in range(G) for e in emotions]
+    labels = [emotions[e] for g, e in mask.nonzero().tolist()]
     return {"coords": np.stack(coords), "explained": np.stack(explained), "labels": labels}

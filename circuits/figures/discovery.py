@@ -12,14 +12,18 @@ from circuits.figures.render import save_figure
 
 
 
-def add_band(fig, x, lo, hi, name: str, **where) -> None:
-    """A filled band between ``lo`` and ``hi`` over ``x`` (the spread of a null over its seeds)."""
+def add_band(fig, x, lo, hi, name: str, *, color: str | None = None, legendgroup: str | None = None,
+             showlegend: bool = True, **where) -> None:
+    """A filled band between ``lo`` and ``hi`` over ``x`` (the spread of a null over its seeds); ``color``
+    fills it (default: plotly's next colour), ``legendgroup`` / ``showlegend`` keep one legend entry for a
+    band drawn in several panels."""
     import plotly.graph_objects as go
 
     xs = list(x) + list(x)[::-1]
     ys = list(map(float, hi)) + list(map(float, lo))[::-1]
-    fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="lines", line=dict(width=0), opacity=0.25,
-                             name=name, hoverinfo="skip"), **where)
+    fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="lines", line=dict(width=0, color=color),
+                             fillcolor=color, opacity=0.25, name=name, hoverinfo="skip",
+                             legendgroup=legendgroup, showlegend=showlegend), **where)
 
 def cross_context_cosines(store: Any, emotions: Sequence[str]) -> dict[str, np.ndarray]:
     """Per-emotion cross-context cosines from an activation store: ``{"theme": [2, n_layers,

@@ -122,12 +122,17 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
             y = np.asarray(t.y, dtype=float)
             x = np.arange(len(y)) if t.x is None else np.asarray(t.x, dtype=float)
             mode = t.mode or "lines"
-            dash = getattr(getattr(t, "line", None), "dash", None)
+            line = getattr(t, "line", None)
+            dash = getattr(line, "dash", None)
+            color = getattr(line, "color", None) or None
             ls = ":" if dash in ("dot", "dash") else "-"
-            if "lines" in mode:
-                ax.plot(x, y, ls, marker="o" if "markers" in mode else None, ms=3, label=label)
+            if t.fill == "toself":  # a band (figures.discovery.add_band): a filled polygon, as in the HTML
+                ax.fill(x, y, alpha=t.opacity if t.opacity is not None else 0.25,
+                        color=t.fillcolor or color, linewidth=0, label=label)
+            elif "lines" in mode:
+                ax.plot(x, y, ls, marker="o" if "markers" in mode else None, ms=3, label=label, color=color)
             else:
-                ax.scatter(x, y, s=6, label=label)
+                ax.scatter(x, y, s=6, label=label, color=color)
     for k, i in enumerate(sorted(axes)):
         ax = axes[i]
         if k < len(titles):
@@ -136,6 +141,8 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
         if xa is not None and xa.type == "log":
             ax.set_xscale("log")
         ya = fig.layout["yaxis" if i == 1 else f"yaxis{i}"]
+        if ya is not None and ya.type == "log":
+            ax.set_yscale("log")
         for a, set_label in ((xa, ax.set_xlabel), (ya, ax.set_ylabel)):
             if a is not None and a.title is not None and a.title.text:
                 set_label(a.title.text, fontsize=8)

@@ -5,8 +5,9 @@ cross-method agreement table, written as ``atlas.json`` and ``atlas.html`` in th
 
 Per emotion: the SEV direction (best probe layer, probe accuracy there against its permuted-label null,
 cross-context cosine), the emotion-concept direction when the run has one (``emocircuits concepts``),
-the Emotion Vector (norm per layer), the VA coordinates of the SEV direction (its projection on the
-VA axes of a ``va`` run, when given), the circuit (size, Delta-mu write norm, faithfulness when
+the Emotion Vector (norm per layer), the VA coordinates from a ``va`` run of the same model, when given
+(the emotion's text centroid on the run's VA axes, the circle of the VA figure, next to its rating, and
+the projection of the unit SEV direction on the same axes), the circuit (size, Delta-mu write norm, faithfulness when
 measured) and provenance (model fingerprint, dataset hash, prompt settings, judge, package version).
 Agreement per layer: cosines between the SEV direction (resid_post), the Emotion Vector (attention
 output) and the circuit's residual write (the sum of its units' Delta-mu writes entering the residual
@@ -48,6 +49,26 @@ def circuit_layer_writes(circuit: Any, model: ModelHandle) -> torch.Tensor:
     return out
 
 
+def _load_va(model: ModelHandle, va_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The VA axes and summary of a ``va`` run, refused (naming the file) when they are missing or were
+    fitted on another model."""
+    from circuits.core.artifacts import InputError
+    from circuits.va.subspace import VAAxes
+
+    axes_json, summary_json = va_dir / "axes.json", va_dir / "summary.json"
+    for f in (axes_json, summary_json):
+        if not f.is_file():
+            raise InputError(f"{f}: not found; --va expects the output directory of `emocircuits va`")
+    axes = VAAxes.load(va_dir / "axes")
+    summary = json.loads(summary_json.read_text())
+    where, fp = (axes_json, axes.fingerprint) if axes.fingerprint else (
+        summary_json, (summary.get("model") or {}).get("fingerprint"))
+    if fp != model.fingerprint:
+        raise InputError(f"{where}: VA axes fitted on a model with fingerprint {fp}, not on {model.name!r} "
+                         f"({model.fingerprint}); run `emocircuits va --model {model.name}` first")
+    return axes, summary
+
+
 def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | None = None,
                 progress: bool = True) -> dict[str, Any]:
     """The atlas of a discovery run (see the module docstring): ``{"model", "provenance", "emotions":
@@ -59,6 +80,7 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
     from circuits.runs.evaluate import cached_emotion_vectors, check_run_dir
 
     run = check_run_dir(run_dir)
+    axes, va_summary = _load_va(model, Path(va_dir)) if va_dir is not None else (None, {})
     summary = json.loads((run / layout.SUMMARY_JSON).read_text())
     evidence = json.loads((run / layout.EVIDENCE_JSON).read_text())
     dirs = Directions.load(run / layout.DIRECTIONS)
@@ -66,11 +88,6 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
                if (run / CONCEPT_DIRECTIONS).with_suffix(".safetensors").is_file() else None)
     circuits_ = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=list(dirs.emotions))
     ev, ev_emotions = cached_emotion_vectors(model, run, progress=progress)
-    axes = None
-    if va_dir is not None:
-        from circuits.va.subspace import VAAxes
-
-        axes = VAAxes.load(Path(va_dir) / "axes")
     probe = evidence["probe_accuracy"]["mlp"]
     null = (evidence.get("null") or {}).get("probe_accuracy", {}).get("mlp")
     cos_theme = evidence["cosine_by_theme"][1]
@@ -78,7 +95,7 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
     L = model.arch.n_layers
     provenance = {"model": model.describe(), "dataset": summary["dataset"], "prompts": summary["prompts"],
                   "judge": summary.get("judge"), "rows": summary["rows"], "package": f"emotion-circuits {circuits.__version__}",
-                  "run": str(run)}
+                  "run": str(run), "va_run": None if va_dir is None else str(va_dir)}
     records: dict[str, Any] = {}
     per_layer: dict[str, Any] = {}
     for e in dirs.emotions:
@@ -100,14 +117,22 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
                             "faithfulness": c.faithfulness["faithfulness"],
                             "random_faithfulness": c.faithfulness["random"]["faithfulness"]["mean"],
                             "ablation_loss": c.faithfulness["ablation_loss"],
+                            "split": (c.faithfulness.get("items") or {}).get("split", "train"),
                             "random_ablation_loss": c.faithfulness["random"]["ablation_loss"]["mean"],
                             "judged": (c.faithfulness.get("judged") or {}).get("accuracy")}},
             "va": None,
         }
         if axes is not None:
             xy = axes.project(sev[axes.layer].float()).tolist()
-            rec["va"] = {"layer": axes.layer, "valence": xy[0], "arousal": xy[1],
-                         "what": "projection of the unit SEV direction on the VA axes"}
+            centroid = va_summary.get("projection", {}).get(e)
+            rating = va_summary.get("ratings", {}).get(e)
+            rec["va"] = {"layer": axes.layer,
+                         "valence": None if centroid is None else centroid[0],
+                         "arousal": None if centroid is None else centroid[1],
+                         "what": "the emotion's text centroid on the VA axes of the va run (its summary.json "
+                                 "'projection')",
+                         "rating": rating, "direction_valence": xy[0], "direction_arousal": xy[1],
+                         "r2": axes.r2}
         layer_rows = {"direction_vs_emotion_vector": [_cos(sev[l], evec[l]) for l in range(L)],
                       "direction_vs_circuit_write": [_cos(sev[l], writes[l]) for l in range(L)],
                       "emotion_vector_vs_circuit_write": [_cos(evec[l], writes[l]) for l in range(L)]}
@@ -134,6 +159,12 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return html.escape(str(x))
 
 
+def _splits(recs: dict[str, Any]) -> str:
+    got = {(r["circuit"].get("faithfulness") or {}).get("split") for r in recs.values()} - {None}
+    names = {"test": "held-out test items", "train": "in-sample train rows"}
+    return "faithfulness on " + " and ".join(names[s] for s in sorted(got)) if got else "faithfulness not measured"
+
+
 def atlas_html(atlas: dict[str, Any]) -> str:
     """An HTML page of the atlas: the per-emotion table, the overlap matrices and the per-layer agreement
     curves (plotly from its CDN)."""
@@ -152,10 +183,12 @@ def atlas_html(atlas: dict[str, Any]) -> str:
             _fmt(ag.get("direction_vs_emotion_vector")), _fmt(ag.get("direction_vs_circuit_write")),
             _fmt(ag.get("direction_vs_concept")), r["circuit"]["neurons"], r["circuit"]["heads"],
             _fmt(f.get("faithfulness")), _fmt(f.get("random_faithfulness")), _fmt(f.get("ablation_loss")),
-            _fmt(f.get("random_ablation_loss")), _fmt(va.get("valence")), _fmt(va.get("arousal")))) + "</tr>")
+            _fmt(f.get("random_ablation_loss")), _fmt(va.get("valence")), _fmt(va.get("arousal")),
+            _fmt((va.get("rating") or [None, None])[0]), _fmt((va.get("rating") or [None, None])[1]),
+            _fmt(va.get("direction_valence")), _fmt(va.get("direction_arousal")))) + "</tr>")
     head = ("emotion", "best layer", "probe acc.", "null probe", "cross-context cos", "cos dir-EV", "cos dir-circuit",
             "cos dir-concept", "neurons", "heads", "faithfulness", "random", "ablation loss", "random", "valence",
-            "arousal")
+            "arousal", "rated valence", "rated arousal", "SEV dir. valence", "SEV dir. arousal")
     table = ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
     ov = atlas["agreement"]["overlap"]
     names = ov["emotions"]
@@ -186,7 +219,9 @@ def atlas_html(atlas: dict[str, Any]) -> str:
             f"{html.escape(p['model']['name'])}</title><style>{style}</style></head><body>"
             f"<h1>Emotion atlas: {html.escape(p['model']['name'])}</h1><p>{prov}</p>{table}"
             f"<p>null probe: permuted emotion labels (mean over seeds); faithfulness against random circuits of "
-            f"equal size per layer; cosines at each emotion's best probe layer.</p>"
+            f"equal size per layer ({html.escape(_splits(recs))}); cosines at each emotion's best probe layer; "
+            f"valence / arousal: the emotion's text centroid on the VA axes of the va run, next to the ratings "
+            f"the axes were fitted to and the SEV direction's projection.</p>"
             f"<h2>Circuit overlap across emotions (Jaccard)</h2>{matrix('neurons')}{matrix('heads')}"
             f"<h2>Agreement per layer</h2>{fig.to_html(include_plotlyjs='cdn', full_html=False)}</body></html>")
 
@@ -204,13 +239,14 @@ def write_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
 def atlas_table(atlas: dict[str, Any]) -> str:
     """Plain text: per emotion the headline numbers of the atlas."""
     lines = [f"{'emotion':<10} {'layer':>5} {'probe':>6} {'null':>6} {'cos EV':>7} {'cos circ':>8} {'cos conc':>8} "
-             f"{'faithful':>8} {'random':>7}"]
+             f"{'faithful':>8} {'random':>7} {'valence':>7} {'arousal':>7}"]
     for e, r in atlas["emotions"].items():
         ag, f = r["agreement_at_best_layer"], r["circuit"]["faithfulness"] or {}
         lines.append(f"{e:<10} {r['direction']['best_layer']:>5} {_fmt(r['direction']['probe_accuracy']):>6} "
                      f"{_fmt(r['direction']['null_probe_accuracy']):>6} {_fmt(ag.get('direction_vs_emotion_vector')):>7} "
                      f"{_fmt(ag.get('direction_vs_circuit_write')):>8} {_fmt(ag.get('direction_vs_concept')):>8} "
-                     f"{_fmt(f.get('faithfulness')):>8} {_fmt(f.get('random_faithfulness')):>7}")
+                     f"{_fmt(f.get('faithfulness')):>8} {_fmt(f.get('random_faithfulness')):>7} "
+                     f"{_fmt((r['va'] or {}).get('valence')):>7} {_fmt((r['va'] or {}).get('arousal')):>7}")
     return "\n".join(lines)
 
 

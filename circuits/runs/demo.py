@@ -68,7 +68,6 @@ def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, 
     if summary.get("faithfulness"):
         from circuits.circuit.faithfulness import faithfulness_table
 
-        print_fn("circuit faithfulness (emotion score at the last token; random: circuits of equal size per layer)")
         print_fn(faithfulness_table(summary["faithfulness"]))
     result = run_evaluation(model, out, replace(eval_cfg, methods=METHODS, emotions=discover_cfg.emotions), judge=judge,
                             progress=progress)

@@ -31,10 +31,12 @@ from circuits.core.artifacts import InputError, staged_dir
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.discovery.ablation import MODES, SweepConfig
 from circuits.discovery.influence import DEFAULT_ALPHAS
+from circuits.circuit.faithfulness import SPLITS as FAITHFULNESS_SPLITS
 
 
 class DiscoverInputError(InputError):
-    """A discovery request that cannot give meaningful results (raised before anything is written)."""
+    """A discovery request that cannot give meaningful results: raised before anything is written, except
+    for an elicitation that kept no row of an emotion (then only the judged store is kept, to resume from)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class DiscoverConfig:
     faithfulness_rows: int = help_field(24, "emotion-prompt rows per emotion for circuit faithfulness (0 skips)",
                                         min=0)
     faithfulness_seeds: int = help_field(3, "random circuits of equal size per layer for faithfulness", min=1)
+    faithfulness_split: str = help_field("test", "prompts the faithfulness scores: held-out SEV test items "
+                                                 "(test) or the store's own rows (train, in-sample)",
+                                         choices=FAITHFULNESS_SPLITS)
     faithfulness_judge_rows: int = help_field(4, "rows per emotion for judged generations under each faithfulness "
                                                  "condition (0: emotion score only)", min=0)
     influence_method: str = "intervention"
@@ -106,17 +111,41 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _subset_rows(store, kind: str, per: int, emotions: Sequence[str] | None, seed: int) -> torch.Tensor:
-    """A seeded subset: ``per`` neutral rows, or all emotion rows of ``per`` random (scenario, valence)
-    groups (so every emotion has ``per`` rows and the group structure is kept)."""
+    """A seeded subset: ``per`` neutral rows, or per emotion the accepted rows of the first (scenario,
+    valence) groups in a seeded order that hold one, up to ``per`` rows. With complete groups every
+    emotion takes the same ``per`` groups (the group structure is kept); groups left incomplete by
+    elicitation make an emotion reach further down the order (or keep fewer rows, when it has fewer)."""
     g = torch.Generator().manual_seed(seed)
     if kind == "neutral":
         idx = store.index("neutral")
         return idx[torch.randperm(len(idx), generator=g)[:per]].sort().values
-    groups = sorted({store.rows[int(i)].group for i in store.index("emotion")})
-    chosen = {groups[int(j)] for j in torch.randperm(len(groups), generator=g)[:per]}
-    idx = [int(i) for i in store.index("emotion")
-           if store.rows[int(i)].group in chosen and store.rows[int(i)].emotion in emotions]
+    groups = sorted({store.rows[int(i)].group for i in store.index("emotion", accepted_only=False)})
+    order = [groups[int(j)] for j in torch.randperm(len(groups), generator=g)]
+    where: dict[tuple[tuple[str, str], str], int] = {
+        (store.rows[int(i)].group, store.rows[int(i)].emotion): int(i) for i in store.index("emotion")}
+    idx = []
+    for e in emotions or store.emotions:
+        idx += [where[(grp, e)] for grp in order if (grp, e) in where][:per]
     return torch.tensor(sorted(idx), dtype=torch.long)
+
+
+def kept_rows(store: Any, emotions: Sequence[str]) -> dict[str, Any]:
+    """What elicitation kept: accepted emotion rows in all and per emotion, of how many prompted, and the
+    (scenario, valence) groups in which every emotion was kept."""
+    rows = [r for r in store.rows if r.kind == "emotion" and r.emotion in emotions]
+    by = {e: sum(r.accepted for r in rows if r.emotion == e) for e in emotions}
+    groups: dict[tuple[str, str], int] = {}
+    for r in rows:
+        groups[r.group] = groups.get(r.group, 0) + int(r.accepted)
+    return {"accepted": sum(by.values()), "prompted": len(rows), "by_emotion": by,
+            "complete_groups": sum(n == len(emotions) for n in groups.values()), "groups": len(groups)}
+
+
+def kept_line(kept: dict[str, Any]) -> str:
+    """One line of :func:`kept_rows`."""
+    per = ", ".join(f"{e} {n}" for e, n in kept["by_emotion"].items())
+    return (f"kept {kept['accepted']} of {kept['prompted']} emotion rows ({per}); every emotion kept in "
+            f"{kept['complete_groups']} of {kept['groups']} (scenario, valence) groups")
 
 
 def check_request(cfg: DiscoverConfig, dataset: SEVDataset, model_layers: int | None = None) -> tuple[str, ...]:
@@ -183,6 +212,13 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
                                     dtype=cfg.store_dtype), settings, elicitation=cfg.elicitation, judge=judge,
                         progress=progress)
     lap("store")
+    kept = kept_rows(store, emotions)
+    if cfg.elicitation and not all(kept["by_emotion"].values()):
+        none = [e for e, n in kept["by_emotion"].items() if n == 0]
+        raise DiscoverInputError(
+            f"elicitation kept no row of {', '.join(none)} ({kept_line(kept)}): the model does not follow the "
+            "emotion prompt for them, so there is no direction to find. Pick a prompt it follows (`emocircuits "
+            "prompts`), another judge, or --emotions without them")
 
     dirs = emotion_directions(store, emotions)
     dirs.save(out / layout.DIRECTIONS)
@@ -272,9 +308,13 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     if cfg.faithfulness_rows > 0:
         from circuits.circuit.faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
 
+        from circuits.core.sev import DEFAULT_TEST, load_sev
+
         fcfg = FaithfulnessConfig(rows=cfg.faithfulness_rows, seeds=cfg.faithfulness_seeds,
-                                  judge_rows=cfg.faithfulness_judge_rows, seed=cfg.seed)
-        faithful = circuit_faithfulness(model, store, dirs, circuits, fcfg, judge=judge, progress=progress)
+                                  judge_rows=cfg.faithfulness_judge_rows, split=cfg.faithfulness_split, seed=cfg.seed)
+        heldout = load_sev(DEFAULT_TEST) if fcfg.split == "test" else None
+        faithful = circuit_faithfulness(model, store, dirs, circuits, fcfg, heldout=heldout, judge=judge,
+                                        progress=progress)
         for c in circuits:
             c.faithfulness = faithful[c.emotion]
         lap("faithfulness")
@@ -288,7 +328,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "config": cfg.to_dict(),
         "prompts": store.meta["prompts"],
         "rows": {"emotion": int(store.index("emotion").numel()), "neutral": int(store.index("neutral").numel()),
-                 "accepted": sum(r.accepted for r in store.rows if r.kind == "emotion")},
+                 "accepted": kept["accepted"], "kept": kept},
         "agreement": refs["agreement"],
         "influence_method": influence_method,
         "directions": {"n_groups": dirs.n_groups,

@@ -2,6 +2,7 @@
 and write it into the circuit files (schema version 2) and ``faithfulness.json``.
 
     emocircuits faithfulness --model smollm2-135m --run runs/smol-full --rows 24 --seeds 3 --judge-rows 4
+    emocircuits faithfulness --model smollm2-135m --run runs/smol-full --split train   # in-sample
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.runs import layout
 
+FAITHFULNESS_FLAGS = ("rows", "seeds", "judge_rows", "split", "max_new_tokens", "batch_size", "seed")
+
 
 def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *, judge: Any = None,
-                     emotions: list[str] | None = None, progress: bool = True) -> dict[str, Any]:
+                     emotions: list[str] | None = None, heldout: Any = None,
+                     progress: bool = True) -> dict[str, Any]:
     """Faithfulness of the circuits of ``run_dir`` (:func:`circuits.circuit.faithfulness.circuit_faithfulness`
-    on the run's store and directions). Each circuit file is rewritten with its ``faithfulness`` block
+    on the run's store and directions; with ``cfg.split == "test"`` on the items of ``heldout``, an
+    :class:`~circuits.core.sev.SEVDataset` or a path, default the shipped test split). Each circuit file is rewritten with its ``faithfulness`` block
     (atomically, one file at a time); ``faithfulness.json`` holds ``{"summary", "blocks", "config"}``."""
     from circuits.circuit import load_circuits
     from circuits.circuit.faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
+    from circuits.core.sev import DEFAULT_TEST, SEVDataset, load_sev
     from circuits.discovery.directions import Directions
     from circuits.discovery.store import ActivationStore
     from circuits.runs.evaluate import check_run_dir
@@ -31,7 +37,15 @@ def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *
     store = ActivationStore.load(run / layout.STORE_DIR, model)
     dirs = Directions.load(run / layout.DIRECTIONS)
     circuits = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=emotions)
-    blocks = circuit_faithfulness(model, store, dirs, list(circuits.values()), cfg, judge=judge, progress=progress)
+    held = None
+    if heldout is not None and cfg.split != "test":
+        from circuits.core.artifacts import InputError
+
+        raise InputError("--sev (the held-out items) is only read with --split test, not with --split train")
+    if cfg.split == "test":
+        held = heldout if isinstance(heldout, SEVDataset) else load_sev(heldout or DEFAULT_TEST)
+    blocks = circuit_faithfulness(model, store, dirs, list(circuits.values()), cfg, heldout=held, judge=judge,
+                                  progress=progress)
     for emotion, c in circuits.items():
         c.faithfulness = blocks[emotion]
         c.save(run / layout.CIRCUITS_DIR / f"{emotion}.json")
@@ -46,41 +60,30 @@ def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *
 def _faithfulness(args: argparse.Namespace) -> int:
     from circuits.circuit.faithfulness import FaithfulnessConfig, faithfulness_table
     from circuits.cli import _check_model_args, _judge, _load
+    from circuits.core.config import config_from_args
     from circuits.runs.evaluate import check_run_dir
 
+    cfg = config_from_args(FaithfulnessConfig, args, FAITHFULNESS_FLAGS)
     _check_model_args(args)
     check_run_dir(args.run)
-    cfg = FaithfulnessConfig(rows=args.rows, seeds=args.seeds, judge_rows=args.judge_rows,
-                             max_new_tokens=args.max_new_tokens, seed=args.seed)
-    judge = _judge(args) if args.judge_rows else None
-    res = run_faithfulness(_load(args), args.run, cfg, judge=judge, emotions=args.emotions)
-    print("circuit faithfulness (emotion score at the last token; random: circuits of equal size per layer)")
+    judge = _judge(args) if cfg.judge_rows else None
+    res = run_faithfulness(_load(args), args.run, cfg, judge=judge, emotions=args.emotions, heldout=args.sev)
     print(faithfulness_table(res["summary"]))
     print(f"wrote {Path(args.run) / layout.FAITHFULNESS_JSON} and the faithfulness block of every circuit file")
     return 0
 
 
-def _positive(kind: type, minimum: int):
-    def parse(text: str):
-        value = kind(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {text}")
-        return value
-    return parse
-
-
 def register_cli(sub: argparse._SubParsersAction) -> None:
+    from circuits.circuit.faithfulness import FaithfulnessConfig
     from circuits.cli import _judge_arg, _model_args
+    from circuits.core.config import add_config_flags
 
     p = sub.add_parser("faithfulness", help="circuit faithfulness of a discovery run against random circuits")
     _model_args(p)
     p.add_argument("--run", required=True, help="a discovery run directory")
     p.add_argument("--emotions", nargs="+", default=None)
-    p.add_argument("--rows", type=_positive(int, 1), default=24, help="emotion-prompt rows per emotion (default 24)")
-    p.add_argument("--seeds", type=_positive(int, 1), default=3, help="random circuits (default 3)")
-    p.add_argument("--judge-rows", type=_positive(int, 0), default=0,
-                   help="rows per emotion for judged generations under each condition (default 0: scores only)")
-    p.add_argument("--max-new-tokens", type=_positive(int, 1), default=32)
-    p.add_argument("--seed", type=int, default=0)
+    add_config_flags(p, FaithfulnessConfig, FAITHFULNESS_FLAGS)
+    p.add_argument("--sev", default=None, help="SEV file of the held-out items for --split test (default: the "
+                                               "shipped test split)")
     _judge_arg(p, "the judged generations", modes=False)
     p.set_defaults(func=_faithfulness)

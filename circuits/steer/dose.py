@@ -9,9 +9,11 @@ on the dev items (train split, so the test split stays for the final numbers):
   probabilities; None otherwise);
 * ``perplexity``: of the replies under the unsteered model with the emotion prompt (as in
   :mod:`circuits.steer.evaluate`);
-* the same for the **random control** of each method
+* the same for the **random controls** of each method, one per seed
   (:func:`circuits.runs.evaluate.method_factories` with ``null_seed``): random unit directions,
-  random vectors with each layer's EV norm, the circuit's Delta-mu on random units.
+  random vectors with each layer's EV norm, the circuit's Delta-mu on random units. Per strength the
+  control is summarised over its seeds (:func:`control_band`): mean accuracy and emotion score,
+  geometric-mean perplexity, and the min-max spread that the figure draws as a band.
 
 :func:`strength_to_match` interpolates the strength at which a method first reaches prompting's
 accuracy, and the perplexity it costs there.
@@ -59,38 +61,69 @@ def dose_response(
     model: ModelHandle,
     dev: SEVDataset,
     factories: dict[str, Factory],
-    controls: dict[str, Factory],
+    controls: Sequence[dict[str, Factory]],
     config: EvalConfig,
     settings: PromptSettings | None = None,
     judge: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Every steered method of ``factories`` at every strength of ``config.grid(method)`` (or its configured
-    strength alone when no grid is set) on ``config.sweep_limit`` dev scenarios, with its control from
-    ``controls``. Returns ``{"reference": {"prompting": point, "neutral": point}, "methods": {method:
-    {"points": [...], "control": [...], "match_prompting": strength_to_match(...)}}, "dev": {...}}``."""
+    strength alone when no grid is set) on ``config.sweep_limit`` dev scenarios, with its random control
+    from each mapping of ``controls`` (one per seed). Returns ``{"reference": {"prompting": point,
+    "neutral": point}, "methods": {method: {"points": [...], "control": [control_band(...) per strength],
+    "match_prompting": strength_to_match(...)}}, "dev": {...}}``."""
     from circuits.judges.base import default_judge_instance, judge_name
 
+    from collections.abc import Mapping
+
+    if isinstance(controls, Mapping) or not controls:
+        raise TypeError("dose_response: controls must be a non-empty sequence with one {method: factory} mapping "
+                        "per seed")
     judge = judge or default_judge_instance()
     cfg = replace(config, limit=config.sweep_limit, examples=0)
     ref = {m: _point(model, dev, m, None, None, cfg, settings, judge) for m in ("prompting", "neutral")}
     grids = {m: tuple(cfg.grid(m) or (cfg.strength(m),)) for m in STEERED if m in factories}
     out: dict[str, Any] = {}
-    bar = tqdm(total=2 * sum(len(g) for g in grids.values()), desc="dose-response", disable=not progress)
+    bar = tqdm(total=(1 + len(controls)) * sum(len(g) for g in grids.values()), desc="dose-response",
+               disable=not progress)
     for method, grid in grids.items():
         points, control = [], []
         for s in grid:
             points.append(_point(model, dev, method, factories[method], float(s), cfg, settings, judge))
             bar.update(1)
-            control.append(_point(model, dev, method, controls[method], float(s), cfg, settings, judge))
-            bar.update(1)
+            seeds = []
+            for c in controls:
+                seeds.append(_point(model, dev, method, c[method], float(s), cfg, settings, judge))
+                bar.update(1)
+            control.append(control_band(seeds))
         out[method] = {"points": points, "control": control,
                        "match_prompting": strength_to_match(points, ref["prompting"]["accuracy"])}
     bar.close()
     return {"reference": ref, "methods": out, "judge": judge_name(judge), "model": model.describe(),
             "dev": {"path": str(dev.path), "n_scenarios": len(dev.subset(cfg.sweep_limit)),
                     "items_per_point": ref["neutral"]["n"]},
+            "n_control_seeds": len(controls),
             "config": {"positions": cfg.positions, "max_new_tokens": cfg.max_new_tokens}}
+
+
+BAND_KEYS = ("accuracy", "emotion_score", "perplexity")
+
+
+def control_band(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One strength's random controls summarised over their seeds: ``accuracy`` and ``emotion_score`` the
+    mean, ``perplexity`` the geometric mean (it spans orders of magnitude), ``lo`` / ``hi`` the min / max
+    of each, and ``seeds`` the points themselves. A key no seed has (a judge without probabilities) is None."""
+    out: dict[str, Any] = {"strength": seeds[0]["strength"], "n": seeds[0]["n"], "lo": {}, "hi": {},
+                           "seeds": list(seeds)}
+    for key in BAND_KEYS:
+        vals = [float(p[key]) for p in seeds if p[key] is not None]
+        if not vals:
+            out[key], out["lo"][key], out["hi"][key] = None, None, None
+            continue
+        mean = math.exp(sum(map(math.log, vals)) / len(vals)) if key == "perplexity" else sum(vals) / len(vals)
+        out["lo"][key], out["hi"][key] = min(vals), max(vals)
+        out[key] = min(max(mean, min(vals)), max(vals))  # inside the band despite rounding
+    return out
 
 
 def strength_to_match(points: Sequence[dict[str, Any]], target: float) -> dict[str, Any]:
@@ -117,6 +150,10 @@ def dose_table(res: dict[str, Any]) -> str:
         score = "-" if p["emotion_score"] is None else f"{p['emotion_score']:.2f}"
         return f"{p['accuracy']:.0%} {score} {p['perplexity']:.1f}"
 
+    def band(c: dict[str, Any]) -> str:
+        lo, hi = c["lo"], c["hi"]
+        return f"{cell(c)} (accuracy {lo['accuracy']:.0%}-{hi['accuracy']:.0%} over {len(c['seeds'])} seeds)"
+
     r = res["reference"]
     lines = [f"dose-response on {res['dev']['n_scenarios']} dev scenarios ({res['dev']['items_per_point']} replies per "
              f"point; judge {res['judge']}); cells: accuracy, emotion score, perplexity",
@@ -124,7 +161,7 @@ def dose_table(res: dict[str, Any]) -> str:
     for method, t in res["methods"].items():
         lines.append(f"  {method}")
         for p, c in zip(t["points"], t["control"]):
-            lines.append(f"    {p['strength']:>6g}: {cell(p):<22} random control: {cell(c)}")
+            lines.append(f"    {p['strength']:>6g}: {cell(p):<22} random control: {band(c)}")
         mt = t["match_prompting"]
         lines.append("    reaches prompting's accuracy at strength "
                      + (f"{mt['strength']:.2f} (perplexity {mt['perplexity']:.1f})" if mt["reached"]
@@ -134,10 +171,12 @@ def dose_table(res: dict[str, Any]) -> str:
 
 def dose_figure(res: dict[str, Any], out_dir: Any) -> list:
     """``dose_response.html`` (+ PNG where a renderer exists): accuracy, emotion score and perplexity
-    against strength, one colour per method, its random control dotted, prompting and neutral dashed."""
+    against strength, one colour per method, its random controls as a dotted mean line inside a band
+    (min to max over seeds), prompting and neutral dashed."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from circuits.figures.discovery import add_band
     from circuits.figures.render import save_figure
 
     keys = (("accuracy", "judged accuracy"), ("emotion_score", "emotion score (judge probability)"),
@@ -146,7 +185,13 @@ def dose_figure(res: dict[str, Any], out_dir: Any) -> list:
     colors = {"direction": "#1f77b4", "emotion_vector": "#2ca02c", "circuit": "#d62728"}
     for c, (key, _) in enumerate(keys):
         for method, t in res["methods"].items():
-            for series, dash, suffix in (("points", "solid", ""), ("control", "dot", " (random control)")):
+            ctrl = [p for p in t["control"] if p[key] is not None]
+            if ctrl:
+                add_band(fig, [p["strength"] for p in ctrl], [p["lo"][key] for p in ctrl],
+                         [p["hi"][key] for p in ctrl], f"{method} (random controls, min-max over seeds)",
+                         color=colors.get(method), legendgroup=method + " band", showlegend=c == 0,
+                         row=1, col=c + 1)
+            for series, dash, suffix in (("points", "solid", ""), ("control", "dot", " (random control, mean)")):
                 pts = [p for p in t[series] if p[key] is not None]
                 fig.add_trace(go.Scatter(x=[p["strength"] for p in pts], y=[p[key] for p in pts],
                                          mode="lines+markers", name=method + suffix, legendgroup=method + suffix,

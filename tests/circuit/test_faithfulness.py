@@ -60,7 +60,15 @@ def test_the_whole_model_is_fully_faithful_and_the_empty_circuit_not_at_all(toy_
     assert empty["random"]["ablation_loss"]["seeds"] == pytest.approx([0.0, 0.0], abs=1e-6)
 
 
-def _reference_scores(model, store, dirs, circuit, rows: int) -> dict[str, float]:
+def _heldout_prompts(model, store, emotion: str, rows: int) -> list[list[int]]:
+    """The first ``rows`` test-split items of ``emotion`` as chats in the store's prompt settings."""
+    from circuits.core.sev import DEFAULT_TEST
+
+    items = load_sev(DEFAULT_TEST).items([emotion])[:rows]
+    return [model.chat_ids(*store.settings.chat(emotion, it.user_text)) for it in items]
+
+
+def _reference_scores(model, store, dirs, circuit, prompts) -> dict[str, float]:
     """Slow reference: full forward passes (no KV cache), mean ablation written as raw TransformerLens
     hooks on hook_post / hook_z at the last position (prompts are left-padded)."""
     a = model.arch
@@ -69,7 +77,7 @@ def _reference_scores(model, store, dirs, circuit, rows: int) -> dict[str, float
     emo = store.index("emotion")
     mean_post = store.tensor("mlp_post")[emo].mean(0)  # [L, d_mlp]
     mean_z = store.tensor("z")[emo].mean(0)  # [L, H, d_head]
-    ids, mask = model.pad_left(store.prompts(model, store.index("emotion", circuit.emotion)[:rows]))
+    ids, mask = model.pad_left(prompts)
     inside_n, inside_h = circuit.neuron_index(), circuit.head_index()
 
     def hooks(ablate_inside: bool, ablate_outside: bool) -> list:
@@ -102,18 +110,40 @@ def _reference_scores(model, store, dirs, circuit, rows: int) -> dict[str, float
     return res
 
 
-def test_condition_scores_equal_a_full_forward_reference(toy_store):
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_condition_scores_equal_a_full_forward_reference(toy_store, split):
+    """In-sample (the store's own rows) and held-out (test-split items): the four condition scores equal
+    full forward passes with raw hooks over the same prompts, the means always from the store."""
     model, store, dirs = toy_store
     circuit = hand_circuit(model, "sadness", {0: [3, 17, 200], 2: [5], 3: list(range(0, 384, 7))},
                            {1: [0, 6], 3: [2]})
-    got = fa.circuit_faithfulness(model, store, dirs, [circuit], fa.FaithfulnessConfig(rows=5, seeds=1),
+    got = fa.circuit_faithfulness(model, store, dirs, [circuit], fa.FaithfulnessConfig(rows=5, seeds=1, split=split),
                                   progress=False)["sadness"]
-    want = _reference_scores(model, store, dirs, circuit, rows=5)
+    prompts = (store.prompts(model, store.index("emotion", "sadness")[:5]) if split == "train"
+               else _heldout_prompts(model, store, "sadness", 5))
+    want = _reference_scores(model, store, dirs, circuit, prompts)
     for name in fa.CONDITIONS:
         assert got["scores"][name] == pytest.approx(want[name], rel=1e-4, abs=1e-4), name
     span = want["full"] - want["empty"]
     assert got["faithfulness"] == pytest.approx((want["circuit"] - want["empty"]) / span, rel=1e-3, abs=1e-4)
     assert got["ablation_loss"] == pytest.approx((want["full"] - want["ablated"]) / span, rel=1e-3, abs=1e-4)
+    assert got["items"]["split"] == split and got["rows"] == 5
+    assert fa.faithfulness_summary({"sadness": got})["sadness"]["split"] == split
+
+
+def test_held_out_items_are_not_the_store_rows(toy_store):
+    """The two splits score different prompts, so their full-condition scores differ; a bad split is
+    refused naming the field and its flag."""
+    from circuits.core.config import ConfigError
+
+    model, store, dirs = toy_store
+    circuit = hand_circuit(model, "fear", {1: [2, 4]}, {0: [1]})
+    res = {s: fa.circuit_faithfulness(model, store, dirs, [circuit], fa.FaithfulnessConfig(rows=6, seeds=1, split=s),
+                                      progress=False)["fear"] for s in fa.SPLITS}
+    assert res["test"]["scores"]["full"] != pytest.approx(res["train"]["scores"]["full"], abs=1e-6)
+    assert res["test"]["items"]["sha256"] != res["train"]["items"]["sha256"]
+    with pytest.raises(ConfigError, match=r"FaithfulnessConfig.split \(--split\)"):
+        fa.FaithfulnessConfig(split="dev")
 
 
 def test_random_circuits_keep_the_size_of_every_layer_and_follow_the_seed(toy_store):
@@ -172,7 +202,7 @@ def test_judged_conditions_match_plain_generation(toy_store):
     judged = block["judged"]
     assert judged["rows"] == 3 and set(judged["accuracy"]) == set(fa.CONDITIONS)
     assert {"random_circuit", "random_ablated"} <= set(judged)
-    prompts = store.prompts(model, store.index("emotion", "happiness")[:3])
+    prompts = _heldout_prompts(model, store, "happiness", 3)  # the default: held-out items
     plain = generate(model, prompts, GenerationSettings(max_new_tokens=12), progress=False)
     hits, _ = judge_matches(judge, plain, ["happiness"] * 3,
                             instructions=[store.settings.instructions("happiness")] * 3)

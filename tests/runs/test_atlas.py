@@ -71,3 +71,38 @@ def test_agreement_numbers_equal_direct_computations(toy, atlas_run):
     nb = {(lc.layer, n) for lc in b.layers for n in lc.neurons}
     assert ov["neurons"][0][1] == pytest.approx(len(na & nb) / len(na | nb))
     assert all(ov["heads"][k][k] == 1.0 for k in range(len(names)))
+
+
+def test_va_coordinates_come_from_a_va_run_of_the_same_model(toy, atlas_run, tmp_path, capsys):
+    """With --va the record holds the emotion's text centroid on the VA axes (the va run's projection),
+    its rating, and the SEV direction projected on the same axes; axes of another model are refused,
+    naming the file, and the atlas already written stays as it was."""
+    from circuits.cli import main
+    from circuits.discovery.directions import Directions
+    from circuits.va.run import VAConfig, run_va
+    from circuits.va.subspace import VAAxes
+
+    run, _ = atlas_run
+    va_dir = tmp_path / "va"
+    va = run_va(toy, va_dir, VAConfig(alphas=(0.0,), steer_limit=1, random_seeds=1), progress=False)
+    assert main(["atlas", "--model", "toy", "--run", str(run), "--va", str(va_dir)]) == 0
+    assert "valence" in capsys.readouterr().out
+    atlas = json.loads((run / "atlas.json").read_text())
+    axes = VAAxes.load(va_dir / "axes")
+    dirs = Directions.load(run / "directions")
+    assert atlas["provenance"]["va_run"] == str(va_dir)
+    for i, e in enumerate(dirs.emotions):
+        r = atlas["emotions"][e]["va"]
+        assert [r["valence"], r["arousal"]] == pytest.approx(va["projection"][e])
+        assert r["rating"] == pytest.approx(va["ratings"][e]) and r["layer"] == axes.layer == va["layer"]
+        want = axes.project(dirs.unit[1, axes.layer, i].float())
+        assert [r["direction_valence"], r["direction_arousal"]] == pytest.approx(want.tolist(), abs=1e-6)
+    before = (run / "atlas.json").read_bytes()
+    meta = json.loads((va_dir / "axes.json").read_text())
+    (va_dir / "axes.json").write_text(json.dumps({**meta, "fingerprint": "0123456789abcdef"}))
+    assert main(["atlas", "--model", "toy", "--run", str(run), "--va", str(va_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "axes.json" in err and "0123456789abcdef" in err
+    assert (run / "atlas.json").read_bytes() == before
+    assert main(["atlas", "--model", "toy", "--run", str(run), "--va", str(tmp_path / "nothing")]) == 2
+    assert "--va expects the output directory" in capsys.readouterr().err

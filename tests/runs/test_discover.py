@@ -275,9 +275,35 @@ def test_faithfulness_command_rewrites_the_run_circuits(toy, toy_run, tmp_path):
     assert Circuit.load(run / "circuits" / "fear.json") == before  # other emotions untouched
     saved = json.loads((run / "faithfulness.json").read_text())
     assert set(saved["summary"]) == {"anger"}
-    with pytest.raises(SystemExit) as err:  # bad input: argparse's usage error, before anything is loaded
-        main(["faithfulness", "--model", "toy", "--run", str(run), "--rows", "0"])
-    assert err.value.code == 2
+
+def test_faithfulness_command_refuses_bad_input_naming_the_field(toy_run, tmp_path, capsys):
+    """Out-of-range numbers name the config field and its flag, --sev with --split train is refused, and a
+    held-out file without items of an emotion names the emotion and the file; the run is left as it was."""
+    import shutil
+
+    from circuits.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(toy_run[0], run)
+    before = (run / "circuits" / "anger.json").read_bytes()
+    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--rows", "0"]) == 2
+    assert "FaithfulnessConfig.rows (--rows): expected a value >= 1" in capsys.readouterr().err
+    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--split", "train", "--sev", "x.jsonl"]) == 2
+    assert "--sev" in capsys.readouterr().err
+    train = json.loads((run / "summary.json").read_text())["dataset"]["path"]
+    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--sev", train]) == 2
+    assert "the store was built from" in capsys.readouterr().err
+    assert (run / "circuits" / "anger.json").read_bytes() == before  # refusals write nothing
+    one = tmp_path / "one.jsonl"
+    from circuits.core.sev import DEFAULT_TEST
+
+    one.write_text(json.dumps(load_sev(DEFAULT_TEST).scenarios[0].to_dict()) + "\n")
+    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--sev", str(one), "--emotions", "anger",
+                 "--rows", "4"]) == 0  # 3 items (one scenario x 3 valences): fewer than --rows, recorded
+    assert json.loads((run / "faithfulness.json").read_text())["summary"]["anger"]["rows"] == 3
+    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--sev", str(one), "--emotions", "anger",
+                 "--rows", "1"]) == 0
+    assert (run / "circuits" / "anger.json").read_bytes() != before  # rewritten with the new block
 
 
 def test_direction_nulls_are_in_the_evidence_and_the_figure(toy_run):
@@ -302,3 +328,92 @@ def test_nulls_command_adds_the_null_block_and_keeps_the_rest(toy, toy_run, tmp_
     after = json.loads((run / "directions_evidence.json").read_text())
     assert after["probe_accuracy"] == before["probe_accuracy"] and after["null"]["seeds"] == 3
     assert after["null"] != before["null"]  # other seeds, other permutations
+
+
+class _OneMissingPerGroup:
+    """A label judge for elicitation that rejects, in every (scenario, valence) group, one of the first five
+    emotions (another one from group to group) and disgust everywhere but in the last group, so no group
+    is complete and disgust is rare; later calls go to the lexicon judge."""
+
+    def __init__(self, emotions):
+        from circuits.judges.base import make_judge
+
+        self.emotions, self.lexicon, self.calls = list(emotions), make_judge("lexicon"), 0
+
+    def __call__(self, texts):
+        from circuits.judges.base import Judgement
+
+        self.calls += 1
+        if self.calls > 1:
+            return self.lexicon(texts)
+        E = len(self.emotions)  # elicitation: rows are group-major, emotions in order within a group
+        n_groups = len(texts) // E
+
+        def rejected(i: int) -> bool:
+            g, e = divmod(i, E)
+            return e == g % (E - 1) or (e == E - 1 and g != n_groups - 1)
+
+        return [Judgement("neutral" if rejected(i) else self.emotions[i % E], {}, ()) for i in range(len(texts))]
+
+
+def test_row_subsets_of_a_complete_store_keep_the_group_structure(toy_run, toy):
+    from circuits.discovery.store import ActivationStore
+    from circuits.runs.discover import _subset_rows
+
+    store = ActivationStore.load(toy_run[0] / "store", toy)
+    sub = _subset_rows(store, "emotion", 3, store.emotions, 5)
+    groups = {store.rows[int(i)].group for i in sub}
+    assert len(groups) == 3 and len(sub) == 3 * len(store.emotions)  # every emotion of the same 3 groups
+    assert torch.equal(sub, _subset_rows(store, "emotion", 3, store.emotions, 5))  # seeded
+    assert not torch.equal(sub, _subset_rows(store, "emotion", 3, store.emotions, 6))
+
+
+def test_elicitation_without_complete_groups_runs_and_reports_what_it_kept(toy, tmp_path, capsys):
+    """Elicitation that leaves no (scenario, valence) group complete still gives directions, PCA and
+    circuits from the kept rows (each centred by its group's prompted rows), and says what it kept; an
+    emotion with no kept row is refused with a message that names it, and only the judged store is left
+    (resumable), no results."""
+    from circuits.discovery.directions import pca_by_layer
+    from circuits.discovery.store import ActivationStore
+    from circuits.runs.discover import DiscoverInputError, _subset_rows, kept_line
+
+    emotions = ("anger", "sadness", "happiness", "fear", "surprise", "disgust")
+    cfg = DiscoverConfig(limit=4, elicitation=True, sweep_ks=(1,), sweep_seeds=1, sweep_rows=2, reference_budget_s=0,
+                         influence_rows=6, alphas=(0.5,), generation_rows=0, faithfulness_rows=2,
+                         faithfulness_judge_rows=0, null_seeds=1, figures=False)
+    out = tmp_path / "run"
+    summary = discover(toy, load_sev(), out, cfg, judge=_OneMissingPerGroup(emotions), progress=False)
+    kept = summary["rows"]["kept"]
+    assert kept["groups"] == 12 and kept["complete_groups"] == 0 and kept["prompted"] == 72
+    assert kept["accepted"] == 49 == summary["rows"]["accepted"]
+    assert kept["by_emotion"] == {"anger": 9, "sadness": 9, "happiness": 10, "fear": 10, "surprise": 10,
+                                  "disgust": 1}
+    assert "kept 49 of 72 emotion rows" in kept_line(kept) and "in 0 of 12" in kept_line(kept)
+    store = ActivationStore.load(out / "store", toy)
+    pca = pca_by_layer(store)
+    assert len(pca["labels"]) == 49 and pca["coords"].shape[1] == 49
+    # the sweeps' row subset reaches down the group order for a rare emotion instead of leaving it empty
+    sub = _subset_rows(store, "emotion", 2, emotions, 1)
+    got = {e: sum(store.rows[int(i)].emotion == e for i in sub) for e in emotions}
+    assert got == {**{e: 2 for e in emotions[:5]}, "disgust": 1} and all(store.rows[int(i)].accepted for i in sub)
+    # the PCA centres each kept row by all prompted rows of its group: a loop reference at one layer
+    rows = [i for i, r in enumerate(store.rows) if r.kind == "emotion"]
+    L = toy.arch.n_layers - 1
+    x = store.resid("mlp")[:, L].float()
+    centred = torch.stack([x[i] - x[[j for j in rows if store.rows[j].group == store.rows[i].group]].mean(0)
+                           for i in rows if store.rows[i].accepted])
+    c = centred - centred.mean(0)
+    var = torch.linalg.svdvals(c) ** 2
+    assert pca["explained"][L] == pytest.approx((var[:2] / var.sum()).numpy(), rel=1e-4, abs=1e-6)
+    assert set(load_circuits(out / "circuits", model=toy)) == set(emotions)
+
+    class _NoFear(_OneMissingPerGroup):
+        def __call__(self, texts):
+            from circuits.judges.base import Judgement
+
+            return [Judgement("neutral" if self.emotions[i % 6] == "fear" else self.emotions[i % 6], {}, ())
+                    for i in range(len(texts))]
+
+    with pytest.raises(DiscoverInputError, match=r"kept no row of fear \(kept 60 of 72"):
+        discover(toy, load_sev(), tmp_path / "nofear", cfg, judge=_NoFear(emotions), progress=False)
+    assert sorted(p.name for p in (tmp_path / "nofear").iterdir()) == ["store"]

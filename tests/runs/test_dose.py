@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from circuits.steer.dose import strength_to_match
+from circuits.steer.dose import control_band, strength_to_match
 
 
 def _pts(*rows):
@@ -24,6 +24,17 @@ def test_strength_to_match_interpolates_accuracy_and_log_perplexity():
     assert strength_to_match(pts, 0.0)["strength"] == 0.0  # the first point already reaches it
     miss = strength_to_match(pts, 0.9)
     assert not miss["reached"] and miss["strength"] is None
+
+
+def test_control_band_summarises_the_seeds():
+    seeds = [{"strength": 2.0, "n": 6, "accuracy": a, "emotion_score": e, "perplexity": p}
+             for a, e, p in ((0.0, None, 10.0), (0.5, None, 1000.0), (0.25, None, 100.0))]
+    b = control_band(seeds)
+    assert b["strength"] == 2.0 and b["n"] == 6 and b["seeds"] == seeds
+    assert b["accuracy"] == pytest.approx(0.25) and (b["lo"]["accuracy"], b["hi"]["accuracy"]) == (0.0, 0.5)
+    assert b["perplexity"] == pytest.approx(100.0)  # geometric mean
+    assert (b["lo"]["perplexity"], b["hi"]["perplexity"]) == (10.0, 1000.0)
+    assert b["emotion_score"] is None and b["lo"]["emotion_score"] is None  # no judge probabilities
 
 
 def test_random_controls_keep_the_norm_and_size_of_each_method(toy, toy_run):
@@ -53,19 +64,29 @@ def test_dose_response_command_on_the_toy_run(toy_run, tmp_path, capsys):
     dest = tmp_path / "dose"
     assert main(["dose-response", "--model", "toy", "--run", str(out), "--methods", "circuit", "direction",
                  "--emotions", "anger", "happiness", "--sweep-limit", "1", "--positions", "last",
-                 "--circuit-lambdas", "0.5", "2", "--direction-alphas", "2", "--out", str(dest)]) == 0
+                 "--circuit-lambdas", "0.5", "2", "--direction-alphas", "2", "--null-seeds", "4", "5",
+                 "--out", str(dest)]) == 0
     printed = capsys.readouterr().out
     assert "random control" in printed and "prompting" in printed
     res = json.loads((dest / "dose_response.json").read_text())
     assert set(res["methods"]) == {"circuit", "direction"}
     assert [p["strength"] for p in res["methods"]["circuit"]["points"]] == [0.5, 2.0]
+    assert res["null_seeds"] == [4, 5] and res["n_control_seeds"] == 2
+    spread = []
     for t in res["methods"].values():
         assert len(t["points"]) == len(t["control"])
-        for p in t["points"] + t["control"]:
+        for c in t["control"]:
+            assert len(c["seeds"]) == 2 and c == control_band(c["seeds"])
+            for key in ("accuracy", "emotion_score", "perplexity"):
+                assert c["lo"][key] <= c[key] <= c["hi"][key]
+            spread.append(c["hi"]["perplexity"] - c["lo"]["perplexity"])
+        for p in t["points"] + [s for c in t["control"] for s in c["seeds"]]:
             assert 0 <= p["accuracy"] <= 1 and 0 <= p["emotion_score"] <= 1 and p["perplexity"] > 1
             assert p["n"] == res["dev"]["items_per_point"] == 6
+    assert max(spread) > 0  # two seeds draw two different controls
     assert res["judge"] == "lexicon" and set(res["reference"]) == {"prompting", "neutral"}
-    assert (dest / "dose_response.html").stat().st_size > 1000
+    html = (dest / "dose_response.html").read_text()
+    assert "min-max over seeds" in html and "toself" in html  # the band is drawn
 
 
 def test_concepts_command_and_the_concept_direction_source(toy, toy_run, tmp_path, capsys):

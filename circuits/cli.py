@@ -66,6 +66,25 @@ def _model_args(p: argparse.ArgumentParser, default: str = "toy") -> None:
                         "generation by an order of magnitude")
 
 
+def run_command(sub: argparse._SubParsersAction, name: str, help: str, func: Handler, *,
+                run_help: str = "a discovery run directory", model: bool = True) -> argparse.ArgumentParser:
+    """The sub-command ``name`` over one discovery run: the model flags (unless ``model=False``), a
+    required ``--run`` and its handler ``func``; the caller adds the command's own flags."""
+    p = sub.add_parser(name, help=help)
+    if model:
+        _model_args(p)
+    p.add_argument("--run", required=True, help=run_help)
+    p.set_defaults(func=func)
+    return p
+
+
+def emotions_arg(p: argparse.ArgumentParser) -> None:
+    """``--emotions``: a subset of the run's emotions (default: all of them); check with
+    :func:`circuits.core.emotions.check_emotions` against the run."""
+    p.add_argument("--emotions", nargs="+", default=None, metavar="EMOTION",
+                   help="a subset of the run's emotions (default: all of them)")
+
+
 def _prompt_args(p: argparse.ArgumentParser) -> None:
     """The :class:`~circuits.core.sev.PromptSettings` flags; unset ones take the model's recommended
     prompt (:func:`circuits.core.sev.recommended_prompts`: the paper's, or what was measured to work)."""
@@ -264,14 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     _judge_arg(dis, "elicited replies and of generations under ablation / enhancement")
     dis.set_defaults(func=_discover)
 
-    ev = sub.add_parser("evaluate", help="compare steering methods on the held-out SEV split")
-    _model_args(ev)
-    ev.add_argument("--run", required=True, help="a discovery run directory (circuits, directions, store)")
+    ev = run_command(sub, "evaluate", "compare steering methods on the held-out SEV split", _evaluate,
+                     run_help="a discovery run directory (circuits, directions, store)")
     add_config_flags(ev, EvalConfig, EVALUATE_FLAGS)
     _judge_arg(ev, "the replies")
     ev.add_argument("--sev", default=None, help="test SEV file (default: the shipped test split, sev_data/sev_test.jsonl)")
     ev.add_argument("--out", default=None, help="where to write the report (default: the run directory)")
-    ev.set_defaults(func=_evaluate)
 
     demo = sub.add_parser("demo", help="discovery, circuits, strength sweep and method comparison on one model "
                                        "(default: the packaged SmolLM2-135M-Instruct)")

@@ -273,3 +273,51 @@ def test_single_theme_file_and_out_of_scale_ratings(capsys, tmp_path):
     (tmp_path / "r.csv").write_text("emotion,valence,arousal\nanger,-500,7\njoy,8,6\nfear,2,8\n")
     _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--ratings", tmp_path / "r.csv"], "r.csv:2",
            "small scale")
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["dose-response", "--null-seeds", "1", "1"], ["DoseConfig.null_seeds", "--null-seeds", "distinct"]),
+    (["dose-response", "--null-seeds", "-1"], ["--null-seeds", ">= 0"]),
+    (["nulls", "--seeds", "0"], ["NullsConfig.seeds", "--seeds", ">= 1"]),
+    (["concepts", "--variance-share", "1"], ["ConceptConfig.variance_share", "--variance-share", "below 1"]),
+    (["concepts", "--start-offset", "-2"], ["--start-offset", ">= 0"]),
+    (["trace", "--prompt", "hi", "--max-new-tokens", "0", "--out", "t.html"], ["TraceConfig.max_new_tokens", ">= 1"]),
+    (["trace", "--prompt", "hi", "--strength", "nan", "--out", "t.html"], ["--strength", "finite"]),
+    (["export-gguf", "--source", "direction", "--emotion", "anger", "--strength", "inf", "--out", "x.gguf"],
+     ["ControlVectorConfig.strength", "finite"]),
+    (["export-gguf", "--source", "va", "--strength", "1", "--check", "-1", "--out", "x.gguf"], ["--check", ">= 0"]),
+])
+def test_config_flags_of_run_commands_are_checked_before_the_model_loads(capsys, fake_run, monkeypatch, argv,
+                                                                          needles):
+    from circuits.core import model as model_mod
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the flags were checked")
+
+    monkeypatch.setattr(model_mod, "load_model", no_load)
+    before = _snapshot(fake_run)
+    _fails(capsys, [argv[0], "--model", "toy", "--run", fake_run, *argv[1:]], *needles)
+    assert _snapshot(fake_run) == before
+
+
+def test_run_commands_take_their_options_from_config_fields():
+    """The options of these commands are generated from their config dataclasses: same help, same default."""
+    import dataclasses
+
+    from circuits.discovery.concepts import ConceptConfig
+    from circuits.runs.dose import DoseConfig
+    from circuits.runs.export import ControlVectorConfig
+    from circuits.runs.nulls import NullsConfig
+    from circuits.runs.trace import TraceConfig
+
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction)).choices
+    for command, cls in [("dose-response", DoseConfig), ("nulls", NullsConfig), ("concepts", ConceptConfig),
+                         ("trace", TraceConfig), ("export-gguf", ControlVectorConfig)]:
+        by_dest = {a.dest: a for a in subs[command]._actions}
+        for f in dataclasses.fields(cls):
+            action = by_dest[f.name]
+            assert action.option_strings == ["--" + f.name.replace("_", "-")]
+            assert action.help.startswith(f.metadata["help"].replace("%", "%%"))
+            want = list(f.default) if isinstance(f.default, tuple) else f.default
+            assert action.default == want, (command, f.name)

@@ -23,8 +23,8 @@ from circuits.core.artifacts import InputError
 
 
 def help_field(default: Any, help: str = "", **meta: Any) -> Any:
-    """A dataclass field carrying its command-line help (and ``choices``, ``flag``, ``min``) as metadata;
-    :func:`check_config` enforces ``choices`` and ``min``."""
+    """A dataclass field carrying its command-line help (and ``choices``, ``flag``, ``min``, ``metavar``,
+    ``required``: the flag must be given) as metadata; :func:`check_config` enforces ``choices`` and ``min``."""
     return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
@@ -114,7 +114,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence
         default = _default(f)
         elem, many, _ = _base_type(hints[name])
         shown = " ".join(map(str, default)) if many and default is not None else default
-        help_text = f"{meta.get('help', '')} (default: {shown})".strip()
+        help_text = (meta.get("help", "") if meta.get("required") else
+                     f"{meta.get('help', '')} (default: {shown})".strip())
         kw: dict[str, Any] = {"dest": name, "help": help_text.replace("%", "%%")}
         if elem is bool:
             if default:
@@ -127,6 +128,10 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence
             kw["nargs"] = "+"
         if "choices" in meta:
             kw["choices"] = list(meta["choices"])
+        if "metavar" in meta:
+            kw["metavar"] = meta["metavar"]
+        if meta.get("required"):
+            kw["required"] = True
         parser.add_argument(flag, **kw)
 
 

@@ -23,6 +23,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.emotions import check_emotions
 from circuits.core.hooks import Read, run_forward
 from circuits.core.model import ModelHandle
@@ -36,15 +37,17 @@ _SITES = {"attn": "resid_mid", "mlp": "resid_post"}
 
 @dataclass(frozen=True)
 class ConceptConfig:
-    start_offset: int = 2
-    """Tokens skipped at the start of each text (texts shorter than that use their last token)."""
-    variance_share: float = 0.5
-    """Neutral principal components projected out: the fewest that cover this share of the variance (0: none)."""
-    batch_size: int = 16
+    start_offset: int = help_field(2, "tokens skipped at the start of each text (texts shorter than that use "
+                                      "their last token)", min=0)
+    variance_share: float = help_field(0.5, "share of the neutral texts' variance whose top principal components "
+                                            "are projected out: the fewest that cover it (0: none; below 1)", min=0)
+    batch_size: int = help_field(16, "texts per forward pass", min=1)
 
     def __post_init__(self) -> None:
-        if self.start_offset < 0 or not 0 <= self.variance_share < 1:
-            raise ValueError(f"ConceptConfig: start_offset >= 0 and 0 <= variance_share < 1, got {self}")
+        check_config(self)
+        if not self.variance_share < 1:
+            raise ConfigError(f"ConceptConfig.variance_share (--variance-share): expected a value below 1, got "
+                              f"{self.variance_share!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -262,14 +262,11 @@ def _atlas(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _model_args
+    from circuits.cli import run_command
 
-    p = sub.add_parser("atlas", help="one record per emotion linking direction, Emotion Vector, VA, circuit and "
-                                     "faithfulness, with a cross-method agreement table")
-    _model_args(p)
-    p.add_argument("--run", required=True, help="a discovery run directory")
+    p = run_command(sub, "atlas", "one record per emotion linking direction, Emotion Vector, VA, circuit and "
+                                  "faithfulness, with a cross-method agreement table", _atlas)
     p.add_argument("--va", default=None, help="a VA run directory (emocircuits va): adds VA coordinates")
-    p.set_defaults(func=_atlas)
 
 
 __all__: Sequence[str] = ("build_atlas", "atlas_html", "write_atlas", "circuit_layer_writes")

@@ -18,6 +18,7 @@ from circuits.core.model import ModelHandle
 from circuits.runs import layout
 
 CONCEPTS_JSON = "concept_directions_comparison.json"
+CONCEPT_FLAGS = ("start_offset", "variance_share", "batch_size")
 
 
 def compare_directions(a: Any, b: Any, point: str = "mlp") -> dict[str, Any]:
@@ -53,10 +54,11 @@ def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts
 
 def _concepts(args: argparse.Namespace) -> int:
     from circuits.cli import _check_model_args, _load
+    from circuits.core.config import config_from_args
     from circuits.discovery.concepts import ConceptConfig
 
+    cfg = config_from_args(ConceptConfig, args, CONCEPT_FLAGS)
     _check_model_args(args)
-    cfg = ConceptConfig(start_offset=args.start_offset, variance_share=args.variance_share)
     res = run_concepts(_load(args), args.run, cfg, texts=args.texts)
     mean = res["vs_sev"]["mlp"]["mean_by_layer"]
     best = int(torch.tensor(mean).argmax())
@@ -69,14 +71,12 @@ def _concepts(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _model_args
+    from circuits.cli import run_command
+    from circuits.core.config import add_config_flags
+    from circuits.discovery.concepts import ConceptConfig
 
-    p = sub.add_parser("concepts", help="emotion-concept vectors from labelled texts, a fourth direction source")
-    _model_args(p)
-    p.add_argument("--run", required=True, help="a discovery run directory (its emotions and SEV directions)")
+    p = run_command(sub, "concepts", "emotion-concept vectors from labelled texts, a fourth direction source",
+                    _concepts, run_help="a discovery run directory (its emotions and SEV directions)")
     p.add_argument("--texts", default=None, help="labelled texts, CSV or JSONL (default: the shipped ones); "
                                                  "texts labelled 'neutral' give the projection")
-    p.add_argument("--start-offset", type=int, default=2, help="tokens skipped at the start of each text")
-    p.add_argument("--variance-share", type=float, default=0.5,
-                   help="share of the neutral texts' variance whose top components are projected out (0: none)")
-    p.set_defaults(func=_concepts)
+    add_config_flags(p, ConceptConfig, CONCEPT_FLAGS)

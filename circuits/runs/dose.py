@@ -8,10 +8,12 @@ random controls of equal norm (:mod:`circuits.steer.dose`), for a discovery run.
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from circuits.core.artifacts import write_json_atomic
+from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
 from circuits.steer.evaluate import EvalConfig
 
@@ -20,19 +22,38 @@ DOSE_FLAGS = ("methods", "emotions", "circuit_lambda", "direction_alpha", "direc
 DOSE_JSON = "dose_response.json"
 
 
+@dataclass(frozen=True)
+class DoseConfig:
+    """The random controls of :func:`run_dose_response` (the strengths come from its :class:`EvalConfig`)."""
+
+    null_seeds: tuple[int, ...] = help_field((0, 1, 2), "seeds of the random controls, one control per seed and "
+                                                        "strength; the figure draws their min-max band", min=0)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+        if len(set(self.null_seeds)) != len(self.null_seeds):
+            raise ConfigError(f"DoseConfig.null_seeds (--null-seeds): expected distinct seeds, got "
+                              f"{list(self.null_seeds)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DOSE_OWN_FLAGS = ("null_seeds",)
+
+
 def run_dose_response(model: ModelHandle, run_dir: str | Path, cfg: EvalConfig, *, out: str | Path | None = None,
-                      dev: Any = None, judge: Any = None, null_seeds: Sequence[int] = (0, 1, 2),
+                      dose: DoseConfig | None = None, dev: Any = None, judge: Any = None,
                       progress: bool = True) -> dict[str, Any]:
     """:func:`circuits.steer.dose.dose_response` with the run's methods and their random controls
-    (one per seed of ``null_seeds``) on the train split (``dev``, default the shipped one); writes ``dose_response.json``
+    (one per seed of ``dose.null_seeds``) on the train split (``dev``, default the shipped one); writes ``dose_response.json``
     and ``dose_response.html`` to ``out`` (default the run directory)."""
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TRAIN, SEVDataset, load_sev
     from circuits.runs.evaluate import check_run_dir, method_factories, run_prompts
     from circuits.steer.dose import dose_figure, dose_response
 
-    if not null_seeds or len(set(null_seeds)) != len(null_seeds):
-        raise ValueError(f"run_dose_response: null_seeds must be distinct seeds, at least one; got {list(null_seeds)}")
+    null_seeds = (dose or DoseConfig()).null_seeds
     run = check_run_dir(run_dir)
     emotions = check_emotions(cfg.emotions)
     factories, _ = method_factories(model, run, cfg, emotions, progress=progress)
@@ -56,33 +77,25 @@ def _dose(args: argparse.Namespace) -> int:
     from circuits.runs.evaluate import check_run_dir
     from circuits.steer.dose import dose_table
 
-    if len(set(args.null_seeds)) != len(args.null_seeds):
-        from circuits.core.artifacts import InputError
-
-        raise InputError(f"--null-seeds: expected distinct seeds, got {args.null_seeds}")
+    dose = config_from_args(DoseConfig, args, DOSE_OWN_FLAGS)
     cfg = config_from_args(EvalConfig, args, DOSE_FLAGS)
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
     _check_model_args(args)
     check_run_dir(args.run)
     judge = _judge(args)
-    res = run_dose_response(_load(args), args.run, cfg, out=args.out, judge=judge, null_seeds=args.null_seeds)
+    res = run_dose_response(_load(args), args.run, cfg, out=args.out, judge=judge, dose=dose)
     print(dose_table(res))
     print(f"wrote {Path(args.out or args.run) / DOSE_JSON} and {', '.join(res['figures'])}")
     return 0
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _judge_arg, _model_args
+    from circuits.cli import _judge_arg, run_command
     from circuits.core.config import add_config_flags
 
-    p = sub.add_parser("dose-response", help="accuracy, emotion score and perplexity against strength for each "
-                                             "steered method, with random controls of equal norm")
-    _model_args(p)
-    p.add_argument("--run", required=True, help="a discovery run directory")
+    p = run_command(sub, "dose-response", "accuracy, emotion score and perplexity against strength for each "
+                                          "steered method, with random controls of equal norm", _dose)
     add_config_flags(p, EvalConfig, DOSE_FLAGS)
-    p.add_argument("--null-seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="seeds of the random controls, one control per seed and strength; the figure draws their "
-                        "min-max band (default: 0 1 2)")
+    add_config_flags(p, DoseConfig, DOSE_OWN_FLAGS)
     p.add_argument("--out", default=None, help="where to write dose_response.json / .html (default: the run)")
     _judge_arg(p, "the replies", modes=False)
-    p.set_defaults(func=_dose)

@@ -13,17 +13,44 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from circuits.core.artifacts import InputError, write_json_atomic
+from circuits.core.config import check_config, help_field
 from circuits.core.model import ModelHandle
 from circuits.interop import controlvector as cvec
 from circuits.runs import layout
 
 SOURCES = ("direction", "emotion_vector", "circuit", "va")
+
+
+@dataclass(frozen=True)
+class ControlVectorConfig:
+    """What ``export-gguf`` writes (the vector) and how it checks the file (``check`` test scenarios)."""
+
+    source: str = help_field(None, "what becomes the control vector", choices=SOURCES, required=True)
+    emotion: str | None = help_field(None, "the emotion (every source but va)")
+    strength: float = help_field(None, "alpha (direction: x mean residual RMS; emotion_vector: x EV; va: x mean "
+                                       "residual RMS) or lambda (circuit: x Delta-mu); the file holds the vector "
+                                       "as added", required=True)
+    layers: tuple[int, ...] | None = help_field(None, "direction: layers (None: 40-72% of the depth)", min=0)
+    axis: str = help_field("valence", "source va: the axis", choices=("valence", "arousal"))
+    check: int = help_field(0, "also steer with the file on the neutral prompts of N test scenarios, in the "
+                               "workbench and (if llama-cpp-python is installed) in llama.cpp, and judge the "
+                               "replies (0: no check)", min=0, metavar="N")
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EXPORT_FLAGS = ("source", "emotion", "strength", "layers", "axis", "check")
 
 
 def _run_store(model: ModelHandle, run: Path):
@@ -32,18 +59,16 @@ def _run_store(model: ModelHandle, run: Path):
     return ActivationStore.load(run / layout.STORE_DIR, model)
 
 
-def export_control_vector(model: ModelHandle, run_dir: str | Path, source: str, emotion: str | None,
-                          strength: float, *, layers: Sequence[int] | None = None, va_dir: str | Path | None = None,
-                          axis: str = "valence") -> cvec.ControlVector:
-    """The control vector of ``source`` (one of :data:`SOURCES`) from the discovery run ``run_dir``:
-    ``direction`` (``alpha * sigma_L * v_L`` on ``layers``, default the direction-steering layers),
+def export_control_vector(model: ModelHandle, run_dir: str | Path, cfg: ControlVectorConfig, *,
+                          va_dir: str | Path | None = None) -> cvec.ControlVector:
+    """The control vector of ``cfg.source`` (one of :data:`SOURCES`) from the discovery run ``run_dir``:
+    ``direction`` (``alpha * sigma_L * v_L`` on ``cfg.layers``, default the direction-steering layers),
     ``emotion_vector`` (``alpha * EV_L``), ``circuit`` (``lam`` x the circuit's residual write) or ``va``
-    (``alpha * sigma * axis`` of the VA run ``va_dir``). ``strength`` is alpha or lambda."""
+    (``alpha * sigma * axis`` of the VA run ``va_dir``). ``cfg.strength`` is alpha or lambda."""
     from circuits.discovery.influence import residual_sigma
 
     run = Path(run_dir)
-    if source not in SOURCES:
-        raise InputError(None, f"source {source!r}: expected one of {', '.join(SOURCES)}")
+    source, emotion, strength, layers, axis = cfg.source, cfg.emotion, cfg.strength, cfg.layers, cfg.axis
     if source != "va" and not emotion:
         raise InputError(None, f"source {source!r} needs an emotion (--emotion)")
     if source == "direction":
@@ -181,18 +206,19 @@ def export_graphs(model: ModelHandle, run_dir: str | Path, emotions: Sequence[st
 # ------------------------------------------------------------------------------------------------ CLI
 def _export_gguf(args: argparse.Namespace) -> int:
     from circuits.cli import _check_model_args, _judge, _load
+    from circuits.core.config import config_from_args
 
+    cfg = config_from_args(ControlVectorConfig, args, EXPORT_FLAGS)
     _check_model_args(args)
-    judge = _judge(args) if args.check else None
+    judge = _judge(args) if cfg.check else None
     model = _load(args)
-    cv = export_control_vector(model, args.run, args.source, args.emotion, args.strength, layers=args.layers,
-                               va_dir=args.va, axis=args.axis)
+    cv = export_control_vector(model, args.run, cfg, va_dir=args.va)
     path = cv.save(args.out)
     print(f"wrote {path}: {len(cv.vectors)} layer(s) {list(cv.vectors)}, model hint {cv.model_hint!r}; "
           f"llama.cpp: --control-vector {path}")
-    if args.check:
-        res = check_control_vector(model, cv, args.emotion, limit=args.check, run_dir=args.run, judge=judge,
-                                   circuit_lambda=args.strength if args.source == "circuit" else None,
+    if cfg.check:
+        res = check_control_vector(model, cv, cfg.emotion, limit=cfg.check, run_dir=args.run, judge=judge,
+                                   circuit_lambda=cfg.strength if cfg.source == "circuit" else None,
                                    threads=args.threads or 2, gguf_model=args.gguf)
         print(check_table(res))
         report = Path(str(args.out) + ".check.json")
@@ -211,31 +237,17 @@ def _export_graph(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _judge_arg, _model_args
+    from circuits.cli import _judge_arg, emotions_arg, run_command
+    from circuits.core.config import add_config_flags
 
-    p = sub.add_parser("export-gguf", help="a direction, Emotion Vector, VA axis or circuit as a llama.cpp control "
-                                           "vector (GGUF)")
-    _model_args(p)
-    p.add_argument("--run", required=True, help="a discovery run directory")
-    p.add_argument("--source", required=True, choices=SOURCES)
-    p.add_argument("--emotion", default=None, help="the emotion (every source but va)")
-    p.add_argument("--strength", type=float, required=True,
-                   help="alpha (direction: x mean residual RMS; emotion_vector: x EV; va: x mean residual RMS) "
-                        "or lambda (circuit: x Delta-mu); the file holds the vector as added")
-    p.add_argument("--layers", type=int, nargs="+", default=None, help="direction: layers (default: 40-72%% of "
-                                                                        "the depth)")
+    p = run_command(sub, "export-gguf", "a direction, Emotion Vector, VA axis or circuit as a llama.cpp control "
+                                        "vector (GGUF)", _export_gguf)
+    add_config_flags(p, ControlVectorConfig, EXPORT_FLAGS)
     p.add_argument("--va", default=None, help="source va: the VA run directory (emocircuits va)")
-    p.add_argument("--axis", default="valence", choices=("valence", "arousal"))
     p.add_argument("--out", required=True, help="the .gguf file to write")
-    p.add_argument("--check", type=int, default=0, metavar="N",
-                   help="also steer with the file on the neutral prompts of N test scenarios, in the workbench and "
-                        "(if llama-cpp-python is installed) in llama.cpp, and judge the replies")
     p.add_argument("--gguf", default=None, help="the model as GGUF for llama.cpp (default: the packaged SmolLM2)")
     _judge_arg(p, "the replies of --check", modes=False)
-    p.set_defaults(func=_export_gguf)
 
-    g = sub.add_parser("export-graph", help="per circuit: EAP-IG graph JSON, node-link JSON and an HTML view")
-    _model_args(g)
-    g.add_argument("--run", required=True, help="a discovery run directory")
-    g.add_argument("--emotions", nargs="+", default=None)
-    g.set_defaults(func=_export_graph)
+    g = run_command(sub, "export-graph", "per circuit: EAP-IG graph JSON, node-link JSON and an HTML view",
+                    _export_graph)
+    emotions_arg(g)

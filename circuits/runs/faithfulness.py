@@ -75,15 +75,13 @@ def _faithfulness(args: argparse.Namespace) -> int:
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
     from circuits.circuit.faithfulness import FaithfulnessConfig
-    from circuits.cli import _judge_arg, _model_args
+    from circuits.cli import _judge_arg, emotions_arg, run_command
     from circuits.core.config import add_config_flags
 
-    p = sub.add_parser("faithfulness", help="circuit faithfulness of a discovery run against random circuits")
-    _model_args(p)
-    p.add_argument("--run", required=True, help="a discovery run directory")
-    p.add_argument("--emotions", nargs="+", default=None)
+    p = run_command(sub, "faithfulness", "circuit faithfulness of a discovery run against random circuits",
+                    _faithfulness)
+    emotions_arg(p)
     add_config_flags(p, FaithfulnessConfig, FAITHFULNESS_FLAGS)
     p.add_argument("--sev", default=None, help="SEV file of the held-out items for --split test (default: the "
                                                "shipped test split)")
     _judge_arg(p, "the judged generations", modes=False)
-    p.set_defaults(func=_faithfulness)

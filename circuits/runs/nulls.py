@@ -8,17 +8,36 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from circuits.core.artifacts import write_json_atomic
+from circuits.core.config import check_config, help_field
 from circuits.core.model import ModelHandle
 from circuits.runs import layout
 
 
-def run_nulls(model: ModelHandle, run_dir: str | Path, seeds: int = 2, seed: int = 0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NullsConfig:
+    """Options of :func:`run_nulls` (the same two as ``discover --null-seeds / --seed``)."""
+
+    seeds: int = help_field(2, "label permutations, one null per permutation", min=1)
+    seed: int = help_field(0, "first permutation seed (seeds seed .. seed + seeds - 1)", min=0)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+NULLS_FLAGS = ("seeds", "seed")
+
+
+def run_nulls(model: ModelHandle, run_dir: str | Path, cfg: NullsConfig | None = None) -> dict[str, Any]:
     """Permuted-label probe accuracy (mlp read point) and cross-context cosine for the run's store,
     written under ``"null"`` in ``directions_evidence.json`` (the rest of the file is kept)."""
     from circuits.discovery.nulls import direction_nulls
@@ -29,7 +48,8 @@ def run_nulls(model: ModelHandle, run_dir: str | Path, seeds: int = 2, seed: int
     store = ActivationStore.load(run / layout.STORE_DIR, model)
     path = run / layout.EVIDENCE_JSON
     evidence = json.loads(path.read_text())
-    evidence["null"] = direction_nulls(store, seeds=seeds, seed=seed)
+    cfg = cfg or NullsConfig()
+    evidence["null"] = direction_nulls(store, seeds=cfg.seeds, seed=cfg.seed)
     write_json_atomic(path, evidence)
     return evidence
 
@@ -50,20 +70,19 @@ def nulls_table(evidence: dict[str, Any]) -> str:
 
 def _nulls(args: argparse.Namespace) -> int:
     from circuits.cli import _check_model_args, _load
+    from circuits.core.config import config_from_args
 
+    cfg = config_from_args(NullsConfig, args, NULLS_FLAGS)
     _check_model_args(args)
-    evidence = run_nulls(_load(args), args.run, seeds=args.seeds, seed=args.seed)
+    evidence = run_nulls(_load(args), args.run, cfg)
     print(nulls_table(evidence))
     print(f"wrote the null block of {Path(args.run) / layout.EVIDENCE_JSON}")
     return 0
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _model_args
+    from circuits.cli import run_command
+    from circuits.core.config import add_config_flags
 
-    p = sub.add_parser("nulls", help="permuted-label nulls of a run's probe accuracy and cross-context cosine")
-    _model_args(p)
-    p.add_argument("--run", required=True, help="a discovery run directory")
-    p.add_argument("--seeds", type=int, default=2, help="label permutations (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_nulls)
+    p = run_command(sub, "nulls", "permuted-label nulls of a run's probe accuracy and cross-context cosine", _nulls)
+    add_config_flags(p, NullsConfig, NULLS_FLAGS)

@@ -9,21 +9,46 @@ self-contained HTML view (:mod:`circuits.steer.trace`).
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from circuits.core.artifacts import write_json_atomic, write_text_atomic
+from circuits.core.config import check_config, help_field
 from circuits.core.model import ModelHandle
 
 TRACE_METHODS = ("none", "prompting", "direction", "emotion_vector", "circuit")
 
 
-def run_trace(model: ModelHandle, run_dir: str | Path, *, prompt: str | None = None, text: str | None = None,
-              method: str = "none", emotion: str | None = None, strength: float | None = None,
-              positions: str = "paper", max_new_tokens: int = 48, direction_source: str = "sev") -> dict[str, Any]:
+@dataclass(frozen=True)
+class TraceConfig:
+    """How the traced reply is made: unsteered (``none``), prompted, or steered by a method of the run."""
+
+    method: str = help_field("none", "steering of the reply", choices=TRACE_METHODS)
+    emotion: str | None = help_field(None, "the emotion to steer or prompt toward (and shown first)")
+    strength: float | None = help_field(None, "alpha or lambda; None: the method's evaluate default")
+    positions: str = help_field("paper", "paper: each method's published positions; last: the last prompt token "
+                                         "only", choices=("paper", "last"))
+    direction_source: str = help_field("sev", "directions of direction steering and of the scores: sev or "
+                                              "concept (emocircuits concepts)", choices=("sev", "concept"))
+    max_new_tokens: int = help_field(48, "tokens of the generated reply", min=1)
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TRACE_FLAGS = ("method", "emotion", "strength", "positions", "direction_source", "max_new_tokens")
+
+
+def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None = None, *, prompt: str | None = None,
+              text: str | None = None) -> dict[str, Any]:
     """The trace of ``prompt`` (the user turn of a chat: neutral prompt, or the emotion prompt for
-    ``method="prompting"``, or the neutral prompt steered by ``method`` toward ``emotion`` at ``strength``,
-    default the method's evaluation default) or of ``text``, on the run's directions."""
+    ``method="prompting"``, or the neutral prompt steered by ``cfg.method`` toward ``cfg.emotion`` at
+    ``cfg.strength``, default the method's evaluation default) or of ``text``, on the run's directions.
+    The result holds the config's fields next to the tokens and scores."""
     from circuits.core.emotions import check_emotions
     from circuits.core.artifacts import InputError
     from circuits.runs.evaluate import check_run_dir, direction_source as load_directions, method_factories, \
@@ -31,39 +56,36 @@ def run_trace(model: ModelHandle, run_dir: str | Path, *, prompt: str | None = N
     from circuits.steer.evaluate import EvalConfig
     from circuits.steer.trace import trace_generation, trace_text
 
+    cfg = cfg or TraceConfig()
     if (prompt is None) == (text is None):
         raise InputError("trace: give exactly one of --prompt (generate a reply) or --text (read a given text)")
-    if method not in TRACE_METHODS:
-        raise InputError(f"trace: --method {method!r}: expected one of {', '.join(TRACE_METHODS)}")
-    if method != "none" and not emotion:
-        raise InputError(f"trace: --method {method} needs --emotion")
+    if cfg.method != "none" and not cfg.emotion:
+        raise InputError(f"trace: --method {cfg.method} needs --emotion")
     run = check_run_dir(run_dir)
-    dirs = load_directions(run, direction_source)
+    dirs = load_directions(run, cfg.direction_source)
     ivs: list = []
-    if method in ("direction", "emotion_vector", "circuit"):
-        (e,) = check_emotions([emotion])
-        cfg = EvalConfig(methods=(method,), positions=positions, direction_source=direction_source)
-        factories, _ = method_factories(model, run, cfg, [e])
-        ivs = factories[method](e, cfg.strength(method) if strength is None else strength)
+    if cfg.method in ("direction", "emotion_vector", "circuit"):
+        (e,) = check_emotions([cfg.emotion])
+        ecfg = EvalConfig(methods=(cfg.method,), positions=cfg.positions, direction_source=cfg.direction_source)
+        factories, _ = method_factories(model, run, ecfg, [e])
+        ivs = factories[cfg.method](e, ecfg.strength(cfg.method) if cfg.strength is None else cfg.strength)
     if text is not None:
         res = trace_text(model, text, dirs, ivs)
     else:
-        settings = run_prompts(run)
-        chat = settings.chat(emotion if method == "prompting" else None, prompt)
-        res = trace_generation(model, model.chat_ids(*chat), dirs, ivs, max_new_tokens=max_new_tokens)
-    res.update(method=method, emotion=emotion, strength=strength, positions=positions, model=model.name,
-               direction_source=direction_source)
+        chat = run_prompts(run).chat(cfg.emotion if cfg.method == "prompting" else None, prompt)
+        res = trace_generation(model, model.chat_ids(*chat), dirs, ivs, max_new_tokens=cfg.max_new_tokens)
+    res.update(cfg.to_dict(), model=model.name)
     return res
 
 
 def _trace(args: argparse.Namespace) -> int:
     from circuits.cli import _check_model_args, _load
+    from circuits.core.config import config_from_args
     from circuits.steer.trace import trace_html
 
+    cfg = config_from_args(TraceConfig, args, TRACE_FLAGS)
     _check_model_args(args)
-    res = run_trace(_load(args), args.run, prompt=args.prompt, text=args.text, method=args.method,
-                    emotion=args.emotion, strength=args.strength, positions=args.positions,
-                    max_new_tokens=args.max_new_tokens, direction_source=args.direction_source)
+    res = run_trace(_load(args), args.run, cfg, prompt=args.prompt, text=args.text)
     what = "text" if args.text is not None else f"reply ({args.method}" + (
         f", {args.emotion}" if args.emotion else "") + ")"
     meta = (f"model {res['model']}; {what}; directions: {res['direction_source']} of {args.run}; "
@@ -77,18 +99,12 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _model_args
+    from circuits.cli import run_command
+    from circuits.core.config import add_config_flags
 
-    p = sub.add_parser("trace", help="per-token emotion scores of a (steered) reply or a text, as an HTML view")
-    _model_args(p)
-    p.add_argument("--run", required=True, help="a discovery run directory (its directions, and circuits to steer)")
+    p = run_command(sub, "trace", "per-token emotion scores of a (steered) reply or a text, as an HTML view", _trace,
+                    run_help="a discovery run directory (its directions, and circuits to steer)")
     p.add_argument("--prompt", default=None, help="a user message: generate the reply and trace it")
     p.add_argument("--text", default=None, help="a text to read and trace (no generation)")
-    p.add_argument("--method", default="none", choices=TRACE_METHODS, help="steering of the reply (default none)")
-    p.add_argument("--emotion", default=None, help="the emotion to steer or prompt toward (and shown first)")
-    p.add_argument("--strength", type=float, default=None, help="alpha or lambda (default: evaluate's default)")
-    p.add_argument("--positions", default="paper", choices=("paper", "last"))
-    p.add_argument("--direction-source", default="sev", choices=("sev", "concept"))
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    add_config_flags(p, TraceConfig, TRACE_FLAGS)
     p.add_argument("--out", required=True, help="the HTML file to write (the scores go to the same name .json)")
-    p.set_defaults(func=_trace)

@@ -52,10 +52,12 @@ def _sev_validate(args: argparse.Namespace) -> int:
     return status
 
 
-def _model_args(p: argparse.ArgumentParser, default: str = "toy") -> None:
+def _model_args(p: argparse.ArgumentParser, default: str | None = "toy") -> None:
+    """The model flags; ``default=None``: the model of the command's ``--run`` (its summary.json)."""
+    shown = default if default is not None else "the model the --run directory was made on"
     p.add_argument("--model", default=default,
                    help=f"hub name, local directory, .gguf file, 'smollm2-135m' (the packaged SmolLM2-135M-Instruct) "
-                        f"or 'toy' (default: {default})")
+                        f"or 'toy' (default: {shown})")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--device-map", default=None, help="e.g. 'auto' to spread a large model over GPUs")
@@ -72,7 +74,7 @@ def run_command(sub: argparse._SubParsersAction, name: str, help: str, func: Han
     required ``--run`` and its handler ``func``; the caller adds the command's own flags."""
     p = sub.add_parser(name, help=help)
     if model:
-        _model_args(p)
+        _model_args(p, default=None)
     p.add_argument("--run", required=True, help=run_help)
     p.set_defaults(func=func)
     return p
@@ -124,9 +126,14 @@ def _judge(args: argparse.Namespace):
 
 
 def _check_model_args(args: argparse.Namespace) -> None:
-    """Refuse a device or dtype this machine cannot use before anything is loaded or written."""
+    """Refuse a device or dtype this machine cannot use before anything is loaded or written; an unset
+    ``--model`` of a run command becomes the run's own model."""
     from circuits.core.model import check_device, check_dtype
 
+    if getattr(args, "model", "") is None:
+        from circuits.runs.evaluate import run_model
+
+        args.model = run_model(args.run)
     check_device(args.device)
     check_dtype(args.dtype)
 

@@ -321,3 +321,26 @@ def test_run_commands_take_their_options_from_config_fields():
             assert action.help.startswith(f.metadata["help"].replace("%", "%%"))
             want = list(f.default) if isinstance(f.default, tuple) else f.default
             assert action.default == want, (command, f.name)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "nulls", "faithfulness", "dose-response", "concepts", "atlas"])
+def test_run_commands_load_the_runs_own_model_unless_told(capsys, fake_run, monkeypatch, command):
+    """Without --model a run command loads the model the run's summary.json names; a summary naming none is
+    refused with the file's path, before anything loads or is written."""
+    from circuits.core import model as model_mod
+
+    loaded = []
+
+    def record(name, **kwargs):
+        loaded.append(name)
+        raise model_mod.InputError("stop here")
+
+    monkeypatch.setattr(model_mod, "load_model", record)
+    before = _snapshot(fake_run)
+    _fails(capsys, [command, "--run", fake_run], "summary.json", "no model.name", "--model")
+    assert loaded == [] and _snapshot(fake_run) == before
+
+    (fake_run / "summary.json").write_text(json.dumps({"model": {"name": "some/model"}, "config": {}}))
+    _fails(capsys, [command, "--run", fake_run], "stop here")
+    _fails(capsys, [command, "--model", "other/model", "--run", fake_run], "stop here")
+    assert loaded == ["some/model", "other/model"]

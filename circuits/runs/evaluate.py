@@ -28,6 +28,22 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
     return run
 
 
+def run_model(run_dir: str | os.PathLike) -> str:
+    """The model a discovery run was made on, as its ``summary.json`` names it (what ``--model`` takes);
+    :class:`InputError` naming the file when it records none."""
+    import json
+
+    run = check_run_dir(run_dir)
+    path = run / layout.SUMMARY_JSON
+    try:
+        name = json.loads(path.read_text())["model"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = None
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{path}: no model.name recorded (missing or unreadable file); pass --model")
+    return name
+
+
 def run_prompts(run_dir: str | os.PathLike) -> PromptSettings:
     """The prompt settings a discovery run was made with (its store's), the paper's when not recorded."""
     import json

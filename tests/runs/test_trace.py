@@ -67,7 +67,7 @@ def test_trace_command_writes_a_self_contained_page(toy_run, tmp_path, capsys):
     assert data["method"] == "circuit" and data["emotion"] == "sadness"
     assert len(data["scores"][0]) == len(data["tokens"])
     text_out = tmp_path / "text.html"
-    assert main(["trace", "--model", "toy", "--run", str(toy_run[0]), "--text", "I am furious.", "--out",
+    assert main(["trace", "--run", str(toy_run[0]), "--text", "I am furious.", "--out",  # --model: the run's
                  str(text_out)]) == 0
     assert json.loads(text_out.with_suffix(".json").read_text())["n_prompt"] == 0
     assert main(["trace", "--model", "toy", "--run", str(toy_run[0]), "--out", str(tmp_path / "x.html")]) == 2

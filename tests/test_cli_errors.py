@@ -286,6 +286,10 @@ def test_single_theme_file_and_out_of_scale_ratings(capsys, tmp_path):
     (["export-gguf", "--source", "direction", "--emotion", "anger", "--strength", "inf", "--out", "x.gguf"],
      ["ControlVectorConfig.strength", "finite"]),
     (["export-gguf", "--source", "va", "--strength", "1", "--check", "-1", "--out", "x.gguf"], ["--check", ">= 0"]),
+    (["export-gguf", "--source", "circuit", "--strength", "1", "--out", "x.gguf"],
+     ["ControlVectorConfig.emotion", "--emotion", "'circuit' needs an emotion"]),
+    (["trace", "--prompt", "hi", "--method", "direction", "--out", "t.html"],
+     ["TraceConfig.emotion", "--emotion", "--method direction needs an emotion"]),
 ])
 def test_config_flags_of_run_commands_are_checked_before_the_model_loads(capsys, fake_run, monkeypatch, argv,
                                                                           needles):

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from circuits.core.artifacts import InputError, write_json_atomic
-from circuits.core.config import check_config, help_field
+from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
 from circuits.interop import controlvector as cvec
 from circuits.runs import layout
@@ -45,6 +45,8 @@ class ControlVectorConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+        if self.source != "va" and not self.emotion:
+            raise ConfigError(f"ControlVectorConfig.emotion (--emotion): source {self.source!r} needs an emotion")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,8 +71,6 @@ def export_control_vector(model: ModelHandle, run_dir: str | Path, cfg: ControlV
 
     run = Path(run_dir)
     source, emotion, strength, layers, axis = cfg.source, cfg.emotion, cfg.strength, cfg.layers, cfg.axis
-    if source != "va" and not emotion:
-        raise InputError(None, f"source {source!r} needs an emotion (--emotion)")
     if source == "direction":
         from circuits.discovery.directions import Directions
         from circuits.steer.methods import default_direction_layers

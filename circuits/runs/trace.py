@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from circuits.core.artifacts import write_json_atomic, write_text_atomic
-from circuits.core.config import check_config, help_field
+from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
 
 TRACE_METHODS = ("none", "prompting", "direction", "emotion_vector", "circuit")
@@ -35,6 +35,8 @@ class TraceConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+        if self.method != "none" and not self.emotion:
+            raise ConfigError(f"TraceConfig.emotion (--emotion): --method {self.method} needs an emotion")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,8 +61,6 @@ def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None =
     cfg = cfg or TraceConfig()
     if (prompt is None) == (text is None):
         raise InputError("trace: give exactly one of --prompt (generate a reply) or --text (read a given text)")
-    if cfg.method != "none" and not cfg.emotion:
-        raise InputError(f"trace: --method {cfg.method} needs --emotion")
     run = check_run_dir(run_dir)
     dirs = load_directions(run, cfg.direction_source)
     ivs: list = []
@@ -86,8 +86,8 @@ def _trace(args: argparse.Namespace) -> int:
     cfg = config_from_args(TraceConfig, args, TRACE_FLAGS)
     _check_model_args(args)
     res = run_trace(_load(args), args.run, cfg, prompt=args.prompt, text=args.text)
-    what = "text" if args.text is not None else f"reply ({args.method}" + (
-        f", {args.emotion}" if args.emotion else "") + ")"
+    what = "text" if args.text is not None else f"reply ({cfg.method}" + (
+        f", {cfg.emotion}" if cfg.emotion else "") + ")"
     meta = (f"model {res['model']}; {what}; directions: {res['direction_source']} of {args.run}; "
             f"{len(res['tokens']) - res['n_prompt']} tokens")
     out = Path(args.out)

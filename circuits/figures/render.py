@@ -170,11 +170,18 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
     return True
 
 
+def plotly_html(fig: Any, full_html: bool = True) -> str:
+    """``fig`` as HTML that works offline: plotly.js inlined once (never loaded from a CDN). With
+    ``full_html=False`` a ``<div>`` to embed in a page that holds no other plotly figure."""
+    return fig.to_html(include_plotlyjs=True, full_html=full_html)
+
+
 def save_figure(fig: Any, out: Path, name: str, width: int = 900, height: int = 520) -> list[str]:
-    """HTML always; PNG with kaleido when a browser is present, else with matplotlib if installed."""
+    """HTML always (offline: plotly inlined); PNG with kaleido when a browser is present, else with
+    matplotlib if installed."""
     paths = []
     html = out / f"{name}.html"
-    write_text_atomic(html, fig.to_html(include_plotlyjs="cdn", full_html=True))
+    write_text_atomic(html, plotly_html(fig))
     paths.append(str(html))
     png = out / f"{name}.png"
     done = False

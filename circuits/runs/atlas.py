@@ -167,9 +167,11 @@ def _splits(recs: dict[str, Any]) -> str:
 
 def atlas_html(atlas: dict[str, Any]) -> str:
     """An HTML page of the atlas: the per-emotion table, the overlap matrices and the per-layer agreement
-    curves (plotly from its CDN)."""
+    curves (plotly inlined: the page works offline)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    from circuits.figures.render import plotly_html
 
     recs = atlas["emotions"]
     rows = []
@@ -223,7 +225,7 @@ def atlas_html(atlas: dict[str, Any]) -> str:
             f"valence / arousal: the emotion's text centroid on the VA axes of the va run, next to the ratings "
             f"the axes were fitted to and the SEV direction's projection.</p>"
             f"<h2>Circuit overlap across emotions (Jaccard)</h2>{matrix('neurons')}{matrix('heads')}"
-            f"<h2>Agreement per layer</h2>{fig.to_html(include_plotlyjs='cdn', full_html=False)}</body></html>")
+            f"<h2>Agreement per layer</h2>{plotly_html(fig, full_html=False)}</body></html>")
 
 
 def write_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | None = None,

@@ -213,12 +213,14 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     try:
         import plotly.graph_objects as go
 
+        from circuits.figures.render import plotly_html
+
         fig = go.Figure()
         for name, m in result["methods"].items():
             fig.add_trace(go.Bar(name=name, x=list(m["per_emotion"]), y=list(m["per_emotion"].values())))
         fig.update_layout(barmode="group", title="Accuracy per emotion and method (judged as the target emotion)",
                           yaxis_title="accuracy", yaxis_range=[0, 1])
-        paths.append(write_text_atomic(out / layout.ACCURACY_HTML, fig.to_html(include_plotlyjs="cdn")))
+        paths.append(write_text_atomic(out / layout.ACCURACY_HTML, plotly_html(fig)))
     except ImportError:  # pragma: no cover
         pass
     md = [f"# Steering evaluation: {result['model']['name']}", "",

@@ -238,7 +238,7 @@ def main() -> None:
                             "spearman": float(spearmanr(grad.flatten(), inter.flatten())[0])}
 
         # ---- evaluation throughput
-        from circuits.steer.evaluate import EvalConfig, evaluate_methods
+        from circuits.steer.metrics import EvalConfig, evaluate_methods
         from circuits.steer.methods import default_direction_layers, direction_steering
 
         layers = default_direction_layers(model.arch.n_layers)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from circuits.core.sev import load_sev, recommended_prompts
     from circuits.runs.discover import DiscoverConfig, discover
     from circuits.runs.evaluate import run_evaluation
-    from circuits.steer.evaluate import EvalConfig
+    from circuits.steer.metrics import EvalConfig
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

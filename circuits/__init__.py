@@ -12,20 +12,17 @@ The names a notebook needs, loaded lazily (``import circuits`` imports no torch)
 - errors: :class:`InputError` (every user error), :class:`ModelMismatch`
 - valence-arousal: :func:`run_va`, :class:`VAConfig`; judges: :func:`make_judge`
 
-The stage packages (``circuits.core``, ``discovery``, ``circuit``, ``steer``, ``judges``, ``va``,
-``figures``, ``runs``, ``toy``) hold the rest; the README's architecture section maps them.
+The stage packages (``circuits.core``, ``judges``, ``discovery``, ``circuit``, ``steer``, ``va``,
+``figures``, ``interop``, ``toy``, ``runs``; lowest first, each importing only those before it)
+hold the rest, and ``circuits.cli`` is the command line; the README's architecture section maps them.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from circuits import _compat
-
-_compat.install()
-
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _EXPORTS: dict[str, str] = {
     "EMOTIONS": "circuits.core.emotions", "LABELS": "circuits.core.emotions", "NEUTRAL": "circuits.core.emotions",
@@ -44,9 +41,28 @@ _EXPORTS: dict[str, str] = {
     "Circuit": "circuits.circuit", "load_circuits": "circuits.circuit", "assemble_circuit": "circuits.circuit",
     "circuit_modulation": "circuits.steer", "direction_steering": "circuits.steer",
     "emotion_vector_steering": "circuits.steer", "evaluate_methods": "circuits.steer", "EvalConfig": "circuits.steer",
-    "run_evaluation": "circuits.runs.evaluate", "run_va": "circuits.va", "VAConfig": "circuits.va",
+    "run_evaluation": "circuits.runs.evaluate", "run_va": "circuits.runs.valence_arousal",
+    "VAConfig": "circuits.runs.valence_arousal",
     "make_judge": "circuits.judges",
 }
+
+if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name loads lazily (__getattr__)
+    from circuits.circuit import Circuit, assemble_circuit, load_circuits
+    from circuits.core.artifacts import InputError, ModelMismatch
+    from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL, VALENCES, UnknownEmotionError
+    from circuits.core.generate import GenerationSettings, generate
+    from circuits.core.hooks import Intervention, Read, make_hooks, run_forward
+    from circuits.core.model import ArchInfo, HookNames, ModelHandle, ModelLoadError, load_model
+    from circuits.core.sev import PromptSettings, SEVDataset, SEVFormatError, SEVItem, load_sev
+    from circuits.discovery.directions import emotion_directions
+    from circuits.discovery.store import StoreConfig, build_store
+    from circuits.judges import make_judge
+    from circuits.runs.discover import DiscoverConfig, discover
+    from circuits.runs.evaluate import run_evaluation
+    from circuits.runs.valence_arousal import VAConfig, run_va
+    from circuits.steer import (EvalConfig, circuit_modulation, direction_steering, emotion_vector_steering,
+                                evaluate_methods)
+
 __all__ = sorted(_EXPORTS)
 
 

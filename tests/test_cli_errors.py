@@ -166,7 +166,7 @@ def test_va_rerun_with_a_bad_input_leaves_the_folder_byte_identical(capsys, va_r
 
 def test_va_rerun_replaces_the_folder_only_when_complete(capsys, va_run, monkeypatch):
     """A run that fails half-way (after the model work, while drawing figures) leaves the old folder."""
-    from circuits.va import run as va_run_mod
+    from circuits.runs import valence_arousal as va_run_mod
 
     before = _snapshot(va_run)
 
@@ -308,8 +308,8 @@ def test_run_commands_take_their_options_from_config_fields():
     """The options of these commands are generated from their config dataclasses: same help, same default."""
     import dataclasses
 
-    from circuits.discovery.concepts import ConceptConfig
-    from circuits.runs.dose import DoseConfig
+    from circuits.discovery.concept_vectors import ConceptConfig
+    from circuits.runs.dose_response import DoseConfig
     from circuits.runs.export import ControlVectorConfig
     from circuits.runs.nulls import NullsConfig
     from circuits.runs.trace import TraceConfig

@@ -3,7 +3,7 @@ schema, the EAP-IG graph export and overlap statistics."""
 
 from circuits.circuit.allocation import AllocationConfig, allocate
 from circuits.circuit.assemble import assemble_circuit, overlap
-from circuits.circuit.circuit import (Circuit, CircuitFormatError, CircuitModelMismatch, LayerCircuit, load_circuits,
+from circuits.circuit.emotion_circuit import (Circuit, CircuitFormatError, LayerCircuit, load_circuits,
                                       save_circuits)
 from circuits.circuit.graph import GRAPH_FORMAT, GRAPH_SCHEMA_VERSION, circuit_graph
 from circuits.circuit.schema import (CIRCUIT_JSON_SCHEMA, CIRCUIT_KIND, SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS,
@@ -11,7 +11,7 @@ from circuits.circuit.schema import (CIRCUIT_JSON_SCHEMA, CIRCUIT_KIND, SCHEMA_V
 
 __all__ = [
     "AllocationConfig", "allocate", "assemble_circuit", "overlap", "Circuit", "CircuitFormatError",
-    "CircuitModelMismatch", "LayerCircuit", "load_circuits", "save_circuits", "GRAPH_FORMAT",
+    "LayerCircuit", "load_circuits", "save_circuits", "GRAPH_FORMAT",
     "GRAPH_SCHEMA_VERSION", "circuit_graph", "CIRCUIT_JSON_SCHEMA", "CIRCUIT_KIND", "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS", "validate_circuit_json",
 ]

@@ -10,7 +10,7 @@ import torch
 from jaxtyping import Float
 
 from circuits.circuit.allocation import AllocationConfig, Array, allocate
-from circuits.circuit.circuit import Circuit, LayerCircuit
+from circuits.circuit.emotion_circuit import Circuit, LayerCircuit
 from circuits.core.emotions import check_emotions
 from circuits.core.arch import ArchInfo
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from circuits.circuit.circuit import Circuit
+    from circuits.circuit.emotion_circuit import Circuit
 
 GRAPH_FORMAT = "eap-graph"
 GRAPH_SCHEMA_VERSION = 2

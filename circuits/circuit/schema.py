@@ -125,7 +125,7 @@ CIRCUIT_JSON_SCHEMA: dict[str, Any] = {
         "meta": {"type": "object", "description": "free-form"},
         "faithfulness": {
             "type": "object",
-            "description": "optional (schema_version 2): circuits.circuit.faithfulness.circuit_faithfulness",
+            "description": "optional (schema_version 2): circuits.circuit.ablation_faithfulness.circuit_faithfulness",
             "required": ["metric", "ablation", "rows", "scores", "faithfulness", "ablation_loss", "random"],
             "properties": {
                 "metric": {"type": "string"},

@@ -349,9 +349,9 @@ def load_model(
     name = str(name_or_dir)
     path = name
     if name == "toy":
-        from circuits.toy import TOY_MODEL_DIR
+        from circuits.core.resources import data_dir
 
-        name = path = str(TOY_MODEL_DIR)
+        name = path = str(data_dir("toy_model"))  # the shipped toy model (circuits.toy.TOY_MODEL_DIR)
     elif (converted := resolve_gguf(name)) is not None:
         path = str(converted)  # the handle keeps the name given ("smollm2-135m" or the .gguf path)
     hf_model, tokenizer = _load_hf(

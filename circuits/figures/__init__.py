@@ -1,6 +1,6 @@
 """Figures (plotly HTML, PNG when possible) drawn from in-memory results: one saver
 (``render.save_figure``) and the figures of discovery, evaluation and VA results. Reading run
-directories from disk is :mod:`circuits.runs.figures`."""
+directories from disk is :mod:`circuits.runs.redraw`."""
 
 from circuits.figures.discovery import cosine_heatmap, cross_context_cosines, discovery_figures
 from circuits.figures.evaluation import accuracy_bars

@@ -3,10 +3,10 @@
 
 from circuits.judges.base import (DEFAULT_LABEL_MAP, JUDGE_SPECS, STYLE_QUESTION, ClassifierJudge, JudgeSpecError,
                                   LLMJudge, LLMJudgeError, judge_matches, judge_name, make_judge)
-from circuits.judges.lexicon import Judgement, LexiconJudge, default_judge, judge
+from circuits.judges.lexicon import Judgement, LexiconJudge, lexicon_judge, judge
 
 __all__ = [
     "DEFAULT_LABEL_MAP", "JUDGE_SPECS", "STYLE_QUESTION", "ClassifierJudge", "JudgeSpecError", "LLMJudge",
-    "LLMJudgeError", "judge_matches", "judge_name", "make_judge", "Judgement", "LexiconJudge", "default_judge",
+    "LLMJudgeError", "judge_matches", "judge_name", "make_judge", "Judgement", "LexiconJudge", "lexicon_judge",
     "judge",
 ]

@@ -233,10 +233,10 @@ def make_judge(spec: str = DEFAULT_JUDGE, device: str = "cpu", mode: str = "labe
 
 
 def _make(spec: str, device: str) -> Any:
-    from circuits.judges.lexicon import default_judge
+    from circuits.judges.lexicon import lexicon_judge
 
     if spec == "lexicon":
-        return default_judge()
+        return lexicon_judge()
     if spec == "style":
         from circuits.judges.learned import style_judge
 

@@ -63,7 +63,7 @@ from typing import Any, Sequence
 from circuits.core.emotions import EMOTIONS, NEUTRAL
 from circuits.core.resources import data_path
 
-__all__ = ["DEFAULT_LEXICON_PATH", "Judgement", "LexiconJudge", "default_judge", "judge", "load_lexicon", "tokenize"]
+__all__ = ["DEFAULT_LEXICON_PATH", "Judgement", "LexiconJudge", "lexicon_judge", "judge", "load_lexicon", "tokenize"]
 
 DEFAULT_LEXICON_PATH = data_path("emotion_lexicon")
 DEFAULT_MIN_SCORE = 0.75
@@ -367,11 +367,11 @@ class LexiconJudge:
 
 
 @lru_cache(maxsize=1)
-def default_judge() -> LexiconJudge:
+def lexicon_judge() -> LexiconJudge:
     """The shared judge built from the shipped lexicon (built once, then cached)."""
     return LexiconJudge()
 
 
 def judge(texts: Sequence[str], judge: LexiconJudge | None = None) -> list[Judgement]:
     """Judge a batch of texts with ``judge`` or the cached default :class:`LexiconJudge`."""
-    return (judge if judge is not None else default_judge())(texts)
+    return (judge if judge is not None else lexicon_judge())(texts)

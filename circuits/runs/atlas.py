@@ -75,7 +75,7 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
     {emotion: record}, "agreement": {"per_layer": {...}, "overlap": {...}}}``."""
     import circuits
     from circuits.circuit import load_circuits, overlap
-    from circuits.discovery.concepts import CONCEPT_DIRECTIONS
+    from circuits.discovery.concept_vectors import CONCEPT_DIRECTIONS
     from circuits.discovery.directions import Directions
     from circuits.runs.evaluate import cached_emotion_vectors, check_run_dir
 

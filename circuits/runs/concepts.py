@@ -1,4 +1,4 @@
-"""``concepts``: emotion-concept vectors (:mod:`circuits.discovery.concepts`) for a discovery run, saved next
+"""``concepts``: emotion-concept vectors (:mod:`circuits.discovery.concept_vectors`) for a discovery run, saved next
 to its SEV directions and compared with them layer by layer.
 
     emocircuits concepts --model smollm2-135m --run runs/smol-full            # the shipped labelled texts
@@ -36,7 +36,7 @@ def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts
     """Concept directions from ``texts`` (default: the shipped labelled texts) for the run's emotions, written
     as ``concept_directions`` in the run; returns (and writes) their comparison with the SEV directions."""
     from circuits.core.resources import data_path
-    from circuits.discovery.concepts import CONCEPT_DIRECTIONS, ConceptConfig, concept_directions
+    from circuits.discovery.concept_vectors import CONCEPT_DIRECTIONS, ConceptConfig, concept_directions
     from circuits.discovery.directions import Directions
     from circuits.runs.evaluate import check_run_dir
     from circuits.va.loaders import load_labelled_texts
@@ -55,7 +55,7 @@ def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts
 def _concepts(args: argparse.Namespace) -> int:
     from circuits.cli import _check_model_args, _load
     from circuits.core.config import config_from_args
-    from circuits.discovery.concepts import ConceptConfig
+    from circuits.discovery.concept_vectors import ConceptConfig
 
     cfg = config_from_args(ConceptConfig, args, CONCEPT_FLAGS)
     _check_model_args(args)
@@ -73,7 +73,7 @@ def _concepts(args: argparse.Namespace) -> int:
 def register_cli(sub: argparse._SubParsersAction) -> None:
     from circuits.cli import run_command
     from circuits.core.config import add_config_flags
-    from circuits.discovery.concepts import ConceptConfig
+    from circuits.discovery.concept_vectors import ConceptConfig
 
     p = run_command(sub, "concepts", "emotion-concept vectors from labelled texts, a fourth direction source",
                     _concepts, run_help="a discovery run directory (its emotions and SEV directions)")

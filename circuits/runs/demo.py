@@ -16,7 +16,7 @@ from typing import Any
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, load_sev
 from circuits.runs.discover import DiscoverConfig, agreement_line, spread_layers
-from circuits.steer.evaluate import METHODS, EvalConfig
+from circuits.steer.metrics import METHODS, EvalConfig
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -59,14 +59,14 @@ def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, 
     and print the tables and a few steered replies; returns the evaluation result."""
     from circuits.runs.discover import discover
     from circuits.runs.evaluate import run_evaluation
-    from circuits.steer.evaluate import method_table, sweep_table
+    from circuits.steer.metrics import method_table, sweep_table
 
     t0 = time.perf_counter()
     summary = discover(model, load_sev(), out, discover_cfg, settings=settings, judge=judge, progress=progress)
     ag = summary["agreement"]
     print_fn(f"discovery done in {time.perf_counter() - t0:.0f} s; {agreement_line(ag)}; circuits {summary['circuits']}")
     if summary.get("faithfulness"):
-        from circuits.circuit.faithfulness import faithfulness_table
+        from circuits.circuit.ablation_faithfulness import faithfulness_table
 
         print_fn(faithfulness_table(summary["faithfulness"]))
     result = run_evaluation(model, out, replace(eval_cfg, methods=METHODS, emotions=discover_cfg.emotions), judge=judge,

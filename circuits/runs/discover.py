@@ -31,7 +31,7 @@ from circuits.core.artifacts import InputError, staged_dir
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.discovery.ablation import MODES, SweepConfig
 from circuits.discovery.influence import DEFAULT_ALPHAS
-from circuits.circuit.faithfulness import SPLITS as FAITHFULNESS_SPLITS
+from circuits.circuit.ablation_faithfulness import SPLITS as FAITHFULNESS_SPLITS
 
 
 class DiscoverInputError(InputError):
@@ -230,7 +230,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     pca = pca_by_layer(store, "mlp", emotions=emotions)
     lap("directions")
     if cfg.null_seeds > 0:
-        from circuits.discovery.nulls import direction_nulls
+        from circuits.discovery.label_nulls import direction_nulls
 
         evidence["null"] = direction_nulls(store, emotions, seeds=cfg.null_seeds, seed=cfg.seed)
         lap("direction_nulls")
@@ -306,7 +306,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     lap("circuits")
     faithful = None
     if cfg.faithfulness_rows > 0:
-        from circuits.circuit.faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
+        from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
 
         from circuits.core.sev import DEFAULT_TEST, load_sev
 

@@ -16,7 +16,7 @@ from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
 from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
-from circuits.steer.evaluate import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
+from circuits.steer.metrics import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> Path:
@@ -80,7 +80,7 @@ def method_factories(model: ModelHandle, run: Path, cfg: EvalConfig, emotions: S
     ``null_seed``: the random controls of equal norm instead (seeded): direction steering along random
     unit directions (one per layer and emotion); Emotion Vectors replaced by random vectors with each
     layer's EV norm; circuit modulation with the circuit's Delta-mu put on random units of the same number
-    per layer (:func:`circuits.circuit.faithfulness.random_units`)."""
+    per layer (:func:`circuits.circuit.ablation_faithfulness.random_units`)."""
     from circuits.circuit import load_circuits
     from circuits.steer.methods import circuit_modulation, default_direction_layers, direction_steering, \
         emotion_vector_steering
@@ -113,7 +113,7 @@ def method_factories(model: ModelHandle, run: Path, cfg: EvalConfig, emotions: S
 
 def direction_source(run: Path, source: str) -> Any:
     """The run's directions of ``source``: ``sev`` (``directions``) or ``concept`` (``concept_directions``)."""
-    from circuits.discovery.concepts import CONCEPT_DIRECTIONS
+    from circuits.discovery.concept_vectors import CONCEPT_DIRECTIONS
     from circuits.discovery.directions import Directions
 
     if source == "concept":
@@ -131,7 +131,7 @@ def random_circuit(circuit: Any, seed: int) -> Any:
     """``circuit`` with its units replaced by random ones (same number of neurons and heads per layer),
     each carrying the Delta-mu of the unit it replaces: a control of equal size and norm."""
     from circuits.circuit import LayerCircuit
-    from circuits.circuit.faithfulness import random_units
+    from circuits.circuit.ablation_faithfulness import random_units
 
     units = random_units(circuit, seed)
     layers = [LayerCircuit(lc.layer, units["neurons"][lc.layer], list(lc.neuron_scores), units["heads"][lc.layer],
@@ -164,7 +164,7 @@ def run_evaluation(
     (default: the run directory); ``judge``: any judge (default :data:`~circuits.judges.base.DEFAULT_JUDGE`). Emotion Vectors
     are computed from the run's store once and cached as ``emotion_vectors.safetensors``
     (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`). Returns the
-    result of :func:`circuits.steer.evaluate.evaluate_methods`.
+    result of :func:`circuits.steer.metrics.evaluate_methods`.
     """
     t_start = time.perf_counter()
     cfg = cfg or EvalConfig()
@@ -194,12 +194,12 @@ def run_evaluation(
         result["strength_sweep"] = sweep
     # set-up: loading the circuits and directions, computing (once) or reading the Emotion Vectors
     result["timings_s"] = {"setup": t0 - t_start, "strength_sweep": t_sweep - t0, "evaluation": time.perf_counter() - t_sweep}
-    write_report(result, out or run)
+    write_evaluation(result, out or run)
     layout.write_jsonl(Path(out or run) / layout.REPLIES_JSONL, replies)
     return result
 
 
-def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+def write_evaluation(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """``evaluation.json``, ``evaluation.csv``, ``accuracy.html`` (plotly) and ``report.md``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

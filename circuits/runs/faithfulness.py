@@ -21,12 +21,12 @@ FAITHFULNESS_FLAGS = ("rows", "seeds", "judge_rows", "split", "max_new_tokens", 
 def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *, judge: Any = None,
                      emotions: list[str] | None = None, heldout: Any = None,
                      progress: bool = True) -> dict[str, Any]:
-    """Faithfulness of the circuits of ``run_dir`` (:func:`circuits.circuit.faithfulness.circuit_faithfulness`
+    """Faithfulness of the circuits of ``run_dir`` (:func:`circuits.circuit.ablation_faithfulness.circuit_faithfulness`
     on the run's store and directions; with ``cfg.split == "test"`` on the items of ``heldout``, an
     :class:`~circuits.core.sev.SEVDataset` or a path, default the shipped test split). Each circuit file is rewritten with its ``faithfulness`` block
     (atomically, one file at a time); ``faithfulness.json`` holds ``{"summary", "blocks", "config"}``."""
     from circuits.circuit import load_circuits
-    from circuits.circuit.faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
+    from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
     from circuits.core.sev import DEFAULT_TEST, SEVDataset, load_sev
     from circuits.discovery.directions import Directions
     from circuits.discovery.store import ActivationStore
@@ -58,7 +58,7 @@ def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *
 
 
 def _faithfulness(args: argparse.Namespace) -> int:
-    from circuits.circuit.faithfulness import FaithfulnessConfig, faithfulness_table
+    from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, faithfulness_table
     from circuits.cli import _check_model_args, _judge, _load
     from circuits.core.config import config_from_args
     from circuits.runs.evaluate import check_run_dir
@@ -74,7 +74,7 @@ def _faithfulness(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.circuit.faithfulness import FaithfulnessConfig
+    from circuits.circuit.ablation_faithfulness import FaithfulnessConfig
     from circuits.cli import _judge_arg, emotions_arg, run_command
     from circuits.core.config import add_config_flags
 

@@ -1,5 +1,5 @@
 """``nulls``: the permuted-label nulls of a discovery run's direction evidence (also a step of ``discover``,
-``--null-seeds``), added to its ``directions_evidence.json`` (:mod:`circuits.discovery.nulls`).
+``--null-seeds``), added to its ``directions_evidence.json`` (:mod:`circuits.discovery.label_nulls`).
 
     emocircuits nulls --model smollm2-135m --run runs/smol-full --seeds 2
 """
@@ -40,7 +40,7 @@ NULLS_FLAGS = ("seeds", "seed")
 def run_nulls(model: ModelHandle, run_dir: str | Path, cfg: NullsConfig | None = None) -> dict[str, Any]:
     """Permuted-label probe accuracy (mlp read point) and cross-context cosine for the run's store,
     written under ``"null"`` in ``directions_evidence.json`` (the rest of the file is kept)."""
-    from circuits.discovery.nulls import direction_nulls
+    from circuits.discovery.label_nulls import direction_nulls
     from circuits.discovery.store import ActivationStore
     from circuits.runs.evaluate import check_run_dir
 

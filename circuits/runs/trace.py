@@ -1,5 +1,5 @@
 """``trace``: per-token emotion scores of a reply (generated, steered or not) or of a given text, as a
-self-contained HTML view (:mod:`circuits.steer.trace`).
+self-contained HTML view (:mod:`circuits.steer.token_trace`).
 
     emocircuits trace --model smollm2-135m --run runs/smol-full --prompt "My flight was cancelled." \\
         --method circuit --emotion anger --strength 1 --out trace.html
@@ -55,8 +55,8 @@ def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None =
     from circuits.core.artifacts import InputError
     from circuits.runs.evaluate import check_run_dir, direction_source as load_directions, method_factories, \
         run_prompts
-    from circuits.steer.evaluate import EvalConfig
-    from circuits.steer.trace import trace_generation, trace_text
+    from circuits.steer.metrics import EvalConfig
+    from circuits.steer.token_trace import trace_generation, trace_text
 
     cfg = cfg or TraceConfig()
     if (prompt is None) == (text is None):
@@ -81,7 +81,7 @@ def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None =
 def _trace(args: argparse.Namespace) -> int:
     from circuits.cli import _check_model_args, _load
     from circuits.core.config import config_from_args
-    from circuits.steer.trace import trace_html
+    from circuits.steer.token_trace import trace_html
 
     cfg = config_from_args(TraceConfig, args, TRACE_FLAGS)
     _check_model_args(args)

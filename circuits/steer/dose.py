@@ -8,7 +8,7 @@ on the dev items (train split, so the test split stays for the final numbers):
 * ``emotion_score``: the judge's mean probability of the target emotion (judges that give
   probabilities; None otherwise);
 * ``perplexity``: of the replies under the unsteered model with the emotion prompt (as in
-  :mod:`circuits.steer.evaluate`);
+  :mod:`circuits.steer.metrics`);
 * the same for the **random controls** of each method, one per seed
   (:func:`circuits.runs.evaluate.method_factories` with ``null_seed``): random unit directions,
   random vectors with each layer's EV norm, the circuit's Delta-mu on random units. Per strength the
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
-from circuits.steer.evaluate import STEERED, EvalConfig, evaluate_methods
+from circuits.steer.metrics import STEERED, EvalConfig, evaluate_methods
 
 Factory = Callable[[str, float], list[Intervention]]
 

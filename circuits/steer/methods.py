@@ -34,11 +34,6 @@ from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
 from circuits.discovery.store import ActivationStore
 
-
-FingerprintMismatch = ModelMismatch
-"""0.1 name of :class:`circuits.core.artifacts.ModelMismatch` (kept for one release)."""
-
-
 STEERING_POSITIONS = ("paper", "last")
 """``paper``: each method's published positions; ``last``: the last prompt token only."""
 

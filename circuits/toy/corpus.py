@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from circuits.core.emotions import EMOTIONS, NEUTRAL
-from circuits.judges.lexicon import default_judge
+from circuits.judges.lexicon import lexicon_judge
 from circuits.core.sev import PromptSettings, SEVDataset
 from circuits.toy.templates import EMOTION_OPENERS, EMOTION_TEMPLATES, NEUTRAL_TEMPLATES
 
@@ -86,7 +86,7 @@ def _render(template: str, event: str, opener: str | None = None) -> str:
 
 def usable_templates() -> dict[str, tuple[str, ...]]:
     """Label -> the templates the lexicon judge reads as that label (emotions and ``neutral``)."""
-    judge = default_judge()
+    judge = lexicon_judge()
     out: dict[str, tuple[str, ...]] = {}
     for label, templates in [*EMOTION_TEMPLATES.items(), (NEUTRAL, NEUTRAL_TEMPLATES)]:
         verdicts = judge([t.format(event=_PROBE_EVENT) for t in templates])
@@ -101,7 +101,7 @@ def usable_templates() -> dict[str, tuple[str, ...]]:
 def usable_openers() -> dict[str, tuple[str, ...]]:
     """Emotion -> the openers the lexicon judge reads as that emotion and nothing else. Raises if an
     emotion has none, or if two labels share an opener's first word (openers must commit)."""
-    judge = default_judge()
+    judge = lexicon_judge()
     out: dict[str, tuple[str, ...]] = {}
     for emotion, openers in EMOTION_OPENERS.items():
         kept = tuple(o for o, j in zip(openers, judge(list(openers)))

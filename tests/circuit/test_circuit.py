@@ -17,7 +17,6 @@ from circuits.circuit import (
     AllocationConfig,
     Circuit,
     CircuitFormatError,
-    CircuitModelMismatch,
     LayerCircuit,
     allocate,
     assemble_circuit,
@@ -26,6 +25,7 @@ from circuits.circuit import (
     save_circuits,
     validate_circuit_json,
 )
+from circuits.core.artifacts import ModelMismatch
 from circuits.core.emotions import UnknownEmotionError
 from circuits.core.model import ArchInfo
 
@@ -289,7 +289,7 @@ def test_faithfulness_block_round_trips_and_version_1_files_still_load(circuit, 
 def test_load_wrong_fingerprint(circuit, tmp_path):
     path = circuit.save(tmp_path / "anger.json")
     other = SimpleNamespace(name="other-model", fingerprint="ffffffffffffffff", arch=ARCH)
-    with pytest.raises(CircuitModelMismatch) as err:
+    with pytest.raises(ModelMismatch) as err:
         Circuit.load(path, model=other)
     msg = str(err.value)
     assert FP in msg and "ffffffffffffffff" in msg and "'test-model'" in msg and str(path) in msg
@@ -405,7 +405,7 @@ def test_save_and_load_circuits(circuit, tmp_path):
     assert list(load_circuits(tmp_path / "out", emotions=["sadness"])) == ["sadness"]
     with pytest.raises(CircuitFormatError, match="fear"):
         load_circuits(tmp_path / "out", emotions=["fear"])
-    with pytest.raises(CircuitModelMismatch):
+    with pytest.raises(ModelMismatch):
         load_circuits(tmp_path / "out", model=SimpleNamespace(name="m", fingerprint="00", arch=ARCH))
     with pytest.raises(CircuitFormatError, match="not found"):
         load_circuits(tmp_path / "nowhere")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from circuits.circuit import Circuit, LayerCircuit
-from circuits.circuit import faithfulness as fa
+from circuits.circuit import ablation_faithfulness as fa
 from circuits.circuit.allocation import AllocationConfig
 from circuits.core.hooks import run_forward
 from circuits.core.sev import load_sev

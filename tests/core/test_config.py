@@ -11,8 +11,8 @@ from circuits import cli
 from circuits.circuit import AllocationConfig
 from circuits.core.config import add_config_flags, config_from_args, help_field
 from circuits.runs.discover import DiscoverConfig
-from circuits.steer.evaluate import EvalConfig
-from circuits.va.run import VAConfig
+from circuits.steer.metrics import EvalConfig
+from circuits.runs.valence_arousal import VAConfig
 
 
 @pytest.mark.parametrize("argv, cls, names", [

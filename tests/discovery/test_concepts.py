@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from circuits.core.hooks import Read, run_forward
-from circuits.discovery.concepts import ConceptConfig, concept_directions, neutral_projection, text_token_means
+from circuits.discovery.concept_vectors import ConceptConfig, concept_directions, neutral_projection, text_token_means
 
 TEXTS = [("I am so angry they lied to me again.", ["anger"]), ("What a wonderful surprise party!", ["surprise"]),
          ("The meeting is at nine.", ["neutral"]), ("Rotten meat in the fridge, revolting.", ["disgust"]),

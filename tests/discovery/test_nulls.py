@@ -10,7 +10,7 @@ import pytest
 
 from circuits.core.sev import load_sev
 from circuits.discovery.directions import cross_context_cosine, probe_accuracy
-from circuits.discovery.nulls import direction_nulls, permuted_store
+from circuits.discovery.label_nulls import direction_nulls, permuted_store
 from circuits.discovery.store import StoreConfig, build_store
 
 

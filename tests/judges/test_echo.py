@@ -7,7 +7,7 @@ import pytest
 from circuits.core.sev import PromptSettings
 from circuits.judges.base import judge_matches
 from circuits.judges.echo import strip_echo
-from circuits.judges.lexicon import default_judge
+from circuits.judges.lexicon import lexicon_judge
 
 USER = PromptSettings(placement="user", user_instruction="Reply with strong {emotion}.")
 
@@ -45,7 +45,7 @@ def test_instruction_words_count_as_echo_only_with_the_instruction():
 
 
 def test_judge_matches_discounts_echoes():
-    judge = default_judge()
+    judge = lexicon_judge()
     replies = ["Reply: Full of disgust.", "That is revolting, I feel sick just thinking about it."]
     hits_raw, _ = judge_matches(judge, replies, ["disgust", "disgust"])
     hits, verdicts = judge_matches(judge, replies, ["disgust", "disgust"],

@@ -132,8 +132,8 @@ def test_make_judge_specs_and_names(tiny_classifier):
 def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny_classifier, tiny_models, tmp_path):
     """The LLM (match) judge and a classifier judge plug into evaluate_methods and the store's
     elicitation; the judge is recorded; answers are the judges' known answers."""
-    from circuits.runs.evaluate import write_report
-    from circuits.steer.evaluate import EvalConfig, evaluate_methods
+    from circuits.runs.evaluate import write_evaluation
+    from circuits.steer.metrics import EvalConfig, evaluate_methods
     from circuits.judges.base import make_judge
     from circuits.core.sev import load_sev
     from circuits.discovery.store import StoreConfig, build_store
@@ -153,7 +153,7 @@ def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny
     # the server says yes only when the reply contains the target word; a random model's replies do not
     assert res["methods"]["prompting"]["accuracy"] == 0.0
     assert set(res["methods"]["prompting"]["judged"]) == {"no match"}
-    write_report(res, tmp_path / "rep")
+    write_evaluation(res, tmp_path / "rep")
     assert "judge `llm:judge-1`" in (tmp_path / "rep" / "report.md").read_text()
     store = build_store(model, test, tmp_path / "store", StoreConfig(limit=1, emotions=("happiness", "fear")),
                         elicitation=True, elicit_max_new_tokens=4, judge=llm, progress=False)

@@ -79,7 +79,7 @@ def test_va_coordinates_come_from_a_va_run_of_the_same_model(toy, atlas_run, tmp
     naming the file, and the atlas already written stays as it was."""
     from circuits.cli import main
     from circuits.discovery.directions import Directions
-    from circuits.va.run import VAConfig, run_va
+    from circuits.runs.valence_arousal import VAConfig, run_va
     from circuits.va.subspace import VAAxes
 
     run, _ = atlas_run

@@ -9,7 +9,8 @@ import torch
 from scipy.stats import spearmanr
 
 from circuits.discovery import components, influence
-from circuits.circuit import Circuit, CircuitModelMismatch, load_circuits
+from circuits.circuit import Circuit, load_circuits
+from circuits.core.artifacts import ModelMismatch
 from circuits.runs.discover import DiscoverConfig, discover
 from circuits.discovery.directions import emotion_directions
 from circuits.core.sev import load_sev
@@ -33,7 +34,7 @@ def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
     graph = json.loads((out / "circuits" / "fear.graph.json").read_text())
     assert {n for n, d in graph["nodes"].items() if d["in_graph"] and n.startswith("a")} == {
         f"a{L}.h{h}" for L, hs in circuits["fear"].head_index().items() for h in hs}
-    with pytest.raises(CircuitModelMismatch):
+    with pytest.raises(ModelMismatch):
         Circuit.load(out / "circuits" / "fear.json", model=tiny_models["qwen2"])
 
 
@@ -60,7 +61,7 @@ def test_toy_head_and_influence_agreement(toy, tmp_path):
 def test_circuit_modulation_steers_the_toy_model_under_the_neutral_prompt(toy, toy_run):
     """The circuits found on 4 scenarios turn calm replies into the target emotion on held-out items
     (the README reports the full evaluation): Delta-mu at the last prompt token, lambda 1."""
-    from circuits.steer.evaluate import EvalConfig, evaluate_methods
+    from circuits.steer.metrics import EvalConfig, evaluate_methods
     from circuits.core.sev import DEFAULT_TEST
     from circuits.steer.methods import circuit_modulation
 
@@ -183,7 +184,7 @@ def test_demo_presets_fill_what_is_not_given():
 
     assert spread_layers(30, 4) == (3, 11, 18, 26) and spread_layers(2, 4) == (0, 1)
     DiscoverConfig(**resolve_layer_counts(PRESETS["real"]["discover"], 30))  # every preset value is valid
-    from circuits.steer.evaluate import EvalConfig
+    from circuits.steer.metrics import EvalConfig
 
     EvalConfig(**PRESETS["real"]["evaluate"])
 
@@ -193,7 +194,7 @@ def test_evaluate_in_match_mode_asks_the_binary_question(toy_run, tmp_path):
     judge's probabilities on the written replies (echoes removed), reply by reply."""
     from circuits.cli import main
     from circuits.judges.echo import strip_echoes
-    from circuits.judges.lexicon import default_judge
+    from circuits.judges.lexicon import lexicon_judge
 
     out, _ = toy_run
     rep = tmp_path / "eval"
@@ -203,7 +204,7 @@ def test_evaluate_in_match_mode_asks_the_binary_question(toy_run, tmp_path):
     res = json.loads((rep / "evaluation.json").read_text())
     assert res["judge"] == "lexicon (match: P >= 0.50)"
     replies = [json.loads(line) for line in (rep / "replies.jsonl").read_text().splitlines()]
-    judge = default_judge()
+    judge = lexicon_judge()
     probs = judge.probabilities(strip_echoes([r["text"] for r in replies], [r["instruction"] for r in replies]))
     for r, p in zip(replies, probs):
         assert r["verdict"] == (r["label"] if p[r["label"]] >= judge.match_threshold else "no match")

@@ -39,7 +39,7 @@ def test_control_band_summarises_the_seeds():
 
 def test_random_controls_keep_the_norm_and_size_of_each_method(toy, toy_run):
     from circuits.runs.evaluate import method_factories
-    from circuits.steer.evaluate import EvalConfig
+    from circuits.steer.metrics import EvalConfig
 
     out, _ = toy_run
     cfg = EvalConfig(positions="last")
@@ -94,7 +94,7 @@ def test_concepts_command_and_the_concept_direction_source(toy, toy_run, tmp_pat
 
     from circuits.cli import main
     from circuits.runs.evaluate import method_factories
-    from circuits.steer.evaluate import EvalConfig
+    from circuits.steer.metrics import EvalConfig
 
     run = tmp_path / "run"
     shutil.copytree(toy_run[0], run)

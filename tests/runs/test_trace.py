@@ -12,7 +12,7 @@ from circuits.core.generate import GenerationSettings, generate
 from circuits.core.hooks import Read, run_forward
 from circuits.discovery.directions import Directions
 from circuits.steer.methods import direction_steering
-from circuits.steer.trace import trace_generation
+from circuits.steer.token_trace import trace_generation
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from circuits.steer.evaluate import EvalConfig, distinct_n, evaluate_methods, reply_perplexity
+from circuits.steer.metrics import EvalConfig, distinct_n, evaluate_methods, reply_perplexity
 from circuits.core.sev import DEFAULT_TEST, load_sev
 from circuits.steer.methods import (circuit_modulation, direction_steering)
 
@@ -41,7 +41,7 @@ def test_evaluate_methods_schema(qwen_tiny, tiny_run):
 
 
 def test_method_table_columns_stay_apart_for_huge_perplexities():
-    from circuits.steer.evaluate import method_table
+    from circuits.steer.metrics import method_table
 
     per = {"anger": 0.5, "fear": 1.0}
     result = {"methods": {"prompting": {"accuracy": 0.75, "per_emotion": per, "perplexity": 1.66, "distinct_2": 0.2},

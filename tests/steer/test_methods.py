@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from circuits.core.generate import GenerationSettings, generate
-from circuits.steer.methods import (FingerprintMismatch, circuit_modulation, direction_steering, emotion_vector_steering,
+from circuits.core.artifacts import ModelMismatch
+from circuits.steer.methods import (circuit_modulation, direction_steering, emotion_vector_steering,
                             emotion_vectors)
 
 
@@ -29,7 +30,7 @@ def test_circuit_modulation_interventions_and_effect(qwen_tiny, tiny_models, tin
     path = tmp_path / "anger.json"
     circuit.save(path)
     assert len(circuit_modulation(str(path), qwen_tiny)) == len(ivs)  # from the exported file
-    with pytest.raises((FingerprintMismatch, ValueError), match="fingerprint"):
+    with pytest.raises((ModelMismatch, ValueError), match="fingerprint"):
         circuit_modulation(circuit, tiny_models["llama"])
     scaled = circuit_modulation(circuit, qwen_tiny, mode="scale", factor=2.0)
     assert all(iv.op == "scale" and iv.factor == 2.0 for iv in scaled)

@@ -165,7 +165,7 @@ def test_shipped_model_shape_and_size():
 def test_shipped_model_expresses_prompted_emotion_on_held_out_items():
     """A quick slice of `emocircuits toy evaluate` (the README reports the full table)."""
     from circuits.core.model import load_model
-    from circuits.toy.evaluate import evaluate_toy
+    from circuits.toy.accuracy import evaluate_toy
 
     model = load_model("toy")
     result = evaluate_toy(model, load_sev(DEFAULT_TEST, limit=8), progress=False)

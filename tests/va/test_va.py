@@ -12,6 +12,7 @@ import torch
 from circuits import va
 from circuits.figures import va as figures_va
 from circuits.core.resources import data_path
+from circuits.runs.valence_arousal import VAConfig, run_va
 from circuits.va import (VAFormatError, circumplex, emotion_vectors_from_texts, fit_va_axes, is_refusal,
                          load_labelled_texts, load_prompts, load_sycophancy, load_va_lexicon, load_va_ratings,
                          parse_rating)
@@ -136,10 +137,10 @@ def test_run_va_self_report_flow(qwen_tiny, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(circuits.core.generate, "generate", fake)
-    cfg = va.VAConfig(self_report=True, ratings=None, lexicon=None, limit=4, alphas=(0.0,), steer_limit=1,
+    cfg = VAConfig(self_report=True, ratings=None, lexicon=None, limit=4, alphas=(0.0,), steer_limit=1,
                       random_seeds=0, valence_question="PLEASANT({emotion}) 1-9?",
                       arousal_question="ENERGY({emotion}) 1-9?")
-    s = va.run_va(qwen_tiny, tmp_path, cfg, progress=False)
+    s = run_va(qwen_tiny, tmp_path, cfg, progress=False)
     assert sorted(asked) == sorted(script)
     assert s["ratings"] == {"anger": [2.0, 8.0], "disgust": [2.5, 6.0], "happiness": [8.0, 7.0],
                             "sadness": [2.0, 3.0], "surprise": [6.0, 8.0]}
@@ -153,7 +154,7 @@ def test_run_va_self_report_flow(qwen_tiny, tmp_path, monkeypatch):
     # too few parseable answers: the error says how many were unparseable
     script.update({(e, "valence"): "unsure" for e in ("anger", "disgust", "happiness", "sadness")})
     with pytest.raises(ValueError, match=r"5 of 12 self-reported ratings were unparseable"):
-        va.run_va(qwen_tiny, tmp_path / "b", cfg, progress=False)
+        run_va(qwen_tiny, tmp_path / "b", cfg, progress=False)
 
 
 def _loo_ridge_alpha(z: np.ndarray, y: np.ndarray, alphas) -> float:
@@ -277,9 +278,9 @@ def test_probes_run_on_a_tiny_model(qwen_tiny):
 
 
 def test_va_command_on_tiny_model(qwen_tiny, tmp_path):
-    cfg = va.VAConfig(limit=8, alphas=(-2.0, 0.0, 2.0), steer_limit=1, random_seeds=2,
+    cfg = VAConfig(limit=8, alphas=(-2.0, 0.0, 2.0), steer_limit=1, random_seeds=2,
                       refusal=str(DATA / "refusal_prompts.csv"), sycophancy=str(DATA / "sycophancy.jsonl"))
-    s = va.run_va(qwen_tiny, tmp_path, cfg, progress=False)
+    s = run_va(qwen_tiny, tmp_path, cfg, progress=False)
     assert (tmp_path / "axes.safetensors").exists() and (tmp_path / "figures" / "va_circle.html").exists()
     axes = va.VAAxes.load(tmp_path / "axes")
     assert axes.valence.shape == (qwen_tiny.arch.d_model,) and axes.fingerprint == qwen_tiny.fingerprint
@@ -332,20 +333,20 @@ def test_refusal_phrases_file_errors(tmp_path):
     with pytest.raises(VAFormatError, match="p.txt: no refusal phrases"):
         va.load_refusal_phrases(empty)
     with pytest.raises(ValueError, match="refusal_phrases"):
-        va.VAConfig(refusal_phrases=())
+        VAConfig(refusal_phrases=())
     with pytest.raises(ValueError, match="refusal_phrases"):
-        va.VAConfig(refusal_phrases=("ok", " "))
+        VAConfig(refusal_phrases=("ok", " "))
 
 
 def test_va_config_round_trip():
-    cfg = va.VAConfig(refusal_phrases=("no way",), alphas=(-1.0, 1.0), emotions=("joy", "fear"),
+    cfg = VAConfig(refusal_phrases=("no way",), alphas=(-1.0, 1.0), emotions=("joy", "fear"),
                       valence_question="V {emotion}?")
-    assert va.VAConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    assert va.VAConfig.from_dict({}) == va.VAConfig() and va.VAConfig().refusal_phrases is None
+    assert VAConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert VAConfig.from_dict({}) == VAConfig() and VAConfig().refusal_phrases is None
     with pytest.raises(ValueError, match=r"VAConfig: unknown field\(s\)"):
-        va.VAConfig.from_dict({"refusal_phrase": ["x"]})
+        VAConfig.from_dict({"refusal_phrase": ["x"]})
     with pytest.raises(ValueError, match="emotion"):
-        va.VAConfig(arousal_question="How exciting?")
+        VAConfig(arousal_question="How exciting?")
 
 
 def _unique_phrase(replies: list[str], i: int) -> str | None:
@@ -372,9 +373,9 @@ def test_refusal_per_type_with_custom_phrases_on_tiny_model(qwen_tiny, tmp_path)
     phrases = va.load_refusal_phrases(tmp_path / "phrases.txt")
     assert phrases == (phrase,)
     assert va.refusal_rates(qwen_tiny, ps, types, phrases=phrases)["by_type"] == {"harmful": 0.5, "safe": 0.0}
-    cfg = va.VAConfig(limit=4, alphas=(0.0,), steer_limit=1, random_seeds=1, lexicon=None,
+    cfg = VAConfig(limit=4, alphas=(0.0,), steer_limit=1, random_seeds=1, lexicon=None,
                       refusal=str(DATA / "refusal_prompts.csv"), refusal_phrases=phrases)
-    s = va.run_va(qwen_tiny, tmp_path / "run", cfg, progress=False)
+    s = run_va(qwen_tiny, tmp_path / "run", cfg, progress=False)
     assert s["refusal_phrases"] == [phrase] and s["config"]["refusal_phrases"] == (phrase,)
     assert [r["direction"] for r in s["probes"]["refusal"]] == ["valence", "arousal", "random0"]
     for r in s["probes"]["refusal"]:
@@ -399,7 +400,9 @@ def test_cli_va_refusal_phrases(monkeypatch, tmp_path, capsys):
                                         "refusal_rate_by_type": {"harmful": 0.5, "safe": 0.0}}]}}
 
     monkeypatch.setattr(cli, "_load", lambda args: None)
-    monkeypatch.setattr(va, "run_va", fake_run)
+    from circuits.runs import valence_arousal
+
+    monkeypatch.setattr(valence_arousal, "run_va", fake_run)
     base = ["va", "--out", str(tmp_path), "--refusal", str(DATA / "refusal_prompts.csv")]
     args = cli.build_parser().parse_args(base + ["--refusal-phrases", str(DATA / "refusal_phrases.txt")])
     assert args.func(args) == 0

@@ -51,10 +51,6 @@ class CircuitFormatError(InputError):
         super().__init__(msg)
 
 
-CircuitModelMismatch = ModelMismatch
-"""0.1 name of :class:`circuits.core.artifacts.ModelMismatch` (kept for one release)."""
-
-
 # --------------------------------------------------------------------------------------------------
 # the circuit
 
@@ -89,7 +85,7 @@ class Circuit:
             ``layers[L].neurons``) and ``"attn.{L}"`` -> [k_heads_L, d_head] (Delta-mu of each
             selected head's z vector, same order as ``layers[L].heads``), for every layer L.
         meta: free-form JSON-serialisable facts (dataset hash, number of rows, ...).
-        faithfulness: the block of :func:`circuits.circuit.faithfulness.circuit_faithfulness`, or None
+        faithfulness: the block of :func:`circuits.circuit.ablation_faithfulness.circuit_faithfulness`, or None
             (not measured; always None for schema-version-1 files).
 
     Equality compares every field, tensors with :func:`torch.equal` (dtype included).
@@ -281,7 +277,7 @@ class Circuit:
             CircuitFormatError: missing or unreadable file, invalid JSON, unknown schema_version,
                 any schema violation (every problem listed with its JSON path), missing sidecar or
                 sidecar tensors of the wrong shape.
-            CircuitModelMismatch: ``model`` has another fingerprint (or architecture).
+            ModelMismatch: ``model`` has another fingerprint (or architecture).
         """
         path = Path(path)
         if not path.is_file():
@@ -342,7 +338,7 @@ def _check_model(path: Path, info: Mapping[str, Any], model: Any) -> None:
         raise TypeError(f"model: expected an object with .fingerprint and .arch, got {type(model).__name__}")
     given_name = getattr(model, "name", "?")
     if str(fp) != info["fingerprint"]:
-        raise CircuitModelMismatch(
+        raise ModelMismatch(
             path,
             f"this circuit was built for model {info['name']!r} (fingerprint {info['fingerprint']}), "
             f"but the given model {given_name!r} has fingerprint {fp}",
@@ -350,7 +346,7 @@ def _check_model(path: Path, info: Mapping[str, Any], model: Any) -> None:
     arch = getattr(model, "arch", None)
     arch_d = arch.to_dict() if hasattr(arch, "to_dict") else arch
     if arch_d is not None and dict(arch_d) != dict(info["arch"]):
-        raise CircuitModelMismatch(
+        raise ModelMismatch(
             path,
             f"this circuit was built for model {info['name']!r} with architecture {dict(info['arch'])}, "
             f"but the given model {given_name!r} has {dict(arch_d)}",
@@ -399,7 +395,7 @@ def load_circuits(
     Raises:
         CircuitFormatError: the directory is missing, holds no circuit, a requested one is missing,
             a file is invalid, or a file holds another emotion than its name says.
-        CircuitModelMismatch: a circuit was built for another model.
+        ModelMismatch: a circuit was built for another model.
     """
     root = Path(out_dir)
     if not root.is_dir():

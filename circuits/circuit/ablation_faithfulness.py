@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import torch
 from jaxtyping import Float
 
-from circuits.circuit.circuit import Circuit
+from circuits.circuit.emotion_circuit import Circuit
 from circuits.core.config import check_config, config_from_dict, help_field
 from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle

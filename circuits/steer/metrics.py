@@ -252,10 +252,3 @@ def _short_number(x: float) -> str:
         return str(x)
     return f"{x:.2f}" if abs(x) < 1e3 else f"{x:,.0f}" if abs(x) < 1e7 else f"{x:.2e}"
 
-
-def __getattr__(name: str):
-    if name == "write_report":  # moved to circuits.runs.evaluate in 0.2 (it writes a run directory)
-        from circuits.runs.evaluate import write_report
-
-        return write_report
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

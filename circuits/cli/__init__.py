@@ -15,9 +15,9 @@ from circuits.circuit.allocation import AllocationConfig
 from circuits.core.config import add_config_flags, config_from_args
 from circuits.judges.base import DEFAULT_JUDGE, JUDGE_MODES, JUDGE_SPECS
 from circuits.runs.discover import DiscoverConfig
-from circuits.steer.evaluate import METHODS, EvalConfig
+from circuits.steer.metrics import METHODS, EvalConfig
 from circuits.steer.methods import STEERING_POSITIONS
-from circuits.va.run import VAConfig
+from circuits.runs.valence_arousal import VAConfig
 
 # The config fields each command exposes as flags (defaults and help come from the dataclasses).
 DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation", "reference_head_rows",
@@ -174,7 +174,7 @@ def _discover(args: argparse.Namespace) -> int:
         print("elicitation " + kept_line(rows["kept"]))
     print(agreement_line(ag))
     if summary.get("faithfulness"):
-        from circuits.circuit.faithfulness import faithfulness_table
+        from circuits.circuit.ablation_faithfulness import faithfulness_table
 
         print(faithfulness_table(summary["faithfulness"]))
     print("timings (s):", summary["timings_s"])
@@ -185,7 +185,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TEST, load_sev
     from circuits.runs.evaluate import check_run_dir, run_evaluation
-    from circuits.steer.evaluate import method_table, sweep_table
+    from circuits.steer.metrics import method_table, sweep_table
 
     cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)  # every input is checked before the model loads
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
@@ -234,7 +234,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _figures(args: argparse.Namespace) -> int:
     import os
 
-    from circuits.runs.figures import make_figures
+    from circuits.runs.redraw import make_figures
 
     for p in make_figures(args.run, va=args.va, png_dir=args.png_dir):
         rel = os.path.relpath(p)
@@ -243,7 +243,8 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _va(args: argparse.Namespace) -> int:
-    from circuits.va import VAConfig, load_refusal_phrases, run_va
+    from circuits.runs.valence_arousal import VAConfig, run_va
+    from circuits.va.probes import load_refusal_phrases
 
     cfg = config_from_args(
         VAConfig, args, VA_FLAGS, ratings=None if args.self_report else args.ratings,
@@ -337,8 +338,8 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
 
     out = []
-    for mod in ("circuits.toy.cli", "circuits.runs.prompts", "circuits.runs.judge", "circuits.runs.export",
-                "circuits.runs.faithfulness", "circuits.runs.dose", "circuits.runs.concepts",
+    for mod in ("circuits.cli.toy", "circuits.runs.prompts", "circuits.judges.training", "circuits.runs.export",
+                "circuits.runs.faithfulness", "circuits.runs.dose_response", "circuits.runs.concepts",
                 "circuits.runs.atlas", "circuits.runs.trace", "circuits.runs.nulls"):
         try:
             out.append(importlib.import_module(mod).register_cli)

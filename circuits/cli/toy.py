@@ -26,7 +26,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from circuits.core.generate import GenerationSettings
     from circuits.core.model import load_model
     from circuits.core.sev import DEFAULT_TEST, load_sev
-    from circuits.toy.evaluate import evaluate_toy, format_table
+    from circuits.toy.accuracy import evaluate_toy, format_table
 
     model = load_model(args.model)
     test = load_sev(args.sev or DEFAULT_TEST, limit=args.limit)

@@ -15,7 +15,7 @@ from typing import Any
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
-from circuits.steer.evaluate import EvalConfig
+from circuits.steer.metrics import EvalConfig
 
 DOSE_FLAGS = ("methods", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha", "positions",
               "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit")

@@ -9,7 +9,7 @@ cross-context cosine on such stores; the spread over seeds is the band the real 
 
 (The other nulls of the workbench: random units of equal count in every ablation sweep and judged
 generation, :mod:`circuits.discovery.ablation`; random circuits of equal size per layer for
-faithfulness, :mod:`circuits.circuit.faithfulness`.)
+faithfulness, :mod:`circuits.circuit.ablation_faithfulness`.)
 """
 
 from __future__ import annotations

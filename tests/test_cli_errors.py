@@ -102,7 +102,9 @@ def test_internal_error_prints_traceback_and_asks_for_a_report(capsys, monkeypat
     def broken(args):
         raise RuntimeError("boom inside the library")
 
-    monkeypatch.setattr(cli, "_check_model_args", broken)
+    from circuits.cli import common
+
+    monkeypatch.setattr(common, "check_model_args", broken)
     status = cli.main(["va", "--model", "toy", "--out", str(tmp_path / "va")])
     err = capsys.readouterr().err
     assert status == 1

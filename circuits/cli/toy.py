@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -40,7 +39,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_cli(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     from circuits.toy.train import ToyTrainConfig
 
     toy = sub.add_parser("toy", help="the shipped toy emotion model").add_subparsers(dest="toy_command", required=True)

@@ -1,23 +1,24 @@
-"""Command-line flags generated from config dataclasses, so that each default and its help text
-exist once: in the dataclass field (``help`` and optional ``choices`` / ``flag`` in its metadata).
+"""Config dataclasses whose fields carry their own help, bounds and flag name (:func:`help_field`), so
+that each default and its help text exist once: in the dataclass field. :func:`check_config` enforces
+the bounds; ``circuits.cli.common.add_config_flags`` turns the fields into command-line flags.
 
 >>> @dataclass(frozen=True)
 ... class C:
-...     k: int = field(default=4, metadata={"help": "units per layer"})
->>> p = argparse.ArgumentParser(); add_config_flags(p, C, ["k"])
->>> config_from_args(C, p.parse_args(["--k", "8"]), ["k"])
+...     k: int = help_field(4, "units per layer", min=1)
+...     def __post_init__(self):
+...         check_config(self)
+>>> C(k=8)
 C(k=8)
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import types
 import typing
-from dataclasses import dataclass, field  # noqa: F401  (used by the doctest)
-from typing import Any, Sequence
+from dataclasses import dataclass  # noqa: F401  (used by the doctest)
+from typing import Any
 
 from circuits.core.artifacts import InputError
 
@@ -28,7 +29,7 @@ def help_field(default: Any, help: str = "", **meta: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
-def _base_type(hint: Any) -> tuple[Any, bool, bool]:
+def field_type(hint: Any) -> tuple[Any, bool, bool]:
     """(element type, is a sequence, may be None) of a field's type hint."""
     optional = False
     origin = typing.get_origin(hint)
@@ -42,7 +43,8 @@ def _base_type(hint: Any) -> tuple[Any, bool, bool]:
     return hint, False, optional
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The field's default (its factory called), None when it has none."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -54,7 +56,8 @@ class ConfigError(InputError):
     """A config field holds a value it cannot take (the message names the field and its flag)."""
 
 
-def _flag(f: dataclasses.Field) -> str:
+def field_flag(f: dataclasses.Field) -> str:
+    """The field's command-line flag: its ``flag`` metadata, or ``--name-with-dashes``."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
@@ -80,9 +83,9 @@ def check_config(cfg: Any) -> None:
     ``Class.field (--flag)``, the expected value and the one given."""
     hints = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
-        elem, many, optional = _base_type(hints[f.name])
+        elem, many, optional = field_type(hints[f.name])
         value = getattr(cfg, f.name)
-        where = f"{type(cfg).__name__}.{f.name} ({_flag(f)})"
+        where = f"{type(cfg).__name__}.{f.name} ({field_flag(f)})"
         if value is None:
             if not optional:
                 raise ConfigError(f"{where}: a value is required")
@@ -99,51 +102,3 @@ def check_config(cfg: Any) -> None:
                     raise ConfigError(f"{where}: expected a value >= {f.metadata['min']}, got {v!r}")
             if "choices" in f.metadata and v not in f.metadata["choices"]:
                 raise ConfigError(f"{where}: expected one of {tuple(f.metadata['choices'])}, got {v!r}")
-
-
-def add_config_flags(parser: argparse.ArgumentParser, cls: type, names: Sequence[str]) -> None:
-    """Add ``--{name}`` (underscores as dashes, or the field's ``flag`` metadata) for each field in
-    ``names`` of the dataclass ``cls``, with the field's default, type and help. Booleans that default
-    to False are switches; those that default to True get ``--no-...`` as well."""
-    hints = typing.get_type_hints(cls)
-    by_name = {f.name: f for f in dataclasses.fields(cls)}
-    for name in names:
-        f = by_name[name]
-        meta = dict(f.metadata)
-        flag = _flag(f)
-        default = _default(f)
-        elem, many, _ = _base_type(hints[name])
-        shown = " ".join(map(str, default)) if many and default is not None else default
-        help_text = (meta.get("help", "") if meta.get("required") else
-                     f"{meta.get('help', '')} (default: {shown})".strip())
-        kw: dict[str, Any] = {"dest": name, "help": help_text.replace("%", "%%")}
-        if elem is bool:
-            if default:
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=True, **kw)
-            else:
-                parser.add_argument(flag, action="store_true", **kw)
-            continue
-        kw.update(type=elem, default=list(default) if many and default is not None else default)
-        if many:
-            kw["nargs"] = "+"
-        if "choices" in meta:
-            kw["choices"] = list(meta["choices"])
-        if "metavar" in meta:
-            kw["metavar"] = meta["metavar"]
-        if meta.get("required"):
-            kw["required"] = True
-        parser.add_argument(flag, **kw)
-
-
-def config_from_args(cls: type, args: argparse.Namespace, names: Sequence[str], **overrides: Any) -> Any:
-    """The dataclass ``cls`` from parsed flags of :func:`add_config_flags` (sequences become tuples);
-    ``overrides`` win."""
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name in names:
-        v = getattr(args, name)
-        if _base_type(hints[name])[1] and v is not None:
-            v = tuple(v)
-        values[name] = v
-    values.update(overrides)
-    return cls(**values)

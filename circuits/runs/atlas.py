@@ -16,7 +16,6 @@ stream at that layer); and the circuits' neuron and head overlap (Jaccard) acros
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 from pathlib import Path
@@ -250,25 +249,6 @@ def atlas_table(atlas: dict[str, Any]) -> str:
                      f"{_fmt(f.get('faithfulness')):>8} {_fmt(f.get('random_faithfulness')):>7} "
                      f"{_fmt((r['va'] or {}).get('valence')):>7} {_fmt((r['va'] or {}).get('arousal')):>7}")
     return "\n".join(lines)
-
-
-def _atlas(args: argparse.Namespace) -> int:
-    from circuits.cli import _check_model_args, _load
-
-    _check_model_args(args)
-    atlas = write_atlas(_load(args), args.run, args.va)
-    run = Path(args.run)
-    print(atlas_table(atlas))
-    print(f"wrote {run / ATLAS_JSON} and {run / ATLAS_HTML}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import run_command
-
-    p = run_command(sub, "atlas", "one record per emotion linking direction, Emotion Vector, VA, circuit and "
-                                  "faithfulness, with a cross-method agreement table", _atlas)
-    p.add_argument("--va", default=None, help="a VA run directory (emocircuits va): adds VA coordinates")
 
 
 __all__: Sequence[str] = ("build_atlas", "atlas_html", "write_atlas", "circuit_layer_writes")

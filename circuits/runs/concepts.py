@@ -7,18 +7,15 @@ to its SEV directions and compared with them layer by layer.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.runs import layout
 
 CONCEPTS_JSON = "concept_directions_comparison.json"
-CONCEPT_FLAGS = ("start_offset", "variance_share", "batch_size")
 
 
 def compare_directions(a: Any, b: Any, point: str = "mlp") -> dict[str, Any]:
@@ -50,33 +47,3 @@ def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts
            "vs_sev": {p: compare_directions(concept, sev, p) for p in ("attn", "mlp")}}
     write_json_atomic(run / CONCEPTS_JSON, res)
     return res
-
-
-def _concepts(args: argparse.Namespace) -> int:
-    from circuits.cli import _check_model_args, _load
-    from circuits.core.config import config_from_args
-    from circuits.discovery.concept_vectors import ConceptConfig
-
-    cfg = config_from_args(ConceptConfig, args, CONCEPT_FLAGS)
-    _check_model_args(args)
-    res = run_concepts(_load(args), args.run, cfg, texts=args.texts)
-    mean = res["vs_sev"]["mlp"]["mean_by_layer"]
-    best = int(torch.tensor(mean).argmax())
-    print("emotion-concept vs SEV directions (resid_post), cosine averaged over emotions, per layer:")
-    print("  " + " ".join(f"{x:+.2f}" for x in mean))
-    print(f"  highest at layer {best}: {mean[best]:+.3f}")
-    print(f"wrote {Path(args.run) / 'concept_directions.safetensors'} (use: --direction-source concept) and "
-          f"{Path(args.run) / CONCEPTS_JSON}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import run_command
-    from circuits.core.config import add_config_flags
-    from circuits.discovery.concept_vectors import ConceptConfig
-
-    p = run_command(sub, "concepts", "emotion-concept vectors from labelled texts, a fourth direction source",
-                    _concepts, run_help="a discovery run directory (its emotions and SEV directions)")
-    p.add_argument("--texts", default=None, help="labelled texts, CSV or JSONL (default: the shipped ones); "
-                                                 "texts labelled 'neutral' give the projection")
-    add_config_flags(p, ConceptConfig, CONCEPT_FLAGS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, load_sev
@@ -54,9 +54,11 @@ def resolve_layer_counts(values: dict[str, Any], n_layers: int) -> dict[str, Any
 
 def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, eval_cfg: EvalConfig,
              settings: PromptSettings, *, judge: Any = None, examples: int = 2, progress: bool = True,
-             print_fn=print) -> dict[str, Any]:
+             print_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Discover into ``out``, evaluate every method there (with the strength sweep ``eval_cfg`` asks for)
-    and print the tables and a few steered replies; returns the evaluation result."""
+    and report the tables and a few steered replies, line by line, to ``print_fn`` (``emocircuits demo``
+    passes ``print``; default: nothing); returns the evaluation result."""
+    print_fn = print_fn or (lambda line: None)
     from circuits.runs.discover import discover
     from circuits.runs.evaluate import run_evaluation
     from circuits.steer.metrics import method_table, sweep_table

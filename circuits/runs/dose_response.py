@@ -7,7 +7,6 @@ random controls of equal norm (:mod:`circuits.steer.dose`), for a discovery run.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
 from circuits.steer.metrics import EvalConfig
 
-DOSE_FLAGS = ("methods", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha", "positions",
-              "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit")
 DOSE_JSON = "dose_response.json"
 
 
@@ -39,9 +36,6 @@ class DoseConfig:
         return asdict(self)
 
 
-DOSE_OWN_FLAGS = ("null_seeds",)
-
-
 def run_dose_response(model: ModelHandle, run_dir: str | Path, cfg: EvalConfig, *, out: str | Path | None = None,
                       dose: DoseConfig | None = None, dev: Any = None, judge: Any = None,
                       progress: bool = True) -> dict[str, Any]:
@@ -51,7 +45,7 @@ def run_dose_response(model: ModelHandle, run_dir: str | Path, cfg: EvalConfig, 
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TRAIN, SEVDataset, load_sev
     from circuits.runs.evaluate import check_run_dir, method_factories, run_prompts
-    from circuits.steer.dose import dose_figure, dose_response
+    from circuits.steer.dose import dose_response
 
     null_seeds = (dose or DoseConfig()).null_seeds
     run = check_run_dir(run_dir)
@@ -68,34 +62,42 @@ def run_dose_response(model: ModelHandle, run_dir: str | Path, cfg: EvalConfig, 
     return res
 
 
-def _dose(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+def dose_figure(res: dict[str, Any], out_dir: Any) -> list:
+    """``dose_response.html`` (+ PNG where a renderer exists): accuracy, emotion score and perplexity
+    against strength, one colour per method, its random controls as a dotted mean line inside a band
+    (min to max over seeds), prompting and neutral dashed."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    from circuits.cli import _check_model_args, _judge, _load
-    from circuits.core.config import config_from_args
-    from circuits.core.emotions import check_emotions
-    from circuits.runs.evaluate import check_run_dir
-    from circuits.steer.dose import dose_table
+    from circuits.figures.discovery import add_band
+    from circuits.figures.render import save_figure
 
-    dose = config_from_args(DoseConfig, args, DOSE_OWN_FLAGS)
-    cfg = config_from_args(EvalConfig, args, DOSE_FLAGS)
-    cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
-    _check_model_args(args)
-    check_run_dir(args.run)
-    judge = _judge(args)
-    res = run_dose_response(_load(args), args.run, cfg, out=args.out, judge=judge, dose=dose)
-    print(dose_table(res))
-    print(f"wrote {Path(args.out or args.run) / DOSE_JSON} and {', '.join(res['figures'])}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _judge_arg, run_command
-    from circuits.core.config import add_config_flags
-
-    p = run_command(sub, "dose-response", "accuracy, emotion score and perplexity against strength for each "
-                                          "steered method, with random controls of equal norm", _dose)
-    add_config_flags(p, EvalConfig, DOSE_FLAGS)
-    add_config_flags(p, DoseConfig, DOSE_OWN_FLAGS)
-    p.add_argument("--out", default=None, help="where to write dose_response.json / .html (default: the run)")
-    _judge_arg(p, "the replies", modes=False)
+    keys = (("accuracy", "judged accuracy"), ("emotion_score", "emotion score (judge probability)"),
+            ("perplexity", "perplexity"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[k[1] for k in keys])
+    colors = {"direction": "#1f77b4", "emotion_vector": "#2ca02c", "circuit": "#d62728"}
+    for c, (key, _) in enumerate(keys):
+        for method, t in res["methods"].items():
+            ctrl = [p for p in t["control"] if p[key] is not None]
+            if ctrl:
+                add_band(fig, [p["strength"] for p in ctrl], [p["lo"][key] for p in ctrl],
+                         [p["hi"][key] for p in ctrl], f"{method} (random controls, min-max over seeds)",
+                         color=colors.get(method), legendgroup=method + " band", showlegend=c == 0,
+                         row=1, col=c + 1)
+            for series, dash, suffix in (("points", "solid", ""), ("control", "dot", " (random control, mean)")):
+                pts = [p for p in t[series] if p[key] is not None]
+                fig.add_trace(go.Scatter(x=[p["strength"] for p in pts], y=[p[key] for p in pts],
+                                         mode="lines+markers", name=method + suffix, legendgroup=method + suffix,
+                                         showlegend=c == 0, line=dict(color=colors.get(method), dash=dash)),
+                              row=1, col=c + 1)
+        xs = [p["strength"] for t in res["methods"].values() for p in t["points"]] or [0.0]
+        for name, dash in (("prompting", "dash"), ("neutral", "dashdot")):
+            v = res["reference"][name][key]
+            if v is not None:  # a flat trace, so the matplotlib fallback draws it too
+                fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[v, v], mode="lines", name=name, legendgroup=name,
+                                         showlegend=c == 0, line=dict(dash=dash, color="grey")), row=1, col=c + 1)
+    fig.update_yaxes(type="log", row=1, col=3)
+    fig.update_xaxes(title="strength (alpha, or lambda for circuits)")
+    fig.update_layout(title=f"Dose-response on {res['model']['name']} ({res['dev']['items_per_point']} dev replies "
+                            f"per point, judge {res['judge']})")
+    return save_figure(fig, Path(out_dir), "dose_response")

@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from circuits.core.artifacts import InputError, write_json_atomic
+from circuits.core.artifacts import InputError
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
 from circuits.interop import controlvector as cvec
@@ -50,9 +49,6 @@ class ControlVectorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-EXPORT_FLAGS = ("source", "emotion", "strength", "layers", "axis", "check")
 
 
 def _run_store(model: ModelHandle, run: Path):
@@ -201,53 +197,3 @@ def export_graphs(model: ModelHandle, run_dir: str | Path, emotions: Sequence[st
         written += [c.save_graph(folder / f"{e}.graph.json"), save_node_link(g, folder / f"{e}.nodelink.json"),
                     save_circuit_html(g, folder / f"{e}.html")]
     return written
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def _export_gguf(args: argparse.Namespace) -> int:
-    from circuits.cli import _check_model_args, _judge, _load
-    from circuits.core.config import config_from_args
-
-    cfg = config_from_args(ControlVectorConfig, args, EXPORT_FLAGS)
-    _check_model_args(args)
-    judge = _judge(args) if cfg.check else None
-    model = _load(args)
-    cv = export_control_vector(model, args.run, cfg, va_dir=args.va)
-    path = cv.save(args.out)
-    print(f"wrote {path}: {len(cv.vectors)} layer(s) {list(cv.vectors)}, model hint {cv.model_hint!r}; "
-          f"llama.cpp: --control-vector {path}")
-    if cfg.check:
-        res = check_control_vector(model, cv, cfg.emotion, limit=cfg.check, run_dir=args.run, judge=judge,
-                                   circuit_lambda=cfg.strength if cfg.source == "circuit" else None,
-                                   threads=args.threads or 2, gguf_model=args.gguf)
-        print(check_table(res))
-        report = Path(str(args.out) + ".check.json")
-        write_json_atomic(report, res)
-        print(f"wrote {report}")
-    return 0
-
-
-def _export_graph(args: argparse.Namespace) -> int:
-    from circuits.cli import _check_model_args, _load
-
-    _check_model_args(args)
-    for p in export_graphs(_load(args), args.run, args.emotions):
-        print(p)
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _judge_arg, emotions_arg, run_command
-    from circuits.core.config import add_config_flags
-
-    p = run_command(sub, "export-gguf", "a direction, Emotion Vector, VA axis or circuit as a llama.cpp control "
-                                        "vector (GGUF)", _export_gguf)
-    add_config_flags(p, ControlVectorConfig, EXPORT_FLAGS)
-    p.add_argument("--va", default=None, help="source va: the VA run directory (emocircuits va)")
-    p.add_argument("--out", required=True, help="the .gguf file to write")
-    p.add_argument("--gguf", default=None, help="the model as GGUF for llama.cpp (default: the packaged SmolLM2)")
-    _judge_arg(p, "the replies of --check", modes=False)
-
-    g = run_command(sub, "export-graph", "per circuit: EAP-IG graph JSON, node-link JSON and an HTML view",
-                    _export_graph)
-    emotions_arg(g)

@@ -7,16 +7,12 @@ and write it into the circuit files (schema version 2) and ``faithfulness.json``
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.runs import layout
-
-FAITHFULNESS_FLAGS = ("rows", "seeds", "judge_rows", "split", "max_new_tokens", "batch_size", "seed")
-
 
 def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *, judge: Any = None,
                      emotions: list[str] | None = None, heldout: Any = None,
@@ -55,33 +51,3 @@ def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *
               "judge": judge_name(judge) if cfg.judge_rows else None, "model": model.describe()}
     write_json_atomic(run / layout.FAITHFULNESS_JSON, result)
     return result
-
-
-def _faithfulness(args: argparse.Namespace) -> int:
-    from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, faithfulness_table
-    from circuits.cli import _check_model_args, _judge, _load
-    from circuits.core.config import config_from_args
-    from circuits.runs.evaluate import check_run_dir
-
-    cfg = config_from_args(FaithfulnessConfig, args, FAITHFULNESS_FLAGS)
-    _check_model_args(args)
-    check_run_dir(args.run)
-    judge = _judge(args) if cfg.judge_rows else None
-    res = run_faithfulness(_load(args), args.run, cfg, judge=judge, emotions=args.emotions, heldout=args.sev)
-    print(faithfulness_table(res["summary"]))
-    print(f"wrote {Path(args.run) / layout.FAITHFULNESS_JSON} and the faithfulness block of every circuit file")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.circuit.ablation_faithfulness import FaithfulnessConfig
-    from circuits.cli import _judge_arg, emotions_arg, run_command
-    from circuits.core.config import add_config_flags
-
-    p = run_command(sub, "faithfulness", "circuit faithfulness of a discovery run against random circuits",
-                    _faithfulness)
-    emotions_arg(p)
-    add_config_flags(p, FaithfulnessConfig, FAITHFULNESS_FLAGS)
-    p.add_argument("--sev", default=None, help="SEV file of the held-out items for --split test (default: the "
-                                               "shipped test split)")
-    _judge_arg(p, "the judged generations", modes=False)

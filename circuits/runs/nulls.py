@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,9 +31,6 @@ class NullsConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-NULLS_FLAGS = ("seeds", "seed")
 
 
 def run_nulls(model: ModelHandle, run_dir: str | Path, cfg: NullsConfig | None = None) -> dict[str, Any]:
@@ -66,23 +62,3 @@ def nulls_table(evidence: dict[str, Any]) -> str:
                      f"{real_c[L]:>7.3f} {null_c[:, L].min():>11.3f}-{null_c[:, L].max():<10.3f}")
     lines.append(f"chance {null['chance']:.3f}; {null['seeds']} permutations ({null['method']})")
     return "\n".join(lines)
-
-
-def _nulls(args: argparse.Namespace) -> int:
-    from circuits.cli import _check_model_args, _load
-    from circuits.core.config import config_from_args
-
-    cfg = config_from_args(NullsConfig, args, NULLS_FLAGS)
-    _check_model_args(args)
-    evidence = run_nulls(_load(args), args.run, cfg)
-    print(nulls_table(evidence))
-    print(f"wrote the null block of {Path(args.run) / layout.EVIDENCE_JSON}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import run_command
-    from circuits.core.config import add_config_flags
-
-    p = run_command(sub, "nulls", "permuted-label nulls of a run's probe accuracy and cross-context cosine", _nulls)
-    add_config_flags(p, NullsConfig, NULLS_FLAGS)

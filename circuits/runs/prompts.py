@@ -13,12 +13,10 @@ Measure on the train split (the default) and keep the test split for the final n
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any, Sequence
 
-from circuits.core.config import add_config_flags, check_config, config_from_args, help_field
+from circuits.core.config import check_config, help_field
 from circuits.core.emotions import EMOTIONS, check_emotions
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
@@ -123,52 +121,3 @@ def prompts_table(rows: Sequence[dict[str, Any]]) -> str:
                      + " ".join(f"{100 * r['per_emotion'][e]:5.0f}" for e in emotions)
                      + f" {100 * r['echo_only']:5.0f} {100 * r['same_for_all_emotions']:5.0f}")
     return "\n".join(lines)
-
-
-FLAGS = ("limit", "emotions", "max_new_tokens", "batch_size", "wordings")
-
-
-def _run(args: argparse.Namespace) -> int:
-    from circuits.cli import _check_model_args, _judge, _load
-    from circuits.core.artifacts import write_json_atomic
-    from circuits.core.sev import DEFAULT_TRAIN, load_sev
-
-    cfg = config_from_args(PromptsConfig, args, FLAGS)
-    _check_model_args(args)
-    dataset = load_sev(args.sev or DEFAULT_TRAIN)
-    judge = _judge(args)
-    model = _load(args)
-    replies: list[dict[str, Any]] = []
-    rows = measure_prompts(model, dataset, cfg, judge=judge, record=replies)
-    print(f"{model.name}: prompted accuracy (%) on {rows[0]['n'] if rows else 0} replies per candidate from "
-          f"{dataset.path} (judge {args.judge}, echoes of the instruction removed); 'echo': replies that only "
-          "restate the instruction, 'same': items whose reply is the same for every emotion")
-    print(prompts_table(rows))
-    for i, w in enumerate(cfg.wordings):
-        print(f"  w{i + 1}: {w!r}")
-    if args.out:
-        path = write_json_atomic(Path(args.out), {"model": model.describe(), "dataset": str(dataset.path),
-                                                  "config": cfg.to_dict(), "candidates": rows})
-        print(f"wrote {path}")
-    if args.replies:
-        from circuits.runs.layout import write_jsonl
-
-        print(f"wrote {write_jsonl(Path(args.replies), replies)} (every reply; re-judge with "
-              "`emocircuits judge eval FILE --by candidate --judge A --judge B`)")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import _judge_arg, _model_args
-
-    p = sub.add_parser("prompts", help="prompted accuracy per instruction placement and wording (pick the "
-                                       "prompt your model follows)")
-    _model_args(p)
-    add_config_flags(p, PromptsConfig, FLAGS)
-    p.add_argument("--sev", default=None, help="SEV file (default: the train split; keep the test split for "
-                                               "the final numbers)")
-    p.add_argument("--out", default=None, help="also write the table and example replies as JSON here")
-    p.add_argument("--replies", default=None, metavar="FILE",
-                   help="also write every reply (text, prompted emotion, candidate, verdict) as JSON Lines here")
-    _judge_arg(p, "the replies")
-    p.set_defaults(func=_run)

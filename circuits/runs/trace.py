@@ -8,7 +8,6 @@ self-contained HTML view (:mod:`circuits.steer.token_trace`).
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,6 @@ class TraceConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-TRACE_FLAGS = ("method", "emotion", "strength", "positions", "direction_source", "max_new_tokens")
 
 
 def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None = None, *, prompt: str | None = None,
@@ -78,33 +74,17 @@ def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None =
     return res
 
 
-def _trace(args: argparse.Namespace) -> int:
-    from circuits.cli import _check_model_args, _load
-    from circuits.core.config import config_from_args
+def write_trace(res: dict[str, Any], out: str | Path, run_dir: str | Path, *, from_text: bool) -> tuple[Path, Path]:
+    """Write the trace ``res`` of :func:`run_trace` as a self-contained HTML view at ``out`` and its scores
+    as JSON next to it (same name, ``.json``); ``from_text``: it traced a given text, not a generated reply.
+    Returns both paths."""
     from circuits.steer.token_trace import trace_html
 
-    cfg = config_from_args(TraceConfig, args, TRACE_FLAGS)
-    _check_model_args(args)
-    res = run_trace(_load(args), args.run, cfg, prompt=args.prompt, text=args.text)
-    what = "text" if args.text is not None else f"reply ({cfg.method}" + (
-        f", {cfg.emotion}" if cfg.emotion else "") + ")"
-    meta = (f"model {res['model']}; {what}; directions: {res['direction_source']} of {args.run}; "
+    what = "text" if from_text else f"reply ({res['method']}" + (
+        f", {res['emotion']}" if res["emotion"] else "") + ")"
+    meta = (f"model {res['model']}; {what}; directions: {res['direction_source']} of {run_dir}; "
             f"{len(res['tokens']) - res['n_prompt']} tokens")
-    out = Path(args.out)
-    write_text_atomic(out, trace_html(res, f"Emotion trace: {res['model']}", meta, emotion=args.emotion))
+    out = Path(out)
+    write_text_atomic(out, trace_html(res, f"Emotion trace: {res['model']}", meta, emotion=res["emotion"]))
     write_json_atomic(out.with_suffix(".json"), res)
-    print(f"reply: {res['reply']}")
-    print(f"wrote {out} (open in a browser) and {out.with_suffix('.json')}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    from circuits.cli import run_command
-    from circuits.core.config import add_config_flags
-
-    p = run_command(sub, "trace", "per-token emotion scores of a (steered) reply or a text, as an HTML view", _trace,
-                    run_help="a discovery run directory (its directions, and circuits to steer)")
-    p.add_argument("--prompt", default=None, help="a user message: generate the reply and trace it")
-    p.add_argument("--text", default=None, help="a text to read and trace (no generation)")
-    add_config_flags(p, TraceConfig, TRACE_FLAGS)
-    p.add_argument("--out", required=True, help="the HTML file to write (the scores go to the same name .json)")
+    return out, out.with_suffix(".json")

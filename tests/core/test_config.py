@@ -9,17 +9,21 @@ import pytest
 
 from circuits import cli
 from circuits.circuit import AllocationConfig
-from circuits.core.config import add_config_flags, config_from_args, help_field
+from circuits.cli.common import add_config_flags, config_from_args
+from circuits.cli.discover import ALLOCATION_FLAGS, DISCOVER_FLAGS
+from circuits.cli.evaluate import EVALUATE_FLAGS
+from circuits.cli.va import VA_FLAGS
+from circuits.core.config import help_field
 from circuits.runs.discover import DiscoverConfig
 from circuits.steer.metrics import EvalConfig
 from circuits.runs.valence_arousal import VAConfig
 
 
 @pytest.mark.parametrize("argv, cls, names", [
-    (["discover", "--out", "x"], DiscoverConfig, cli.DISCOVER_FLAGS),
-    (["discover", "--out", "x"], AllocationConfig, cli.ALLOCATION_FLAGS),
-    (["evaluate", "--run", "x"], EvalConfig, cli.EVALUATE_FLAGS),
-    (["va", "--out", "x"], VAConfig, cli.VA_FLAGS),
+    (["discover", "--out", "x"], DiscoverConfig, DISCOVER_FLAGS),
+    (["discover", "--out", "x"], AllocationConfig, ALLOCATION_FLAGS),
+    (["evaluate", "--run", "x"], EvalConfig, EVALUATE_FLAGS),
+    (["va", "--out", "x"], VAConfig, VA_FLAGS),
 ])
 def test_cli_defaults_are_the_config_defaults(argv, cls, names):
     args = cli.build_parser().parse_args(argv)
@@ -30,14 +34,14 @@ def test_cli_flags_reach_the_configs():
     args = cli.build_parser().parse_args(
         ["discover", "--out", "x", "--sweep-ks", "1", "3", "--influence-alphas", "0.2", "--no-figures", "--elicit",
          "--reference-rows", "5", "--budget-per-sublayer", "6", "--neuron-share", "0.5"])
-    alloc = config_from_args(AllocationConfig, args, cli.ALLOCATION_FLAGS)
-    cfg = config_from_args(DiscoverConfig, args, cli.DISCOVER_FLAGS, allocation=alloc)
+    alloc = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
+    cfg = config_from_args(DiscoverConfig, args, DISCOVER_FLAGS, allocation=alloc)
     assert cfg == dataclasses.replace(DiscoverConfig(), sweep_ks=(1, 3), alphas=(0.2,), figures=False, elicitation=True,
                                       reference_head_rows=5,
                                       allocation=AllocationConfig(budget_per_sublayer=6, neuron_share=0.5))
     args = cli.build_parser().parse_args(["evaluate", "--run", "x", "--methods", "circuit", "--direction-layers", "1",
                                           "2", "--positions", "last", "--circuit-lambda", "2"])
-    assert config_from_args(EvalConfig, args, cli.EVALUATE_FLAGS) == dataclasses.replace(
+    assert config_from_args(EvalConfig, args, EVALUATE_FLAGS) == dataclasses.replace(
         EvalConfig(), methods=("circuit",), direction_layers=(1, 2), positions="last", circuit_lambda=2.0)
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["evaluate", "--run", "x", "--positions", "first"])  # choices from metadata

@@ -399,7 +399,9 @@ def test_cli_va_refusal_phrases(monkeypatch, tmp_path, capsys):
                 "probes": {"refusal": [{"direction": "arousal", "alpha": -2.0, "refusal_rate": 0.25,
                                         "refusal_rate_by_type": {"harmful": 0.5, "safe": 0.0}}]}}
 
-    monkeypatch.setattr(cli, "_load", lambda args: None)
+    from circuits.cli import common
+
+    monkeypatch.setattr(common, "load_model_from_args", lambda args: None)
     from circuits.runs import valence_arousal
 
     monkeypatch.setattr(valence_arousal, "run_va", fake_run)

@@ -1,0 +1,45 @@
+"""``emocircuits evaluate``: compare the steering methods of a discovery run on the held-out split."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from circuits.cli import common
+from circuits.cli.common import add_config_flags, config_from_args
+from circuits.steer.metrics import EvalConfig
+
+EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
+                  "positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit",
+                  "fluency_factor")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from circuits.core.emotions import check_emotions
+    from circuits.core.sev import DEFAULT_TEST, load_sev
+    from circuits.runs.evaluate import check_run_dir, run_evaluation
+    from circuits.steer.metrics import method_table, sweep_table
+
+    cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)  # every input is checked before the model loads
+    cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
+    common.check_model_args(args)
+    check_run_dir(args.run)
+    sev = load_sev(args.sev or DEFAULT_TEST)
+    judge = common.judge_from_args(args)
+    model = common.load_model_from_args(args)
+    result = run_evaluation(model, args.run, cfg, sev=sev, out=args.out, judge=judge)
+    if result.get("strength_sweep"):
+        print(sweep_table(result["strength_sweep"]))
+    print(method_table(result))
+    print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = common.run_command(sub, "evaluate", "compare steering methods on the held-out SEV split", _evaluate,
+                            run_help="a discovery run directory (circuits, directions, store)")
+    add_config_flags(ev, EvalConfig, EVALUATE_FLAGS)
+    common.judge_arg(ev, "the replies")
+    ev.add_argument("--sev", default=None,
+                    help="test SEV file (default: the shipped test split, sev_data/sev_test.jsonl)")
+    ev.add_argument("--out", default=None, help="where to write the report (default: the run directory)")

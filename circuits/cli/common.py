@@ -159,9 +159,9 @@ def check_model_args(args: argparse.Namespace) -> None:
     from circuits.core.model import check_device, check_dtype
 
     if getattr(args, "model", "") is None:
-        from circuits.runs.evaluate import run_model
+        from circuits.runs.rundir import Run
 
-        args.model = run_model(args.run)
+        args.model = Run(args.run).model_name
     check_device(args.device)
     check_dtype(args.dtype)
 

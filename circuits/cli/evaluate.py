@@ -17,13 +17,14 @@ EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_a
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TEST, load_sev
-    from circuits.runs.evaluate import check_run_dir, run_evaluation
+    from circuits.runs.evaluate import run_evaluation
+    from circuits.runs.rundir import Run
     from circuits.steer.metrics import method_table, sweep_table
 
     cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)  # every input is checked before the model loads
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
     common.check_model_args(args)
-    check_run_dir(args.run)
+    Run(args.run)  # refuses a directory that holds no run, before the model loads
     sev = load_sev(args.sev or DEFAULT_TEST)
     judge = common.judge_from_args(args)
     model = common.load_model_from_args(args)

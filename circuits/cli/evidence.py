@@ -18,12 +18,12 @@ NULLS_FLAGS = ("seeds", "seed")
 
 def _faithfulness(args: argparse.Namespace) -> int:
     from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, faithfulness_table
-    from circuits.runs.evaluate import check_run_dir
+    from circuits.runs.rundir import Run
     from circuits.runs.faithfulness import run_faithfulness
 
     cfg = config_from_args(FaithfulnessConfig, args, FAITHFULNESS_FLAGS)
     common.check_model_args(args)
-    check_run_dir(args.run)
+    Run(args.run)  # refuses a directory that holds no run, before the model loads
     judge = common.judge_from_args(args) if cfg.judge_rows else None
     res = run_faithfulness(common.load_model_from_args(args), args.run, cfg, judge=judge, emotions=args.emotions,
                            heldout=args.sev)

@@ -21,14 +21,14 @@ def _dose(args: argparse.Namespace) -> int:
 
     from circuits.core.emotions import check_emotions
     from circuits.runs.dose_response import DOSE_JSON, DoseConfig, run_dose_response
-    from circuits.runs.evaluate import check_run_dir
+    from circuits.runs.rundir import Run
     from circuits.steer.dose import dose_table
 
     dose = config_from_args(DoseConfig, args, DOSE_OWN_FLAGS)
     cfg = config_from_args(EvalConfig, args, DOSE_FLAGS)
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
     common.check_model_args(args)
-    check_run_dir(args.run)
+    Run(args.run)  # refuses a directory that holds no run, before the model loads
     judge = common.judge_from_args(args)
     res = run_dose_response(common.load_model_from_args(args), args.run, cfg, out=args.out, judge=judge, dose=dose)
     print(dose_table(res))

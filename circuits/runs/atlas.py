@@ -73,20 +73,18 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
     """The atlas of a discovery run (see the module docstring): ``{"model", "provenance", "emotions":
     {emotion: record}, "agreement": {"per_layer": {...}, "overlap": {...}}}``."""
     import circuits
-    from circuits.circuit import load_circuits, overlap
+    from circuits.circuit import overlap
     from circuits.discovery.concept_vectors import CONCEPT_DIRECTIONS
-    from circuits.discovery.directions import Directions
-    from circuits.runs.evaluate import cached_emotion_vectors, check_run_dir
+    from circuits.runs.rundir import Run
 
-    run = check_run_dir(run_dir)
+    run = Run(run_dir)
     axes, va_summary = _load_va(model, Path(va_dir)) if va_dir is not None else (None, {})
-    summary = json.loads((run / layout.SUMMARY_JSON).read_text())
-    evidence = json.loads((run / layout.EVIDENCE_JSON).read_text())
-    dirs = Directions.load(run / layout.DIRECTIONS)
-    concept = (Directions.load(run / CONCEPT_DIRECTIONS)
-               if (run / CONCEPT_DIRECTIONS).with_suffix(".safetensors").is_file() else None)
-    circuits_ = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=list(dirs.emotions))
-    ev, ev_emotions = cached_emotion_vectors(model, run, progress=progress)
+    summary = run.summary
+    evidence = run.evidence
+    dirs = run.directions()
+    concept = run.directions("concept") if run.has_concept_directions() else None
+    circuits_ = run.circuits(model=model, emotions=list(dirs.emotions))
+    ev, ev_emotions = run.emotion_vectors(model, progress=progress)
     probe = evidence["probe_accuracy"]["mlp"]
     null = (evidence.get("null") or {}).get("probe_accuracy", {}).get("mlp")
     cos_theme = evidence["cosine_by_theme"][1]
@@ -94,7 +92,7 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
     L = model.arch.n_layers
     provenance = {"model": model.describe(), "dataset": summary["dataset"], "prompts": summary["prompts"],
                   "judge": summary.get("judge"), "rows": summary["rows"], "package": f"emotion-circuits {circuits.__version__}",
-                  "run": str(run), "va_run": None if va_dir is None else str(va_dir)}
+                  "run": str(run.path), "va_run": None if va_dir is None else str(va_dir)}
     records: dict[str, Any] = {}
     per_layer: dict[str, Any] = {}
     for e in dirs.emotions:

@@ -13,7 +13,6 @@ from typing import Any
 
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
-from circuits.runs import layout
 
 CONCEPTS_JSON = "concept_directions_comparison.json"
 
@@ -34,16 +33,15 @@ def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts
     as ``concept_directions`` in the run; returns (and writes) their comparison with the SEV directions."""
     from circuits.core.resources import data_path
     from circuits.discovery.concept_vectors import CONCEPT_DIRECTIONS, ConceptConfig, concept_directions
-    from circuits.discovery.directions import Directions
-    from circuits.runs.evaluate import check_run_dir
+    from circuits.runs.rundir import Run
     from circuits.va.loaders import load_labelled_texts
 
-    run = check_run_dir(run_dir)
-    sev = Directions.load(run / layout.DIRECTIONS)
+    run = Run(run_dir)
+    sev = run.directions()
     rows = load_labelled_texts(texts or data_path("va_texts"))
     concept = concept_directions(model, rows, cfg or ConceptConfig(), emotions=sev.emotions, progress=progress)
-    concept.save(run / CONCEPT_DIRECTIONS)
+    concept.save(run.file(CONCEPT_DIRECTIONS))
     res = {"texts": str(texts or data_path("va_texts")), "recipe": concept.prompts,
            "vs_sev": {p: compare_directions(concept, sev, p) for p in ("attn", "mlp")}}
-    write_json_atomic(run / CONCEPTS_JSON, res)
+    write_json_atomic(run.file(CONCEPTS_JSON), res)
     return res

@@ -44,18 +44,19 @@ def run_dose_response(model: ModelHandle, run_dir: str | Path, cfg: EvalConfig, 
     and ``dose_response.html`` to ``out`` (default the run directory)."""
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TRAIN, SEVDataset, load_sev
-    from circuits.runs.evaluate import check_run_dir, method_factories, run_prompts
+    from circuits.runs.evaluate import method_factories
+    from circuits.runs.rundir import Run
     from circuits.steer.dose import dose_response
 
     null_seeds = (dose or DoseConfig()).null_seeds
-    run = check_run_dir(run_dir)
+    run = Run(run_dir)
     emotions = check_emotions(cfg.emotions)
     factories, _ = method_factories(model, run, cfg, emotions, progress=progress)
     controls = [method_factories(model, run, cfg, emotions, null_seed=s, progress=False)[0] for s in null_seeds]
     dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
-    res = dose_response(model, dev, factories, controls, cfg, run_prompts(run), judge, progress=progress)
+    res = dose_response(model, dev, factories, controls, cfg, run.prompts, judge, progress=progress)
     res["null_seeds"] = list(null_seeds)
-    target = Path(out or run)
+    target = Path(out or run.path)
     target.mkdir(parents=True, exist_ok=True)
     write_json_atomic(target / DOSE_JSON, res)
     res["figures"] = dose_figure(res, target)

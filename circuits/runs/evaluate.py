@@ -11,68 +11,16 @@ from typing import Any, Sequence
 
 import torch
 
-from circuits.core.artifacts import InputError, write_atomic, write_json_atomic, write_text_atomic
+from circuits.core.artifacts import InputError, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
 from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
+from circuits.runs.rundir import Run
 from circuits.steer.metrics import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
 
 
-def check_run_dir(run_dir: str | os.PathLike) -> Path:
-    """``run_dir`` as a Path; :class:`InputError` unless it holds a discovery run (nothing is created)."""
-    run = Path(run_dir)
-    if not (run / layout.SUMMARY_JSON).is_file() and not (run / layout.CIRCUITS_DIR).is_dir():
-        raise InputError(f"{run}: not a discovery run directory (no {layout.SUMMARY_JSON}, no "
-                         f"{layout.CIRCUITS_DIR}/); run `emocircuits discover --out {run}` first")
-    return run
-
-
-def run_model(run_dir: str | os.PathLike) -> str:
-    """The model a discovery run was made on, as its ``summary.json`` names it (what ``--model`` takes);
-    :class:`InputError` naming the file when it records none."""
-    import json
-
-    run = check_run_dir(run_dir)
-    path = run / layout.SUMMARY_JSON
-    try:
-        name = json.loads(path.read_text())["model"]["name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        name = None
-    if not isinstance(name, str) or not name:
-        raise InputError(f"{path}: no model.name recorded (missing or unreadable file); pass --model")
-    return name
-
-
-def run_prompts(run_dir: str | os.PathLike) -> PromptSettings:
-    """The prompt settings a discovery run was made with (its store's), the paper's when not recorded."""
-    import json
-
-    meta = Path(run_dir) / layout.STORE_DIR / "meta.json"
-    prompts = json.loads(meta.read_text()).get("prompts") if meta.is_file() else None
-    return PromptSettings.from_dict(prompts or {})
-
-
-def cached_emotion_vectors(model: ModelHandle, run: Path, progress: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """The run's Emotion Vectors ``[n_emotions, n_layers, d_model]`` and their emotions: read from
-    ``emotion_vectors.safetensors``, or computed from the run's store and written there once."""
-    from safetensors.torch import load_file, save_file
-
-    from circuits.discovery.store import ActivationStore
-    from circuits.steer.methods import emotion_vectors
-
-    ev_path = run / layout.EMOTION_VECTORS
-    store = ActivationStore.load(run / layout.STORE_DIR, model)
-    if ev_path.exists():
-        ev = load_file(str(ev_path))["ev"]
-    else:
-        ev = emotion_vectors(model, store, progress=progress)
-        write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
-    return ev, list(store.emotions)
-
-
-
-def method_factories(model: ModelHandle, run: Path, cfg: EvalConfig, emotions: Sequence[str], *,
+def method_factories(model: ModelHandle, run: Run | str | os.PathLike, cfg: EvalConfig, emotions: Sequence[str], *,
                      null_seed: int | None = None, progress: bool = True) -> tuple[dict[str, Any], list[int] | None]:
     """``{method: (emotion, strength) -> interventions}`` for the steered methods of ``cfg.methods`` from the
     run's circuits, directions and Emotion Vectors, and the direction-steering layers (None without it).
@@ -81,50 +29,34 @@ def method_factories(model: ModelHandle, run: Path, cfg: EvalConfig, emotions: S
     unit directions (one per layer and emotion); Emotion Vectors replaced by random vectors with each
     layer's EV norm; circuit modulation with the circuit's Delta-mu put on random units of the same number
     per layer (:func:`circuits.circuit.ablation_faithfulness.random_units`)."""
-    from circuits.circuit import load_circuits
     from circuits.steer.methods import circuit_modulation, default_direction_layers, direction_steering, \
         emotion_vector_steering
 
+    run = run if isinstance(run, Run) else Run(run, check=False)
     methods = cfg.methods
     factories: dict[str, Any] = {}  # method -> (emotion, strength) -> interventions
     layers = None
     g = torch.Generator().manual_seed(null_seed) if null_seed is not None else None
     if "circuit" in methods:
-        circuits = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=emotions)
+        circuits = run.circuits(model=model, emotions=emotions)
         if g is not None:
             circuits = {e: random_circuit(c, null_seed) for e, c in circuits.items()}
         factories["circuit"] = lambda e, s: circuit_modulation(circuits[e], model, lam=s, positions=cfg.positions)
     if "direction" in methods:
-        dirs = direction_source(run, cfg.direction_source)
+        dirs = run.directions(cfg.direction_source)
         if g is not None:
             noise = torch.randn(dirs.unit.shape, generator=g)
             dirs = replace(dirs, unit=noise / noise.norm(dim=-1, keepdim=True))
         layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
         factories["direction"] = lambda e, s: direction_steering(dirs, e, layers, s, model, cfg.positions)
     if "emotion_vector" in methods:
-        ev, ev_emotions = cached_emotion_vectors(model, run, progress=progress)
+        ev, ev_emotions = run.emotion_vectors(model, progress=progress)
         if g is not None:
             noise = torch.randn(ev.shape, generator=g)
             ev = noise / noise.norm(dim=-1, keepdim=True) * ev.norm(dim=-1, keepdim=True)
         factories["emotion_vector"] = lambda e, s: emotion_vector_steering(ev, ev_emotions, {e: s},
                                                                            positions=cfg.positions)
     return factories, layers
-
-
-def direction_source(run: Path, source: str) -> Any:
-    """The run's directions of ``source``: ``sev`` (``directions``) or ``concept`` (``concept_directions``)."""
-    from circuits.discovery.concept_vectors import CONCEPT_DIRECTIONS
-    from circuits.discovery.directions import Directions
-
-    if source == "concept":
-        path = run / CONCEPT_DIRECTIONS
-        if not path.with_suffix(".safetensors").is_file():
-            raise InputError(f"{path.with_suffix('.safetensors')}: no emotion-concept directions in this run: "
-                             f"compute them first with `emocircuits concepts --run {run}`")
-        return Directions.load(path)
-    if source != "sev":
-        raise InputError(f"direction source {source!r}: expected 'sev' or 'concept'")
-    return Directions.load(run / layout.DIRECTIONS)
 
 
 def random_circuit(circuit: Any, seed: int) -> Any:
@@ -172,12 +104,12 @@ def run_evaluation(
     if bad:
         raise InputError(f"EvalConfig.direction_layers (--direction-layers): layer(s) {bad} out of range: "
                          f"{model.name} has layers 0-{model.arch.n_layers - 1}")
-    run = check_run_dir(run_dir)
+    run = Run(run_dir)
     emotions = check_emotions(cfg.emotions)
     factories, layers = method_factories(model, run, cfg, emotions, progress=progress)
     cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
     data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
-    settings = settings or run_prompts(run)
+    settings = settings or run.prompts
     sweep = None
     t0 = time.perf_counter()
     if any(cfg.grid(m) for m in factories):
@@ -194,8 +126,8 @@ def run_evaluation(
         result["strength_sweep"] = sweep
     # set-up: loading the circuits and directions, computing (once) or reading the Emotion Vectors
     result["timings_s"] = {"setup": t0 - t_start, "strength_sweep": t_sweep - t0, "evaluation": time.perf_counter() - t_sweep}
-    write_evaluation(result, out or run)
-    layout.write_jsonl(Path(out or run) / layout.REPLIES_JSONL, replies)
+    write_evaluation(result, out or run.path)
+    layout.write_jsonl(Path(out or run.path) / layout.REPLIES_JSONL, replies)
     return result
 
 

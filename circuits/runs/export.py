@@ -23,6 +23,7 @@ from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
 from circuits.interop import controlvector as cvec
 from circuits.runs import layout
+from circuits.runs.rundir import Run
 
 SOURCES = ("direction", "emotion_vector", "circuit", "va")
 
@@ -51,12 +52,6 @@ class ControlVectorConfig:
         return asdict(self)
 
 
-def _run_store(model: ModelHandle, run: Path):
-    from circuits.discovery.store import ActivationStore
-
-    return ActivationStore.load(run / layout.STORE_DIR, model)
-
-
 def export_control_vector(model: ModelHandle, run_dir: str | Path, cfg: ControlVectorConfig, *,
                           va_dir: str | Path | None = None) -> cvec.ControlVector:
     """The control vector of ``cfg.source`` (one of :data:`SOURCES`) from the discovery run ``run_dir``:
@@ -65,33 +60,27 @@ def export_control_vector(model: ModelHandle, run_dir: str | Path, cfg: ControlV
     (``alpha * sigma * axis`` of the VA run ``va_dir``). ``cfg.strength`` is alpha or lambda."""
     from circuits.discovery.influence import residual_sigma
 
-    run = Path(run_dir)
+    run = Run(run_dir, check=False)
     source, emotion, strength, layers, axis = cfg.source, cfg.emotion, cfg.strength, cfg.layers, cfg.axis
     if source == "direction":
-        from circuits.discovery.directions import Directions
         from circuits.steer.methods import default_direction_layers
 
-        dirs = Directions.load(run / layout.DIRECTIONS)
+        dirs = run.directions()
         if dirs.fingerprint != model.fingerprint:
             raise InputError(run, "the run's directions were made on another model")
         chosen = list(layers) if layers else default_direction_layers(model.arch.n_layers)
-        return cvec.from_directions(model, dirs, emotion, chosen, strength, residual_sigma(_run_store(model, run)))
+        return cvec.from_directions(model, dirs, emotion, chosen, strength, residual_sigma(run.store(model)))
     if source == "emotion_vector":
-        from circuits.runs.evaluate import cached_emotion_vectors
-
-        ev, emotions = cached_emotion_vectors(model, run)
+        ev, emotions = run.emotion_vectors(model)
         return cvec.from_emotion_vectors(model, ev, emotions, emotion, strength)
     if source == "circuit":
         from circuits.circuit import Circuit
 
-        path = run / layout.CIRCUITS_DIR / f"{emotion}.json"
-        return cvec.from_circuit(Circuit.load(path, model=model), model, strength)
+        return cvec.from_circuit(Circuit.load(run.circuit_file(emotion), model=model), model, strength)
     if va_dir is None:
         raise InputError(None, "source 'va' needs the VA run directory (--va DIR)")
-    from circuits.va.subspace import VAAxes
-
-    axes = VAAxes.load(Path(va_dir) / "axes")
-    sigma = float(residual_sigma(_run_store(model, run))[axes.layer, 1])
+    axes = Run(va_dir, check=False).va_axes()
+    sigma = float(residual_sigma(run.store(model))[axes.layer, 1])
     return cvec.from_va_axis(model, axes, axis, strength, sigma)
 
 
@@ -109,10 +98,8 @@ def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: st
     from circuits.core.generate import GenerationSettings, generate
     from circuits.core.sev import DEFAULT_TEST, load_sev
     from circuits.judges.base import default_judge_instance, judge_matches, judge_name
-    from circuits.runs.evaluate import run_prompts
-
     judge = judge or default_judge_instance()
-    settings = run_prompts(run_dir) if run_dir else None
+    settings = Run(run_dir, check=False).prompts if run_dir else None
     items = load_sev(DEFAULT_TEST).subset(limit).items([emotion])
     chat = (settings.chat if settings else (lambda e, u: (None, u)))
     prompts = [model.chat_ids(*chat(None, it.user_text)) for it in items]
@@ -122,7 +109,7 @@ def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: st
         from circuits.circuit import Circuit
         from circuits.steer.methods import circuit_modulation
 
-        circuit = Circuit.load(Path(run_dir) / layout.CIRCUITS_DIR / f"{emotion}.json", model=model)
+        circuit = Circuit.load(Run(run_dir, check=False).circuit_file(emotion), model=model)
         conditions["workbench, circuit modulation"] = circuit_modulation(circuit, model, lam=circuit_lambda)
     replies = {name: generate(model, prompts, gen, interventions=ivs or None, progress=False)
                for name, ivs in conditions.items()}
@@ -140,7 +127,7 @@ def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: st
         hits, verdicts = judge_matches(judge, texts, [emotion] * len(texts))
         out["conditions"][name] = {"accuracy": sum(hits) / max(1, len(hits)), "examples": texts[:2]}
     if run_dir is not None:
-        scores = _emotion_scores(model, Path(run_dir), emotion, prompts, conditions)
+        scores = _emotion_scores(model, Run(run_dir, check=False), emotion, prompts, conditions)
         for name, s in scores.items():
             out["conditions"][name]["emotion_score"] = s
     return out
@@ -161,14 +148,13 @@ def _llama_cpp(model: ModelHandle, gguf_model: str | Path | None, threads: int):
 
 
 @torch.no_grad()
-def _emotion_scores(model: ModelHandle, run: Path, emotion: str, prompts: list[list[int]],
+def _emotion_scores(model: ModelHandle, run: Run, emotion: str, prompts: list[list[int]],
                     conditions: dict[str, list]) -> dict[str, float]:
     """Mean ``s`` = <final state at the last prompt token, v_ref> per workbench condition."""
     from circuits.core.hooks import run_forward
-    from circuits.discovery.directions import Directions
     from circuits.discovery.influence import FINAL_STATE, final_state, reference_directions
 
-    dirs = Directions.load(run / layout.DIRECTIONS)
+    dirs = run.directions()
     v = reference_directions(dirs)[list(dirs.emotions).index(emotion)]
     ids, mask = model.pad_left(prompts)
     return {name: float((final_state(run_forward(model, ids, mask, ivs, FINAL_STATE)) @ v).mean())
@@ -187,12 +173,12 @@ def check_table(result: dict[str, Any]) -> str:
 
 def export_graphs(model: ModelHandle, run_dir: str | Path, emotions: Sequence[str] | None = None) -> list[Path]:
     """Per circuit of the run: ``{e}.graph.json`` (EAP-IG), ``{e}.nodelink.json`` and ``{e}.html``."""
-    from circuits.circuit import load_circuits
     from circuits.interop.graphview import node_link_graph, save_circuit_html, save_node_link
 
-    folder = Path(run_dir) / layout.CIRCUITS_DIR
+    run = Run(run_dir, check=False)
+    folder = run.file(layout.CIRCUITS_DIR)
     written = []
-    for e, c in load_circuits(folder, model=model, emotions=emotions).items():
+    for e, c in run.circuits(model=model, emotions=emotions).items():
         g = node_link_graph(c, model)
         written += [c.save_graph(folder / f"{e}.graph.json"), save_node_link(g, folder / f"{e}.nodelink.json"),
                     save_circuit_html(g, folder / f"{e}.html")]

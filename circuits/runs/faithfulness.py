@@ -21,18 +21,15 @@ def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *
     on the run's store and directions; with ``cfg.split == "test"`` on the items of ``heldout``, an
     :class:`~circuits.core.sev.SEVDataset` or a path, default the shipped test split). Each circuit file is rewritten with its ``faithfulness`` block
     (atomically, one file at a time); ``faithfulness.json`` holds ``{"summary", "blocks", "config"}``."""
-    from circuits.circuit import load_circuits
     from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
     from circuits.core.sev import DEFAULT_TEST, SEVDataset, load_sev
-    from circuits.discovery.directions import Directions
-    from circuits.discovery.store import ActivationStore
-    from circuits.runs.evaluate import check_run_dir
+    from circuits.runs.rundir import Run
 
-    run = check_run_dir(run_dir)
+    run = Run(run_dir)
     cfg = cfg or FaithfulnessConfig()
-    store = ActivationStore.load(run / layout.STORE_DIR, model)
-    dirs = Directions.load(run / layout.DIRECTIONS)
-    circuits = load_circuits(run / layout.CIRCUITS_DIR, model=model, emotions=emotions)
+    store = run.store(model)
+    dirs = run.directions()
+    circuits = run.circuits(model=model, emotions=emotions)
     held = None
     if heldout is not None and cfg.split != "test":
         from circuits.core.artifacts import InputError
@@ -44,10 +41,10 @@ def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *
                                   progress=progress)
     for emotion, c in circuits.items():
         c.faithfulness = blocks[emotion]
-        c.save(run / layout.CIRCUITS_DIR / f"{emotion}.json")
+        c.save(run.circuit_file(emotion))
     from circuits.judges.base import judge_name
 
     result = {"summary": faithfulness_summary(blocks), "blocks": blocks, "config": cfg.to_dict(),
               "judge": judge_name(judge) if cfg.judge_rows else None, "model": model.describe()}
-    write_json_atomic(run / layout.FAITHFULNESS_JSON, result)
+    write_json_atomic(run.file(layout.FAITHFULNESS_JSON), result)
     return result

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,16 +36,14 @@ def run_nulls(model: ModelHandle, run_dir: str | Path, cfg: NullsConfig | None =
     """Permuted-label probe accuracy (mlp read point) and cross-context cosine for the run's store,
     written under ``"null"`` in ``directions_evidence.json`` (the rest of the file is kept)."""
     from circuits.discovery.label_nulls import direction_nulls
-    from circuits.discovery.store import ActivationStore
-    from circuits.runs.evaluate import check_run_dir
+    from circuits.runs.rundir import Run
 
-    run = check_run_dir(run_dir)
-    store = ActivationStore.load(run / layout.STORE_DIR, model)
-    path = run / layout.EVIDENCE_JSON
-    evidence = json.loads(path.read_text())
+    run = Run(run_dir)
+    store = run.store(model)
+    evidence = run.evidence
     cfg = cfg or NullsConfig()
     evidence["null"] = direction_nulls(store, seeds=cfg.seeds, seed=cfg.seed)
-    write_json_atomic(path, evidence)
+    write_json_atomic(run.file(layout.EVIDENCE_JSON), evidence)
     return evidence
 
 

@@ -7,28 +7,25 @@ import shutil
 from pathlib import Path
 
 from circuits.runs import layout
+from circuits.runs.rundir import Run
 
 
 def figures_from_run(run_dir: str | Path) -> list[str]:
     """Redraw every discovery figure of a run directory from its files; returns the paths written."""
-    from safetensors.torch import load_file
-
-    from circuits.circuit import load_circuits
     from circuits.discovery.directions import pca_by_layer
-    from circuits.discovery.store import ActivationStore
     from circuits.figures.discovery import cross_context_cosines, discovery_figures
 
-    run = Path(run_dir)
-    summary = layout.read_json(run, layout.SUMMARY_JSON, {})
-    store = ActivationStore.load(run / layout.STORE_DIR)
+    run = Run(run_dir, check=False)
+    summary = run.json(layout.SUMMARY_JSON, {})
+    store = run.store()
     emotions = list(summary.get("config", {}).get("emotions", store.emotions))
-    scores = load_file(str(run / layout.SCORES))
+    scores = run.scores()
     return discovery_figures(
-        run, emotions=emotions, pca=pca_by_layer(store, "mlp", emotions=emotions),
-        evidence=layout.read_json(run, layout.EVIDENCE_JSON), neurons=scores["neurons"], heads=scores["heads"],
-        sweeps=layout.read_sweeps(run), influence=layout.read_influence(run, emotions, scores["neurons"].shape[0]),
-        circuits=list(load_circuits(run / layout.CIRCUITS_DIR, emotions=emotions).values()),
-        logit_lens=layout.read_logit_lens(run, emotions), cosine=cross_context_cosines(store, emotions))
+        run.path, emotions=emotions, pca=pca_by_layer(store, "mlp", emotions=emotions),
+        evidence=run.json(layout.EVIDENCE_JSON, None), neurons=scores["neurons"], heads=scores["heads"],
+        sweeps=run.sweeps(), influence=run.influence(emotions, scores["neurons"].shape[0]),
+        circuits=list(run.circuits(emotions=emotions).values()),
+        logit_lens=run.logit_lens(emotions), cosine=cross_context_cosines(store, emotions))
 
 
 def make_figures(discover: str | Path, va: str | Path | None = None, png_dir: str | Path | None = None) -> list[str]:
@@ -38,13 +35,13 @@ def make_figures(discover: str | Path, va: str | Path | None = None, png_dir: st
     from circuits.figures.evaluation import accuracy_bars
     from circuits.figures.va import va_figures
 
-    run = Path(discover)
-    paths = figures_from_run(run)
-    evaluation = layout.read_json(run, layout.EVALUATION_JSON)
+    run = Run(discover, check=False)
+    paths = figures_from_run(run.path)
+    evaluation = run.evaluation
     if evaluation is not None:
-        paths += accuracy_bars(evaluation, run / layout.FIGURES_DIR)
+        paths += accuracy_bars(evaluation, run.file(layout.FIGURES_DIR))
     if va is not None:
-        paths += va_figures(Path(va), layout.read_json(va, layout.SUMMARY_JSON))
+        paths += va_figures(Path(va), Run(va, check=False).json(layout.SUMMARY_JSON, None))
     if png_dir is None:
         return paths
     png_dir = Path(png_dir)

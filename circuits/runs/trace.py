@@ -49,16 +49,16 @@ def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None =
     The result holds the config's fields next to the tokens and scores."""
     from circuits.core.emotions import check_emotions
     from circuits.core.artifacts import InputError
-    from circuits.runs.evaluate import check_run_dir, direction_source as load_directions, method_factories, \
-        run_prompts
+    from circuits.runs.evaluate import method_factories
+    from circuits.runs.rundir import Run
     from circuits.steer.metrics import EvalConfig
     from circuits.steer.token_trace import trace_generation, trace_text
 
     cfg = cfg or TraceConfig()
     if (prompt is None) == (text is None):
         raise InputError("trace: give exactly one of --prompt (generate a reply) or --text (read a given text)")
-    run = check_run_dir(run_dir)
-    dirs = load_directions(run, cfg.direction_source)
+    run = Run(run_dir)
+    dirs = run.directions(cfg.direction_source)
     ivs: list = []
     if cfg.method in ("direction", "emotion_vector", "circuit"):
         (e,) = check_emotions([cfg.emotion])
@@ -68,7 +68,7 @@ def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None =
     if text is not None:
         res = trace_text(model, text, dirs, ivs)
     else:
-        chat = run_prompts(run).chat(cfg.emotion if cfg.method == "prompting" else None, prompt)
+        chat = run.prompts.chat(cfg.emotion if cfg.method == "prompting" else None, prompt)
         res = trace_generation(model, model.chat_ids(*chat), dirs, ivs, max_new_tokens=cfg.max_new_tokens)
     res.update(cfg.to_dict(), model=model.name)
     return res

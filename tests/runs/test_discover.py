@@ -132,13 +132,13 @@ def test_strength_sweep_picks_on_dev_and_uses_it_on_test(toy_run, tmp_path, caps
 
 def test_evaluation_reads_the_run_prompts(tmp_path):
     from circuits.core.sev import PromptSettings
-    from circuits.runs.evaluate import run_prompts
+    from circuits.runs.rundir import Run
 
-    assert run_prompts(tmp_path) == PromptSettings()  # nothing recorded: the paper's
+    assert Run(tmp_path, check=False).prompts == PromptSettings()  # nothing recorded: the paper's
     (tmp_path / "store").mkdir()
     user = PromptSettings(placement="user", user_instruction="Show {emotion}.")
     (tmp_path / "store" / "meta.json").write_text(json.dumps({"prompts": user.to_dict()}))
-    assert run_prompts(tmp_path) == user
+    assert Run(tmp_path, check=False).prompts == user
 
 
 def test_reference_layers_limit_the_slow_measures(qwen_tiny, tmp_path):

@@ -30,11 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from circuits.discovery import components, influence  # noqa: E402
-from circuits.discovery.directions import emotion_directions  # noqa: E402
 from circuits.core.artifacts import write_text_atomic  # noqa: E402
 from circuits.core.model import load_model  # noqa: E402
 from circuits.core.sev import load_sev  # noqa: E402
+from circuits.discovery import components, influence  # noqa: E402
+from circuits.discovery.directions import emotion_directions  # noqa: E402
 from circuits.discovery.store import StoreConfig, build_store  # noqa: E402
 
 
@@ -120,7 +120,7 @@ def main() -> None:
         from transformers import AutoModelForCausalLM
 
         raw = AutoModelForCausalLM.from_pretrained(model.name, dtype=model.dtype).to(model.device).eval()
-        _, t_raw = timed(lambda: plain(raw))
+        _, t_raw = timed(lambda: plain(raw))  # noqa: F821 (called before the del below)
         del raw
         res = {
             "model": model.name if not args.qwen7b_shape else f"random Qwen2.5-7B shape, {args.layers} layers",

@@ -12,7 +12,6 @@ printed as a table with each judge's time per reply relative to the lexicon judg
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time

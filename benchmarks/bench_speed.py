@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_discovery import timed  # noqa: E402
+
 from circuits.core.artifacts import write_text_atomic  # noqa: E402
 from circuits.core.generate import GenerationSettings, generate  # noqa: E402
 from circuits.core.hooks import Intervention  # noqa: E402
@@ -238,8 +239,8 @@ def main() -> None:
                             "spearman": float(spearmanr(grad.flatten(), inter.flatten())[0])}
 
         # ---- evaluation throughput
-        from circuits.steer.metrics import EvalConfig, evaluate_methods
         from circuits.steer.methods import default_direction_layers, direction_steering
+        from circuits.steer.metrics import EvalConfig, evaluate_methods
 
         layers = default_direction_layers(model.arch.n_layers)
         ecfg = EvalConfig(methods=("prompting", "neutral", "direction"), limit=1, max_new_tokens=n, examples=0)
@@ -264,7 +265,7 @@ def main() -> None:
             cut = AutoModelForCausalLM.from_pretrained(hf_dir(args.model), dtype=model.dtype,
                                                        num_hidden_layers=nl).to(model.device).eval()
             forward_all(cut, model, many[:16], 16)
-            _, dt = timed(lambda: forward_all(cut, model, many[:64], 16))
+            _, dt = timed(lambda: forward_all(cut, model, many[:64], 16))  # noqa: F821 (called before the del below)
             scale_l[nl] = dt
             del cut
         res["scaling_layers_s"] = scale_l

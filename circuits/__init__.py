@@ -60,8 +60,13 @@ if TYPE_CHECKING:  # what IDEs and type checkers see; at run time each name load
     from circuits.runs.discover import DiscoverConfig, discover
     from circuits.runs.evaluate import run_evaluation
     from circuits.runs.valence_arousal import VAConfig, run_va
-    from circuits.steer import (EvalConfig, circuit_modulation, direction_steering, emotion_vector_steering,
-                                evaluate_methods)
+    from circuits.steer import (
+        EvalConfig,
+        circuit_modulation,
+        direction_steering,
+        emotion_vector_steering,
+        evaluate_methods,
+    )
 
 __all__ = sorted(_EXPORTS)
 

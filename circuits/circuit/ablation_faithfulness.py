@@ -125,9 +125,8 @@ def scored_prompts(model: ModelHandle, store: ActivationStore, emotion: str, n: 
     the store's prompt settings) or, without it, the store's own rows."""
     if heldout is None:
         return store.prompts(model, store.index("emotion", emotion)[:n])
-    from circuits.discovery.store import StoreConfig, plan_rows, row_prompts
-
     from circuits.core.artifacts import InputError
+    from circuits.discovery.store import StoreConfig, plan_rows, row_prompts
 
     rows = plan_rows(heldout, StoreConfig(emotions=(emotion,), neutral=False))[:n]
     if not rows:
@@ -170,7 +169,7 @@ def normalised(s: dict[str, float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def condition_scores(model: ModelHandle, runner: _LastTokenBatches, v: Float[torch.Tensor, "d_model"],
+def condition_scores(model: ModelHandle, runner: _LastTokenBatches, v: Float[torch.Tensor, " d_model"],
                      means: dict[str, torch.Tensor], units: Units) -> dict[str, float]:
     """Mean emotion score of the runner's prompts under each of :data:`CONDITIONS`."""
     return {name: float(runner.final_scores(v, ablation_interventions(model, means, ablate)).mean())

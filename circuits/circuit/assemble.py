@@ -11,9 +11,8 @@ from jaxtyping import Float
 
 from circuits.circuit.allocation import AllocationConfig, Array, allocate
 from circuits.circuit.emotion_circuit import Circuit, LayerCircuit
-from circuits.core.emotions import check_emotions
 from circuits.core.arch import ArchInfo
-
+from circuits.core.emotions import check_emotions
 
 
 def _to_tensor(x: Any, name: str, shape: tuple[int, ...], dims: str, dtype: torch.dtype) -> torch.Tensor:
@@ -64,8 +63,8 @@ def _top_k(scores: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
 def assemble_circuit(
     emotion: str,
     *,
-    influence_attn: Float[Array, "n_layers"],
-    influence_mlp: Float[Array, "n_layers"],
+    influence_attn: Float[Array, " n_layers"],
+    influence_mlp: Float[Array, " n_layers"],
     neuron_scores: Float[Array, "n_layers d_mlp"],
     head_scores: Float[Array, "n_layers n_heads"],
     delta_mu_mlp: Float[Array, "n_layers d_mlp"],

@@ -28,10 +28,9 @@ from safetensors.torch import load_file, save_file
 
 from circuits.circuit.allocation import AllocationConfig
 from circuits.circuit.schema import CIRCUIT_KIND, SCHEMA_VERSION, validate_circuit_json
+from circuits.core.arch import ArchInfo
 from circuits.core.artifacts import InputError, ModelMismatch, write_atomic, write_json_atomic
 from circuits.core.emotions import EMOTIONS, check_emotions
-from circuits.core.arch import ArchInfo
-
 
 
 class CircuitFormatError(InputError):

@@ -6,10 +6,9 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from circuits.circuit.allocation import AllocationConfig
-from circuits.core.emotions import EMOTIONS
 from circuits.core.arch import ArchInfo
+from circuits.core.emotions import EMOTIONS
 
 SCHEMA_VERSION = 2
 """Version of the circuit JSON format written by :meth:`Circuit.save` (2 adds the optional

@@ -18,8 +18,8 @@ NULLS_FLAGS = ("seeds", "seed")
 
 def _faithfulness(args: argparse.Namespace) -> int:
     from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, faithfulness_table
-    from circuits.runs.rundir import Run
     from circuits.runs.faithfulness import run_faithfulness
+    from circuits.runs.rundir import Run
 
     cfg = config_from_args(FaithfulnessConfig, args, FAITHFULNESS_FLAGS)
     common.check_model_args(args)

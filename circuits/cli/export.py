@@ -9,8 +9,13 @@ from pathlib import Path
 from circuits.cli import common
 from circuits.cli.common import add_config_flags, config_from_args
 from circuits.core.artifacts import write_json_atomic
-from circuits.runs.export import (ControlVectorConfig, check_control_vector, check_table, export_control_vector,
-                                  export_graphs)
+from circuits.runs.export import (
+    ControlVectorConfig,
+    check_control_vector,
+    check_table,
+    export_control_vector,
+    export_graphs,
+)
 
 EXPORT_FLAGS = ("source", "emotion", "strength", "layers", "axis", "check")
 

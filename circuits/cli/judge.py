@@ -23,8 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from circuits.core.emotions import EMOTIONS, LABELS
-from circuits.judges.calibrate import (cohen_kappa, format_report, grouped_accuracy, judge_labels, label_metrics,
-                                       match_metrics, match_pairs, read_labelled)
+from circuits.judges.calibrate import (
+    cohen_kappa,
+    format_report,
+    grouped_accuracy,
+    judge_labels,
+    label_metrics,
+    match_metrics,
+    match_pairs,
+    read_labelled,
+)
 from circuits.judges.learned import FEATURE_KINDS
 from circuits.judges.training import cross_validate, reply_texts, train_judge
 

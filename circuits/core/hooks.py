@@ -287,7 +287,7 @@ class StopForward(Exception):
 
 def masked_mean(
     x: Float[torch.Tensor, "batch pos *rest"], mask: Int[torch.Tensor, "batch pos"]
-) -> Float[torch.Tensor, "batch *rest"]:
+) -> Float[torch.Tensor, " batch *rest"]:
     """Mean of ``x`` over the positions where ``mask`` is 1 (padding excluded): the one token mean."""
     m = mask.reshape(*mask.shape, *([1] * (x.ndim - 2))).to(x.dtype)
     return (x * m).sum(1) / m.sum(1)

@@ -175,14 +175,14 @@ class ModelHandle:
     def W_O(self, layer: int) -> Float[torch.Tensor, "n_heads d_head d_model"]:
         return self.bridge.blocks[layer].attn.W_O
 
-    def b_O(self, layer: int) -> Float[torch.Tensor, "d_model"]:
+    def b_O(self, layer: int) -> Float[torch.Tensor, " d_model"]:
         b = getattr(self.bridge.blocks[layer].attn, "b_O", None)
         return b if b is not None else torch.zeros(self.arch.d_model, device=self.device, dtype=self.dtype)
 
     def W_out(self, layer: int) -> Float[torch.Tensor, "d_mlp d_model"]:
         return self.bridge.blocks[layer].mlp.W_out
 
-    def b_out(self, layer: int) -> Float[torch.Tensor, "d_model"]:
+    def b_out(self, layer: int) -> Float[torch.Tensor, " d_model"]:
         b = getattr(self.bridge.blocks[layer].mlp, "b_out", None)
         return b if b is not None else torch.zeros(self.arch.d_model, device=self.device, dtype=self.dtype)
 
@@ -192,7 +192,7 @@ class ModelHandle:
         return self.bridge.W_U
 
     @property
-    def b_U(self) -> Float[torch.Tensor, "d_vocab"]:
+    def b_U(self) -> Float[torch.Tensor, " d_vocab"]:
         b = getattr(self.bridge, "b_U", None)
         return b if b is not None else torch.zeros(self.arch.d_vocab, device=self.device, dtype=self.dtype)
 
@@ -202,7 +202,7 @@ class ModelHandle:
         cap = float(getattr(self.bridge.cfg, "output_logits_soft_cap", -1.0) or -1.0)
         return cap if cap > 0 else None
 
-    def post_norm_gain(self, layer: int, which: str) -> Float[torch.Tensor, "d_model"]:
+    def post_norm_gain(self, layer: int, which: str) -> Float[torch.Tensor, " d_model"]:
         """Elementwise weight of a post-attention (``which="attn"``) or post-MLP (``"mlp"``) norm.
 
         For post-norm models the residual receives ``raw * gain / scale`` where ``scale`` is the

@@ -18,11 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
-
-from circuits.core.resources import data_path
 from circuits.core.artifacts import InputError, iter_text_lines
 from circuits.core.config import ConfigError, check_config, help_field
+from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
+from circuits.core.resources import data_path
 
 DEFAULT_TRAIN = data_path("sev_train")
 DEFAULT_TEST = data_path("sev_test")

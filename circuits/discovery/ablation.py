@@ -26,13 +26,13 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from circuits.discovery.directions import Directions, masked_centred_mean, masked_group_tensor
 from circuits.core.emotions import check_emotions
-from circuits.discovery.influence import FINAL_STATE, final_state, reference_directions
 from circuits.core.hooks import Intervention
-from circuits.core.prefix import LastTokenBatches
 from circuits.core.model import ModelHandle
+from circuits.core.prefix import LastTokenBatches
 from circuits.core.sev import PromptSettings
+from circuits.discovery.directions import Directions, masked_centred_mean, masked_group_tensor
+from circuits.discovery.influence import FINAL_STATE, final_state, reference_directions
 from circuits.discovery.store import ActivationStore
 
 MODES = ("zero", "mean", "scale", "add")
@@ -67,8 +67,8 @@ def emotion_mean(store: ActivationStore, name: str) -> torch.Tensor:
 class _LastTokenBatches(LastTokenBatches):
     """:class:`~circuits.core.prefix.LastTokenBatches` scoring the final state on a direction."""
 
-    def final_scores(self, v: Float[torch.Tensor, "d_model"],
-                     interventions: Sequence[Intervention] = ()) -> Float[torch.Tensor, "rows"]:
+    def final_scores(self, v: Float[torch.Tensor, " d_model"],
+                     interventions: Sequence[Intervention] = ()) -> Float[torch.Tensor, " rows"]:
         """``<final state, v>`` at each prompt's last position with ``interventions`` applied."""
         return torch.cat([final_state(got) @ v for got in self.run(interventions, FINAL_STATE)])
 

@@ -24,10 +24,10 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from circuits.discovery.decompose import head_outputs
 from circuits.core.hooks import Intervention, Read, run_forward
-from circuits.discovery.directions import Directions
 from circuits.core.model import ModelHandle
+from circuits.discovery.decompose import head_outputs
+from circuits.discovery.directions import Directions
 from circuits.discovery.store import ActivationStore
 
 
@@ -160,6 +160,6 @@ def head_scores_reference(
     return out
 
 
-def top_units(scores: Float[torch.Tensor, "n_units"], k: int) -> list[int]:
+def top_units(scores: Float[torch.Tensor, " n_units"], k: int) -> list[int]:
     """Indices of the ``k`` largest scores (signed: most pro-emotion first)."""
     return torch.topk(scores, min(k, scores.numel())).indices.tolist()

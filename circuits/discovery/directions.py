@@ -26,8 +26,8 @@ import torch
 from jaxtyping import Bool, Float
 from safetensors.torch import load_file, save_file
 
-from circuits.core.emotions import check_emotions
 from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.emotions import check_emotions
 from circuits.discovery.store import READ_POINTS, ActivationStore
 
 
@@ -43,7 +43,7 @@ class Directions:
     prompts: dict[str, Any] | None = None
     """The :class:`~circuits.core.sev.PromptSettings` (as a dict) of the store they come from."""
 
-    def get(self, point: str, layer: int, emotion: str, unit: bool = True) -> Float[torch.Tensor, "d_model"]:
+    def get(self, point: str, layer: int, emotion: str, unit: bool = True) -> Float[torch.Tensor, " d_model"]:
         (e,) = check_emotions([emotion], self.emotions)
         t = self.unit if unit else self.diff
         return t[READ_POINTS.index(point), layer, self.emotions.index(e)]

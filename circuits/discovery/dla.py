@@ -20,11 +20,11 @@ from typing import Any, Sequence
 import torch
 from jaxtyping import Float
 
+from circuits.core.emotions import check_emotions
+from circuits.core.model import ModelHandle
 from circuits.discovery.components import head_writes
 from circuits.discovery.directions import Directions
-from circuits.core.emotions import check_emotions
 from circuits.discovery.influence import reference_directions
-from circuits.core.model import ModelHandle
 from circuits.discovery.store import ActivationStore
 
 EMOTION_WORDS: dict[str, tuple[str, ...]] = {
@@ -192,7 +192,7 @@ def neuron_attribution(
 
 def neuron_write_scale(
     model: ModelHandle, store: ActivationStore, layer: int, idx: torch.Tensor
-) -> Float[torch.Tensor, "rows"]:
+) -> Float[torch.Tensor, " rows"]:
     """Per-row factor from a neuron's raw write ``a_n * W_out[n]`` (gain-folded for post-norm models)
     to its share of the final state: ``1 / final_scale`` (post-norm models: also ``/ mlp_post_scale``)."""
     scale = 1.0 / store.tensor("final_scale")[idx, 0]

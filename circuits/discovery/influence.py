@@ -23,10 +23,10 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from circuits.discovery.directions import Directions
 from circuits.core.hooks import Intervention, Read
 from circuits.core.model import ModelHandle
 from circuits.core.prefix import LastTokenBatches
+from circuits.discovery.directions import Directions
 from circuits.discovery.store import READ_POINTS, ActivationStore
 
 DEFAULT_ALPHAS = (0.1, 0.3, 0.5, 0.7)

@@ -33,12 +33,11 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from circuits.core.artifacts import ModelMismatch, write_atomic, write_json_atomic
 from circuits.core.emotions import EMOTIONS, check_emotions
-from circuits.core.artifacts import write_atomic, write_json_atomic
 from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
-from circuits.core.artifacts import ModelMismatch
 
 STORE_VERSION = 1
 READ_POINTS = ("attn", "mlp")
@@ -301,8 +300,7 @@ def elicit(
     verdicts with ``.label``, or a binary match judge such as :class:`~circuits.judges.base.LLMJudge`);
     each emotion row gets ``reply``, ``judged`` and ``accepted`` set. Neutral rows are left as they are."""
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import default_judge_instance
-    from circuits.judges.base import judge_matches
+    from circuits.judges.base import default_judge_instance, judge_matches
 
     judge = judge or default_judge_instance()
     todo = [r for r in rows if r.kind == "emotion"]

@@ -20,9 +20,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from circuits.core.artifacts import InputError
 from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
 from circuits.judges.lexicon import Judgement
-from circuits.core.artifacts import InputError
 
 DEFAULT_LABEL_MAP: dict[str, str] = {
     "anger": "anger", "angry": "anger", "disgust": "disgust", "fear": "fear", "joy": "happiness",

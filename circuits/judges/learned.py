@@ -200,9 +200,9 @@ def shipped_judge(device: str = "cpu") -> LearnedJudge:
 
 def save_head(folder: str | Path, head: dict[str, torch.Tensor], config: HeadConfig) -> Path:
     """Write a head folder atomically (a complete folder replaces any old one)."""
-    from safetensors.torch import save_file
-
     import os
+
+    from safetensors.torch import save_file
 
     from circuits.core.artifacts import _umask
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
 

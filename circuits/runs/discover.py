@@ -19,19 +19,18 @@ import torch
 from safetensors.torch import save_file
 from scipy.stats import spearmanr
 
+from circuits.circuit.ablation_faithfulness import SPLITS as FAITHFULNESS_SPLITS
+from circuits.circuit.allocation import AllocationConfig
+from circuits.core.artifacts import InputError, staged_dir, write_atomic, write_json_atomic
+from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.emotions import EMOTIONS, check_emotions
-from circuits.core.artifacts import write_atomic, write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
+from circuits.discovery.ablation import MODES, SweepConfig
+from circuits.discovery.influence import DEFAULT_ALPHAS
 from circuits.discovery.store import READ_POINTS, StoreConfig, build_store
 from circuits.runs import layout
 from circuits.runs.layout import write_csv
-from circuits.circuit.allocation import AllocationConfig
-from circuits.core.artifacts import InputError, staged_dir
-from circuits.core.config import ConfigError, check_config, help_field
-from circuits.discovery.ablation import MODES, SweepConfig
-from circuits.discovery.influence import DEFAULT_ALPHAS
-from circuits.circuit.ablation_faithfulness import SPLITS as FAITHFULNESS_SPLITS
 
 
 class DiscoverInputError(InputError):
@@ -193,8 +192,8 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
                    emotions: tuple[str, ...], settings: PromptSettings | None, progress: bool, judge: Any
                    ) -> dict[str, Any]:
     """The body of :func:`discover`, writing into ``out`` (the staged folder that becomes ``final``)."""
-    from circuits.discovery import ablation, components, dla, influence
     from circuits.circuit import assemble_circuit, save_circuits
+    from circuits.discovery import ablation, components, dla, influence
     from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
     from circuits.judges.base import judge_name
 
@@ -306,8 +305,11 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     lap("circuits")
     faithful = None
     if cfg.faithfulness_rows > 0:
-        from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, circuit_faithfulness, faithfulness_summary
-
+        from circuits.circuit.ablation_faithfulness import (
+            FaithfulnessConfig,
+            circuit_faithfulness,
+            faithfulness_summary,
+        )
         from circuits.core.sev import DEFAULT_TEST, load_sev
 
         fcfg = FaithfulnessConfig(rows=cfg.faithfulness_rows, seeds=cfg.faithfulness_seeds,

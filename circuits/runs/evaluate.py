@@ -29,8 +29,12 @@ def method_factories(model: ModelHandle, run: Run | str | os.PathLike, cfg: Eval
     unit directions (one per layer and emotion); Emotion Vectors replaced by random vectors with each
     layer's EV norm; circuit modulation with the circuit's Delta-mu put on random units of the same number
     per layer (:func:`circuits.circuit.ablation_faithfulness.random_units`)."""
-    from circuits.steer.methods import circuit_modulation, default_direction_layers, direction_steering, \
-        emotion_vector_steering
+    from circuits.steer.methods import (
+        circuit_modulation,
+        default_direction_layers,
+        direction_steering,
+        emotion_vector_steering,
+    )
 
     run = run if isinstance(run, Run) else Run(run, check=False)
     methods = cfg.methods

@@ -14,6 +14,7 @@ from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
 from circuits.runs import layout
 
+
 def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *, judge: Any = None,
                      emotions: list[str] | None = None, heldout: Any = None,
                      progress: bool = True) -> dict[str, Any]:

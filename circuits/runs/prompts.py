@@ -71,9 +71,8 @@ def measure_prompts(model: ModelHandle, dataset: SEVDataset, config: PromptsConf
     from tqdm.auto import tqdm
 
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import judge_matches
+    from circuits.judges.base import default_judge_instance, judge_matches
     from circuits.judges.echo import strip_echo
-    from circuits.judges.base import default_judge_instance
 
     cfg = config or PromptsConfig()
     emotions = check_emotions(cfg.emotions)

@@ -47,8 +47,8 @@ def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None =
     ``method="prompting"``, or the neutral prompt steered by ``cfg.method`` toward ``cfg.emotion`` at
     ``cfg.strength``, default the method's evaluation default) or of ``text``, on the run's directions.
     The result holds the config's fields next to the tokens and scores."""
-    from circuits.core.emotions import check_emotions
     from circuits.core.artifacts import InputError
+    from circuits.core.emotions import check_emotions
     from circuits.runs.evaluate import method_factories
     from circuits.runs.rundir import Run
     from circuits.steer.metrics import EvalConfig

@@ -9,15 +9,31 @@ from typing import Any
 import numpy as np
 
 from circuits.core.artifacts import staged_dir, write_atomic, write_json_atomic
-from circuits.core.model import ModelHandle
 from circuits.core.config import check_config, config_from_dict, help_field
+from circuits.core.model import ModelHandle
 from circuits.core.resources import data_path
 from circuits.figures.va import va_figures
 from circuits.va.loaders import VAInputError, load_labelled_texts, load_va_lexicon, load_va_ratings
-from circuits.va.probes import (REFUSAL_PHRASES, load_prompts, load_sycophancy, refusal_rates, refusal_token_logits,
-                                sycophancy_score)
-from circuits.va.subspace import (AROUSAL_QUESTION, VALENCE_QUESTION, axis_steering, circumplex, emotion_vectors_from_texts,
-                                  fit_va_axes, lexicon_check, random_directions, self_report_va, text_activations)
+from circuits.va.probes import (
+    REFUSAL_PHRASES,
+    load_prompts,
+    load_sycophancy,
+    refusal_rates,
+    refusal_token_logits,
+    sycophancy_score,
+)
+from circuits.va.subspace import (
+    AROUSAL_QUESTION,
+    VALENCE_QUESTION,
+    axis_steering,
+    circumplex,
+    emotion_vectors_from_texts,
+    fit_va_axes,
+    lexicon_check,
+    random_directions,
+    self_report_va,
+    text_activations,
+)
 
 
 # ------------------------------------------------------------------------------------------ command
@@ -104,8 +120,8 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     from safetensors.torch import save_file
 
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import default_judge_instance, judge_name
     from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
+    from circuits.judges.base import default_judge_instance, judge_name
 
     cfg = cfg or VAConfig()
     judge = judge or default_judge_instance()

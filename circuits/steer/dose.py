@@ -71,9 +71,9 @@ def dose_response(
     from each mapping of ``controls`` (one per seed). Returns ``{"reference": {"prompting": point,
     "neutral": point}, "methods": {method: {"points": [...], "control": [control_band(...) per strength],
     "match_prompting": strength_to_match(...)}}, "dev": {...}}``."""
-    from circuits.judges.base import default_judge_instance, judge_name
-
     from collections.abc import Mapping
+
+    from circuits.judges.base import default_judge_instance, judge_name
 
     if isinstance(controls, Mapping) or not controls:
         raise TypeError("dose_response: controls must be a non-empty sequence with one {method: factory} mapping "

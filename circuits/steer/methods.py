@@ -28,10 +28,10 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from circuits.circuit import Circuit
-from circuits.discovery.directions import Directions
 from circuits.core.artifacts import ModelMismatch
 from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
+from circuits.discovery.directions import Directions
 from circuits.discovery.store import ActivationStore
 
 STEERING_POSITIONS = ("paper", "last")

@@ -31,10 +31,9 @@ from circuits.core.config import check_config, help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
 from circuits.core.hooks import Intervention
-from circuits.judges.base import default_judge_instance
-from circuits.judges.base import judge_matches, judge_name
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
+from circuits.judges.base import default_judge_instance, judge_matches, judge_name
 
 METHODS = ("prompting", "neutral", "direction", "emotion_vector", "circuit")
 

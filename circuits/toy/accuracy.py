@@ -12,9 +12,9 @@ from typing import Any
 
 from circuits.core.emotions import EMOTIONS, NEUTRAL
 from circuits.core.generate import GenerationSettings, generate
-from circuits.judges.lexicon import judge
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
+from circuits.judges.lexicon import judge
 
 
 def evaluate_toy(

@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass
 
 from circuits.core.emotions import EMOTIONS, NEUTRAL
-from circuits.judges.lexicon import lexicon_judge
 from circuits.core.sev import PromptSettings, SEVDataset
+from circuits.judges.lexicon import lexicon_judge
 from circuits.toy.templates import EMOTION_OPENERS, EMOTION_TEMPLATES, NEUTRAL_TEMPLATES
 
 MIN_TEMPLATES = 30
@@ -157,7 +157,7 @@ def build_corpus(
     events = [e for s in train.scenarios for e in s.events.values()]
     chats: list[Chat] = []
     for scen in train.scenarios:
-        for valence, real_event in scen.events.items():
+        for _valence, real_event in scen.events.items():
             for label in (*EMOTIONS, NEUTRAL):
                 system = settings.system_for(None if label == NEUTRAL else label)
                 for template in rng.sample(templates[label], replies_per_prompt):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import math
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
-from circuits.core.artifacts import InputError, iter_text_lines
 
+from circuits.core.artifacts import InputError, iter_text_lines
 
 GOEMOTIONS = (
     "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",

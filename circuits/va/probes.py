@@ -16,7 +16,6 @@ from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle
 from circuits.va.loaders import VAFormatError, _csv_lines, _jsonl
 
-
 REFUSAL_PHRASES = ("i can't", "i cannot", "i can not", "i won't", "i will not", "i'm sorry", "i am sorry", "sorry",
                    "i apologize", "as an ai", "i'm not able", "i am not able", "i'm unable", "i am unable",
                    "i must decline", "not appropriate", "cannot help", "can't help", "can't assist", "cannot assist")

@@ -19,8 +19,8 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
 from circuits.va.loaders import VAInputError
 

@@ -15,8 +15,8 @@ from circuits.cli.evaluate import EVALUATE_FLAGS
 from circuits.cli.va import VA_FLAGS
 from circuits.core.config import help_field
 from circuits.runs.discover import DiscoverConfig
-from circuits.steer.metrics import EvalConfig
 from circuits.runs.valence_arousal import VAConfig
+from circuits.steer.metrics import EvalConfig
 
 
 @pytest.mark.parametrize("argv, cls, names", [

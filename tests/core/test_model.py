@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from circuits.core.model import ModelHandle, ModelLoadError, load_model
 from circuits.discovery.decompose import (
     decomposition_hooks,
     final_norm,
@@ -15,7 +16,6 @@ from circuits.discovery.decompose import (
     neuron_outputs,
     residual_stack,
 )
-from circuits.core.model import ModelHandle, ModelLoadError, load_model
 from circuits.toy.tiny import ARCHITECTURES
 
 PROMPT = ("Always reply in fear.", "I handed in the report on Friday.\nMy manager said she would read it.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from circuits.discovery.directions import emotion_directions
 from circuits.core.sev import load_sev
+from circuits.discovery.directions import emotion_directions
 from circuits.discovery.store import StoreConfig, build_store
 
 

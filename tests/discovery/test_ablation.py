@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from circuits.discovery import ablation, components, influence
-from circuits.discovery.directions import emotion_directions
 from circuits.core.hooks import Intervention, run_forward
 from circuits.core.sev import load_sev
+from circuits.discovery import ablation, components, influence
+from circuits.discovery.directions import emotion_directions
 from circuits.discovery.store import StoreConfig, build_store
 
 

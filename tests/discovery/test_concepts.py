@@ -3,7 +3,6 @@ invariants, and the command on the toy run (saved, compared, selectable for dire
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from circuits.discovery.directions import (centred_directions, cross_context_cosine, pca_by_layer, probe_accuracy)
+from circuits.discovery.directions import centred_directions, cross_context_cosine, pca_by_layer, probe_accuracy
 
 
 def test_centred_directions_known_answer():

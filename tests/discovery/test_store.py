@@ -7,10 +7,17 @@ import json
 import pytest
 import torch
 
-from circuits.judges.lexicon import Judgement
 from circuits.core.sev import DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
-from circuits.discovery.store import (ActivationStore, StoreConfig, StoreMismatchError, build_store, elicit,
-                            last_token_activations, plan_rows)
+from circuits.discovery.store import (
+    ActivationStore,
+    StoreConfig,
+    StoreMismatchError,
+    build_store,
+    elicit,
+    last_token_activations,
+    plan_rows,
+)
+from circuits.judges.lexicon import Judgement
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from circuits.core.hooks import Intervention, Read, run_forward
-from circuits.interop.controlvector import (ControlVector, ControlVectorError, circuit_residual_write,
-                                            from_directions)
+from circuits.interop.controlvector import ControlVector, ControlVectorError, circuit_residual_write, from_directions
 
 
 def _vectors(d=16, layers=(1, 3)):

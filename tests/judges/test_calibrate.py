@@ -8,8 +8,18 @@ import random
 import pytest
 
 from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
-from circuits.judges.calibrate import (LabelledFileError, LabelledReply, choose_threshold, cohen_kappa, confusion,
-                                       judge_labels, label_metrics, match_metrics, match_pairs, read_labelled)
+from circuits.judges.calibrate import (
+    LabelledFileError,
+    LabelledReply,
+    choose_threshold,
+    cohen_kappa,
+    confusion,
+    judge_labels,
+    label_metrics,
+    match_metrics,
+    match_pairs,
+    read_labelled,
+)
 
 
 def test_confusion_and_metrics_by_hand():

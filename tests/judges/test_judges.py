@@ -106,8 +106,8 @@ def test_llm_judge_needs_configuration(monkeypatch):
 
 
 def test_make_judge_specs_and_names(tiny_classifier):
-    from circuits.judges.lexicon import LexiconJudge
     from circuits.judges.base import JudgeSpecError, judge_matches, judge_name, make_judge
+    from circuits.judges.lexicon import LexiconJudge
 
     lex = make_judge("lexicon")
     from circuits.judges.base import DEFAULT_JUDGE
@@ -132,11 +132,11 @@ def test_make_judge_specs_and_names(tiny_classifier):
 def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny_classifier, tiny_models, tmp_path):
     """The LLM (match) judge and a classifier judge plug into evaluate_methods and the store's
     elicitation; the judge is recorded; answers are the judges' known answers."""
-    from circuits.runs.evaluate import write_evaluation
-    from circuits.steer.metrics import EvalConfig, evaluate_methods
-    from circuits.judges.base import make_judge
     from circuits.core.sev import load_sev
     from circuits.discovery.store import StoreConfig, build_store
+    from circuits.judges.base import make_judge
+    from circuits.runs.evaluate import write_evaluation
+    from circuits.steer.metrics import EvalConfig, evaluate_methods
 
     monkeypatch.setenv("EMOCIRCUITS_JUDGE_URL", server)
     monkeypatch.setenv("EMOCIRCUITS_JUDGE_MODEL", "judge-1")

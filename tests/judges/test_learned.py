@@ -10,8 +10,17 @@ import torch
 
 from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
 from circuits.judges.base import JudgeSpecError, ThresholdMatch, judge_matches, judge_name, make_judge
-from circuits.judges.learned import (HEAD_CONFIG, HEAD_WEIGHTS, HeadConfig, LearnedJudge, features, fit_logistic,
-                                     predict_proba, save_head, style_features)
+from circuits.judges.learned import (
+    HEAD_CONFIG,
+    HEAD_WEIGHTS,
+    HeadConfig,
+    LearnedJudge,
+    features,
+    fit_logistic,
+    predict_proba,
+    save_head,
+    style_features,
+)
 
 
 def _objective(head, x, y, l2, balanced=True):

@@ -43,11 +43,12 @@ def test_records_link_every_result_of_the_run(toy, atlas_run):
 
 
 def test_agreement_numbers_equal_direct_computations(toy, atlas_run):
+    from safetensors.torch import load_file
+
     from circuits.circuit import load_circuits
     from circuits.discovery.directions import Directions
     from circuits.interop.controlvector import circuit_residual_write
     from circuits.runs.atlas import circuit_layer_writes
-    from safetensors.torch import load_file
 
     run, atlas = atlas_run
     dirs = Directions.load(run / "directions")

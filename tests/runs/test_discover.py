@@ -8,13 +8,13 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from circuits.discovery import components, influence
 from circuits.circuit import Circuit, load_circuits
 from circuits.core.artifacts import ModelMismatch
-from circuits.runs.discover import DiscoverConfig, discover
-from circuits.discovery.directions import emotion_directions
 from circuits.core.sev import load_sev
+from circuits.discovery import components, influence
+from circuits.discovery.directions import emotion_directions
 from circuits.discovery.store import StoreConfig, build_store
+from circuits.runs.discover import DiscoverConfig, discover
 
 
 def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
@@ -61,9 +61,9 @@ def test_toy_head_and_influence_agreement(toy, tmp_path):
 def test_circuit_modulation_steers_the_toy_model_under_the_neutral_prompt(toy, toy_run):
     """The circuits found on 4 scenarios turn calm replies into the target emotion on held-out items
     (the README reports the full evaluation): Delta-mu at the last prompt token, lambda 1."""
-    from circuits.steer.metrics import EvalConfig, evaluate_methods
     from circuits.core.sev import DEFAULT_TEST
     from circuits.steer.methods import circuit_modulation
+    from circuits.steer.metrics import EvalConfig, evaluate_methods
 
     out, _ = toy_run
     circuits = load_circuits(out / "circuits", model=toy)

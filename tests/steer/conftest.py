@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 from circuits.circuit import assemble_circuit
 from circuits.core.sev import load_sev
-from circuits.discovery.store import StoreConfig, build_store
 from circuits.discovery.directions import emotion_directions
+from circuits.discovery.store import StoreConfig, build_store
 
 
 @pytest.fixture(scope="module")

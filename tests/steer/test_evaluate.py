@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from circuits.steer.metrics import EvalConfig, distinct_n, evaluate_methods, reply_perplexity
 from circuits.core.sev import DEFAULT_TEST, load_sev
-from circuits.steer.methods import (circuit_modulation, direction_steering)
+from circuits.steer.methods import circuit_modulation, direction_steering
+from circuits.steer.metrics import EvalConfig, distinct_n, evaluate_methods, reply_perplexity
 
 
 def test_distinct_and_perplexity(qwen_tiny):

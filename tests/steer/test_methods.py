@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from circuits.core.generate import GenerationSettings, generate
 from circuits.core.artifacts import ModelMismatch
-from circuits.steer.methods import (circuit_modulation, direction_steering, emotion_vector_steering,
-                            emotion_vectors)
+from circuits.core.generate import GenerationSettings, generate
+from circuits.steer.methods import circuit_modulation, direction_steering, emotion_vector_steering, emotion_vectors
 
 
 def _prompts(m):

@@ -10,12 +10,22 @@ import pytest
 import torch
 
 from circuits import va
-from circuits.figures import va as figures_va
 from circuits.core.resources import data_path
+from circuits.figures import va as figures_va
 from circuits.runs.valence_arousal import VAConfig, run_va
-from circuits.va import (VAFormatError, circumplex, emotion_vectors_from_texts, fit_va_axes, is_refusal,
-                         load_labelled_texts, load_prompts, load_sycophancy, load_va_lexicon, load_va_ratings,
-                         parse_rating)
+from circuits.va import (
+    VAFormatError,
+    circumplex,
+    emotion_vectors_from_texts,
+    fit_va_axes,
+    is_refusal,
+    load_labelled_texts,
+    load_prompts,
+    load_sycophancy,
+    load_va_lexicon,
+    load_va_ratings,
+    parse_rating,
+)
 
 DATA = __import__("pathlib").Path(__file__).parents[1] / "data"
 

@@ -234,40 +234,81 @@ def generation_effect(
     if enhance_prompt not in ("neutral", "emotion"):
         raise ValueError(f"enhance_prompt must be 'neutral' or 'emotion', got {enhance_prompt!r}")
     judge = judge or default_judge_instance()
-    a = model.arch
     gen = GenerationSettings(max_new_tokens=max_new_tokens)
     factor = float(enhance_factor if enhance_factor is not None else (1.0 if enhance == "add" else 2.0))
+    edits = _UnitEdits(model.arch.n_layers, neuron_scores, head_scores, k_neurons, k_heads, factor, enhance_positions)
     if enhance == "add":
         ref = reference if reference is not None else store
-        dmu_mlp = delta_mu(ref, "mlp_post", store.emotions)  # [E, L, d_mlp]
-        dmu_z = delta_mu(ref, "z", store.emotions)  # [E, L, H, d_head]
-    out: dict[str, Any] = {}
+        edits.dmu_mlp = delta_mu(ref, "mlp_post", store.emotions)  # [E, L, d_mlp]
+        edits.dmu_z = delta_mu(ref, "z", store.emotions)  # [E, L, H, d_head]
+    keys = ["baseline", "top", "random"] + (["enhance_baseline", "enhanced_top", "enhanced_random"] if enhance else [])
+    plan, jobs = _generation_jobs(model, store, emotions, edits, rows_per_emotion, seeds, enhance, enhance_prompt)
+    results = judged_generations(model, jobs, store.settings, gen, judge, progress=progress,
+                                 desc="ablation/enhancement: judged generations")
+    out: dict[str, Any] = _accuracies(plan, results, emotions, keys, enhance_baseline_is_ablation_baseline=bool(
+        enhance and enhance_prompt != "neutral"), return_replies=return_replies)
+    out["mean"] = {key: sum(out[e][key] for e in emotions) / max(1, len(emotions)) for key in keys}
+    out["config"] = {"k_neurons": k_neurons, "k_heads": k_heads, "rows_per_emotion": rows_per_emotion, "seeds": seeds,
+                     "ablation": "zero", "ablation_positions": "all", "enhance": enhance,
+                     "enhance_factor": factor if enhance else None,
+                     "enhance_prompt": enhance_prompt if enhance else None,
+                     "enhance_positions": enhance_positions if enhance else None,
+                     "max_new_tokens": max_new_tokens}
+    return out
 
-    def top_pick(s: torch.Tensor, k: int, L: int) -> list[int]:
-        return torch.topk(s, min(k, s.numel())).indices.tolist()
 
-    def random_pick(seed: int) -> Callable[[torch.Tensor, int, int], list[int]]:
-        return lambda s, k, L: random.Random(97 * seed + L).sample(range(s.numel()), min(k, s.numel()))
+Pick = Callable[[torch.Tensor, int, int], list[int]]
+"""(scores of one layer, k, layer) -> the units to edit."""
 
-    def interventions(pick: Callable[[torch.Tensor, int, int], list[int]], e_idx: int, how: str) -> list[Intervention]:
+
+def _top_pick(s: torch.Tensor, k: int, L: int) -> list[int]:
+    return torch.topk(s, min(k, s.numel())).indices.tolist()
+
+
+def _random_pick(seed: int) -> Pick:
+    return lambda s, k, L: random.Random(97 * seed + L).sample(range(s.numel()), min(k, s.numel()))
+
+
+@dataclass
+class _UnitEdits:
+    """The interventions of :func:`generation_effect` on the picked units of every layer: ``zero`` (at every
+    position), ``scale`` by ``factor`` or ``add`` ``factor`` x Delta-mu (``dmu_mlp``, ``dmu_z``) at
+    ``positions``."""
+
+    n_layers: int
+    neuron_scores: torch.Tensor
+    head_scores: torch.Tensor
+    k_neurons: int
+    k_heads: int
+    factor: float
+    positions: str
+    dmu_mlp: torch.Tensor | None = None
+    dmu_z: torch.Tensor | None = None
+
+    def __call__(self, pick: Pick, e_idx: int, how: str) -> list[Intervention]:
         ivs = []
-        for L in range(a.n_layers):
-            for kind, scores, k in (("neurons", neuron_scores, k_neurons), ("heads", head_scores, k_heads)):
+        for L in range(self.n_layers):
+            for kind, scores, k in (("neurons", self.neuron_scores, self.k_neurons),
+                                    ("heads", self.head_scores, self.k_heads)):
                 units = tuple(pick(scores[L, e_idx], k, L))
                 if not units:
                     continue
                 if how == "zero":
                     ivs.append(Intervention(kind, L, "set", units, positions="all"))
                 elif how == "scale":
-                    ivs.append(Intervention(kind, L, "scale", units, factor=factor, positions=enhance_positions))
+                    ivs.append(Intervention(kind, L, "scale", units, factor=self.factor, positions=self.positions))
                 else:
-                    dmu = dmu_mlp if kind == "neurons" else dmu_z
-                    ivs.append(Intervention(kind, L, "add", units, vector=dmu[e_idx, L, list(units)], factor=factor,
-                                            positions=enhance_positions))
+                    dmu = self.dmu_mlp if kind == "neurons" else self.dmu_z
+                    ivs.append(Intervention(kind, L, "add", units, vector=dmu[e_idx, L, list(units)],
+                                            factor=self.factor, positions=self.positions))
         return ivs
 
-    keys = ["baseline", "top", "random"] + (["enhance_baseline", "enhanced_top", "enhanced_random"] if enhance else [])
-    # every (emotion, condition, seed) is one job; all jobs go through one generate call
+
+def _generation_jobs(model: ModelHandle, store: ActivationStore, emotions: Sequence[str], edits: _UnitEdits,
+                     rows_per_emotion: int, seeds: int, enhance: str | None,
+                     enhance_prompt: str) -> tuple[list[tuple[str, str]], list[GenerationJob]]:
+    """Every (emotion, condition, seed) of :func:`generation_effect` as one job (all jobs go through one
+    generate call), with its ``(emotion, key)`` in the same order."""
     plan: list[tuple[str, str]] = []
     jobs: list[GenerationJob] = []
 
@@ -280,36 +321,36 @@ def generation_effect(
         idx = store.index("emotion", emotion)[:rows_per_emotion]
         prompts = store.prompts(model, idx)
         add(emotion, "baseline", prompts, [])
-        add(emotion, "top", prompts, interventions(top_pick, e_idx, "zero"))
+        add(emotion, "top", prompts, edits(_top_pick, e_idx, "zero"))
         for seed in range(seeds):
-            add(emotion, "random", prompts, interventions(random_pick(seed), e_idx, "zero"))
+            add(emotion, "random", prompts, edits(_random_pick(seed), e_idx, "zero"))
         if enhance:
             on = store.prompts(model, idx, neutral=True) if enhance_prompt == "neutral" else prompts
             if enhance_prompt == "neutral":
                 add(emotion, "enhance_baseline", on, [])
-            add(emotion, "enhanced_top", on, interventions(top_pick, e_idx, enhance))
+            add(emotion, "enhanced_top", on, edits(_top_pick, e_idx, enhance))
             for seed in range(seeds):
-                add(emotion, "enhanced_random", on, interventions(random_pick(seed), e_idx, enhance))
-    results = judged_generations(model, jobs, store.settings, gen, judge, progress=progress,
-                                 desc="ablation/enhancement: judged generations")
+                add(emotion, "enhanced_random", on, edits(_random_pick(seed), e_idx, enhance))
+    return plan, jobs
+
+
+def _accuracies(plan: Sequence[tuple[str, str]], results: Sequence[tuple[list[bool], list[str]]],
+                emotions: Sequence[str], keys: Sequence[str], *, enhance_baseline_is_ablation_baseline: bool,
+                return_replies: bool) -> dict[str, Any]:
+    """``{emotion: {key: accuracy}}`` from the judged jobs (random keys: mean over seeds), with the
+    replies when ``return_replies``."""
     acc: dict[tuple[str, str], list[float]] = {}
     said: dict[tuple[str, str], list[list[str]]] = {}
     for (emotion, key), (hits, texts) in zip(plan, results):
         acc.setdefault((emotion, key), []).append(sum(hits) / max(1, len(hits)))
         said.setdefault((emotion, key), []).append(texts)
+    out: dict[str, Any] = {}
     for emotion in emotions:
-        if enhance and enhance_prompt != "neutral":  # the emotion prompt's baseline is the ablation baseline
+        if enhance_baseline_is_ablation_baseline:  # the emotion prompt's baseline is the ablation baseline
             acc[(emotion, "enhance_baseline")], said[(emotion, "enhance_baseline")] = (
                 acc[(emotion, "baseline")], said[(emotion, "baseline")])
         res = {key: sum(acc.get((emotion, key), [])) / max(1, len(acc.get((emotion, key), [])))
                for key in keys}  # random: mean over seeds (0 without seeds, as before)
         replies = {key: said.get((emotion, key), []) if "random" in key else said[(emotion, key)][0] for key in keys}
         out[emotion] = {**res, "replies": replies} if return_replies else res
-    out["mean"] = {key: sum(out[e][key] for e in emotions) / max(1, len(emotions)) for key in keys}
-    out["config"] = {"k_neurons": k_neurons, "k_heads": k_heads, "rows_per_emotion": rows_per_emotion, "seeds": seeds,
-                     "ablation": "zero", "ablation_positions": "all", "enhance": enhance,
-                     "enhance_factor": factor if enhance else None,
-                     "enhance_prompt": enhance_prompt if enhance else None,
-                     "enhance_positions": enhance_positions if enhance else None,
-                     "max_new_tokens": max_new_tokens}
     return out

@@ -188,24 +188,53 @@ def discover(
         return _discover_into(model, dataset, out, Path(out_dir), cfg, emotions, settings, progress, judge)
 
 
+class _Laps:
+    """Wall time of each stage of :func:`discover`, in seconds (``summary.json`` ``timings_s``)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        self.timings[name] = round(time.perf_counter() - self._t, 2)
+        self._t = time.perf_counter()
+
+
 def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Path, cfg: DiscoverConfig,
                    emotions: tuple[str, ...], settings: PromptSettings | None, progress: bool, judge: Any
                    ) -> dict[str, Any]:
-    """The body of :func:`discover`, writing into ``out`` (the staged folder that becomes ``final``)."""
-    from circuits.circuit import assemble_circuit, save_circuits
-    from circuits.discovery import ablation, components, dla, influence
-    from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
-    from circuits.judges.base import judge_name
-
+    """The body of :func:`discover`, writing into ``out`` (the staged folder that becomes ``final``): one
+    call per stage, in order (the seeded stages draw from the generator in this order)."""
     torch.manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
+    lap = _Laps()
+    store, kept = _store_stage(model, dataset, out, cfg, emotions, settings, progress, judge, lap)
+    dirs, evidence, pca = _directions_stage(store, out, cfg, emotions, lap)
+    lens = _dla_stage(model, store, dirs, out, emotions, lap)
+    neurons, heads = _unit_scores_stage(model, store, dirs, out, emotions, lap)
+    sweeps = _sweeps_stage(model, store, dirs, neurons, heads, out, cfg, emotions, progress, lap)
+    gen_effect = _generations_stage(model, store, neurons, heads, out, cfg, emotions, progress, judge, lap)
+    chosen, influence_method, refs = _influence_stage(model, store, dirs, out, cfg, emotions, progress, lap)
+    circuits = _circuits_stage(model, store, neurons, heads, chosen, influence_method, cfg, emotions, lap)
+    faithful = _faithfulness_stage(model, store, dirs, circuits, cfg, progress, judge, lap)
+    _save_circuits(circuits, out)
+    summary = _summary(model, store, cfg, kept, refs, influence_method, dirs, evidence, circuits, gen_effect,
+                       faithful, judge, lap.timings)
+    if cfg.figures:
+        from circuits.figures.discovery import cross_context_cosines, discovery_figures
 
-    def lap(name: str) -> None:
-        nonlocal t
-        timings[name] = round(time.perf_counter() - t, 2)
-        t = time.perf_counter()
+        drawn = discovery_figures(  # from what this run holds in memory, not re-read from disk
+            out, emotions=emotions, pca=pca, evidence=evidence, neurons=neurons, heads=heads, sweeps=sweeps,
+            influence=chosen, circuits=circuits, logit_lens=lens, cosine=cross_context_cosines(store, emotions))
+        summary["figures"] = [str(final / Path(p).relative_to(out)) for p in drawn]
+        lap("figures")
+    write_json_atomic(out / layout.SUMMARY_JSON, summary)
+    return summary
 
+
+def _store_stage(model: ModelHandle, dataset: SEVDataset, out: Path, cfg: DiscoverConfig, emotions: tuple[str, ...],
+                 settings: PromptSettings | None, progress: bool, judge: Any, lap: _Laps) -> tuple[Any, dict[str, Any]]:
+    """The activation store (elicited replies kept when ``cfg.elicitation``) and what was kept; refuses a
+    run where elicitation kept no row of an emotion."""
     store = build_store(model, dataset, out / layout.STORE_DIR,
                         StoreConfig(emotions=emotions, limit=cfg.limit, batch_size=cfg.batch_size,
                                     dtype=cfg.store_dtype), settings, elicitation=cfg.elicitation, judge=judge,
@@ -218,6 +247,14 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
             f"elicitation kept no row of {', '.join(none)} ({kept_line(kept)}): the model does not follow the "
             "emotion prompt for them, so there is no direction to find. Pick a prompt it follows (`emocircuits "
             "prompts`), another judge, or --emotions without them")
+    return store, kept
+
+
+def _directions_stage(store: Any, out: Path, cfg: DiscoverConfig, emotions: tuple[str, ...],
+                      lap: _Laps) -> tuple[Any, dict[str, Any], Any]:
+    """Emotion directions (``directions.*``), their evidence with the permuted-label nulls
+    (``directions_evidence.json``) and the PCA of the figures."""
+    from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
 
     dirs = emotion_directions(store, emotions)
     dirs.save(out / layout.DIRECTIONS)
@@ -234,6 +271,12 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         evidence["null"] = direction_nulls(store, emotions, seeds=cfg.null_seeds, seed=cfg.seed)
         lap("direction_nulls")
     write_json_atomic(out / layout.EVIDENCE_JSON, evidence)
+    return dirs, evidence, pca
+
+
+def _dla_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, emotions: tuple[str, ...], lap: _Laps) -> Any:
+    """Direct logit attribution (``dla.csv``) and the logit lens (``logit_lens.csv``, returned)."""
+    from circuits.discovery import dla
 
     attribution = dla.direct_logit_attribution(model, store, dirs, emotions)
     lens = dla.logit_lens(model, store, emotions)
@@ -243,6 +286,14 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
             for i, lab in enumerate(attribution["labels"] + ["unembed_bias"])])
     write_csv(out / layout.LOGIT_LENS_CSV, ["layer", *emotions], [[L, *map(float, lens[L])] for L in range(lens.shape[0])])
     lap("dla")
+    return lens
+
+
+def _unit_scores_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, emotions: tuple[str, ...],
+                       lap: _Laps) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-pass neuron contributions ``[L, E, d_mlp]`` and head scores ``[L, E, H]``
+    (``scores.safetensors``, ``neurons.csv`` with the top 64 per layer, ``heads.csv``)."""
+    from circuits.discovery import components
 
     neurons = components.neuron_contributions(model, store, dirs)  # [L, E, d_mlp]
     heads = components.head_scores_one_pass(model, store, dirs)  # [L, E, H]
@@ -256,6 +307,13 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     write_csv(out / layout.HEADS_CSV, layout.HEADS_COLUMNS,
          [[e, L, h, float(heads[L, i, h])] for i, e in enumerate(emotions) for L in range(heads.shape[0])
           for h in range(heads.shape[2])])
+    return neurons, heads
+
+
+def _sweeps_stage(model: ModelHandle, store: Any, dirs: Any, neurons: torch.Tensor, heads: torch.Tensor, out: Path,
+                  cfg: DiscoverConfig, emotions: tuple[str, ...], progress: bool, lap: _Laps) -> list[dict[str, Any]]:
+    """Ablation / enhancement sweeps of the top neurons and heads against random ones (``sweeps.csv``)."""
+    from circuits.discovery import ablation
 
     sweep_rows = _subset_rows(store, "emotion", cfg.sweep_rows, emotions, cfg.seed + 1)
     sweep_store = _restricted(store, sweep_rows)
@@ -266,16 +324,35 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
                                                           progress, reference=store)
     write_csv(out / layout.SWEEPS_CSV, layout.SWEEPS_COLUMNS, [[r[c] for c in layout.SWEEPS_COLUMNS] for r in sweeps])
     lap("sweeps")
-    gen_effect = None
-    if cfg.generation_rows > 0:
-        # scores are in `emotions` order; generation_effect indexes by store.emotions, which is the same here
-        gen_effect = ablation.generation_effect(model, store, emotions, neurons, heads, k_neurons=cfg.generation_k_neurons,
-                                              k_heads=cfg.generation_k_heads, rows_per_emotion=cfg.generation_rows,
-                                              progress=progress, enhance=cfg.generation_enhance,
-                                              enhance_factor=cfg.generation_enhance_factor,
-                                              enhance_prompt=cfg.generation_enhance_prompt, judge=judge)
-        write_json_atomic(out / layout.ABLATION_GENERATIONS_JSON, gen_effect)
-        lap("ablation_generations")
+    return sweeps
+
+
+def _generations_stage(model: ModelHandle, store: Any, neurons: torch.Tensor, heads: torch.Tensor, out: Path,
+                       cfg: DiscoverConfig, emotions: tuple[str, ...], progress: bool, judge: Any,
+                       lap: _Laps) -> dict[str, Any] | None:
+    """Judged generations under ablation and enhancement of the top units (``ablation_generations.json``);
+    None with ``cfg.generation_rows == 0``."""
+    if cfg.generation_rows <= 0:
+        return None
+    from circuits.discovery import ablation
+
+    # scores are in `emotions` order; generation_effect indexes by store.emotions, which is the same here
+    gen_effect = ablation.generation_effect(model, store, emotions, neurons, heads, k_neurons=cfg.generation_k_neurons,
+                                          k_heads=cfg.generation_k_heads, rows_per_emotion=cfg.generation_rows,
+                                          progress=progress, enhance=cfg.generation_enhance,
+                                          enhance_factor=cfg.generation_enhance_factor,
+                                          enhance_prompt=cfg.generation_enhance_prompt, judge=judge)
+    write_json_atomic(out / layout.ABLATION_GENERATIONS_JSON, gen_effect)
+    lap("ablation_generations")
+    return gen_effect
+
+
+def _influence_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, cfg: DiscoverConfig,
+                     emotions: tuple[str, ...], progress: bool, lap: _Laps) -> tuple[torch.Tensor, str, dict[str, Any]]:
+    """Sublayer influence (gradient, and intervention on the reference layers with the reference measures'
+    agreement): the normalised influence the circuits are allocated by, the method it came from, and the
+    references (``influence.csv``)."""
+    from circuits.discovery import influence
 
     infl_grad = influence.influence_gradient(model, store, dirs, progress=progress)
     lap("influence_gradient")
@@ -290,6 +367,14 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     write_csv(out / layout.INFLUENCE_CSV, layout.INFLUENCE_COLUMNS,
          [[e, L, p, float(infl_int[L, j, i]), float(infl_grad[L, j, i]), float(chosen[L, j, i])]
           for i, e in enumerate(emotions) for L in range(infl_int.shape[0]) for j, p in enumerate(READ_POINTS)])
+    return chosen, influence_method, refs
+
+
+def _circuits_stage(model: ModelHandle, store: Any, neurons: torch.Tensor, heads: torch.Tensor, chosen: torch.Tensor,
+                    influence_method: str, cfg: DiscoverConfig, emotions: tuple[str, ...], lap: _Laps) -> list[Any]:
+    """One circuit per emotion, assembled from the unit scores, the influence and Delta-mu."""
+    from circuits.circuit import assemble_circuit
+    from circuits.discovery import ablation
 
     dmu_mlp = ablation.delta_mu(store, "mlp_post", emotions)
     dmu_heads = ablation.delta_mu(store, "z", emotions)
@@ -303,28 +388,47 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
             config=alloc, meta={"dataset_sha256": store.meta["dataset"]["sha256"], "n_rows": len(store.rows),
                                 "influence_method": influence_method, "prompts": store.meta["prompts"]}))
     lap("circuits")
-    faithful = None
-    if cfg.faithfulness_rows > 0:
-        from circuits.circuit.ablation_faithfulness import (
-            FaithfulnessConfig,
-            circuit_faithfulness,
-            faithfulness_summary,
-        )
-        from circuits.core.sev import DEFAULT_TEST, load_sev
+    return circuits
 
-        fcfg = FaithfulnessConfig(rows=cfg.faithfulness_rows, seeds=cfg.faithfulness_seeds,
-                                  judge_rows=cfg.faithfulness_judge_rows, split=cfg.faithfulness_split, seed=cfg.seed)
-        heldout = load_sev(DEFAULT_TEST) if fcfg.split == "test" else None
-        faithful = circuit_faithfulness(model, store, dirs, circuits, fcfg, heldout=heldout, judge=judge,
-                                        progress=progress)
-        for c in circuits:
-            c.faithfulness = faithful[c.emotion]
-        lap("faithfulness")
+
+def _faithfulness_stage(model: ModelHandle, store: Any, dirs: Any, circuits: list[Any], cfg: DiscoverConfig,
+                        progress: bool, judge: Any, lap: _Laps) -> dict[str, Any] | None:
+    """Faithfulness of each circuit against random circuits, set on the circuits; None with
+    ``cfg.faithfulness_rows == 0``."""
+    if cfg.faithfulness_rows <= 0:
+        return None
+    from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, circuit_faithfulness
+    from circuits.core.sev import DEFAULT_TEST, load_sev
+
+    fcfg = FaithfulnessConfig(rows=cfg.faithfulness_rows, seeds=cfg.faithfulness_seeds,
+                              judge_rows=cfg.faithfulness_judge_rows, split=cfg.faithfulness_split, seed=cfg.seed)
+    heldout = load_sev(DEFAULT_TEST) if fcfg.split == "test" else None
+    faithful = circuit_faithfulness(model, store, dirs, circuits, fcfg, heldout=heldout, judge=judge,
+                                    progress=progress)
+    for c in circuits:
+        c.faithfulness = faithful[c.emotion]
+    lap("faithfulness")
+    return faithful
+
+
+def _save_circuits(circuits: list[Any], out: Path) -> None:
+    """``circuits/{emotion}.json|.safetensors`` and the EAP-IG graph ``{emotion}.graph.json``."""
+    from circuits.circuit import save_circuits
+
     save_circuits(circuits, out / layout.CIRCUITS_DIR)
     for c in circuits:
         c.save_graph(out / layout.CIRCUITS_DIR / f"{c.emotion}.graph.json")
 
-    summary = {
+
+def _summary(model: ModelHandle, store: Any, cfg: DiscoverConfig, kept: dict[str, Any], refs: dict[str, Any],
+             influence_method: str, dirs: Any, evidence: dict[str, Any], circuits: list[Any],
+             gen_effect: dict[str, Any] | None, faithful: dict[str, Any] | None, judge: Any,
+             timings: dict[str, float]) -> dict[str, Any]:
+    """What ``summary.json`` holds: what ran on what, the agreements, sizes, headline numbers and timings."""
+    from circuits.circuit.ablation_faithfulness import faithfulness_summary
+    from circuits.judges.base import judge_name
+
+    return {
         "model": model.describe(),
         "dataset": store.meta["dataset"],
         "config": cfg.to_dict(),
@@ -344,16 +448,6 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
         "judge": judge_name(judge),
         "timings_s": timings,
     }
-    if cfg.figures:
-        from circuits.figures.discovery import cross_context_cosines, discovery_figures
-
-        drawn = discovery_figures(  # from what this run holds in memory, not re-read from disk
-            out, emotions=emotions, pca=pca, evidence=evidence, neurons=neurons, heads=heads, sweeps=sweeps,
-            influence=chosen, circuits=circuits, logit_lens=lens, cosine=cross_context_cosines(store, emotions))
-        summary["figures"] = [str(final / Path(p).relative_to(out)) for p in drawn]
-        lap("figures")
-    write_json_atomic(out / layout.SUMMARY_JSON, summary)
-    return summary
 
 
 def spread_layers(n_layers: int, k: int) -> tuple[int, ...]:

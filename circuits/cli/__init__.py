@@ -10,10 +10,24 @@ import argparse
 import sys
 from typing import Sequence
 
-from circuits.cli import demo, discover, evaluate, evidence, export, figures, judge, prompts, sev, steering, toy, va
+from circuits.cli import (
+    demo,
+    discover,
+    evaluate,
+    evidence,
+    export,
+    figures,
+    judge,
+    prompts,
+    report,
+    sev,
+    steering,
+    toy,
+    va,
+)
 
 # Registration order = the order of ``emocircuits --help``.
-_COMMAND_GROUPS = (sev, discover, evaluate, demo, va, figures, toy, prompts, judge, export)
+_COMMAND_GROUPS = (sev, discover, evaluate, demo, report, va, figures, toy, prompts, judge, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     circuit that does not match, an unusable path) prints ``emocircuits: error: ...`` on stderr and
     returns 2, without a traceback; Ctrl-C returns 130; any other exception is a bug: its traceback is
     printed with a line asking to report it, and the status is 1."""
+    from circuits.core.provenance import set_command
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_command(["emocircuits", *(sys.argv[1:] if argv is None else argv)])  # summary.json "command"
     try:
         return int(args.func(args) or 0)
     except _user_errors() as err:

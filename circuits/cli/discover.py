@@ -48,6 +48,7 @@ def _discover(args: argparse.Namespace) -> int:
 
         print(faithfulness_table(summary["faithfulness"]))
     print("timings (s):", summary["timings_s"])
+    print(f"the run's page: {args.out}/report.html")
     return 0
 
 

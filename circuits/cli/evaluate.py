@@ -32,7 +32,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if result.get("strength_sweep"):
         print(sweep_table(result["strength_sweep"]))
     print(method_table(result))
-    print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md")
+    print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md"
+          + ("" if args.out else f"; the run's page: {args.run}/report.html"))
     return 0
 
 

@@ -11,7 +11,6 @@ import torch
 from circuits.figures.render import save_figure
 
 
-
 def add_band(fig, x, lo, hi, name: str, *, color: str | None = None, legendgroup: str | None = None,
              showlegend: bool = True, **where) -> None:
     """A filled band between ``lo`` and ``hi`` over ``x`` (the spread of a null over its seeds); ``color``

@@ -8,7 +8,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 
-
 def va_figures(out: Path, summary: dict) -> list[str]:
     """The circumplex (emotions in the VA plane with the fitted circle) and steering curves; when the
     probes ran, the refusal curves (overall and per prompt type), the refusal-token logit difference

@@ -80,5 +80,5 @@ def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, 
     for name, m in result["methods"].items():
         for ex in m["examples"][:examples]:
             print_fn(f"  [{name} -> {ex['emotion']}, judged {ex['judged']}] {ex['reply'][:160]!r}")
-    print_fn(f"report: {out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")
+    print_fn(f"report: {out}/report.html, {out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")
     return result

@@ -25,12 +25,14 @@ from circuits.core.artifacts import InputError, staged_dir, write_atomic, write_
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.emotions import EMOTIONS, check_emotions
 from circuits.core.model import ModelHandle
+from circuits.core.provenance import provenance
 from circuits.core.sev import PromptSettings, SEVDataset
 from circuits.discovery.ablation import MODES, SweepConfig
 from circuits.discovery.influence import DEFAULT_ALPHAS
 from circuits.discovery.store import READ_POINTS, StoreConfig, build_store
 from circuits.runs import layout
 from circuits.runs.layout import write_csv
+from circuits.runs.report import write_run_report
 
 
 class DiscoverInputError(InputError):
@@ -185,7 +187,9 @@ def discover(
     # results go to a staged folder that replaces ``out_dir`` only when the run completes; the store
     # (resumable, identity-checked) is carried over and survives an interruption
     with staged_dir(out_dir, keep=(layout.STORE_DIR,)) as out:
-        return _discover_into(model, dataset, out, Path(out_dir), cfg, emotions, settings, progress, judge)
+        summary = _discover_into(model, dataset, out, Path(out_dir), cfg, emotions, settings, progress, judge)
+    write_run_report(out_dir)
+    return summary
 
 
 class _Laps:
@@ -219,6 +223,7 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     _save_circuits(circuits, out)
     summary = _summary(model, store, cfg, kept, refs, influence_method, dirs, evidence, circuits, gen_effect,
                        faithful, judge, lap.timings)
+    summary.update(provenance())
     if cfg.figures:
         from circuits.figures.discovery import cross_context_cosines, discovery_figures
 

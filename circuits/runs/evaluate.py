@@ -14,8 +14,10 @@ import torch
 from circuits.core.artifacts import InputError, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
+from circuits.core.provenance import provenance
 from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
+from circuits.runs.report import write_run_report
 from circuits.runs.rundir import Run
 from circuits.steer.metrics import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
 
@@ -130,8 +132,11 @@ def run_evaluation(
         result["strength_sweep"] = sweep
     # set-up: loading the circuits and directions, computing (once) or reading the Emotion Vectors
     result["timings_s"] = {"setup": t0 - t_start, "strength_sweep": t_sweep - t0, "evaluation": time.perf_counter() - t_sweep}
+    result.update(provenance())
     write_evaluation(result, out or run.path)
     layout.write_jsonl(Path(out or run.path) / layout.REPLIES_JSONL, replies)
+    if out is None or Path(out).resolve() == run.path.resolve():
+        write_run_report(run.path)  # the run's report.html now shows the evaluation
     return result
 
 

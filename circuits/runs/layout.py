@@ -47,6 +47,8 @@ ACCURACY_HTML = "accuracy.html"
 REPORT_MD = "report.md"
 REPLIES_JSONL = "replies.jsonl"
 EMOTION_VECTORS = "emotion_vectors.safetensors"
+REPORT_HTML = "report.html"
+FINDINGS_MD = "findings.md"
 
 SWEEPS_COLUMNS = ("emotion", "layer", "kind", "mode", "k", "selection", "delta_s")
 INFLUENCE_COLUMNS = ("emotion", "layer", "sublayer", "intervention", "gradient", "normalised")
@@ -87,12 +89,6 @@ def read_influence(run: str | Path, emotions: Sequence[str], n_layers: int) -> t
 def read_logit_lens(run: str | Path, emotions: Sequence[str]) -> torch.Tensor:
     """``logit_lens.csv`` as ``[n_layers, n_emotions]``."""
     return torch.tensor([[float(r[e]) for e in emotions] for r in read_csv(Path(run) / LOGIT_LENS_CSV)])
-
-
-def read_json(run: str | Path, name: str, default: Any = None) -> Any:
-    """A JSON file of the run directory (``default`` when it does not exist)."""
-    path = Path(run) / name
-    return json.loads(path.read_text()) if path.exists() else default
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:

@@ -48,11 +48,40 @@ class Run:
         return self.file(name).exists()
 
     def json(self, name: str, default: Any = _REQUIRED) -> Any:
-        """A JSON file of the run; ``default`` when it does not exist (without one: FileNotFoundError)."""
+        """A JSON file of the run; ``default`` when it does not exist. :class:`InputError` naming the file
+        when it is missing (and no default is given) or is not valid UTF-8 JSON."""
         path = self.file(name)
-        if default is not _REQUIRED and not path.exists():
-            return default
-        return json.loads(path.read_text())
+        if not path.is_file():
+            if default is not _REQUIRED:
+                return default
+            raise InputError(f"{path}: not found")
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise InputError(f"{path}: not readable as JSON ({type(e).__name__}: {e})") from None
+
+    def jsonl(self, name: str) -> list[dict[str, Any]] | None:
+        """The objects of a JSON Lines file of the run (None when it does not exist); :class:`InputError`
+        naming the file and line of a line that is not a JSON object."""
+        path = self.file(name)
+        if not path.is_file():
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: not readable ({e})") from None
+        rows = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError) as e:
+                raise InputError(f"{path}:{i}: not a JSON object ({e})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+        return rows
 
     # ------------------------------------------------------------------------- what ran, on what
     @cached_property

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuits.runs.discover import DiscoverConfig, discover
 from circuits.core.emotions import EMOTIONS
 from circuits.core.sev import load_sev
+from circuits.runs.discover import DiscoverConfig, discover
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def toy():
 def runs(toy, tmp_path_factory):
     """A small discovery run (no judged generations, no figures: `emocircuits figures` must draw them), a
     hand-made evaluation.json in the schema ``emocircuits evaluate`` writes, and a small VA run."""
-    from circuits import va
+    from circuits.runs import valence_arousal as va
 
     root = tmp_path_factory.mktemp("figs")
     run = root / "run"
@@ -86,8 +86,8 @@ def test_make_figures_regenerates_every_figure(runs, tmp_path):
 def test_cosine_heatmap_cells_match_the_stored_evidence(runs):
     """The heatmap's per-emotion cells (recomputed from the store) average to the means discover
     stored; columns are a0, m0, a1, m1, ...; without a store the means alone are drawn."""
-    from circuits.figures.discovery import cosine_heatmap, cross_context_cosines
     from circuits.discovery.store import ActivationStore
+    from circuits.figures.discovery import cosine_heatmap, cross_context_cosines
 
     run, _ = runs
     evidence = json.loads((run / "directions_evidence.json").read_text())

@@ -30,7 +30,7 @@ def test_model_name_prompts_and_files(tmp_path):
     assert run.file(layout.EVIDENCE_JSON) == tmp_path / layout.EVIDENCE_JSON
     assert run.has(layout.SUMMARY_JSON) and not run.has(layout.EVALUATION_JSON)
     assert run.evaluation is None and run.faithfulness is None and run.json(layout.EVIDENCE_JSON, {}) == {}
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match=layout.EVIDENCE_JSON):
         _ = run.evidence
     assert run.circuit_file("anger") == tmp_path / layout.CIRCUITS_DIR / "anger.json"
 

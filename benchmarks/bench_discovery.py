@@ -45,9 +45,18 @@ def qwen7b_shape_dir(layers: int, out: Path) -> Path:
 
     sev = load_sev()
     tok = build_tokenizer([s.scenario + " " + " ".join(s.events.values()) for s in sev.scenarios], vocab_size=2048)
-    return build_tiny_model("qwen2", out, seed=0, tokenizer=tok, hidden_size=3584, intermediate_size=18944,
-                            num_hidden_layers=layers, num_attention_heads=28, num_key_value_heads=4,
-                            initializer_range=0.02)
+    return build_tiny_model(
+        "qwen2",
+        out,
+        seed=0,
+        tokenizer=tok,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=layers,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        initializer_range=0.02,
+    )
 
 
 def timed(fn):
@@ -92,7 +101,7 @@ def main() -> None:
         def plain(hf_model):
             with torch.no_grad():
                 for s in range(0, len(order), args.batch_size):
-                    ids, mask = model.pad_left([prompts[i] for i in order[s:s + args.batch_size]])
+                    ids, mask = model.pad_left([prompts[i] for i in order[s : s + args.batch_size]])
                     hf_model(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
 
         _, t_plain = timed(lambda: plain(model.hf_model))
@@ -102,8 +111,9 @@ def main() -> None:
             from circuits.discovery.directions import Directions
 
             keep = [dirs.emotions.index(e) for e in emotions]
-            dirs = Directions(tuple(emotions), dirs.unit[:, :, keep], dirs.diff[:, :, keep], dirs.n_groups,
-                              dirs.fingerprint)
+            dirs = Directions(
+                tuple(emotions), dirs.unit[:, :, keep], dirs.diff[:, :, keep], dirs.n_groups, dirs.fingerprint
+            )
         sel = torch.cat([store.index("emotion", e)[: args.ref_rows] for e in emotions]).sort().values
         from circuits.runs.discover import _restricted
 
@@ -124,23 +134,43 @@ def main() -> None:
         del raw
         res = {
             "model": model.name if not args.qwen7b_shape else f"random Qwen2.5-7B shape, {args.layers} layers",
-            "arch": model.arch.to_dict(), "device": str(model.device), "dtype": str(model.dtype),
-            "rows": len(store.rows), "head_ref_rows": int(sel.numel()), "influence_rows": int(rows.numel()),
-            "store_s": t_store, "bridge_forward_s": t_plain, "store_overhead_vs_bridge": t_store / t_plain,
-            "hf_forward_s": t_raw, "store_overhead_vs_hf": t_store / t_raw,
-            "heads_one_pass_s": t_one, "heads_reference_s": t_ref, "heads_speedup": t_ref / t_one,
-            "influence_gradient_s": t_igrad, "influence_intervention_s": t_iint,
-            "influence_speedup": t_iint / t_igrad, "peak_rss_gib": peak_rss,
+            "arch": model.arch.to_dict(),
+            "device": str(model.device),
+            "dtype": str(model.dtype),
+            "rows": len(store.rows),
+            "head_ref_rows": int(sel.numel()),
+            "influence_rows": int(rows.numel()),
+            "store_s": t_store,
+            "bridge_forward_s": t_plain,
+            "store_overhead_vs_bridge": t_store / t_plain,
+            "hf_forward_s": t_raw,
+            "store_overhead_vs_hf": t_store / t_raw,
+            "heads_one_pass_s": t_one,
+            "heads_reference_s": t_ref,
+            "heads_speedup": t_ref / t_one,
+            "influence_gradient_s": t_igrad,
+            "influence_intervention_s": t_iint,
+            "influence_speedup": t_iint / t_igrad,
+            "peak_rss_gib": peak_rss,
         }
         if peak_gpu is not None:
             res["peak_gpu_gib"] = peak_gpu
         print(f"model: {res['model']} ({res['device']}, {res['dtype']}); {res['rows']} store rows")
         print(f"{'measure':<12}{'baseline (s)':>15}{'ours (s)':>12}{'ratio':>10}")
         print(f"{'heads':<12}{t_ref:>15.3f}{t_one:>12.4f}{t_ref / t_one:>9.0f}x   ({res['head_ref_rows']} rows)")
-        print(f"{'influence':<12}{t_iint:>15.3f}{t_igrad:>12.4f}{t_iint / t_igrad:>9.1f}x   ({res['influence_rows']} rows)")
-        print(f"{'store':<12}{t_plain:>15.3f}{t_store:>12.3f}{t_store / t_plain:>9.2f}x   (store / bridge forward, no hooks)")
-        print(f"{'store':<12}{t_raw:>15.3f}{t_store:>12.3f}{t_store / t_raw:>9.2f}x   (store / plain HF forward, unwrapped model)")
-        print(f"peak RSS {peak_rss:.2f} GiB" + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in res else ""))
+        print(
+            f"{'influence':<12}{t_iint:>15.3f}{t_igrad:>12.4f}{t_iint / t_igrad:>9.1f}x   ({res['influence_rows']} rows)"
+        )
+        print(
+            f"{'store':<12}{t_plain:>15.3f}{t_store:>12.3f}{t_store / t_plain:>9.2f}x   (store / bridge forward, no hooks)"
+        )
+        print(
+            f"{'store':<12}{t_raw:>15.3f}{t_store:>12.3f}{t_store / t_raw:>9.2f}x   (store / plain HF forward, unwrapped model)"
+        )
+        print(
+            f"peak RSS {peak_rss:.2f} GiB"
+            + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in res else "")
+        )
         if args.json:
             write_text_atomic(args.json, json.dumps(res, indent=1))
     finally:

@@ -48,14 +48,23 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         judge_labels(judge, rows)
         wall = time.perf_counter() - t0
-        results.append({"judge": judge_name(judge), "load_s": load, "judge_s": wall, "n": len(rows),
-                        "per_reply_ms": 1000 * wall / len(rows)})
+        results.append(
+            {
+                "judge": judge_name(judge),
+                "load_s": load,
+                "judge_s": wall,
+                "n": len(rows),
+                "per_reply_ms": 1000 * wall / len(rows),
+            }
+        )
     base = next((r["per_reply_ms"] for r in results if r["judge"] == "lexicon"), results[0]["per_reply_ms"])
     print(f"{len(rows)} replies of {args.file} (split {args.split or 'all'})")
     print(f"{'judge':<10} {'load s':>7} {'judge s':>8} {'ms/reply':>9} {'x lexicon':>10}")
     for r in results:
-        print(f"{r['judge']:<10} {r['load_s']:>7.2f} {r['judge_s']:>8.2f} {r['per_reply_ms']:>9.2f} "
-              f"{r['per_reply_ms'] / base:>10.1f}")
+        print(
+            f"{r['judge']:<10} {r['load_s']:>7.2f} {r['judge_s']:>8.2f} {r['per_reply_ms']:>9.2f} "
+            f"{r['per_reply_ms'] / base:>10.1f}"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MB")
     if args.json:

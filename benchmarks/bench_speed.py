@@ -70,10 +70,26 @@ def circuit_sized_edit(model) -> list[Intervention]:
     k_heads, k_neurons = min(2, a.n_heads), min(16, a.d_mlp)
     out = []
     for L in range(a.n_layers):
-        out.append(Intervention("heads", L, "add", tuple(range(k_heads)),
-                                vector=0.05 * torch.randn(k_heads, a.d_head, generator=g), positions="all"))
-        out.append(Intervention("neurons", L, "add", tuple(range(0, 4 * k_neurons, 4)),
-                                vector=0.05 * torch.randn(k_neurons, generator=g), positions="last+generated"))
+        out.append(
+            Intervention(
+                "heads",
+                L,
+                "add",
+                tuple(range(k_heads)),
+                vector=0.05 * torch.randn(k_heads, a.d_head, generator=g),
+                positions="all",
+            )
+        )
+        out.append(
+            Intervention(
+                "neurons",
+                L,
+                "add",
+                tuple(range(0, 4 * k_neurons, 4)),
+                vector=0.05 * torch.randn(k_neurons, generator=g),
+                positions="last+generated",
+            )
+        )
     return out
 
 
@@ -81,9 +97,15 @@ def hf_generate(hf, model, prompts, n_new, batch):
     """Plain HF generate over ``prompts`` in batches (no workbench code in the loop)."""
     with torch.no_grad():
         for s in range(0, len(prompts), batch):
-            ids, mask = model.pad_left(prompts[s:s + batch])
-            hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
-                        do_sample=False, pad_token_id=model.pad_id)
+            ids, mask = model.pad_left(prompts[s : s + batch])
+            hf.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=n_new,
+                min_new_tokens=n_new,
+                do_sample=False,
+                pad_token_id=model.pad_id,
+            )
 
 
 def llama_cpp_tokens_per_s(model_name: str, users: list[str], n_new: int, threads: int) -> float | None:
@@ -101,8 +123,11 @@ def llama_cpp_tokens_per_s(model_name: str, users: list[str], n_new: int, thread
     llm.create_chat_completion(messages=[{"role": "user", "content": users[0]}], max_tokens=4, temperature=0)
     made, secs = 0, 0.0
     for u in users:
-        out, dt = timed(lambda: llm.create_chat_completion(messages=[{"role": "user", "content": u}],
-                                                           max_tokens=n_new, temperature=0))
+        out, dt = timed(
+            lambda: llm.create_chat_completion(
+                messages=[{"role": "user", "content": u}], max_tokens=n_new, temperature=0
+            )
+        )
         made += out["usage"]["completion_tokens"]
         secs += dt
     return made / secs
@@ -111,7 +136,7 @@ def llama_cpp_tokens_per_s(model_name: str, users: list[str], n_new: int, thread
 def forward_all(hf, model, prompts, batch):
     with torch.no_grad():
         for s in range(0, len(prompts), batch):
-            ids, mask = model.pad_left(prompts[s:s + batch])
+            ids, mask = model.pad_left(prompts[s : s + batch])
             hf(input_ids=ids, attention_mask=mask, logits_to_keep=1, use_cache=False)
 
 
@@ -127,13 +152,15 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=4, help="SEV scenarios of the store and the one-pass measures")
     ap.add_argument("--ref-rows", type=int, default=2, help="rows per emotion for the head reference")
     ap.add_argument("--head-layers", type=int, default=6, help="spread layers of the head reference (0: all)")
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs of each generation variant, interleaved; "
-                                                          "the fastest counts")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="timed runs of each generation variant, interleaved; the fastest counts"
+    )
     ap.add_argument("--influence-rows", type=int, default=8, help="neutral rows for the influence measures")
     ap.add_argument("--quick", action="store_true", help="tiny sizes everywhere (smoke run)")
     ap.add_argument("--json", default=None, help="also write the results here")
-    ap.add_argument("--generation-only", action="store_true",
-                    help="only the generation and llama.cpp rows (a few minutes)")
+    ap.add_argument(
+        "--generation-only", action="store_true", help="only the generation and llama.cpp rows (a few minutes)"
+    )
     args = ap.parse_args()
     if args.quick:
         args.batch, args.single, args.new_tokens, args.limit = 4, 1, 8, 2
@@ -149,7 +176,7 @@ def main() -> None:
         test = load_sev(DEFAULT_TEST)
         users = [it.user_text for it in test.items(["anger"])][: max(args.batch, args.single)]
         prompts = [model.chat_ids(None, u) for u in users]
-        batched, single = prompts[:args.batch], prompts[:args.single]
+        batched, single = prompts[: args.batch], prompts[: args.single]
         n = args.new_tokens
         edit = circuit_sized_edit(model)
         gen_b = GenerationSettings(max_new_tokens=n, batch_size=args.batch)
@@ -158,8 +185,9 @@ def main() -> None:
         def ours(ps, gs, ivs, backend="fast"):
             from dataclasses import replace
 
-            return generate(model, ps, replace(gs, backend=backend), interventions=ivs or None, progress=False,
-                            min_new_tokens=n)
+            return generate(
+                model, ps, replace(gs, backend=backend), interventions=ivs or None, progress=False, min_new_tokens=n
+            )
 
         hf_generate(raw, model, batched[:2], 4, 2)  # warm-up
         ours(batched[:2], gen_b, edit)
@@ -179,17 +207,24 @@ def main() -> None:
                 t[key] = min(t.get(key, float("inf")), timed(fn)[1])
         tok_b, tok_1 = len(batched) * n, len(single) * n
         res["generation"] = {
-            "new_tokens": n, "batch": len(batched), "single": len(single),
-            "tok_s": {"plain_hf_batched": tok_b / t["hf_b"], "fast_no_edit_batched": tok_b / t["fast0_b"],
-                      "fast_steered_batched": tok_b / t["fast_b"], "bridge_steered_batched": tok_b / t["bridge_b"],
-                      "plain_hf_single": tok_1 / t["hf_1"], "fast_steered_single": tok_1 / t["fast_1"],
-                      "bridge_steered_single": tok_1 / t["bridge_1"]},
+            "new_tokens": n,
+            "batch": len(batched),
+            "single": len(single),
+            "tok_s": {
+                "plain_hf_batched": tok_b / t["hf_b"],
+                "fast_no_edit_batched": tok_b / t["fast0_b"],
+                "fast_steered_batched": tok_b / t["fast_b"],
+                "bridge_steered_batched": tok_b / t["bridge_b"],
+                "plain_hf_single": tok_1 / t["hf_1"],
+                "fast_steered_single": tok_1 / t["fast_1"],
+                "bridge_steered_single": tok_1 / t["bridge_1"],
+            },
             "fast_steered_over_plain_hf_batched": t["fast_b"] / t["hf_b"],
             "fast_steered_over_plain_hf_single": t["fast_1"] / t["hf_1"],
             "bridge_over_fast_batched": t["bridge_b"] / t["fast_b"],
             "bridge_over_fast_single": t["bridge_1"] / t["fast_1"],
         }
-        lcpp = llama_cpp_tokens_per_s(args.model, users[:args.single], n, args.threads)
+        lcpp = llama_cpp_tokens_per_s(args.model, users[: args.single], n, args.threads)
         res["llama_cpp_single_tok_s"] = lcpp
         if lcpp:
             res["generation"]["batched_steered_over_llama_cpp"] = (tok_b / t["fast_b"]) / lcpp
@@ -208,17 +243,22 @@ def main() -> None:
         from circuits.runs.discover import _restricted, _subset_rows
 
         sev = load_sev(limit=args.limit)
-        store, t_store = timed(lambda: build_store(model, sev, tmp / "store", StoreConfig(limit=args.limit,
-                                                                                          batch_size=16),
-                                                   progress=False))
+        store, t_store = timed(
+            lambda: build_store(model, sev, tmp / "store", StoreConfig(limit=args.limit, batch_size=16), progress=False)
+        )
         sp = store.prompts(model, range(len(store.rows)))
         order = sorted(range(len(sp)), key=lambda i: len(sp[i]))
         sp_sorted = [sp[i] for i in order]
         _, t_bridge_fwd = timed(lambda: forward_all(model.hf_model, model, sp_sorted, 16))
         _, t_hf_fwd = timed(lambda: forward_all(raw, model, sp_sorted, 16))
-        res["store"] = {"rows": len(store.rows), "store_s": t_store, "bridge_forward_s": t_bridge_fwd,
-                        "plain_hf_forward_s": t_hf_fwd, "store_over_bridge": t_store / t_bridge_fwd,
-                        "store_over_plain_hf": t_store / t_hf_fwd}
+        res["store"] = {
+            "rows": len(store.rows),
+            "store_s": t_store,
+            "bridge_forward_s": t_bridge_fwd,
+            "plain_hf_forward_s": t_hf_fwd,
+            "store_over_bridge": t_store / t_bridge_fwd,
+            "store_over_plain_hf": t_store / t_hf_fwd,
+        }
         dirs = emotion_directions(store)
         ref_rows = _subset_rows(store, "emotion", args.ref_rows, dirs.emotions, 0)
         sub = _restricted(store, ref_rows)
@@ -228,15 +268,24 @@ def main() -> None:
         hl = list(spread_layers(model.arch.n_layers, args.head_layers or model.arch.n_layers))
         ref, t_ref = timed(lambda: components.head_scores_reference(model, sub, dirs, layers=hl, progress=False))
         t_one_l = t_one * len(hl) / model.arch.n_layers  # the one pass covers every layer: its share
-        res["heads"] = {"rows": int(ref_rows.numel()), "layers": hl, "one_pass_s": t_one, "reference_s": t_ref,
-                        "speedup_per_layer": t_ref / t_one_l,
-                        "spearman": float(spearmanr(one[hl].flatten(), ref[hl].flatten())[0])}
+        res["heads"] = {
+            "rows": int(ref_rows.numel()),
+            "layers": hl,
+            "one_pass_s": t_one,
+            "reference_s": t_ref,
+            "speedup_per_layer": t_ref / t_one_l,
+            "spearman": float(spearmanr(one[hl].flatten(), ref[hl].flatten())[0]),
+        }
         rows = store.index("neutral")[: args.influence_rows]
         grad, t_grad = timed(lambda: influence.influence_gradient(model, store, dirs, rows=rows, progress=False))
         inter, t_int = timed(lambda: influence.influence_intervention(model, store, dirs, rows=rows, progress=False))
-        res["influence"] = {"rows": int(rows.numel()), "gradient_s": t_grad, "intervention_s": t_int,
-                            "speedup": t_int / t_grad,
-                            "spearman": float(spearmanr(grad.flatten(), inter.flatten())[0])}
+        res["influence"] = {
+            "rows": int(rows.numel()),
+            "gradient_s": t_grad,
+            "intervention_s": t_int,
+            "speedup": t_int / t_grad,
+            "spearman": float(spearmanr(grad.flatten(), inter.flatten())[0]),
+        }
 
         # ---- evaluation throughput
         from circuits.steer.methods import default_direction_layers, direction_steering
@@ -245,12 +294,24 @@ def main() -> None:
         layers = default_direction_layers(model.arch.n_layers)
         ecfg = EvalConfig(methods=("prompting", "neutral", "direction"), limit=1, max_new_tokens=n, examples=0)
         record: list = []
-        _, t_eval = timed(lambda: evaluate_methods(
-            model, test, {"direction": lambda e: direction_steering(dirs, e, layers, 4.0)}, ecfg, progress=False,
-            record=record))
+        _, t_eval = timed(
+            lambda: evaluate_methods(
+                model,
+                test,
+                {"direction": lambda e: direction_steering(dirs, e, layers, 4.0)},
+                ecfg,
+                progress=False,
+                record=record,
+            )
+        )
         made = sum(len(model.tokenizer(r["text"], add_special_tokens=False)["input_ids"]) for r in record)
-        res["evaluation"] = {"replies": len(record), "seconds": t_eval, "replies_s": len(record) / t_eval,
-                             "tokens_s": made / t_eval, "note": "includes judging and perplexity"}
+        res["evaluation"] = {
+            "replies": len(record),
+            "seconds": t_eval,
+            "replies_s": len(record) / t_eval,
+            "tokens_s": made / t_eval,
+            "note": "includes judging and perplexity",
+        }
 
         # ---- scaling: prompts and layers
         many = (prompts * 64)[:256]
@@ -262,8 +323,11 @@ def main() -> None:
         scale_l = {}
         L = model.arch.n_layers
         for nl in sorted({max(1, L // 4), max(1, L // 2), L}):
-            cut = AutoModelForCausalLM.from_pretrained(hf_dir(args.model), dtype=model.dtype,
-                                                       num_hidden_layers=nl).to(model.device).eval()
+            cut = (
+                AutoModelForCausalLM.from_pretrained(hf_dir(args.model), dtype=model.dtype, num_hidden_layers=nl)
+                .to(model.device)
+                .eval()
+            )
             forward_all(cut, model, many[:16], 16)
             _, dt = timed(lambda: forward_all(cut, model, many[:64], 16))  # noqa: F821 (called before the del below)
             scale_l[nl] = dt
@@ -284,41 +348,59 @@ def report(res: dict) -> None:
     ts = g["tok_s"]
     print(f"model {res['model']} ({res['device']}, {res['dtype']}, {res['threads']} threads)")
     print(f"generation, {g['new_tokens']} new tokens, batch {g['batch']} (tokens/s):")
-    print(f"  plain HF {ts['plain_hf_batched']:.0f} | fast, no edit {ts['fast_no_edit_batched']:.0f} | fast, steered "
-          f"{ts['fast_steered_batched']:.0f} | bridge, steered {ts['bridge_steered_batched']:.0f}")
+    print(
+        f"  plain HF {ts['plain_hf_batched']:.0f} | fast, no edit {ts['fast_no_edit_batched']:.0f} | fast, steered "
+        f"{ts['fast_steered_batched']:.0f} | bridge, steered {ts['bridge_steered_batched']:.0f}"
+    )
     print(f"  fast steered / plain HF   {g['fast_steered_over_plain_hf_batched']:.2f}x time (goal <= 1.1)")
     print(f"  bridge / fast (steered)   {g['bridge_over_fast_batched']:.2f}x time")
-    print(f"unbatched ({g['single']} prompts): plain HF {ts['plain_hf_single']:.0f} | fast steered "
-          f"{ts['fast_steered_single']:.0f} | bridge steered {ts['bridge_steered_single']:.0f} tokens/s; "
-          f"fast / plain {g['fast_steered_over_plain_hf_single']:.2f}x, bridge / fast {g['bridge_over_fast_single']:.2f}x")
+    print(
+        f"unbatched ({g['single']} prompts): plain HF {ts['plain_hf_single']:.0f} | fast steered "
+        f"{ts['fast_steered_single']:.0f} | bridge steered {ts['bridge_steered_single']:.0f} tokens/s; "
+        f"fast / plain {g['fast_steered_over_plain_hf_single']:.2f}x, bridge / fast {g['bridge_over_fast_single']:.2f}x"
+    )
     if res["llama_cpp_single_tok_s"]:
-        print(f"llama.cpp single stream {res['llama_cpp_single_tok_s']:.0f} tokens/s; batched steered aggregate / "
-              f"llama.cpp {g['batched_steered_over_llama_cpp']:.2f}x (goal >= 2)")
+        print(
+            f"llama.cpp single stream {res['llama_cpp_single_tok_s']:.0f} tokens/s; batched steered aggregate / "
+            f"llama.cpp {g['batched_steered_over_llama_cpp']:.2f}x (goal >= 2)"
+        )
     else:
         print("llama.cpp: llama-cpp-python not installed or the model is not a GGUF (not measured)")
     if "store" not in res:  # --generation-only
         print(f"peak RSS {res['peak_rss_gib']:.2f} GiB")
         return
     s = res["store"]
-    print(f"store ({s['rows']} rows): {s['store_s']:.2f} s; / bridge forward {s['store_over_bridge']:.2f}x (goal <= 1.15), "
-          f"/ plain HF forward {s['store_over_plain_hf']:.2f}x")
+    print(
+        f"store ({s['rows']} rows): {s['store_s']:.2f} s; / bridge forward {s['store_over_bridge']:.2f}x (goal <= 1.15), "
+        f"/ plain HF forward {s['store_over_plain_hf']:.2f}x"
+    )
     h = res["heads"]
-    print(f"heads ({h['rows']} rows): reference on {len(h['layers'])} layers {h['reference_s']:.1f} s vs one pass over "
-          f"every layer {h['one_pass_s']:.3f} s; per layer {h['speedup_per_layer']:.0f}x, Spearman {h['spearman']:.3f}")
+    print(
+        f"heads ({h['rows']} rows): reference on {len(h['layers'])} layers {h['reference_s']:.1f} s vs one pass over "
+        f"every layer {h['one_pass_s']:.3f} s; per layer {h['speedup_per_layer']:.0f}x, Spearman {h['spearman']:.3f}"
+    )
     i = res["influence"]
-    print(f"influence ({i['rows']} rows, every layer x 2 points x 6 emotions): intervention {i['intervention_s']:.1f} s "
-          f"vs gradient {i['gradient_s']:.2f} s = {i['speedup']:.0f}x (goal >= 100), Spearman {i['spearman']:.3f} "
-          f"(goal >= 0.9)")
+    print(
+        f"influence ({i['rows']} rows, every layer x 2 points x 6 emotions): intervention {i['intervention_s']:.1f} s "
+        f"vs gradient {i['gradient_s']:.2f} s = {i['speedup']:.0f}x (goal >= 100), Spearman {i['spearman']:.3f} "
+        f"(goal >= 0.9)"
+    )
     e = res["evaluation"]
-    print(f"evaluation: {e['replies']} replies in {e['seconds']:.1f} s = {e['replies_s']:.2f} replies/s, "
-          f"{e['tokens_s']:.0f} tokens/s ({e['note']})")
+    print(
+        f"evaluation: {e['replies']} replies in {e['seconds']:.1f} s = {e['replies_s']:.2f} replies/s, "
+        f"{e['tokens_s']:.0f} tokens/s ({e['note']})"
+    )
     sp = res["scaling_prompts_s"]
     print("forward vs prompts: " + ", ".join(f"{k}: {v:.2f} s ({1e3 * v / k:.1f} ms/prompt)" for k, v in sp.items()))
     sl = res["scaling_layers_s"]
-    print("forward vs layers (64 prompts): " + ", ".join(f"{k}: {v:.2f} s ({1e3 * v / k:.0f} ms/layer)"
-                                                         for k, v in sl.items()))
-    print(f"peak RSS {res['peak_rss_gib']:.2f} GiB" + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB"
-                                                       if "peak_gpu_gib" in res else ""))
+    print(
+        "forward vs layers (64 prompts): "
+        + ", ".join(f"{k}: {v:.2f} s ({1e3 * v / k:.0f} ms/layer)" for k, v in sl.items())
+    )
+    print(
+        f"peak RSS {res['peak_rss_gib']:.2f} GiB"
+        + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in res else "")
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,14 @@ def environment(device: str) -> dict[str, Any]:
     import torch
     import transformers
 
-    env = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-           "device": device, "cuda": torch.version.cuda, "cpu_threads": torch.get_num_threads()}
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": device,
+        "cuda": torch.version.cuda,
+        "cpu_threads": torch.get_num_threads(),
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
     return env
@@ -72,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             value = fn()
             result["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t, 2), "result": value}
         except Exception as err:  # a failed step is recorded and the next one still runs
-            result["steps"][name] = {"ok": False, "seconds": round(time.perf_counter() - t, 2),
-                                     "error": f"{type(err).__name__}: {err}"}
+            result["steps"][name] = {
+                "ok": False,
+                "seconds": round(time.perf_counter() - t, 2),
+                "error": f"{type(err).__name__}: {err}",
+            }
         write_json_atomic(path, result)
         print(f"{name}: {result['steps'][name]['seconds']} s, ok={result['steps'][name]['ok']}", flush=True)
 
@@ -93,8 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     step("load", load)
     settings = recommended_prompts(args.model)
     run_dir = out / "discover"
-    tiny = dict(reference_head_rows=2, influence_rows=4, sweep_ks=(2,), sweep_seeds=1, sweep_rows=2,
-                generation_rows=0, alphas=(1.0,), figures=False) if args.tiny else {}
+    tiny = (
+        dict(
+            reference_head_rows=2,
+            influence_rows=4,
+            sweep_ks=(2,),
+            sweep_seeds=1,
+            sweep_rows=2,
+            generation_rows=0,
+            alphas=(1.0,),
+            figures=False,
+        )
+        if args.tiny
+        else {}
+    )
     dcfg = DiscoverConfig(limit=limit, elicitation=not args.tiny, **tiny)
 
     def run_discover():
@@ -102,16 +123,27 @@ def main(argv: list[str] | None = None) -> int:
         return {k: s[k] for k in ("rows", "agreement", "directions", "circuits", "ablation_generations", "timings_s")}
 
     step("discover", run_discover)
-    grids = dict(direction_alphas=(2.0, 4.0, 8.0), ev_alphas=(1.0, 2.0, 4.0), circuit_lambdas=(1.0, 2.0, 4.0),
-                 sweep_limit=4)
+    grids = dict(
+        direction_alphas=(2.0, 4.0, 8.0), ev_alphas=(1.0, 2.0, 4.0), circuit_lambdas=(1.0, 2.0, 4.0), sweep_limit=4
+    )
     if args.tiny:  # every code path once, with short replies
-        grids = dict(direction_alphas=(4.0,), ev_alphas=(2.0,), circuit_lambdas=(1.0,), sweep_limit=1,
-                     max_new_tokens=6, min_new_tokens=1, emotions=("anger", "fear"))
+        grids = dict(
+            direction_alphas=(4.0,),
+            ev_alphas=(2.0,),
+            circuit_lambdas=(1.0,),
+            sweep_limit=1,
+            max_new_tokens=6,
+            min_new_tokens=1,
+            emotions=("anger", "fear"),
+        )
     for positions in ("paper", "last"):
+
         def run_eval(positions=positions):
             cfg = EvalConfig(limit=eval_limit, positions=positions, **grids)  # type: ignore[arg-type]
             r = run_evaluation(state["model"], run_dir, cfg, out=out / f"evaluate-{positions}", progress=False)
-            table = {m: {k: v[k] for k in ("accuracy", "perplexity", "per_emotion", "n")} for m, v in r["methods"].items()}
+            table = {
+                m: {k: v[k] for k in ("accuracy", "perplexity", "per_emotion", "n")} for m, v in r["methods"].items()
+            }
             chosen = {m: t["chosen"] for m, t in r.get("strength_sweep", {}).get("methods", {}).items()}
             return {"methods": table, "chosen_strengths": chosen}
 
@@ -122,10 +154,28 @@ def main(argv: list[str] | None = None) -> int:
 
     def bench():
         js = out / "bench_7b.json"
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_discovery.py"), "--device", args.device, "--json", str(js)]
+        cmd = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_discovery.py"),
+            "--device",
+            args.device,
+            "--json",
+            str(js),
+        ]
         if args.tiny:  # the script's own path, on the tiny model (a 7B-shaped layer is too big for a CPU check)
-            cmd += ["--model", model_name, "--limit", "2", "--ref-rows", "1", "--influence-rows", "2",
-                    "--emotions", "anger", "fear"]
+            cmd += [
+                "--model",
+                model_name,
+                "--limit",
+                "2",
+                "--ref-rows",
+                "1",
+                "--influence-rows",
+                "2",
+                "--emotions",
+                "anger",
+                "fear",
+            ]
         else:
             cmd += ["--qwen7b-shape", "--layers", str(args.bench_layers), "--limit", "4", "--dtype", "bfloat16"]
         subprocess.run(cmd, check=True, cwd=ROOT)

@@ -45,4 +45,3 @@ def smollm2():
 @pytest.fixture(scope="session")
 def qwen_tiny(tiny_models):
     return tiny_models["qwen2"]
-

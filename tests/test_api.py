@@ -30,8 +30,17 @@ def test_every_user_error_is_an_input_error():
     from circuits.runs.discover import DiscoverInputError
     from circuits.va import VAFormatError, VAInputError
 
-    for cls in (CircuitFormatError, UnknownEmotionError, ModelLoadError, SEVFormatError, JudgeSpecError,
-                LLMJudgeError, DiscoverInputError, VAFormatError, VAInputError):
+    for cls in (
+        CircuitFormatError,
+        UnknownEmotionError,
+        ModelLoadError,
+        SEVFormatError,
+        JudgeSpecError,
+        LLMJudgeError,
+        DiscoverInputError,
+        VAFormatError,
+        VAInputError,
+    ):
         assert issubclass(cls, circuits.InputError), cls
     assert issubclass(StoreMismatchError, circuits.ModelMismatch)
 

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-INSTALL = ("needs Playwright for Python and a system Chromium: `pip install playwright` into the venv and "
-           "`apt-get install -y chromium` as root (no `playwright install` needed)")
+INSTALL = (
+    "needs Playwright for Python and a system Chromium: `pip install playwright` into the venv and "
+    "`apt-get install -y chromium` as root (no `playwright install` needed)"
+)
 
 EMOTIONS = ("anger", "happiness", "sadness")
 
@@ -64,13 +66,55 @@ def toy_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("browser") / "run"
     model = ("--model", "toy")
     t0 = time.perf_counter()
-    _cli("discover", *model, "--out", str(run), "--limit", "2", "--emotions", *EMOTIONS, "--reference-budget", "0",
-         "--sweep-ks", "1", "--sweep-seeds", "1", "--sweep-rows", "2", "--sweep-layer-count", "1",
-         "--generation-rows", "0", "--null-seeds", "1", "--faithfulness-rows", "2", "--faithfulness-seeds", "2",
-         "--faithfulness-judge-rows", "0")
+    _cli(
+        "discover",
+        *model,
+        "--out",
+        str(run),
+        "--limit",
+        "2",
+        "--emotions",
+        *EMOTIONS,
+        "--reference-budget",
+        "0",
+        "--sweep-ks",
+        "1",
+        "--sweep-seeds",
+        "1",
+        "--sweep-rows",
+        "2",
+        "--sweep-layer-count",
+        "1",
+        "--generation-rows",
+        "0",
+        "--null-seeds",
+        "1",
+        "--faithfulness-rows",
+        "2",
+        "--faithfulness-seeds",
+        "2",
+        "--faithfulness-judge-rows",
+        "0",
+    )
     _cli("evaluate", *model, "--run", str(run), "--limit", "1", "--emotions", *EMOTIONS)
-    _cli("dose-response", *model, "--run", str(run), "--methods", "circuit", "--emotions", *EMOTIONS,
-         "--sweep-limit", "1", "--circuit-lambdas", "0.5", "1", "--null-seeds", "0", "1")
+    _cli(
+        "dose-response",
+        *model,
+        "--run",
+        str(run),
+        "--methods",
+        "circuit",
+        "--emotions",
+        *EMOTIONS,
+        "--sweep-limit",
+        "1",
+        "--circuit-lambdas",
+        "0.5",
+        "1",
+        "--null-seeds",
+        "0",
+        "1",
+    )
     _cli("atlas", *model, "--run", str(run))
     _cli("trace", *model, "--run", str(run), "--text", "I am so angry about this.", "--out", str(run / "trace.html"))
     _cli("export-graph", *model, "--run", str(run))
@@ -88,13 +132,27 @@ def va_run(out: Path) -> Path:
 
     emotions = ("anger", "fear", "happiness", "sadness")
     proj = {"anger": [-0.6, 0.7], "fear": [-0.7, 0.5], "happiness": [0.8, 0.4], "sadness": [-0.5, -0.6]}
-    summary = {"model": {"name": "toy"}, "layer": 2, "emotions": list(emotions), "projection": proj,
-               "ratings": {"anger": [2.2, 7.4], "fear": [2.1, 7.8], "happiness": [8.4, 6.2], "sadness": [2.0, 3.0]},
-               "circumplex": {"center": [0.0, 0.1], "radius": 0.85, "residual": 0.1},
-               "fit": {"r2": {"valence": 0.9, "arousal": 0.4}},
-               "steering": [{"direction": d, "alpha": a, "judged": {"neutral": 3}, "valence_proj": 0.1 * a + i,
-                             "arousal_proj": -0.05 * a, "example": ""}
-                            for i, d in enumerate(("valence", "arousal", "random0")) for a in (-2.0, 0.0, 2.0)]}
+    summary = {
+        "model": {"name": "toy"},
+        "layer": 2,
+        "emotions": list(emotions),
+        "projection": proj,
+        "ratings": {"anger": [2.2, 7.4], "fear": [2.1, 7.8], "happiness": [8.4, 6.2], "sadness": [2.0, 3.0]},
+        "circumplex": {"center": [0.0, 0.1], "radius": 0.85, "residual": 0.1},
+        "fit": {"r2": {"valence": 0.9, "arousal": 0.4}},
+        "steering": [
+            {
+                "direction": d,
+                "alpha": a,
+                "judged": {"neutral": 3},
+                "valence_proj": 0.1 * a + i,
+                "arousal_proj": -0.05 * a,
+                "example": "",
+            }
+            for i, d in enumerate(("valence", "arousal", "random0"))
+            for a in (-2.0, 0.0, 2.0)
+        ],
+    }
     out.mkdir(parents=True, exist_ok=True)
     va_figures(out, summary)
     (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
@@ -131,17 +189,19 @@ def open_offline(browser, path: Path, screenshot: Path | None = None) -> tuple[l
     page = context.new_page()
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else
-            problems.append(f"request: {r.url}"))
+    page.on("request", lambda r: None if r.url.startswith(("file:", "data:")) else problems.append(f"request: {r.url}"))
     try:
         page.goto(path.resolve().as_uri(), wait_until="load")
         html = path.read_text(encoding="utf-8")
         expect_plots = "Plotly.newPlot" in html
         if expect_plots:
             try:  # plotly draws synchronously after load in most pages; give slow machines a moment
-                page.wait_for_function("() => { const p = document.querySelectorAll('.js-plotly-plot');"
-                                       " return p.length > 0 && Array.from(p).every(e => e.querySelector("
-                                       "'svg.main-svg')); }", timeout=20000)
+                page.wait_for_function(
+                    "() => { const p = document.querySelectorAll('.js-plotly-plot');"
+                    " return p.length > 0 && Array.from(p).every(e => e.querySelector("
+                    "'svg.main-svg')); }",
+                    timeout=20000,
+                )
             except Exception:
                 problems.append("plotly figures did not all draw within 20 s")
         plots = page.evaluate(_PLOT_CHECK)
@@ -166,8 +226,15 @@ def html_views(run: Path) -> list[Path]:
 
 def test_toy_run_writes_every_view(toy_run):
     names = {p.relative_to(toy_run).as_posix() for p in html_views(toy_run) if toy_run in p.parents}
-    for expected in ("report.html", "accuracy.html", "atlas.html", "trace.html", "dose_response.html",
-                     "figures/probe_accuracy.html", *(f"circuits/{e}.html" for e in EMOTIONS)):
+    for expected in (
+        "report.html",
+        "accuracy.html",
+        "atlas.html",
+        "trace.html",
+        "dose_response.html",
+        "figures/probe_accuracy.html",
+        *(f"circuits/{e}.html" for e in EMOTIONS),
+    ):
         assert expected in names, f"{expected} not written; have {sorted(names)}"
     assert sum(n.startswith("figures/") for n in names) >= 5
     assert (toy_run.parent / "va" / "figures" / "va_circle.html").is_file()
@@ -175,8 +242,7 @@ def test_toy_run_writes_every_view(toy_run):
 
 def test_report_page_in_browser(toy_run, browser):
     shots = os.environ.get("EMOCIRCUITS_SCREENSHOT_DIR")
-    problems, plots = open_offline(browser, toy_run / "report.html",
-                                   Path(shots) / "report.png" if shots else None)
+    problems, plots = open_offline(browser, toy_run / "report.html", Path(shots) / "report.png" if shots else None)
     assert not problems, "report.html:\n" + "\n".join(problems)
     # probe, circuits, faithfulness, methods, dose-response, VA circle and steering: every figure drew
     assert len(plots) >= 7, plots

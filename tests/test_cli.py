@@ -27,8 +27,12 @@ def test_sev_validate_reports_errors(tmp_path, capsys):
 
 
 def test_module_entry_point_runs():
-    out = subprocess.run([sys.executable, "-m", "circuits", "sev", "validate", str(DEFAULT_TRAIN)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "circuits", "sev", "validate", str(DEFAULT_TRAIN)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.startswith("OK ")
 
 
@@ -69,8 +73,10 @@ def test_requests_that_cannot_give_results_are_clear_errors(tmp_path, capsys):
 
 
 def test_unknown_choices_are_refused_by_the_parser(tmp_path, capsys):
-    for argv in (["evaluate", "--run", str(tmp_path), "--methods", "telepathy"],
-                 ["discover", "--out", str(tmp_path), "--sweep-modes", "double"]):
+    for argv in (
+        ["evaluate", "--run", str(tmp_path), "--methods", "telepathy"],
+        ["discover", "--out", str(tmp_path), "--sweep-modes", "double"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err

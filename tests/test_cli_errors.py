@@ -37,14 +37,17 @@ def _fails(capsys, argv, *needles):
     return err
 
 
-@pytest.mark.parametrize("extra, needles", [
-    (["--circuit-lambda", "nan"], ["--circuit-lambda", "finite"]),
-    (["--direction-alpha", "inf"], ["--direction-alpha", "finite"]),
-    (["--ev-alpha=-inf"], ["--ev-alpha"]),
-    (["--limit", "0"], ["--limit", ">= 1"]),
-    (["--dtype", "float8"], ["float8", "float32"]),
-    (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"], ["cuda"]),
-])
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--circuit-lambda", "nan"], ["--circuit-lambda", "finite"]),
+        (["--direction-alpha", "inf"], ["--direction-alpha", "finite"]),
+        (["--ev-alpha=-inf"], ["--ev-alpha"]),
+        (["--limit", "0"], ["--limit", ">= 1"]),
+        (["--dtype", "float8"], ["float8", "float32"]),
+        (["--device", "cuda"] if not __import__("torch").cuda.is_available() else ["--device", "cuda:99"], ["cuda"]),
+    ],
+)
 def test_evaluate_refuses_bad_numbers_devices_and_dtypes_untouched(capsys, fake_run, extra, needles):
     before = _snapshot(fake_run)
     _fails(capsys, ["evaluate", "--model", "toy", "--run", fake_run, *extra], *needles)
@@ -59,20 +62,28 @@ def test_evaluate_refuses_a_missing_run_without_creating_it(capsys, tmp_path):
 
 def test_evaluate_refuses_direction_layers_beyond_the_model(capsys, fake_run):
     before = _snapshot(fake_run)
-    _fails(capsys, ["evaluate", "--model", "toy", "--run", fake_run, "--direction-layers", "9"],
-           "--direction-layers", "[9]", "0-3")
+    _fails(
+        capsys,
+        ["evaluate", "--model", "toy", "--run", fake_run, "--direction-layers", "9"],
+        "--direction-layers",
+        "[9]",
+        "0-3",
+    )
     assert _snapshot(fake_run) == before
 
 
-@pytest.mark.parametrize("extra, needles", [
-    (["--limit", "0"], ["--limit"]),
-    (["--batch-size", "0"], ["--batch-size"]),
-    (["--sweep-ks", "0"], ["--sweep-ks"]),
-    (["--influence-alphas", "0"], ["--influence-alphas", "non-zero"]),
-    (["--influence-alphas", "nan"], ["--influence-alphas", "finite"]),
-    (["--budget-per-sublayer", "0"], ["budget_per_sublayer"]),
-    (["--dtype", "int8"], ["int8"]),
-])
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--limit", "0"], ["--limit"]),
+        (["--batch-size", "0"], ["--batch-size"]),
+        (["--sweep-ks", "0"], ["--sweep-ks"]),
+        (["--influence-alphas", "0"], ["--influence-alphas", "non-zero"]),
+        (["--influence-alphas", "nan"], ["--influence-alphas", "finite"]),
+        (["--budget-per-sublayer", "0"], ["budget_per_sublayer"]),
+        (["--dtype", "int8"], ["int8"]),
+    ],
+)
 def test_discover_refuses_bad_numbers_before_writing(capsys, tmp_path, extra, needles):
     out = tmp_path / "out"
     _fails(capsys, ["discover", "--model", "toy", "--out", out, *extra], *needles)
@@ -131,37 +142,95 @@ def test_circuit_sidecar_with_nan_is_refused(tmp_path):
 def va_run(tmp_path_factory):
     """A finished small VA run folder (reruns into it must leave it byte-identical when refused)."""
     out = tmp_path_factory.mktemp("va") / "run"
-    assert cli.main(["va", "--model", "toy", "--out", str(out), "--steer-limit", "1", "--alphas", "0", "2",
-                     "--limit", "8"]) == 0
+    assert (
+        cli.main(
+            ["va", "--model", "toy", "--out", str(out), "--steer-limit", "1", "--alphas", "0", "2", "--limit", "8"]
+        )
+        == 0
+    )
     return out
 
 
-@pytest.mark.parametrize("make_bad, flag, needles", [
-    (lambda d: (d / "lex.tsv").write_text("calm\t0.8\t0.1\nodd\tx\t0.5\n") and d / "lex.tsv", "--lexicon",
-     ["lex.tsv:2", "numbers"]),
-    (lambda d: (d / "lex.tsv").write_text("calm\t0.8\t0.1\nodd\tnan\t0.5\n") and d / "lex.tsv", "--lexicon",
-     ["lex.tsv:2", "finite"]),
-    (lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,nan,7\n") and d / "r.csv", "--ratings",
-     ["r.csv:2", "finite"]),
-    (lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,2,7\nanger,3,7\n") and d / "r.csv",
-     "--ratings", ["r.csv:3", "twice"]),
-    (lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,5,5\njoy,5,5\nfear,5,5\n") and d / "r.csv",
-     "--ratings", ["r.csv", "the same"]),
-    (lambda d: (d / "p.csv").write_text("text,type\nhello,benign\n") and d / "p.csv", "--refusal",
-     ["p.csv:1", "'prompt'"]),
-    (lambda d: (d / "p.csv").write_text("prompt,type\n") and d / "p.csv", "--refusal", ["p.csv", "no prompts"]),
-    (lambda d: (d / "s.jsonl").write_text('{"question": "q", "answer_matching_behavior": " (A)"}\n')
-     and d / "s.jsonl", "--sycophancy", ["s.jsonl:1", "answer_not_matching_behavior"]),
-    (lambda d: (d / "s.jsonl").write_text('{"question": "q", "answer_matching_behavior": " (A)", '
-                                          '"answer_not_matching_behavior": " (A)"}\n') and d / "s.jsonl",
-     "--sycophancy", ["s.jsonl:1", "the same"]),
-])
-def test_va_rerun_with_a_bad_input_leaves_the_folder_byte_identical(capsys, va_run, tmp_path, make_bad, flag,
-                                                                     needles):
+@pytest.mark.parametrize(
+    "make_bad, flag, needles",
+    [
+        (
+            lambda d: (d / "lex.tsv").write_text("calm\t0.8\t0.1\nodd\tx\t0.5\n") and d / "lex.tsv",
+            "--lexicon",
+            ["lex.tsv:2", "numbers"],
+        ),
+        (
+            lambda d: (d / "lex.tsv").write_text("calm\t0.8\t0.1\nodd\tnan\t0.5\n") and d / "lex.tsv",
+            "--lexicon",
+            ["lex.tsv:2", "finite"],
+        ),
+        (
+            lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,nan,7\n") and d / "r.csv",
+            "--ratings",
+            ["r.csv:2", "finite"],
+        ),
+        (
+            lambda d: (d / "r.csv").write_text("emotion,valence,arousal\nanger,2,7\nanger,3,7\n") and d / "r.csv",
+            "--ratings",
+            ["r.csv:3", "twice"],
+        ),
+        (
+            lambda d: (
+                (d / "r.csv").write_text("emotion,valence,arousal\nanger,5,5\njoy,5,5\nfear,5,5\n") and d / "r.csv"
+            ),
+            "--ratings",
+            ["r.csv", "the same"],
+        ),
+        (
+            lambda d: (d / "p.csv").write_text("text,type\nhello,benign\n") and d / "p.csv",
+            "--refusal",
+            ["p.csv:1", "'prompt'"],
+        ),
+        (lambda d: (d / "p.csv").write_text("prompt,type\n") and d / "p.csv", "--refusal", ["p.csv", "no prompts"]),
+        (
+            lambda d: (
+                (d / "s.jsonl").write_text('{"question": "q", "answer_matching_behavior": " (A)"}\n') and d / "s.jsonl"
+            ),
+            "--sycophancy",
+            ["s.jsonl:1", "answer_not_matching_behavior"],
+        ),
+        (
+            lambda d: (
+                (d / "s.jsonl").write_text(
+                    '{"question": "q", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (A)"}\n'
+                )
+                and d / "s.jsonl"
+            ),
+            "--sycophancy",
+            ["s.jsonl:1", "the same"],
+        ),
+    ],
+)
+def test_va_rerun_with_a_bad_input_leaves_the_folder_byte_identical(capsys, va_run, tmp_path, make_bad, flag, needles):
     before = _snapshot(va_run)
     bad = make_bad(tmp_path)
-    _fails(capsys, ["va", "--model", "toy", "--out", va_run, "--layer", "2", "--steer-limit", "1", "--alphas", "0",
-                    "2", "--limit", "8", flag, bad], *needles)
+    _fails(
+        capsys,
+        [
+            "va",
+            "--model",
+            "toy",
+            "--out",
+            va_run,
+            "--layer",
+            "2",
+            "--steer-limit",
+            "1",
+            "--alphas",
+            "0",
+            "2",
+            "--limit",
+            "8",
+            flag,
+            bad,
+        ],
+        *needles,
+    )
     assert _snapshot(va_run) == before
     assert not [p for p in va_run.parent.iterdir() if p.name.startswith(".")]  # no staged folder left behind
 
@@ -178,15 +247,36 @@ def test_va_rerun_replaces_the_folder_only_when_complete(capsys, va_run, monkeyp
         raise KeyboardInterrupt
 
     monkeypatch.setattr(va_run_mod, "va_figures", broken)
-    assert cli.main(["va", "--model", "toy", "--out", str(va_run), "--layer", "1", "--steer-limit", "1",
-                     "--alphas", "0", "--limit", "8"]) == 130
+    assert (
+        cli.main(
+            [
+                "va",
+                "--model",
+                "toy",
+                "--out",
+                str(va_run),
+                "--layer",
+                "1",
+                "--steer-limit",
+                "1",
+                "--alphas",
+                "0",
+                "--limit",
+                "8",
+            ]
+        )
+        == 130
+    )
     assert _snapshot(va_run) == before
     assert not [p for p in va_run.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_model_path_messages_point_the_right_way(capsys, tmp_path):
-    err = _fails(capsys, ["discover", "--model", str(tmp_path / "no" / "such" / "model"), "--out", tmp_path / "o",
-                          "--limit", "2"], "does not exist")
+    err = _fails(
+        capsys,
+        ["discover", "--model", str(tmp_path / "no" / "such" / "model"), "--out", tmp_path / "o", "--limit", "2"],
+        "does not exist",
+    )
     assert "huggingface-cli" not in err
     empty = tmp_path / "empty_model"
     empty.mkdir()
@@ -200,8 +290,16 @@ def test_themes_are_case_and_space_insensitive(tmp_path):
 
     rows = []
     for i, theme in enumerate(["Work/Job", "work/job ", "school/academia"]):
-        rows.append(json.dumps({"theme": theme, "scenario": f"I sat down {i}.", "skeleton_id": f"s{i}",
-                                "event": {"positive": "a", "neutral": "b", "negative": "c"}}))
+        rows.append(
+            json.dumps(
+                {
+                    "theme": theme,
+                    "scenario": f"I sat down {i}.",
+                    "skeleton_id": f"s{i}",
+                    "event": {"positive": "a", "neutral": "b", "negative": "c"},
+                }
+            )
+        )
     p = tmp_path / "sev.jsonl"
     p.write_text("\n".join(rows))
     assert load_sev(p).themes == ["school/academia", "work/job"]
@@ -234,8 +332,12 @@ def test_circuit_with_another_emotions_sidecar_is_refused(tmp_path):
 
 
 def test_va_misspelt_emotion_is_an_error_not_a_smaller_analysis(capsys, tmp_path):
-    _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--emotions", "faer", "joy", "anger"],
-           "--emotions", "faer")
+    _fails(
+        capsys,
+        ["va", "--model", "toy", "--out", tmp_path / "va", "--emotions", "faer", "joy", "anger"],
+        "--emotions",
+        "faer",
+    )
     assert not (tmp_path / "va").exists()
 
 
@@ -249,8 +351,12 @@ def test_truncated_model_weights_and_an_empty_judge_folder(capsys, tmp_path, tin
     _fails(capsys, ["discover", "--model", broken, "--out", tmp_path / "o", "--limit", "2"], "model", "safetensors")
     empty = tmp_path / "judge"
     empty.mkdir()
-    _fails(capsys, ["discover", "--model", "toy", "--out", tmp_path / "o", "--limit", "2", "--judge",
-                    f"classifier:{empty}"], "classifier judge", "config.json")
+    _fails(
+        capsys,
+        ["discover", "--model", "toy", "--out", tmp_path / "o", "--limit", "2", "--judge", f"classifier:{empty}"],
+        "classifier judge",
+        "config.json",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -266,35 +372,60 @@ def test_sev_validate_reports_every_file_even_after_a_non_utf8_one(capsys, tmp_p
 
 
 def test_single_theme_file_and_out_of_scale_ratings(capsys, tmp_path):
-    rows = [json.dumps({"theme": "work/job", "scenario": f"I sat down {i}.", "skeleton_id": f"s{i}",
-                        "event": {"positive": "a", "neutral": "b", "negative": "c"}}) for i in range(3)]
+    rows = [
+        json.dumps(
+            {
+                "theme": "work/job",
+                "scenario": f"I sat down {i}.",
+                "skeleton_id": f"s{i}",
+                "event": {"positive": "a", "neutral": "b", "negative": "c"},
+            }
+        )
+        for i in range(3)
+    ]
     (tmp_path / "one.jsonl").write_text("\n".join(rows))
-    err = _fails(capsys, ["discover", "--model", "toy", "--out", tmp_path / "o", "--sev", tmp_path / "one.jsonl"],
-                 "single theme")
+    err = _fails(
+        capsys, ["discover", "--model", "toy", "--out", tmp_path / "o", "--sev", tmp_path / "one.jsonl"], "single theme"
+    )
     assert "--limit 2" not in err
     (tmp_path / "r.csv").write_text("emotion,valence,arousal\nanger,-500,7\njoy,8,6\nfear,2,8\n")
-    _fails(capsys, ["va", "--model", "toy", "--out", tmp_path / "va", "--ratings", tmp_path / "r.csv"], "r.csv:2",
-           "small scale")
+    _fails(
+        capsys,
+        ["va", "--model", "toy", "--out", tmp_path / "va", "--ratings", tmp_path / "r.csv"],
+        "r.csv:2",
+        "small scale",
+    )
 
 
-@pytest.mark.parametrize("argv, needles", [
-    (["dose-response", "--null-seeds", "1", "1"], ["DoseConfig.null_seeds", "--null-seeds", "distinct"]),
-    (["dose-response", "--null-seeds", "-1"], ["--null-seeds", ">= 0"]),
-    (["nulls", "--seeds", "0"], ["NullsConfig.seeds", "--seeds", ">= 1"]),
-    (["concepts", "--variance-share", "1"], ["ConceptConfig.variance_share", "--variance-share", "below 1"]),
-    (["concepts", "--start-offset", "-2"], ["--start-offset", ">= 0"]),
-    (["trace", "--prompt", "hi", "--max-new-tokens", "0", "--out", "t.html"], ["TraceConfig.max_new_tokens", ">= 1"]),
-    (["trace", "--prompt", "hi", "--strength", "nan", "--out", "t.html"], ["--strength", "finite"]),
-    (["export-gguf", "--source", "direction", "--emotion", "anger", "--strength", "inf", "--out", "x.gguf"],
-     ["ControlVectorConfig.strength", "finite"]),
-    (["export-gguf", "--source", "va", "--strength", "1", "--check", "-1", "--out", "x.gguf"], ["--check", ">= 0"]),
-    (["export-gguf", "--source", "circuit", "--strength", "1", "--out", "x.gguf"],
-     ["ControlVectorConfig.emotion", "--emotion", "'circuit' needs an emotion"]),
-    (["trace", "--prompt", "hi", "--method", "direction", "--out", "t.html"],
-     ["TraceConfig.emotion", "--emotion", "--method direction needs an emotion"]),
-])
-def test_config_flags_of_run_commands_are_checked_before_the_model_loads(capsys, fake_run, monkeypatch, argv,
-                                                                          needles):
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["dose-response", "--null-seeds", "1", "1"], ["DoseConfig.null_seeds", "--null-seeds", "distinct"]),
+        (["dose-response", "--null-seeds", "-1"], ["--null-seeds", ">= 0"]),
+        (["nulls", "--seeds", "0"], ["NullsConfig.seeds", "--seeds", ">= 1"]),
+        (["concepts", "--variance-share", "1"], ["ConceptConfig.variance_share", "--variance-share", "below 1"]),
+        (["concepts", "--start-offset", "-2"], ["--start-offset", ">= 0"]),
+        (
+            ["trace", "--prompt", "hi", "--max-new-tokens", "0", "--out", "t.html"],
+            ["TraceConfig.max_new_tokens", ">= 1"],
+        ),
+        (["trace", "--prompt", "hi", "--strength", "nan", "--out", "t.html"], ["--strength", "finite"]),
+        (
+            ["export-gguf", "--source", "direction", "--emotion", "anger", "--strength", "inf", "--out", "x.gguf"],
+            ["ControlVectorConfig.strength", "finite"],
+        ),
+        (["export-gguf", "--source", "va", "--strength", "1", "--check", "-1", "--out", "x.gguf"], ["--check", ">= 0"]),
+        (
+            ["export-gguf", "--source", "circuit", "--strength", "1", "--out", "x.gguf"],
+            ["ControlVectorConfig.emotion", "--emotion", "'circuit' needs an emotion"],
+        ),
+        (
+            ["trace", "--prompt", "hi", "--method", "direction", "--out", "t.html"],
+            ["TraceConfig.emotion", "--emotion", "--method direction needs an emotion"],
+        ),
+    ],
+)
+def test_config_flags_of_run_commands_are_checked_before_the_model_loads(capsys, fake_run, monkeypatch, argv, needles):
     from circuits.core import model as model_mod
 
     def no_load(*a, **k):
@@ -318,8 +449,13 @@ def test_run_commands_take_their_options_from_config_fields():
 
     parser = cli.build_parser()
     subs = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction)).choices
-    for command, cls in [("dose-response", DoseConfig), ("nulls", NullsConfig), ("concepts", ConceptConfig),
-                         ("trace", TraceConfig), ("export-gguf", ControlVectorConfig)]:
+    for command, cls in [
+        ("dose-response", DoseConfig),
+        ("nulls", NullsConfig),
+        ("concepts", ConceptConfig),
+        ("trace", TraceConfig),
+        ("export-gguf", ControlVectorConfig),
+    ]:
         by_dest = {a.dest: a for a in subs[command]._actions}
         for f in dataclasses.fields(cls):
             action = by_dest[f.name]

@@ -12,8 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_gpu_script_runs_every_step_on_cpu(tmp_path):
     out = tmp_path / "gpu"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--out", str(out), "--device", "cpu",
-                           "--tiny"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--out", str(out), "--device", "cpu", "--tiny"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     res = json.loads((out / "gpu.json").read_text())
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:], res)
     assert list(res["steps"]) == ["load", "discover", "evaluate_paper", "evaluate_last", "bench_7b"]

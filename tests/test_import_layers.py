@@ -37,7 +37,7 @@ def _imports(name: str, path: Path) -> list[tuple[int, str]]:
             base = node.module or ""
             if node.level:  # relative: resolve against this module's package
                 pkg = name.split(".") if is_package else name.split(".")[:-1]
-                pkg = pkg[:len(pkg) - node.level + 1]
+                pkg = pkg[: len(pkg) - node.level + 1]
                 base = ".".join(pkg + ([base] if base else []))
             for a in node.names:
                 full = f"{base}.{a.name}"
@@ -63,8 +63,11 @@ def test_only_the_cli_parses_arguments():
     for name, path in _modules().items():
         if layer_of(name) == "cli" or layer_of(name) is None:
             continue
-        found += [f"{path.relative_to(PACKAGE.parent)}:{line}: {target}" for line, target in _imports(name, path)
-                  if target.split(".")[0] == "argparse"]
+        found += [
+            f"{path.relative_to(PACKAGE.parent)}:{line}: {target}"
+            for line, target in _imports(name, path)
+            if target.split(".")[0] == "argparse"
+        ]
     assert not found, "argparse outside circuits/cli/:\n" + "\n".join(found)
 
 
@@ -96,8 +99,19 @@ def test_loading_the_toy_model_imports_no_higher_layer():
     import subprocess
     import sys
 
-    code = ("import sys; from circuits.core.model import load_model; load_model('toy'); "
-            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('circuits.')}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"}).stdout.strip().splitlines()[-1]
+    code = (
+        "import sys; from circuits.core.model import load_model; load_model('toy'); "
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('circuits.')}))"
+    )
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert out == "['core']"

@@ -13,22 +13,31 @@ from hypothesis import strategies as st
 
 from circuits.core.artifacts import InputError
 
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 junk_bytes = st.binary(max_size=300)
-cells = st.one_of(st.text(alphabet=string.printable, max_size=12), st.sampled_from(
-    ["nan", "inf", "-inf", "1e309", "", "5", "-500", "3000", "anger", "joy", "neutral", "\ufeff", "\xff", "9.5"]))
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                                     st.text(max_size=20)),
-                           lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                   st.dictionaries(st.text(max_size=10), inner, max_size=5)),
-                           max_leaves=12)
+cells = st.one_of(
+    st.text(alphabet=string.printable, max_size=12),
+    st.sampled_from(
+        ["nan", "inf", "-inf", "1e309", "", "5", "-500", "3000", "anger", "joy", "neutral", "\ufeff", "\xff", "9.5"]
+    ),
+)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=12,
+)
 
 
 def _sev_like():
     event = st.dictionaries(st.sampled_from(["positive", "neutral", "negative", "other"]), json_values, max_size=4)
-    return st.fixed_dictionaries({}, optional={"theme": json_values, "scenario": json_values, "event": event,
-                                               "skeleton_id": json_values})
+    return st.fixed_dictionaries(
+        {}, optional={"theme": json_values, "scenario": json_values, "event": event, "skeleton_id": json_values}
+    )
 
 
 def _clean(fn, path):
@@ -41,8 +50,12 @@ def _clean(fn, path):
 
 
 @SETTINGS
-@given(lines=st.lists(st.one_of(_sev_like().map(json.dumps), st.text(max_size=40)), max_size=6), raw=junk_bytes,
-       as_array=st.booleans(), use_raw=st.booleans())
+@given(
+    lines=st.lists(st.one_of(_sev_like().map(json.dumps), st.text(max_size=40)), max_size=6),
+    raw=junk_bytes,
+    as_array=st.booleans(),
+    use_raw=st.booleans(),
+)
 def test_sev_loader_never_crashes(tmp_path, lines, raw, as_array, use_raw):
     from circuits.core.sev import load_sev
 
@@ -57,9 +70,14 @@ def test_sev_loader_never_crashes(tmp_path, lines, raw, as_array, use_raw):
 
 
 @SETTINGS
-@given(rows=st.lists(st.lists(cells, min_size=0, max_size=4), max_size=6),
-       header=st.sampled_from(["text,labels", "text,label", "text", "labels", ""]), raw=junk_bytes,
-       use_raw=st.booleans(), jsonl=st.lists(json_values, max_size=4), kind=st.sampled_from(["csv", "jsonl"]))
+@given(
+    rows=st.lists(st.lists(cells, min_size=0, max_size=4), max_size=6),
+    header=st.sampled_from(["text,labels", "text,label", "text", "labels", ""]),
+    raw=junk_bytes,
+    use_raw=st.booleans(),
+    jsonl=st.lists(json_values, max_size=4),
+    kind=st.sampled_from(["csv", "jsonl"]),
+)
 def test_labelled_text_loader_never_crashes(tmp_path, rows, header, raw, use_raw, jsonl, kind):
     from circuits.va import load_labelled_texts
 
@@ -74,8 +92,12 @@ def test_labelled_text_loader_never_crashes(tmp_path, rows, header, raw, use_raw
 
 
 @SETTINGS
-@given(rows=st.lists(st.lists(cells, min_size=0, max_size=4), max_size=6), raw=junk_bytes, use_raw=st.booleans(),
-       header=st.sampled_from(["emotion,valence,arousal", "emotion,valence", "word,valence,arousal", ""]))
+@given(
+    rows=st.lists(st.lists(cells, min_size=0, max_size=4), max_size=6),
+    raw=junk_bytes,
+    use_raw=st.booleans(),
+    header=st.sampled_from(["emotion,valence,arousal", "emotion,valence", "word,valence,arousal", ""]),
+)
 def test_ratings_and_lexicon_loaders_never_crash(tmp_path, rows, raw, use_raw, header):
     from circuits.va import load_va_lexicon, load_va_ratings
 
@@ -100,10 +122,15 @@ def saved_circuit(tmp_path_factory):
 
 
 @SETTINGS
-@given(path=st.lists(st.one_of(st.text(max_size=8), st.integers(0, 5)), min_size=1, max_size=4), value=json_values,
-       raw=junk_bytes, use_raw=st.booleans(),
-       top=st.sampled_from(["model", "layers", "budget", "allocation", "influence", "emotion", "schema_version",
-                            "delta_mu_file", "meta"]))
+@given(
+    path=st.lists(st.one_of(st.text(max_size=8), st.integers(0, 5)), min_size=1, max_size=4),
+    value=json_values,
+    raw=junk_bytes,
+    use_raw=st.booleans(),
+    top=st.sampled_from(
+        ["model", "layers", "budget", "allocation", "influence", "emotion", "schema_version", "delta_mu_file", "meta"]
+    ),
+)
 def test_circuit_loader_never_crashes(saved_circuit, tmp_path, path, value, raw, use_raw, top):
     """The saved circuit with one field (at a generated JSON path under ``top``) replaced by a generated
     value, or the whole file replaced by generated bytes."""
@@ -121,8 +148,12 @@ def test_circuit_loader_never_crashes(saved_circuit, tmp_path, path, value, raw,
         for key in keys[:-1]:
             if isinstance(node, dict) and isinstance(key, str) and isinstance(node.get(key), (dict, list)):
                 node = node[key]
-            elif isinstance(node, list) and isinstance(key, int) and key < len(node) \
-                    and isinstance(node[key], (dict, list)):
+            elif (
+                isinstance(node, list)
+                and isinstance(key, int)
+                and key < len(node)
+                and isinstance(node[key], (dict, list))
+            ):
                 node = node[key]
             else:
                 break

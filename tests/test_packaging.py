@@ -33,8 +33,13 @@ def wheel(tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("build")
     env = {**os.environ, "PIP_NO_INDEX": "1"}
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-         str(REPO)], check=True, env=env, cwd=build, capture_output=True, text=True)
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        check=True,
+        env=env,
+        cwd=build,
+        capture_output=True,
+        text=True,
+    )
     (found,) = out.glob("emotion_circuits-*.whl")
     return found
 
@@ -53,9 +58,12 @@ def test_data_files_are_all_in_the_wheel(wheel):
     missing = [rel for rel in DATA_FILES.values() if f"circuits/{rel}" not in names]
     assert not missing, f"not in {wheel.name}: {missing}"
     # every file under the data folders is registered, so nothing the package ships goes unchecked
-    on_disk = {p.relative_to(PACKAGE_DIR).as_posix()
-               for folder in ["data", *DATA_DIRS.values()] for p in (PACKAGE_DIR / folder).rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts}
+    on_disk = {
+        p.relative_to(PACKAGE_DIR).as_posix()
+        for folder in ["data", *DATA_DIRS.values()]
+        for p in (PACKAGE_DIR / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
     assert on_disk <= set(DATA_FILES.values()), sorted(on_disk - set(DATA_FILES.values()))
 
 
@@ -82,21 +90,36 @@ def test_wheel_smoke_outside_checkout(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    site = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(HF_HUB_OFFLINE="1", PIP_NO_INDEX="1", TOKENIZERS_PARALLELISM="false")
-    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, env=env,
-                   cwd=tmp_path, capture_output=True)
+    subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
 
     def run(*cmd: str | Path) -> subprocess.CompletedProcess:
         done = subprocess.run([str(c) for c in cmd], env=env, cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0, f"{cmd}: exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
         return done
 
-    where = run(py, "-c", "import circuits, circuits.core.resources as r; print(circuits.__file__); "
-                          "m = circuits.load_model('toy'); print(m.fingerprint, r.data_path('sev_train'))")
+    where = run(
+        py,
+        "-c",
+        "import circuits, circuits.core.resources as r; print(circuits.__file__); "
+        "m = circuits.load_model('toy'); print(m.fingerprint, r.data_path('sev_train'))",
+    )
     module_file, info = where.stdout.strip().splitlines()[-2:]
     assert Path(module_file).resolve().is_relative_to(env_dir.resolve()), module_file
     assert not Path(module_file).resolve().is_relative_to(REPO.resolve())

@@ -62,13 +62,19 @@ in-sample: the rows the circuits were found on)."""
 class FaithfulnessConfig:
     """Options of :func:`circuit_faithfulness` (each field is also a flag of ``emocircuits faithfulness``)."""
 
-    rows: int = help_field(24, "emotion-prompt rows per emotion for the score (the first N of the emotion's "
-                               "items)", min=1)
+    rows: int = help_field(
+        24, "emotion-prompt rows per emotion for the score (the first N of the emotion's items)", min=1
+    )
     seeds: int = help_field(3, "random circuits of equal size per layer", min=1)
-    judge_rows: int = help_field(0, "rows per emotion for judged generations under each condition (0: emotion "
-                                    "score only)", min=0)
-    split: str = help_field("test", "prompts scored: held-out SEV items (test) or the store's own rows (train, "
-                                    "in-sample); the ablation means always come from the store", choices=SPLITS)
+    judge_rows: int = help_field(
+        0, "rows per emotion for judged generations under each condition (0: emotion score only)", min=0
+    )
+    split: str = help_field(
+        "test",
+        "prompts scored: held-out SEV items (test) or the store's own rows (train, "
+        "in-sample); the ablation means always come from the store",
+        choices=SPLITS,
+    )
     max_new_tokens: int = help_field(32, "tokens per judged generation", min=1)
     batch_size: int = help_field(32, "prompts per forward pass", min=1)
     seed: int = help_field(0, "seed of the random circuits")
@@ -114,13 +120,16 @@ def check_held_out(store: ActivationStore, heldout: SEVDataset) -> None:
     seen = {r.skeleton_id for r in store.rows}
     shared = sorted(seen & {s.skeleton_id for s in heldout.scenarios})
     if heldout.sha256 == ds.get("sha256") or shared:
-        raise InputError(f"{heldout.path}: not held out: the store was built from {ds.get('path')} and shares "
-                         f"{len(shared) or 'all'} scenario(s) with it{' (' + ', '.join(shared[:3]) + ')' if shared else ''}; "
-                         "give held-out items (--sev) or --split train for an in-sample measure")
+        raise InputError(
+            f"{heldout.path}: not held out: the store was built from {ds.get('path')} and shares "
+            f"{len(shared) or 'all'} scenario(s) with it{' (' + ', '.join(shared[:3]) + ')' if shared else ''}; "
+            "give held-out items (--sev) or --split train for an in-sample measure"
+        )
 
 
-def scored_prompts(model: ModelHandle, store: ActivationStore, emotion: str, n: int,
-                   heldout: SEVDataset | None = None) -> list[list[int]]:
+def scored_prompts(
+    model: ModelHandle, store: ActivationStore, emotion: str, n: int, heldout: SEVDataset | None = None
+) -> list[list[int]]:
     """Chat token ids of the first ``n`` emotion-prompt rows of ``emotion``: from ``heldout`` (its items, in
     the store's prompt settings) or, without it, the store's own rows."""
     if heldout is None:
@@ -134,15 +143,17 @@ def scored_prompts(model: ModelHandle, store: ActivationStore, emotion: str, n: 
     return row_prompts(model, rows, store.settings)
 
 
-def ablation_interventions(model: ModelHandle, means: dict[str, torch.Tensor], ablate: Units,
-                           positions: str = "last") -> list[Intervention]:
+def ablation_interventions(
+    model: ModelHandle, means: dict[str, torch.Tensor], ablate: Units, positions: str = "last"
+) -> list[Intervention]:
     """Mean-ablation of ``ablate``'s units (``set`` to ``means``) at ``positions``."""
     ivs = []
     for kind in ("neurons", "heads"):
         for L, units in sorted(ablate[kind].items()):
             if units:
-                ivs.append(Intervention(kind, L, "set", tuple(units), vector=means[kind][L, list(units)],
-                                        positions=positions))
+                ivs.append(
+                    Intervention(kind, L, "set", tuple(units), vector=means[kind][L, list(units)], positions=positions)
+                )
     return ivs
 
 
@@ -150,8 +161,10 @@ def complement(model: ModelHandle, units: Units) -> Units:
     """Every unit of the model that is not in ``units``."""
     a = model.arch
     size = {"neurons": a.d_mlp, "heads": a.n_heads}
-    return {kind: {L: sorted(set(range(size[kind])) - set(units[kind].get(L, ()))) for L in range(a.n_layers)}
-            for kind in size}
+    return {
+        kind: {L: sorted(set(range(size[kind])) - set(units[kind].get(L, ()))) for L in range(a.n_layers)}
+        for kind in size
+    }
 
 
 def condition_ablations(model: ModelHandle, units: Units) -> dict[str, Units]:
@@ -169,17 +182,23 @@ def normalised(s: dict[str, float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def condition_scores(model: ModelHandle, runner: _LastTokenBatches, v: Float[torch.Tensor, " d_model"],
-                     means: dict[str, torch.Tensor], units: Units) -> dict[str, float]:
+def condition_scores(
+    model: ModelHandle,
+    runner: _LastTokenBatches,
+    v: Float[torch.Tensor, " d_model"],
+    means: dict[str, torch.Tensor],
+    units: Units,
+) -> dict[str, float]:
     """Mean emotion score of the runner's prompts under each of :data:`CONDITIONS`."""
-    return {name: float(runner.final_scores(v, ablation_interventions(model, means, ablate)).mean())
-            for name, ablate in condition_ablations(model, units).items()}
+    return {
+        name: float(runner.final_scores(v, ablation_interventions(model, means, ablate)).mean())
+        for name, ablate in condition_ablations(model, units).items()
+    }
 
 
 def _summary(values: Sequence[float]) -> dict[str, Any]:
     vals = [float(x) for x in values]
-    return {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0,
-            "seeds": vals}
+    return {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0, "seeds": vals}
 
 
 def circuit_faithfulness(
@@ -216,10 +235,15 @@ def circuit_faithfulness(
         check_held_out(store, held)
     elif heldout is not None:
         raise ValueError("circuit_faithfulness: heldout= is only read with FaithfulnessConfig.split 'test'")
-    provenance = ({"split": "test", "path": str(held.path) if held.path else None, "sha256": held.sha256}
-                  if held is not None
-                  else {"split": "train", "path": store.meta["dataset"].get("path"),
-                        "sha256": store.meta["dataset"].get("sha256")})
+    provenance = (
+        {"split": "test", "path": str(held.path) if held.path else None, "sha256": held.sha256}
+        if held is not None
+        else {
+            "split": "train",
+            "path": store.meta["dataset"].get("path"),
+            "sha256": store.meta["dataset"].get("sha256"),
+        }
+    )
     ref = reference if reference is not None else store
     means = mean_activations(ref)
     v_ref = reference_directions(directions)
@@ -239,26 +263,38 @@ def circuit_faithfulness(
             rand.append(normalised(rs))
             bar.update(1)
         out[circuit.emotion] = {
-            "metric": "emotion_score_last_token", "ablation": "mean", "rows": len(prompts),
-            "items": provenance, "scores": scores,
+            "metric": "emotion_score_last_token",
+            "ablation": "mean",
+            "rows": len(prompts),
+            "items": provenance,
+            "scores": scores,
             **normalised(scores),
-            "random": {"faithfulness": _summary([r["faithfulness"] for r in rand]),
-                       "ablation_loss": _summary([r["ablation_loss"] for r in rand]), "n_seeds": cfg.seeds},
+            "random": {
+                "faithfulness": _summary([r["faithfulness"] for r in rand]),
+                "ablation_loss": _summary([r["ablation_loss"] for r in rand]),
+                "n_seeds": cfg.seeds,
+            },
             "config": cfg.to_dict(),
         }
     bar.close()
     if cfg.judge_rows > 0:
-        judged = judged_faithfulness(model, store, circuits, means, cfg, heldout=held, judge=judge,
-                                     progress=progress)
+        judged = judged_faithfulness(model, store, circuits, means, cfg, heldout=held, judge=judge, progress=progress)
         for emotion, block in judged.items():
             out[emotion]["judged"] = block
     return out
 
 
-def judged_faithfulness(model: ModelHandle, store: ActivationStore, circuits: Sequence[Circuit],
-                        means: dict[str, torch.Tensor], cfg: FaithfulnessConfig, *,
-                        heldout: SEVDataset | None = None, judge: Any = None,
-                        progress: bool = True) -> dict[str, dict[str, Any]]:
+def judged_faithfulness(
+    model: ModelHandle,
+    store: ActivationStore,
+    circuits: Sequence[Circuit],
+    means: dict[str, torch.Tensor],
+    cfg: FaithfulnessConfig,
+    *,
+    heldout: SEVDataset | None = None,
+    judge: Any = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
     """Judged accuracy of emotion-prompt generations under each condition (ablation at the last prompt
     token and every generated token), plus the random circuit (seed 0) alone and ablated; every
     (emotion, condition) in one batched generate call. Prompts as :func:`scored_prompts`."""
@@ -273,14 +309,21 @@ def judged_faithfulness(model: ModelHandle, store: ActivationStore, circuits: Se
         prompts = scored_prompts(model, store, circuit.emotion, cfg.judge_rows, heldout)
         conds = condition_ablations(model, circuit_units(circuit))
         rconds = condition_ablations(model, random_units(circuit, 1000 * cfg.seed))
-        for name, ablate in [*conds.items(), ("random_circuit", rconds["circuit"]),
-                             ("random_ablated", rconds["ablated"])]:
+        for name, ablate in [
+            *conds.items(),
+            ("random_circuit", rconds["circuit"]),
+            ("random_ablated", rconds["ablated"]),
+        ]:
             plan.append((circuit.emotion, name))
-            jobs.append(GenerationJob(circuit.emotion, prompts,
-                                      ablation_interventions(model, means, ablate, positions="last+generated")))
+            jobs.append(
+                GenerationJob(
+                    circuit.emotion, prompts, ablation_interventions(model, means, ablate, positions="last+generated")
+                )
+            )
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
-    results = judged_generations(model, jobs, store.settings, gen, judge, progress=progress,
-                                 desc="faithfulness: judged generations")
+    results = judged_generations(
+        model, jobs, store.settings, gen, judge, progress=progress, desc="faithfulness: judged generations"
+    )
     out: dict[str, dict[str, Any]] = {}
     for (emotion, name), (hits, _) in zip(plan, results):
         block = out.setdefault(emotion, {"rows": len(hits), "accuracy": {}})
@@ -297,14 +340,23 @@ def faithfulness_summary(blocks: dict[str, dict[str, Any]]) -> dict[str, dict[st
     the judged accuracies when measured (the full blocks are in the circuit files)."""
     out = {}
     for e, b in blocks.items():
-        out[e] = {"faithfulness": b["faithfulness"], "random_faithfulness": b["random"]["faithfulness"]["mean"],
-                  "random_faithfulness_std": b["random"]["faithfulness"]["std"],
-                  "ablation_loss": b["ablation_loss"], "random_ablation_loss": b["random"]["ablation_loss"]["mean"],
-                  "random_ablation_loss_std": b["random"]["ablation_loss"]["std"], "rows": b["rows"],
-                  "split": b.get("items", {}).get("split", "train")}  # blocks before the split was recorded: train
+        out[e] = {
+            "faithfulness": b["faithfulness"],
+            "random_faithfulness": b["random"]["faithfulness"]["mean"],
+            "random_faithfulness_std": b["random"]["faithfulness"]["std"],
+            "ablation_loss": b["ablation_loss"],
+            "random_ablation_loss": b["random"]["ablation_loss"]["mean"],
+            "random_ablation_loss_std": b["random"]["ablation_loss"]["std"],
+            "rows": b["rows"],
+            "split": b.get("items", {}).get("split", "train"),
+        }  # blocks before the split was recorded: train
         if "judged" in b:
-            out[e]["judged"] = {**b["judged"]["accuracy"], "random_circuit": b["judged"]["random_circuit"],
-                                "random_ablated": b["judged"]["random_ablated"], "rows": b["judged"]["rows"]}
+            out[e]["judged"] = {
+                **b["judged"]["accuracy"],
+                "random_circuit": b["judged"]["random_circuit"],
+                "random_ablated": b["judged"]["random_ablated"],
+                "rows": b["judged"]["rows"],
+            }
     return out
 
 
@@ -313,17 +365,27 @@ def faithfulness_table(summary: dict[str, dict[str, Any]]) -> str:
     against random circuits (mean +- std over seeds), and the judged accuracies when measured."""
     splits = {b.get("split", "train") for b in summary.values()}
     where = {"test": "held-out test items", "train": "the store's own rows (in-sample)"}
-    title = ("circuit faithfulness (emotion score at the last token, on "
-             + " and ".join(where[s] for s in sorted(splits)) + "; random: circuits of equal size per layer)")
-    lines = [title, f"{'emotion':<10} {'faithful':>9} {'random':>16} {'abl. loss':>10} {'random':>16}  "
-             "judged: full / circuit only / circuit ablated (random circuit only / ablated)"]
+    title = (
+        "circuit faithfulness (emotion score at the last token, on "
+        + " and ".join(where[s] for s in sorted(splits))
+        + "; random: circuits of equal size per layer)"
+    )
+    lines = [
+        title,
+        f"{'emotion':<10} {'faithful':>9} {'random':>16} {'abl. loss':>10} {'random':>16}  "
+        "judged: full / circuit only / circuit ablated (random circuit only / ablated)",
+    ]
     for emotion, b in summary.items():
         judged = ""
         if "judged" in b:
             j = b["judged"]
-            judged = (f"{j['full']:.0%} / {j['circuit']:.0%} / {j['ablated']:.0%} "
-                      f"({j['random_circuit']:.0%} / {j['random_ablated']:.0%}; {j['rows']} rows)")
-        lines.append(f"{emotion:<10} {b['faithfulness']:>9.3f} {b['random_faithfulness']:>9.3f} +-"
-                     f"{b['random_faithfulness_std']:.3f} {b['ablation_loss']:>10.3f} {b['random_ablation_loss']:>9.3f} "
-                     f"+-{b['random_ablation_loss_std']:.3f}  {judged}")
+            judged = (
+                f"{j['full']:.0%} / {j['circuit']:.0%} / {j['ablated']:.0%} "
+                f"({j['random_circuit']:.0%} / {j['random_ablated']:.0%}; {j['rows']} rows)"
+            )
+        lines.append(
+            f"{emotion:<10} {b['faithfulness']:>9.3f} {b['random_faithfulness']:>9.3f} +-"
+            f"{b['random_faithfulness_std']:.3f} {b['ablation_loss']:>10.3f} {b['random_ablation_loss']:>9.3f} "
+            f"+-{b['random_ablation_loss_std']:.3f}  {judged}"
+        )
     return "\n".join(lines)

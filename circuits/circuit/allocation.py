@@ -149,8 +149,11 @@ def allocate(
        layer's capacity, in the same order.
     """
     w: list[Fraction] = []
-    for i, x in enumerate(np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights,
-                                     dtype=np.float64).reshape(-1).tolist()):
+    for i, x in enumerate(
+        np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float64)
+        .reshape(-1)
+        .tolist()
+    ):
         if not math.isfinite(x) or x < 0:
             raise ValueError(f"allocate: weights[{i}] must be finite and >= 0, got {x!r}")
         w.append(Fraction(x))
@@ -208,4 +211,3 @@ def allocate(
                 spill -= give
     assert spill == 0 and sum(alloc) == total, "allocate: internal error"
     return alloc
-

@@ -24,9 +24,7 @@ def _to_tensor(x: Any, name: str, shape: tuple[int, ...], dims: str, dtype: torc
         except (TypeError, ValueError) as err:
             raise ValueError(f"{name}: expected a numeric array of shape [{dims}], got {type(x).__name__}") from err
     if tuple(t.shape) != shape:
-        raise ValueError(
-            f"{name}: expected shape [{dims}] = {list(shape)} for this architecture, got {list(t.shape)}"
-        )
+        raise ValueError(f"{name}: expected shape [{dims}] = {list(shape)} for this architecture, got {list(t.shape)}")
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return t
@@ -136,7 +134,6 @@ def assemble_circuit(
     )
 
 
-
 def _jaccard(a: set, b: set) -> float:
     union = a | b
     return 1.0 if not union else len(a & b) / len(union)
@@ -155,5 +152,3 @@ def overlap(a: Circuit, b: Circuit) -> dict[str, float]:
     ha = {(lc.layer, h) for lc in a.layers for h in lc.heads}
     hb = {(lc.layer, h) for lc in b.layers for h in lc.heads}
     return {"neurons": _jaccard(na, nb), "heads": _jaccard(ha, hb)}
-
-

@@ -135,7 +135,13 @@ class Circuit:
         if not isinstance(other, Circuit):
             return NotImplemented
         if (self.emotion, self.model, self.allocation, self.layers, self.influence, self.meta, self.faithfulness) != (
-            other.emotion, other.model, other.allocation, other.layers, other.influence, other.meta, other.faithfulness
+            other.emotion,
+            other.model,
+            other.allocation,
+            other.layers,
+            other.influence,
+            other.meta,
+            other.faithfulness,
         ):
             return False
         if set(self.delta_mu) != set(other.delta_mu):
@@ -163,15 +169,23 @@ class Circuit:
             },
             "allocation": self.allocation.to_dict(),
             "budget": self.budget(),
-            "influence": {"attn": [float(x) for x in self.influence["attn"]],
-                          "mlp": [float(x) for x in self.influence["mlp"]]},
+            "influence": {
+                "attn": [float(x) for x in self.influence["attn"]],
+                "mlp": [float(x) for x in self.influence["mlp"]],
+            },
             "layers": [
                 {
                     "layer": int(lc.layer),
-                    "mlp": {"k": len(lc.neurons), "neurons": [int(i) for i in lc.neurons],
-                            "scores": [float(s) for s in lc.neuron_scores]},
-                    "attention": {"k": len(lc.heads), "heads": [int(h) for h in lc.heads],
-                                  "scores": [float(s) for s in lc.head_scores]},
+                    "mlp": {
+                        "k": len(lc.neurons),
+                        "neurons": [int(i) for i in lc.neurons],
+                        "scores": [float(s) for s in lc.neuron_scores],
+                    },
+                    "attention": {
+                        "k": len(lc.heads),
+                        "heads": [int(h) for h in lc.heads],
+                        "scores": [float(s) for s in lc.head_scores],
+                    },
                 }
                 for lc in self.layers
             ],
@@ -197,12 +211,17 @@ class Circuit:
         ]
         return cls(
             emotion=str(obj["emotion"]),
-            model={"name": obj["model"]["name"], "fingerprint": obj["model"]["fingerprint"],
-                   "arch": dict(obj["model"]["arch"])},
+            model={
+                "name": obj["model"]["name"],
+                "fingerprint": obj["model"]["fingerprint"],
+                "arch": dict(obj["model"]["arch"]),
+            },
             allocation=AllocationConfig.from_dict(obj["allocation"]),
             layers=layers,
-            influence={"attn": [float(x) for x in obj["influence"]["attn"]],
-                       "mlp": [float(x) for x in obj["influence"]["mlp"]]},
+            influence={
+                "attn": [float(x) for x in obj["influence"]["attn"]],
+                "mlp": [float(x) for x in obj["influence"]["mlp"]],
+            },
             delta_mu={k: v for k, v in delta_mu.items()},
             meta=dict(obj["meta"]),
             faithfulness=dict(obj["faithfulness"]) if obj.get("faithfulness") is not None else None,
@@ -257,8 +276,12 @@ class Circuit:
         if problems:
             raise CircuitFormatError(path, ["refusing to write an invalid circuit"] + problems)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.delta_mu.items()}
-        metadata = {"kind": CIRCUIT_KIND, "schema_version": str(SCHEMA_VERSION), "emotion": self.emotion,
-                    "fingerprint": str(self.model["fingerprint"])}
+        metadata = {
+            "kind": CIRCUIT_KIND,
+            "schema_version": str(SCHEMA_VERSION),
+            "emotion": self.emotion,
+            "fingerprint": str(self.model["fingerprint"]),
+        }
         write_atomic(sidecar, lambda p: save_file(tensors, str(p), metadata=metadata))
         write_json_atomic(path, obj)
         return path
@@ -305,8 +328,10 @@ class Circuit:
         problems = [f"{p} (in {sidecar.name})" for p in circuit.tensor_problems()]
         meta = _sidecar_metadata(sidecar)
         if meta.get("emotion") not in (None, circuit.emotion):
-            problems.append(f"delta_mu_file: the sidecar {sidecar.name} holds the Delta-mu of {meta['emotion']!r}, "
-                            f"not of {circuit.emotion!r}")
+            problems.append(
+                f"delta_mu_file: the sidecar {sidecar.name} holds the Delta-mu of {meta['emotion']!r}, "
+                f"not of {circuit.emotion!r}"
+            )
         if problems:
             raise CircuitFormatError(path, problems)
         return circuit
@@ -350,7 +375,6 @@ def _check_model(path: Path, info: Mapping[str, Any], model: Any) -> None:
             f"this circuit was built for model {info['name']!r} with architecture {dict(info['arch'])}, "
             f"but the given model {given_name!r} has {dict(arch_d)}",
         )
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,5 +440,3 @@ def load_circuits(
     if not result:
         raise CircuitFormatError(root, "no circuit files ({emotion}.json for " + ", ".join(EMOTIONS) + ") found")
     return result
-
-

@@ -35,13 +35,18 @@ def circuit_graph(circuit: "Circuit") -> dict[str, Any]:
     for layer in range(n_layers):
         for h in range(n_heads):
             score = heads.get((layer, h))
-            nodes[f"a{layer}.h{h}"] = {"in_graph": False} if score is None else {"in_graph": True,
-                                                                                "score": score}
+            nodes[f"a{layer}.h{h}"] = {"in_graph": False} if score is None else {"in_graph": True, "score": score}
         lc = mlps.get(layer)
-        nodes[f"m{layer}"] = {"in_graph": False} if lc is None else {
-            "in_graph": True, "score": float(sum(lc.neuron_scores)),
-            "mlp_neurons": [int(i) for i in lc.neurons],
-            "mlp_neuron_scores": [float(s) for s in lc.neuron_scores]}
+        nodes[f"m{layer}"] = (
+            {"in_graph": False}
+            if lc is None
+            else {
+                "in_graph": True,
+                "score": float(sum(lc.neuron_scores)),
+                "mlp_neurons": [int(i) for i in lc.neurons],
+                "mlp_neuron_scores": [float(s) for s in lc.neuron_scores],
+            }
+        )
     nodes["logits"] = {"in_graph": True}
     edges: dict[str, dict[str, Any]] = {}
     upstream = ["input"]  # circuit nodes whose output the next node reads
@@ -59,13 +64,18 @@ def circuit_graph(circuit: "Circuit") -> dict[str, Any]:
     for parent in upstream:
         edges[f"{parent}->logits"] = {"score": 0.0, "in_graph": True}
     return {
-        "cfg": {"n_layers": n_layers, "n_heads": n_heads, "d_model": int(arch["d_model"]),
-                "parallel_attn_mlp": False},
+        "cfg": {"n_layers": n_layers, "n_heads": n_heads, "d_model": int(arch["d_model"]), "parallel_attn_mlp": False},
         "nodes": nodes,
         "edges": edges,
-        "metadata": {"format": GRAPH_FORMAT, "schema_version": GRAPH_SCHEMA_VERSION,
-                     "model": {"name": circuit.model["name"], "fingerprint": circuit.model["fingerprint"],
-                               "arch": dict(circuit.model["arch"])},
-                     "emotion": circuit.emotion, "edges_scored": False},
+        "metadata": {
+            "format": GRAPH_FORMAT,
+            "schema_version": GRAPH_SCHEMA_VERSION,
+            "model": {
+                "name": circuit.model["name"],
+                "fingerprint": circuit.model["fingerprint"],
+                "arch": dict(circuit.model["arch"]),
+            },
+            "emotion": circuit.emotion,
+            "edges_scored": False,
+        },
     }
-

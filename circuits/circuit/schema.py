@@ -38,11 +38,23 @@ CIRCUIT_JSON_SCHEMA: dict[str, Any] = {
         "budget equals what allocation gives for n_layers; delta_mu_file is a bare file name."
     ),
     "type": "object",
-    "required": ["schema_version", "kind", "emotion", "model", "allocation", "budget", "influence", "layers",
-                 "delta_mu_file", "meta"],
+    "required": [
+        "schema_version",
+        "kind",
+        "emotion",
+        "model",
+        "allocation",
+        "budget",
+        "influence",
+        "layers",
+        "delta_mu_file",
+        "meta",
+    ],
     "properties": {
-        "schema_version": {"enum": list(SUPPORTED_SCHEMA_VERSIONS),
-                           "description": "format version; this library reads 1 and 2"},
+        "schema_version": {
+            "enum": list(SUPPORTED_SCHEMA_VERSIONS),
+            "description": "format version; this library reads 1 and 2",
+        },
         "kind": {"const": CIRCUIT_KIND},
         "emotion": {"type": "string", "enum": list(EMOTIONS)},
         "model": {
@@ -50,8 +62,11 @@ CIRCUIT_JSON_SCHEMA: dict[str, Any] = {
             "required": ["name", "fingerprint", "arch"],
             "properties": {
                 "name": {"type": "string"},
-                "fingerprint": {"type": "string", "minLength": 1,
-                                "description": "circuits.core.model fingerprint; loading for another model fails"},
+                "fingerprint": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "circuits.core.model fingerprint; loading for another model fails",
+                },
                 "arch": {
                     "type": "object",
                     "description": "ArchInfo.to_dict()",
@@ -130,14 +145,22 @@ CIRCUIT_JSON_SCHEMA: dict[str, Any] = {
                 "metric": {"type": "string"},
                 "ablation": {"type": "string"},
                 "rows": _int(1),
-                "scores": {"type": "object", "required": ["full", "empty", "circuit", "ablated"],
-                           "properties": {k: _NUMBER for k in ("full", "empty", "circuit", "ablated")}},
+                "scores": {
+                    "type": "object",
+                    "required": ["full", "empty", "circuit", "ablated"],
+                    "properties": {k: _NUMBER for k in ("full", "empty", "circuit", "ablated")},
+                },
                 "faithfulness": _NUMBER,
                 "ablation_loss": _NUMBER,
-                "random": {"type": "object", "required": ["faithfulness", "ablation_loss", "n_seeds"],
-                           "properties": {"faithfulness": {"type": "object", "required": ["mean", "std", "seeds"]},
-                                          "ablation_loss": {"type": "object", "required": ["mean", "std", "seeds"]},
-                                          "n_seeds": _int(0)}},
+                "random": {
+                    "type": "object",
+                    "required": ["faithfulness", "ablation_loss", "n_seeds"],
+                    "properties": {
+                        "faithfulness": {"type": "object", "required": ["mean", "std", "seeds"]},
+                        "ablation_loss": {"type": "object", "required": ["mean", "std", "seeds"]},
+                        "n_seeds": _int(0),
+                    },
+                },
             },
         },
     },
@@ -213,8 +236,9 @@ def _get(obj: Any, *keys: str | int) -> Any:
     return obj
 
 
-def _check_units(entry: Any, path: str, kind: str, idx_key: str, bound: int | None, bound_name: str,
-                 problems: list[str]) -> None:
+def _check_units(
+    entry: Any, path: str, kind: str, idx_key: str, bound: int | None, bound_name: str, problems: list[str]
+) -> None:
     idx, scores, k = _get(entry, idx_key), _get(entry, "scores"), _get(entry, "k")
     if not isinstance(idx, list):
         return
@@ -281,13 +305,15 @@ def validate_circuit_json(obj: Any) -> list[str]:
             layer = _get(entry, "layer")
             if _JSON_TYPES["integer"](layer):
                 if n_layers is not None and not 0 <= layer < n_layers:
-                    problems.append(f"{path}.layer: layer {layer} out of range for n_layers={n_layers} "
-                                    f"(valid 0..{n_layers - 1})")
+                    problems.append(
+                        f"{path}.layer: layer {layer} out of range for n_layers={n_layers} (valid 0..{n_layers - 1})"
+                    )
                 elif layer != i:
                     problems.append(f"{path}.layer: expected {i} (layers must list every layer in order), got {layer}")
             _check_units(_get(entry, "mlp"), f"{path}.mlp", "neuron", "neurons", dims["d_mlp"], "d_mlp", problems)
-            _check_units(_get(entry, "attention"), f"{path}.attention", "head", "heads", dims["n_heads"],
-                         "n_heads", problems)
+            _check_units(
+                _get(entry, "attention"), f"{path}.attention", "head", "heads", dims["n_heads"], "n_heads", problems
+            )
 
     alloc = obj.get("allocation")
     budget = obj.get("budget")
@@ -300,16 +326,18 @@ def validate_circuit_json(obj: Any) -> list[str]:
         if expected is not None:
             for key in ("total", "neurons", "heads"):
                 if key in budget and budget[key] != expected[key]:
-                    problems.append(f"budget.{key}: {budget[key]!r} but allocation gives {expected[key]} "
-                                    f"for n_layers={n_layers}")
+                    problems.append(
+                        f"budget.{key}: {budget[key]!r} but allocation gives {expected[key]} for n_layers={n_layers}"
+                    )
 
     if version == 1 and "faithfulness" in obj:
         problems.append("faithfulness: not part of schema_version 1 (written by schema_version 2)")
 
     fname = obj.get("delta_mu_file")
-    if isinstance(fname, str) and fname and (
-        Path(fname).name != fname or "/" in fname or "\\" in fname or fname in (".", "..")
+    if (
+        isinstance(fname, str)
+        and fname
+        and (Path(fname).name != fname or "/" in fname or "\\" in fname or fname in (".", ".."))
     ):
         problems.append(f"delta_mu_file: must be a bare file name in the same directory, got {fname!r}")
     return problems
-

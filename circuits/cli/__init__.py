@@ -74,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc()
-        print(f"{parser.prog}: internal error (a bug, not your input): please report it with the command "
-              "line and the traceback above", file=sys.stderr)
+        print(
+            f"{parser.prog}: internal error (a bug, not your input): please report it with the command "
+            "line and the traceback above",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -41,8 +41,9 @@ def add_config_flags(parser: Any, cls: type, names: Sequence[str]) -> None:
         default = field_default(f)
         elem, many, _ = field_type(hints[name])
         shown = " ".join(map(str, default)) if many and default is not None else default
-        help_text = (meta.get("help", "") if meta.get("required") else
-                     f"{meta.get('help', '')} (default: {shown})".strip())
+        help_text = (
+            meta.get("help", "") if meta.get("required") else f"{meta.get('help', '')} (default: {shown})".strip()
+        )
         kw: dict[str, Any] = {"dest": name, "help": help_text.replace("%", "%%")}
         if elem is bool:
             if default:
@@ -79,21 +80,36 @@ def config_from_args(cls: type, args: argparse.Namespace, names: Sequence[str], 
 def model_args(p: argparse.ArgumentParser, default: str | None = "toy") -> None:
     """The model flags; ``default=None``: the model of the command's ``--run`` (its summary.json)."""
     shown = default if default is not None else "the model the --run directory was made on"
-    p.add_argument("--model", default=default,
-                   help=f"hub name, local directory, .gguf file, 'smollm2-135m' (the packaged SmolLM2-135M-Instruct) "
-                        f"or 'toy' (default: {shown})")
+    p.add_argument(
+        "--model",
+        default=default,
+        help=f"hub name, local directory, .gguf file, 'smollm2-135m' (the packaged SmolLM2-135M-Instruct) "
+        f"or 'toy' (default: {shown})",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--device-map", default=None, help="e.g. 'auto' to spread a large model over GPUs")
     p.add_argument("--no-thinking", action="store_true", help="chat template enable_thinking=False (Qwen3)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads of torch (default: torch's choice, one per core). With two jobs on one "
-                        "machine give each fewer threads than cores: oversubscribed threads slow CPU "
-                        "generation by an order of magnitude")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of torch (default: torch's choice, one per core). With two jobs on one "
+        "machine give each fewer threads than cores: oversubscribed threads slow CPU "
+        "generation by an order of magnitude",
+    )
 
 
-def run_command(sub: argparse._SubParsersAction, name: str, help: str, func: Handler, *,
-                run_help: str = "a discovery run directory", model: bool = True) -> argparse.ArgumentParser:
+def run_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    func: Handler,
+    *,
+    run_help: str = "a discovery run directory",
+    model: bool = True,
+) -> argparse.ArgumentParser:
     """The sub-command ``name`` over one discovery run: the model flags (unless ``model=False``), a
     required ``--run`` and its handler ``func``; the caller adds the command's own flags."""
     p = sub.add_parser(name, help=help)
@@ -107,8 +123,13 @@ def run_command(sub: argparse._SubParsersAction, name: str, help: str, func: Han
 def emotions_arg(p: argparse.ArgumentParser) -> None:
     """``--emotions``: a subset of the run's emotions (default: all of them); check with
     :func:`circuits.core.emotions.check_emotions` against the run."""
-    p.add_argument("--emotions", nargs="+", default=None, metavar="EMOTION",
-                   help="a subset of the run's emotions (default: all of them)")
+    p.add_argument(
+        "--emotions",
+        nargs="+",
+        default=None,
+        metavar="EMOTION",
+        help="a subset of the run's emotions (default: all of them)",
+    )
 
 
 def prompt_args(p: argparse.ArgumentParser) -> None:
@@ -132,15 +153,23 @@ def prompt_settings(args: argparse.Namespace) -> Any:
 
 def judge_arg(p: argparse.ArgumentParser, what: str, modes: bool = True) -> None:
     """``--judge SPEC`` (and ``--judge-mode`` unless ``modes=False``): the judge of ``what``."""
-    p.add_argument("--judge", default=None, metavar="SPEC",
-                   help=f"judge of {what}: {' | '.join(JUDGE_SPECS)} (llm: EMOCIRCUITS_JUDGE_URL, "
-                        f"EMOCIRCUITS_JUDGE_MODEL, EMOCIRCUITS_JUDGE_KEY from the environment); default "
-                        f"{DEFAULT_JUDGE} (lexicon for the toy model, whose notion of emotion is that lexicon)")
+    p.add_argument(
+        "--judge",
+        default=None,
+        metavar="SPEC",
+        help=f"judge of {what}: {' | '.join(JUDGE_SPECS)} (llm: EMOCIRCUITS_JUDGE_URL, "
+        f"EMOCIRCUITS_JUDGE_MODEL, EMOCIRCUITS_JUDGE_KEY from the environment); default "
+        f"{DEFAULT_JUDGE} (lexicon for the toy model, whose notion of emotion is that lexicon)",
+    )
     if not modes:
         return
-    p.add_argument("--judge-mode", default="label", choices=JUDGE_MODES,
-                   help="label: a hit is a 7-way verdict equal to the target emotion; match: the judge's "
-                        "probability of the target reaches its match threshold (the paper's yes / no question)")
+    p.add_argument(
+        "--judge-mode",
+        default="label",
+        choices=JUDGE_MODES,
+        help="label: a hit is a 7-way verdict equal to the target emotion; match: the judge's "
+        "probability of the target reaches its match threshold (the paper's yes / no question)",
+    )
 
 
 def judge_from_args(args: argparse.Namespace) -> Any:
@@ -149,8 +178,9 @@ def judge_from_args(args: argparse.Namespace) -> Any:
 
     if args.judge is None:
         args.judge = recommended_judge(getattr(args, "model", None))
-    return make_judge(args.judge, device=getattr(args, "device", None) or "cpu",
-                      mode=getattr(args, "judge_mode", "label"))
+    return make_judge(
+        args.judge, device=getattr(args, "device", None) or "cpu", mode=getattr(args, "judge_mode", "label")
+    )
 
 
 def check_model_args(args: argparse.Namespace) -> None:
@@ -174,5 +204,10 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
         import torch
 
         torch.set_num_threads(max(1, args.threads))
-    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
-                      chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None)
+    return load_model(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        device_map=args.device_map,
+        chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
+    )

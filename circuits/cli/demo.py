@@ -11,8 +11,15 @@ from circuits.cli.discover import ALLOCATION_FLAGS, DISCOVER_FLAGS
 from circuits.runs.discover import DiscoverConfig
 from circuits.steer.metrics import EvalConfig
 
-DEMO_EVAL_FLAGS = ("positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit",
-                   "fluency_factor")
+DEMO_EVAL_FLAGS = (
+    "positions",
+    "circuit_lambdas",
+    "direction_alphas",
+    "ev_alphas",
+    "direction_source",
+    "sweep_limit",
+    "fluency_factor",
+)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -29,8 +36,9 @@ def _demo(args: argparse.Namespace) -> int:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     allocation = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
-    ecfg = pick(EvalConfig, DEMO_EVAL_FLAGS, "evaluate",
-                **({"limit": args.eval_limit} if args.eval_limit is not None else {}))
+    ecfg = pick(
+        EvalConfig, DEMO_EVAL_FLAGS, "evaluate", **({"limit": args.eval_limit} if args.eval_limit is not None else {})
+    )
     common.check_model_args(args)
     settings = common.prompt_settings(args)
     judge = common.judge_from_args(args)
@@ -41,12 +49,18 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="discovery, circuits, strength sweep and method comparison on one model "
-                                       "(default: the packaged SmolLM2-135M-Instruct)")
+    demo = sub.add_parser(
+        "demo",
+        help="discovery, circuits, strength sweep and method comparison on one model "
+        "(default: the packaged SmolLM2-135M-Instruct)",
+    )
     common.model_args(demo, default="smollm2-135m")
     demo.add_argument("--out", default="runs/demo")
-    add_config_flags(demo.add_argument_group("discovery (unset: the model's demo preset, circuits.runs.demo)"),
-                     DiscoverConfig, DISCOVER_FLAGS)
+    add_config_flags(
+        demo.add_argument_group("discovery (unset: the model's demo preset, circuits.runs.demo)"),
+        DiscoverConfig,
+        DISCOVER_FLAGS,
+    )
     add_config_flags(demo.add_argument_group("circuit budget and allocation"), AllocationConfig, ALLOCATION_FLAGS)
     ev_group = demo.add_argument_group("evaluation (unset: the model's demo preset)")
     ev_group.add_argument("--eval-limit", type=int, default=None, help="SEV test scenarios for the evaluation")

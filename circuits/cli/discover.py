@@ -11,11 +11,32 @@ from circuits.cli.common import add_config_flags, config_from_args
 from circuits.runs.discover import DiscoverConfig
 
 # The config fields each command exposes as flags (defaults and help come from the dataclasses).
-DISCOVER_FLAGS = ("limit", "emotions", "batch_size", "store_dtype", "elicitation", "reference_head_rows",
-                  "influence_rows", "reference_layers", "reference_budget_s", "alphas", "sweep_ks", "sweep_modes",
-                  "sweep_seeds", "sweep_rows", "sweep_layers", "sweep_layer_count", "generation_rows", "null_seeds",
-                  "faithfulness_rows", "faithfulness_seeds", "faithfulness_split", "faithfulness_judge_rows", "seed",
-                  "figures")
+DISCOVER_FLAGS = (
+    "limit",
+    "emotions",
+    "batch_size",
+    "store_dtype",
+    "elicitation",
+    "reference_head_rows",
+    "influence_rows",
+    "reference_layers",
+    "reference_budget_s",
+    "alphas",
+    "sweep_ks",
+    "sweep_modes",
+    "sweep_seeds",
+    "sweep_rows",
+    "sweep_layers",
+    "sweep_layer_count",
+    "generation_rows",
+    "null_seeds",
+    "faithfulness_rows",
+    "faithfulness_seeds",
+    "faithfulness_split",
+    "faithfulness_judge_rows",
+    "seed",
+    "figures",
+)
 ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_heads", "cap_fraction")
 
 
@@ -36,8 +57,10 @@ def _discover(args: argparse.Namespace) -> int:
     summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge)
     ag = summary["agreement"]
     rows = summary["rows"]
-    print(f"wrote {args.out}: store {rows['emotion']} emotion rows and {rows['neutral']} neutral rows, circuits "
-          f"{summary['circuits']}")
+    print(
+        f"wrote {args.out}: store {rows['emotion']} emotion rows and {rows['neutral']} neutral rows, circuits "
+        f"{summary['circuits']}"
+    )
     if cfg.elicitation:
         from circuits.runs.discover import kept_line
 

@@ -9,9 +9,22 @@ from circuits.cli import common
 from circuits.cli.common import add_config_flags, config_from_args
 from circuits.steer.metrics import EvalConfig
 
-EVALUATE_FLAGS = ("methods", "limit", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha",
-                  "positions", "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit",
-                  "fluency_factor")
+EVALUATE_FLAGS = (
+    "methods",
+    "limit",
+    "emotions",
+    "circuit_lambda",
+    "direction_alpha",
+    "direction_layers",
+    "ev_alpha",
+    "positions",
+    "circuit_lambdas",
+    "direction_alphas",
+    "ev_alphas",
+    "direction_source",
+    "sweep_limit",
+    "fluency_factor",
+)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -32,16 +45,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     if result.get("strength_sweep"):
         print(sweep_table(result["strength_sweep"]))
     print(method_table(result))
-    print(f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md"
-          + ("" if args.out else f"; the run's page: {args.run}/report.html"))
+    print(
+        f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md"
+        + ("" if args.out else f"; the run's page: {args.run}/report.html")
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ev = common.run_command(sub, "evaluate", "compare steering methods on the held-out SEV split", _evaluate,
-                            run_help="a discovery run directory (circuits, directions, store)")
+    ev = common.run_command(
+        sub,
+        "evaluate",
+        "compare steering methods on the held-out SEV split",
+        _evaluate,
+        run_help="a discovery run directory (circuits, directions, store)",
+    )
     add_config_flags(ev, EvalConfig, EVALUATE_FLAGS)
     common.judge_arg(ev, "the replies")
-    ev.add_argument("--sev", default=None,
-                    help="test SEV file (default: the shipped test split, sev_data/sev_test.jsonl)")
+    ev.add_argument(
+        "--sev", default=None, help="test SEV file (default: the shipped test split, sev_data/sev_test.jsonl)"
+    )
     ev.add_argument("--out", default=None, help="where to write the report (default: the run directory)")

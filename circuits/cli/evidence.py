@@ -25,8 +25,9 @@ def _faithfulness(args: argparse.Namespace) -> int:
     common.check_model_args(args)
     Run(args.run)  # refuses a directory that holds no run, before the model loads
     judge = common.judge_from_args(args) if cfg.judge_rows else None
-    res = run_faithfulness(common.load_model_from_args(args), args.run, cfg, judge=judge, emotions=args.emotions,
-                           heldout=args.sev)
+    res = run_faithfulness(
+        common.load_model_from_args(args), args.run, cfg, judge=judge, emotions=args.emotions, heldout=args.sev
+    )
     print(faithfulness_table(res["summary"]))
     print(f"wrote {Path(args.run) / layout.FAITHFULNESS_JSON} and the faithfulness block of every circuit file")
     return 0
@@ -35,12 +36,14 @@ def _faithfulness(args: argparse.Namespace) -> int:
 def register_faithfulness(sub: argparse._SubParsersAction) -> None:
     from circuits.circuit.ablation_faithfulness import FaithfulnessConfig
 
-    p = common.run_command(sub, "faithfulness", "circuit faithfulness of a discovery run against random circuits",
-                           _faithfulness)
+    p = common.run_command(
+        sub, "faithfulness", "circuit faithfulness of a discovery run against random circuits", _faithfulness
+    )
     common.emotions_arg(p)
     add_config_flags(p, FaithfulnessConfig, FAITHFULNESS_FLAGS)
-    p.add_argument("--sev", default=None, help="SEV file of the held-out items for --split test (default: the "
-                                               "shipped test split)")
+    p.add_argument(
+        "--sev", default=None, help="SEV file of the held-out items for --split test (default: the shipped test split)"
+    )
     common.judge_arg(p, "the judged generations", modes=False)
 
 
@@ -58,18 +61,28 @@ def _concepts(args: argparse.Namespace) -> int:
     print("emotion-concept vs SEV directions (resid_post), cosine averaged over emotions, per layer:")
     print("  " + " ".join(f"{x:+.2f}" for x in mean))
     print(f"  highest at layer {best}: {mean[best]:+.3f}")
-    print(f"wrote {Path(args.run) / 'concept_directions.safetensors'} (use: --direction-source concept) and "
-          f"{Path(args.run) / CONCEPTS_JSON}")
+    print(
+        f"wrote {Path(args.run) / 'concept_directions.safetensors'} (use: --direction-source concept) and "
+        f"{Path(args.run) / CONCEPTS_JSON}"
+    )
     return 0
 
 
 def register_concepts(sub: argparse._SubParsersAction) -> None:
     from circuits.discovery.concept_vectors import ConceptConfig
 
-    p = common.run_command(sub, "concepts", "emotion-concept vectors from labelled texts, a fourth direction source",
-                           _concepts, run_help="a discovery run directory (its emotions and SEV directions)")
-    p.add_argument("--texts", default=None, help="labelled texts, CSV or JSONL (default: the shipped ones); "
-                                                 "texts labelled 'neutral' give the projection")
+    p = common.run_command(
+        sub,
+        "concepts",
+        "emotion-concept vectors from labelled texts, a fourth direction source",
+        _concepts,
+        run_help="a discovery run directory (its emotions and SEV directions)",
+    )
+    p.add_argument(
+        "--texts",
+        default=None,
+        help="labelled texts, CSV or JSONL (default: the shipped ones); texts labelled 'neutral' give the projection",
+    )
     add_config_flags(p, ConceptConfig, CONCEPT_FLAGS)
 
 
@@ -85,8 +98,13 @@ def _atlas(args: argparse.Namespace) -> int:
 
 
 def register_atlas(sub: argparse._SubParsersAction) -> None:
-    p = common.run_command(sub, "atlas", "one record per emotion linking direction, Emotion Vector, VA, circuit "
-                                         "and faithfulness, with a cross-method agreement table", _atlas)
+    p = common.run_command(
+        sub,
+        "atlas",
+        "one record per emotion linking direction, Emotion Vector, VA, circuit "
+        "and faithfulness, with a cross-method agreement table",
+        _atlas,
+    )
     p.add_argument("--va", default=None, help="a VA run directory (emocircuits va): adds VA coordinates")
 
 
@@ -104,6 +122,7 @@ def _nulls(args: argparse.Namespace) -> int:
 def register_nulls(sub: argparse._SubParsersAction) -> None:
     from circuits.runs.nulls import NullsConfig
 
-    p = common.run_command(sub, "nulls", "permuted-label nulls of a run's probe accuracy and cross-context cosine",
-                           _nulls)
+    p = common.run_command(
+        sub, "nulls", "permuted-label nulls of a run's probe accuracy and cross-context cosine", _nulls
+    )
     add_config_flags(p, NullsConfig, NULLS_FLAGS)

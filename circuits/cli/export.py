@@ -27,12 +27,22 @@ def _export_gguf(args: argparse.Namespace) -> int:
     model = common.load_model_from_args(args)
     cv = export_control_vector(model, args.run, cfg, va_dir=args.va)
     path = cv.save(args.out)
-    print(f"wrote {path}: {len(cv.vectors)} layer(s) {list(cv.vectors)}, model hint {cv.model_hint!r}; "
-          f"llama.cpp: --control-vector {path}")
+    print(
+        f"wrote {path}: {len(cv.vectors)} layer(s) {list(cv.vectors)}, model hint {cv.model_hint!r}; "
+        f"llama.cpp: --control-vector {path}"
+    )
     if cfg.check:
-        res = check_control_vector(model, cv, cfg.emotion, limit=cfg.check, run_dir=args.run, judge=judge,
-                                   circuit_lambda=cfg.strength if cfg.source == "circuit" else None,
-                                   threads=args.threads or 2, gguf_model=args.gguf)
+        res = check_control_vector(
+            model,
+            cv,
+            cfg.emotion,
+            limit=cfg.check,
+            run_dir=args.run,
+            judge=judge,
+            circuit_lambda=cfg.strength if cfg.source == "circuit" else None,
+            threads=args.threads or 2,
+            gguf_model=args.gguf,
+        )
         print(check_table(res))
         report = Path(str(args.out) + ".check.json")
         write_json_atomic(report, res)
@@ -48,14 +58,19 @@ def _export_graph(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = common.run_command(sub, "export-gguf", "a direction, Emotion Vector, VA axis or circuit as a llama.cpp control "
-                                        "vector (GGUF)", _export_gguf)
+    p = common.run_command(
+        sub,
+        "export-gguf",
+        "a direction, Emotion Vector, VA axis or circuit as a llama.cpp control vector (GGUF)",
+        _export_gguf,
+    )
     add_config_flags(p, ControlVectorConfig, EXPORT_FLAGS)
     p.add_argument("--va", default=None, help="source va: the VA run directory (emocircuits va)")
     p.add_argument("--out", required=True, help="the .gguf file to write")
     p.add_argument("--gguf", default=None, help="the model as GGUF for llama.cpp (default: the packaged SmolLM2)")
     common.judge_arg(p, "the replies of --check", modes=False)
 
-    g = common.run_command(sub, "export-graph", "per circuit: EAP-IG graph JSON, node-link JSON and an HTML view",
-                    _export_graph)
+    g = common.run_command(
+        sub, "export-graph", "per circuit: EAP-IG graph JSON, node-link JSON and an HTML view", _export_graph
+    )
     common.emotions_arg(g)

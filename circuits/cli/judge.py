@@ -40,16 +40,18 @@ from circuits.judges.training import cross_validate, reply_texts, train_judge
 def _summary(name: str, m: dict[str, Any]) -> str:
     """One line: emotional accuracy, calm recall, the worst emotion's recall, each emotion's recall
     (``-`` where the rows hold no such label)."""
+
     def pct(x: float | None, width: int, digits: int = 1) -> str:
         return f"{'-':>{width}}" if x is None else f"{x:>{width}.{digits}%}"
 
     known = [m["recall"][e] for e in EMOTIONS if m["recall"][e] is not None]
-    return (f"{name:<28} {pct(m['emotion_accuracy'], 8)} {pct(m['calm_recall'], 8)} "
-            f"{pct(min(known) if known else None, 8)}  " + " ".join(pct(m["recall"][e], 6, 0) for e in EMOTIONS))
+    return (
+        f"{name:<28} {pct(m['emotion_accuracy'], 8)} {pct(m['calm_recall'], 8)} "
+        f"{pct(min(known) if known else None, 8)}  " + " ".join(pct(m["recall"][e], 6, 0) for e in EMOTIONS)
+    )
 
 
-SUMMARY_HEADER = (f"{'judge':<28} {'emotion':>8} {'calm':>8} {'worst':>8}  "
-                  + " ".join(f"{e[:6]:>6}" for e in EMOTIONS))
+SUMMARY_HEADER = f"{'judge':<28} {'emotion':>8} {'calm':>8} {'worst':>8}  " + " ".join(f"{e[:6]:>6}" for e in EMOTIONS)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -73,9 +75,11 @@ def _eval(args: argparse.Namespace) -> int:
             scores, is_target = match_pairs(rows, judge.probabilities(reply_texts(rows)))
             mm = match_metrics(scores, is_target, matcher.threshold)
             entry["match"] = mm
-            print(f"  match mode (P(target) >= {mm['threshold']:.2f}) over {len(scores)} (reply, emotion) pairs: "
-                  f"true positive rate {mm['tpr']:.1%}, false positive rate {mm['fpr']:.1%}, "
-                  f"balanced accuracy {mm['balanced_accuracy']:.1%}")
+            print(
+                f"  match mode (P(target) >= {mm['threshold']:.2f}) over {len(scores)} (reply, emotion) pairs: "
+                f"true positive rate {mm['tpr']:.1%}, false positive rate {mm['fpr']:.1%}, "
+                f"balanced accuracy {mm['balanced_accuracy']:.1%}"
+            )
         report["judges"][name] = entry
         print()
     print(SUMMARY_HEADER)
@@ -112,8 +116,12 @@ def grouped_table(by_judge: dict[str, dict[str, dict[str, Any]]]) -> str:
     for g in groups:
         for name, per_group in by_judge.items():
             e = per_group[g]
-            lines.append(f"{g:<{gw}} {name:<{jw}} {e['n']:>5} {100 * e['accuracy']:>6.1f}  " + " ".join(
-                f"{100 * e['per_label'][lab]:>7.0f}" if lab in e["per_label"] else f"{'-':>7}" for lab in labels))
+            lines.append(
+                f"{g:<{gw}} {name:<{jw}} {e['n']:>5} {100 * e['accuracy']:>6.1f}  "
+                + " ".join(
+                    f"{100 * e['per_label'][lab]:>7.0f}" if lab in e["per_label"] else f"{'-':>7}" for lab in labels
+                )
+            )
     return "\n".join(lines)
 
 
@@ -133,10 +141,19 @@ def _label(args: argparse.Namespace) -> int:
     scores = judge.probabilities(texts) if hasattr(judge, "probabilities") else [j.scores for j in judgements]
     lines = []
     for r, t, j, sc in zip(rows, texts, judgements, scores):
-        lines.append(json.dumps({"text": r.text, "verdict": j.label, "judge": judge_name(judge),
-                                 "scores": {k: round(float(v), 4) for k, v in sc.items()},
-                                 **({"label": r.label} if r.label else {}),
-                                 **({"echo_removed": True} if t != r.text else {})}, ensure_ascii=False))
+        lines.append(
+            json.dumps(
+                {
+                    "text": r.text,
+                    "verdict": j.label,
+                    "judge": judge_name(judge),
+                    "scores": {k: round(float(v), 4) for k, v in sc.items()},
+                    **({"label": r.label} if r.label else {}),
+                    **({"echo_removed": True} if t != r.text else {}),
+                },
+                ensure_ascii=False,
+            )
+        )
     if args.out:
         from circuits.core.artifacts import write_text_atomic
 
@@ -149,13 +166,15 @@ def _label(args: argparse.Namespace) -> int:
 def _cv(args: argparse.Namespace) -> int:
     rows = read_labelled(args.file, split=args.split or None)
     truth = [r.label for r in rows]
-    print(f"{len(rows)} rows of {args.file}" + (f" (split {args.split})" if args.split else "")
-          + f"; {args.folds}-fold out-of-fold verdicts for the heads, the lexicon judges as they are")
+    print(
+        f"{len(rows)} rows of {args.file}"
+        + (f" (split {args.split})" if args.split else "")
+        + f"; {args.folds}-fold out-of-fold verdicts for the heads, the lexicon judges as they are"
+    )
     print(SUMMARY_HEADER)
     for spec in ("lexicon", "style"):
         print(_summary(spec, label_metrics(truth, judge_labels(_build(spec, args), rows))))
-    for r in cross_validate(rows, args.features, args.l2, k=args.folds, seed=args.seed, lm=args.lm,
-                            layer=args.layer):
+    for r in cross_validate(rows, args.features, args.l2, k=args.folds, seed=args.seed, lm=args.lm, layer=args.layer):
         print(_summary(f"head {r['features']} l2={r['l2']:g}", r["metrics"]))
     return 0
 
@@ -163,13 +182,23 @@ def _cv(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     rows = read_labelled(args.file, split=args.split or None)
     digest = hashlib.sha256(Path(args.file).read_bytes()).hexdigest()[:16]
-    cfg = train_judge(rows, args.out, kind=args.features[0], l2=args.l2[0], folds_k=args.folds, seed=args.seed,
-                      source={"file": Path(args.file).name, "sha256": digest, "split": args.split},
-                      lm=args.lm, layer=args.layer)
+    cfg = train_judge(
+        rows,
+        args.out,
+        kind=args.features[0],
+        l2=args.l2[0],
+        folds_k=args.folds,
+        seed=args.seed,
+        source={"file": Path(args.file).name, "sha256": digest, "split": args.split},
+        lm=args.lm,
+        layer=args.layer,
+    )
     oof = cfg.trained_on["out_of_fold"]
-    print(f"wrote {args.out}: {cfg.features} head, l2 {cfg.l2:g}, {len(rows)} rows; out-of-fold emotional "
-          f"accuracy {oof['emotion_accuracy']:.1%}, calm recall {oof['calm_recall']:.1%}; match threshold "
-          f"{cfg.match_threshold:.3f} (balanced accuracy {oof['match']['balanced_accuracy']:.1%})")
+    print(
+        f"wrote {args.out}: {cfg.features} head, l2 {cfg.l2:g}, {len(rows)} rows; out-of-fold emotional "
+        f"accuracy {oof['emotion_accuracy']:.1%}, calm recall {oof['calm_recall']:.1%}; match threshold "
+        f"{cfg.match_threshold:.3f} (balanced accuracy {oof['match']['balanced_accuracy']:.1%})"
+    )
     return 0
 
 
@@ -182,14 +211,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     default_file = str(data_path("judge_replies"))
 
     ev = jsub.add_parser("eval", help="confusion matrix, recall / precision, kappa between judges")
-    ev.add_argument("file", nargs="?", default=default_file,
-                    help=f"JSONL with text, label (default: our judge set {default_file})")
-    ev.add_argument("--judge", action="append", default=None, metavar="SPEC",
-                    help="a judge to score (repeat for several; default: learned, style and lexicon)")
+    ev.add_argument(
+        "file", nargs="?", default=default_file, help=f"JSONL with text, label (default: our judge set {default_file})"
+    )
+    ev.add_argument(
+        "--judge",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="a judge to score (repeat for several; default: learned, style and lexicon)",
+    )
     ev.add_argument("--split", default=None, help="only rows with this 'split' (dev or final in our set)")
-    ev.add_argument("--by", default=None, metavar="FIELD",
-                    help="also print accuracy per value of this field (method in an evaluation's replies.jsonl, "
-                         "candidate in those of `prompts --replies`, source in our judge set)")
+    ev.add_argument(
+        "--by",
+        default=None,
+        metavar="FIELD",
+        help="also print accuracy per value of this field (method in an evaluation's replies.jsonl, "
+        "candidate in those of `prompts --replies`, source in our judge set)",
+    )
     ev.add_argument("--json", default=None, help="also write the metrics here")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_eval)
@@ -198,21 +237,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     lab.add_argument("file")
     lab.add_argument("--out", default=None, help="write JSONL here (default: stdout)")
     lab.add_argument("--device", default="cpu")
-    lab.add_argument("--judge", default=DEFAULT_JUDGE, metavar="SPEC",
-                     help=f"{' | '.join(JUDGE_SPECS)} (default {DEFAULT_JUDGE})")
+    lab.add_argument(
+        "--judge", default=DEFAULT_JUDGE, metavar="SPEC", help=f"{' | '.join(JUDGE_SPECS)} (default {DEFAULT_JUDGE})"
+    )
     lab.set_defaults(func=_label)
 
-    for name, func, what in (("cv", _cv, "cross-validate learned heads (how the shipped judge was chosen)"),
-                             ("train", _train, "train a learned judge folder (use it with --judge learned:DIR)")):
+    for name, func, what in (
+        ("cv", _cv, "cross-validate learned heads (how the shipped judge was chosen)"),
+        ("train", _train, "train a learned judge folder (use it with --judge learned:DIR)"),
+    ):
         q = jsub.add_parser(name, help=what)
         q.add_argument("file", nargs="?", default=default_file)
         q.add_argument("--split", default="dev", help="rows of this split only (default dev; '' for all)")
-        q.add_argument("--features", nargs="+", choices=FEATURE_KINDS,
-                       default=list(FEATURE_KINDS) if name == "cv" else ["lm+style"])
-        q.add_argument("--l2", nargs="+", type=float, default=[0.03, 0.1, 0.3] if name == "cv" else [0.1],
-                       help="L2 penalty on the standardised features")
-        q.add_argument("--lm", default="smollm2-135m", help="language model of the lm features (packaged name, "
-                                                           ".gguf or HF directory)")
+        q.add_argument(
+            "--features",
+            nargs="+",
+            choices=FEATURE_KINDS,
+            default=list(FEATURE_KINDS) if name == "cv" else ["lm+style"],
+        )
+        q.add_argument(
+            "--l2",
+            nargs="+",
+            type=float,
+            default=[0.03, 0.1, 0.3] if name == "cv" else [0.1],
+            help="L2 penalty on the standardised features",
+        )
+        q.add_argument(
+            "--lm",
+            default="smollm2-135m",
+            help="language model of the lm features (packaged name, .gguf or HF directory)",
+        )
         q.add_argument("--layer", type=int, default=18, help="residual stream after this many blocks (lm features)")
         q.add_argument("--folds", type=int, default=5)
         q.add_argument("--seed", type=int, default=0)

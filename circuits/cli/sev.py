@@ -24,6 +24,7 @@ def _sev_validate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     sev = sub.add_parser("sev", help="SEV dataset tools").add_subparsers(dest="sev_command", required=True)
     val = sev.add_parser("validate", help="check SEV files and print a one-line summary or the errors")
-    val.add_argument("files", nargs="*",
-                     help="SEV JSONL (or JSON array) files (default: the shipped train and test splits)")
+    val.add_argument(
+        "files", nargs="*", help="SEV JSONL (or JSON array) files (default: the shipped train and test splits)"
+    )
     val.set_defaults(func=_sev_validate)

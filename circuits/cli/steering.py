@@ -10,8 +10,20 @@ from circuits.cli import common
 from circuits.cli.common import add_config_flags, config_from_args
 from circuits.steer.metrics import EvalConfig
 
-DOSE_FLAGS = ("methods", "emotions", "circuit_lambda", "direction_alpha", "direction_layers", "ev_alpha", "positions",
-              "circuit_lambdas", "direction_alphas", "ev_alphas", "direction_source", "sweep_limit")
+DOSE_FLAGS = (
+    "methods",
+    "emotions",
+    "circuit_lambda",
+    "direction_alpha",
+    "direction_layers",
+    "ev_alpha",
+    "positions",
+    "circuit_lambdas",
+    "direction_alphas",
+    "ev_alphas",
+    "direction_source",
+    "sweep_limit",
+)
 DOSE_OWN_FLAGS = ("null_seeds",)
 TRACE_FLAGS = ("method", "emotion", "strength", "positions", "direction_source", "max_new_tokens")
 
@@ -39,8 +51,13 @@ def _dose(args: argparse.Namespace) -> int:
 def register_dose_response(sub: argparse._SubParsersAction) -> None:
     from circuits.runs.dose_response import DoseConfig
 
-    p = common.run_command(sub, "dose-response", "accuracy, emotion score and perplexity against strength for each "
-                                                 "steered method, with random controls of equal norm", _dose)
+    p = common.run_command(
+        sub,
+        "dose-response",
+        "accuracy, emotion score and perplexity against strength for each "
+        "steered method, with random controls of equal norm",
+        _dose,
+    )
     add_config_flags(p, EvalConfig, DOSE_FLAGS)
     add_config_flags(p, DoseConfig, DOSE_OWN_FLAGS)
     p.add_argument("--out", default=None, help="where to write dose_response.json / .html (default: the run)")
@@ -62,8 +79,13 @@ def _trace(args: argparse.Namespace) -> int:
 def register_trace(sub: argparse._SubParsersAction) -> None:
     from circuits.runs.trace import TraceConfig
 
-    p = common.run_command(sub, "trace", "per-token emotion scores of a (steered) reply or a text, as an HTML view",
-                           _trace, run_help="a discovery run directory (its directions, and circuits to steer)")
+    p = common.run_command(
+        sub,
+        "trace",
+        "per-token emotion scores of a (steered) reply or a text, as an HTML view",
+        _trace,
+        run_help="a discovery run directory (its directions, and circuits to steer)",
+    )
     p.add_argument("--prompt", default=None, help="a user message: generate the reply and trace it")
     p.add_argument("--text", default=None, help="a text to read and trace (no generation)")
     add_config_flags(p, TraceConfig, TRACE_FLAGS)

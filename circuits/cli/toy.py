@@ -16,8 +16,10 @@ def _train(args: argparse.Namespace) -> int:
     cfg = ToyTrainConfig(seed=args.seed, epochs=args.epochs, limit=args.limit)
     out = Path(args.out) if args.out else TOY_MODEL_DIR
     log = train_toy(cfg, out)
-    print(f"saved {out}: {log['n_params']:,} parameters, {log['corpus_chats']} chats, "
-          f"final loss {log['final_loss']:.3f}, {log['train_seconds']:.0f} s")
+    print(
+        f"saved {out}: {log['n_params']:,} parameters, {log['corpus_chats']} chats, "
+        f"final loss {log['final_loss']:.3f}, {log['train_seconds']:.0f} s"
+    )
     return 0
 
 

@@ -8,8 +8,21 @@ from circuits.cli import common
 from circuits.cli.common import add_config_flags, config_from_args
 from circuits.runs.valence_arousal import VAConfig
 
-VA_FLAGS = ("texts", "ratings", "self_report", "lexicon", "vocab_only", "layer", "position", "emotions", "alphas",
-            "steer_limit", "refusal", "sycophancy", "limit")
+VA_FLAGS = (
+    "texts",
+    "ratings",
+    "self_report",
+    "lexicon",
+    "vocab_only",
+    "layer",
+    "position",
+    "emotions",
+    "alphas",
+    "steer_limit",
+    "refusal",
+    "sycophancy",
+    "limit",
+)
 
 
 def _va(args: argparse.Namespace) -> int:
@@ -17,8 +30,12 @@ def _va(args: argparse.Namespace) -> int:
     from circuits.va.probes import load_refusal_phrases
 
     cfg = config_from_args(
-        VAConfig, args, VA_FLAGS, ratings=None if args.self_report else args.ratings,
-        refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None)
+        VAConfig,
+        args,
+        VA_FLAGS,
+        ratings=None if args.self_report else args.ratings,
+        refusal_phrases=load_refusal_phrases(args.refusal_phrases) if args.refusal_phrases else None,
+    )
     common.check_model_args(args)
     judge = common.judge_from_args(args)
     s = valence_arousal.run_va(common.load_model_from_args(args), args.out, cfg, judge=judge)
@@ -27,11 +44,15 @@ def _va(args: argparse.Namespace) -> int:
             print(f"note: left out {what.replace('_', ' ')}: {', '.join(names)}")
     rep = s.get("ratings_report", {})
     if cfg.self_report:
-        print(f"self-reported VA: {rep['parsed']} of {rep['asked']} emotions rated; "
-              f"{rep['n_unparsed']} unparseable answer(s)"
-              + "".join(f"\n  {u['emotion']} {u['which']}: {u['answer']!r}" for u in rep["unparsed"]))
-    print(f"layer {s['layer']}: R^2 {s['fit']['r2']}, circumplex order {s['circumplex']['order']}, "
-          f"circle residual {s['circumplex']['residual']:.3f}")
+        print(
+            f"self-reported VA: {rep['parsed']} of {rep['asked']} emotions rated; "
+            f"{rep['n_unparsed']} unparseable answer(s)"
+            + "".join(f"\n  {u['emotion']} {u['which']}: {u['answer']!r}" for u in rep["unparsed"])
+        )
+    print(
+        f"layer {s['layer']}: R^2 {s['fit']['r2']}, circumplex order {s['circumplex']['order']}, "
+        f"circle residual {s['circumplex']['residual']:.3f}"
+    )
     if "lexicon" in s:
         print("lexicon check:", s["lexicon"])
     for r in s.get("probes", {}).get("refusal", []):
@@ -48,6 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     va.add_argument("--out", required=True)
     add_config_flags(va, VAConfig, VA_FLAGS)
     common.judge_arg(va, "the steered replies (their labels are counted)", modes=False)
-    va.add_argument("--refusal-phrases", metavar="FILE", default=None,
-                    help="refusal detector phrases, one per line (default: a built-in list)")
+    va.add_argument(
+        "--refusal-phrases",
+        metavar="FILE",
+        default=None,
+        help="refusal detector phrases, one per line (default: a built-in list)",
+    )
     va.set_defaults(func=_va)

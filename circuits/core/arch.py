@@ -131,7 +131,7 @@ def weights_digest(hf_model: torch.nn.Module, chunk: int = 1 << 24) -> str:
         flat = p.detach().reshape(-1)
         sums = []
         for start in range(0, flat.numel(), chunk):
-            part = flat[start:start + chunk].to(torch.bfloat16).view(torch.int16).to(torch.int64)
+            part = flat[start : start + chunk].to(torch.bfloat16).view(torch.int16).to(torch.int64)
             pos = torch.arange(start, start + part.numel(), device=part.device, dtype=torch.int64)
             sums += [int(part.sum()), int((part * (pos % 65521 + 1)).sum())]
         h.update(f"{name}:{tuple(p.shape)}:{sums}".encode())

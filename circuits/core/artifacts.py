@@ -127,6 +127,7 @@ def iter_text_lines(path: str | os.PathLike, error: Callable[[str], Exception]) 
             try:
                 line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError as err:
-                raise error(f"{path}:{n}: not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1})") \
-                    from None
+                raise error(
+                    f"{path}:{n}: not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1})"
+                ) from None
             yield n, line.rstrip("\r\n")

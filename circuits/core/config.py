@@ -71,8 +71,10 @@ def config_from_dict(cls: type, d: Any) -> Any:
         raise ConfigError(f"{cls.__name__}.from_dict: expected a mapping, got {type(d).__name__}")
     unknown = sorted(set(d) - set(cls.__dataclass_fields__))
     if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(map(repr, unknown))}; "
-                          f"known fields: {', '.join(cls.__dataclass_fields__)}")
+        raise ConfigError(
+            f"{cls.__name__}: unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"known fields: {', '.join(cls.__dataclass_fields__)}"
+        )
     return cls(**dict(d))
 
 
@@ -95,7 +97,9 @@ def check_config(cfg: Any) -> None:
             raise ConfigError(f"{where}: expected at least one value")
         for v in values:
             if elem in (int, float):
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (elem is float or float(v).is_integer())
+                ok = (
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and (elem is float or float(v).is_integer())
+                )
                 if not ok or not math.isfinite(float(v)):
                     raise ConfigError(f"{where}: expected a finite {elem.__name__}, got {v!r}")
                 if "min" in f.metadata and v < f.metadata["min"]:

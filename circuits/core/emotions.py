@@ -32,9 +32,7 @@ def check_emotions(names: Iterable[str] | None, allowed: tuple[str, ...] = EMOTI
     for name in names:
         key = str(name).strip().lower()
         if key not in allowed:
-            raise UnknownEmotionError(
-                f"unknown emotion {name!r}: expected one of {', '.join(allowed)}"
-            )
+            raise UnknownEmotionError(f"unknown emotion {name!r}: expected one of {', '.join(allowed)}")
         if key not in out:
             out.append(key)
     if not out:

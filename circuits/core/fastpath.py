@@ -96,7 +96,8 @@ def _build_plain(model: ModelHandle) -> torch.nn.Module:
     if missing:
         raise PlainModelUnsupported(
             f"{model.name}: the plain {type(hf).__name__} has tensors the bridge does not hold: "
-            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; use the bridge path (backend='bridge')")
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''}; use the bridge path (backend='bridge')"
+        )
     twin.generation_config = copy.deepcopy(hf.generation_config)
     twin.eval()
     _layers(twin, model)  # refuse an unknown layout now rather than at the first edit
@@ -108,11 +109,11 @@ def _layers(twin: torch.nn.Module, model: ModelHandle) -> Sequence[torch.nn.Modu
     need = ["self_attn", "self_attn.o_proj", "mlp", "mlp.down_proj"]
     if model.arch.post_norms:
         need += ["post_attention_layernorm", "post_feedforward_layernorm"]
-    if layers is None or len(layers) != model.arch.n_layers or any(
-            _get(layers[0], n) is None for n in need):
+    if layers is None or len(layers) != model.arch.n_layers or any(_get(layers[0], n) is None for n in need):
         raise PlainModelUnsupported(
             f"{model.name}: {type(twin).__name__} does not keep its decoder layers at model.layers with "
-            f"{', '.join(need)}; use the bridge path (backend='bridge')")
+            f"{', '.join(need)}; use the bridge path (backend='bridge')"
+        )
     return layers
 
 
@@ -143,12 +144,14 @@ def _input_hook(f: Callable[[torch.Tensor], torch.Tensor], heads: int | None = N
             return (f(x), *args[1:])
         b, p, _ = x.shape
         return (f(x.view(b, p, heads, -1)).reshape(b, p, -1), *args[1:])
+
     return hook
 
 
 def _layer_input_hook(f: Callable[[torch.Tensor], None]) -> Callable:
     def hook(module: Any, args: tuple, kwargs: dict) -> None:
         f(args[0] if args else kwargs["hidden_states"])
+
     return hook
 
 
@@ -175,8 +178,9 @@ def plain_hooks(
             if iv.site == "neurons":
                 handles.append(layer.mlp.down_proj.register_forward_pre_hook(_input_hook(edit)))
             elif iv.site == "heads":
-                handles.append(layer.self_attn.o_proj.register_forward_pre_hook(
-                    _input_hook(edit, heads=model.arch.n_heads)))
+                handles.append(
+                    layer.self_attn.o_proj.register_forward_pre_hook(_input_hook(edit, heads=model.arch.n_heads))
+                )
             elif iv.site == "resid_post":
                 handles.append(layer.register_forward_hook(_output_hook(edit)))
             elif iv.site == "attn_out":

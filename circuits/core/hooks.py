@@ -89,19 +89,27 @@ class Intervention:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "site": self.site, "layer": self.layer, "op": self.op,
+            "site": self.site,
+            "layer": self.layer,
+            "op": self.op,
             "index": list(self.index) if self.index is not None else None,
             "vector": self.vector.tolist() if self.vector is not None else None,
-            "factor": self.factor, "positions": self.positions,
+            "factor": self.factor,
+            "positions": self.positions,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Intervention":
         vec = d.get("vector")
-        return cls(site=d["site"], layer=int(d["layer"]), op=d["op"],
-                   index=tuple(d["index"]) if d.get("index") is not None else None,
-                   vector=torch.tensor(vec, dtype=torch.float32) if vec is not None else None,
-                   factor=float(d.get("factor", 1.0)), positions=d.get("positions", "all"))
+        return cls(
+            site=d["site"],
+            layer=int(d["layer"]),
+            op=d["op"],
+            index=tuple(d["index"]) if d.get("index") is not None else None,
+            vector=torch.tensor(vec, dtype=torch.float32) if vec is not None else None,
+            factor=float(d.get("factor", 1.0)),
+            positions=d.get("positions", "all"),
+        )
 
 
 def _apply(iv: Intervention, act: torch.Tensor, pos: slice | int) -> torch.Tensor:
@@ -210,8 +218,9 @@ def make_hooks(
     return hooks
 
 
-def rows_of(per_prompt: Sequence[Sequence[Intervention]], batch: Sequence[int]
-            ) -> tuple[list[Intervention], list[tuple[int, ...] | None]]:
+def rows_of(
+    per_prompt: Sequence[Sequence[Intervention]], batch: Sequence[int]
+) -> tuple[list[Intervention], list[tuple[int, ...] | None]]:
     """Per-row interventions of one batch as ``(interventions, rows)`` for :func:`make_hooks` and
     :func:`circuits.core.fastpath.plain_hooks`: ``per_prompt[i]`` applies to prompt ``i``;
     ``batch[r]`` is the prompt in row ``r``. The same object on several rows becomes one entry
@@ -229,8 +238,19 @@ def rows_of(per_prompt: Sequence[Sequence[Intervention]], batch: Sequence[int]
 
 
 # ----------------------------------------------------------------------------------------- reads
-READ_SITES = ("resid_pre", "resid_mid", "resid_post", "z", "mlp_post", "attn_out", "mlp_out", "final_resid",
-              "final_scale", "attn_post_scale", "mlp_post_scale")
+READ_SITES = (
+    "resid_pre",
+    "resid_mid",
+    "resid_post",
+    "z",
+    "mlp_post",
+    "attn_out",
+    "mlp_out",
+    "final_resid",
+    "final_scale",
+    "attn_post_scale",
+    "mlp_post_scale",
+)
 """What a :class:`Read` can capture: the store's tensors (``z`` = per-head o_proj input, ``mlp_post`` =
 MLP post-activations), sublayer outputs, the final residual and the final norm's scale
 (``final_state = final_resid / final_scale``), and Gemma2's post-norm scales."""
@@ -248,8 +268,17 @@ def site_hook(model: ModelHandle, site: str, layer: int | None) -> str:
         return h.final_scale
     if site in ("attn_post_scale", "mlp_post_scale"):
         return model.post_norm_scale_hook(int(layer), site.split("_")[0])
-    table = {"neurons": h.mlp_post, "mlp_post": h.mlp_post, "heads": h.z, "z": h.z, "resid_pre": h.resid_pre,
-             "resid_mid": h.resid_mid, "resid_post": h.resid_post, "attn_out": h.attn_out, "mlp_out": h.mlp_out}
+    table = {
+        "neurons": h.mlp_post,
+        "mlp_post": h.mlp_post,
+        "heads": h.z,
+        "z": h.z,
+        "resid_pre": h.resid_pre,
+        "resid_mid": h.resid_mid,
+        "resid_post": h.resid_post,
+        "attn_out": h.attn_out,
+        "mlp_out": h.mlp_out,
+    }
     return table[site](int(layer))
 
 
@@ -275,7 +304,9 @@ class Read:
         if self.positions not in READ_POSITIONS:
             raise ValueError(f"Read.positions: expected one of {READ_POSITIONS}, got {self.positions!r}")
         if (self.layer is None) != self.site.startswith("final_"):
-            raise ValueError(f"Read on {self.site!r}: layer must be {'None' if self.site.startswith('final_') else 'given'}")
+            raise ValueError(
+                f"Read on {self.site!r}: layer must be {'None' if self.site.startswith('final_') else 'given'}"
+            )
 
     def hook_name(self, model: ModelHandle) -> str:
         return site_hook(model, self.site, self.layer)

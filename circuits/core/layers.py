@@ -2,8 +2,19 @@
 before it, never from one after it (``tests/test_import_layers.py`` walks every import, function-level
 ones included). The top-level ``circuits/__init__.py`` and ``__main__.py`` stand above them all."""
 
-LAYERS: tuple[str, ...] = ("core", "judges", "discovery", "circuit", "steer", "va", "figures", "interop", "toy",
-                           "runs", "cli")
+LAYERS: tuple[str, ...] = (
+    "core",
+    "judges",
+    "discovery",
+    "circuit",
+    "steer",
+    "va",
+    "figures",
+    "interop",
+    "toy",
+    "runs",
+    "cli",
+)
 """Sub-packages of ``circuits``, lowest first."""
 
 

@@ -45,8 +45,10 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
     local = _is_local(name)
     path = str(Path(name).expanduser()) if local else name
     if local and not (Path(path) / "config.json").is_file():
-        raise ModelLoadError(f"model directory {path!r} has no config.json: a model directory needs a config.json, "
-                             "the weights (*.safetensors) and the tokenizer files")
+        raise ModelLoadError(
+            f"model directory {path!r} has no config.json: a model directory needs a config.json, "
+            "the weights (*.safetensors) and the tokenizer files"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
@@ -60,9 +62,10 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
                 "config.json, the weights (*.safetensors) and the tokenizer files."
             ) from err
         if _looks_like_path(name):
-            raise ModelLoadError(f"model directory {name!r} does not exist (nothing at {Path(name).expanduser()}); "
-                                 "check the path, or give a hub name such as meta-llama/Llama-3.2-3B-Instruct"
-                                 ) from err
+            raise ModelLoadError(
+                f"model directory {name!r} does not exist (nothing at {Path(name).expanduser()}); "
+                "check the path, or give a hub name such as meta-llama/Llama-3.2-3B-Instruct"
+            ) from err
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise ModelLoadError(
             f"model {name!r} is not a local directory and could not be loaded from the Hugging Face "
@@ -79,8 +82,7 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
 
 def _cache_to_past_key_values(module: Any, args: tuple, kwargs: dict[str, Any]):
     """Forward pre-hook: pass a ``cache=`` keyword on as ``past_key_values=`` as well."""
-    if kwargs.get("cache") is None or kwargs.get("past_key_values") is not None \
-            or kwargs.get("layer_past") is not None:
+    if kwargs.get("cache") is None or kwargs.get("past_key_values") is not None or kwargs.get("layer_past") is not None:
         return None
     return args, {**kwargs, "past_key_values": kwargs["cache"]}
 
@@ -235,9 +237,7 @@ class ModelHandle:
         """
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": user}
-            ]
+            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
             try:
                 text = tok.apply_chat_template(
                     messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
@@ -271,8 +271,8 @@ class ModelHandle:
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):
-            ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
     def __repr__(self) -> str:
@@ -304,11 +304,15 @@ def check_device(device: str | torch.device) -> str:
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as err:
-        raise ModelLoadError(f"device {name!r}: not a torch device ({err}); expected cpu, cuda, cuda:N or mps") from None
+        raise ModelLoadError(
+            f"device {name!r}: not a torch device ({err}); expected cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"device {name!r}: torch sees no CUDA GPU on this machine (torch "
-                                 f"{torch.__version__}); use --device cpu or install a CUDA build of torch")
+            raise ModelLoadError(
+                f"device {name!r}: torch sees no CUDA GPU on this machine (torch "
+                f"{torch.__version__}); use --device cpu or install a CUDA build of torch"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ModelLoadError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     elif dev.type == "mps" and not torch.backends.mps.is_available():
@@ -368,9 +372,7 @@ def load_model(
             trust_remote_code=trust_remote_code,
         )
     except Exception as err:
-        raise ModelLoadError(
-            f"TransformerBridge could not wrap {name!r} ({type(hf_model).__name__}): {err}"
-        ) from err
+        raise ModelLoadError(f"TransformerBridge could not wrap {name!r} ({type(hf_model).__name__}): {err}") from err
     route_cache_kwarg(hf_model)
     arch = _arch_info(hf_model, bridge)
     fingerprint = fingerprint_of(arch, digest)

@@ -25,15 +25,21 @@ class LastTokenBatches:
         self.model = model
         self.batches = []
         for s in range(0, len(prompts), batch_size):
-            ids, mask = model.pad_left(prompts[s:s + batch_size])
+            ids, mask = model.pad_left(prompts[s : s + batch_size])
             with torch.no_grad():
-                out = model.hf_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True,
-                                     logits_to_keep=1)
+                out = model.hf_model(
+                    input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True, logits_to_keep=1
+                )
             self.batches.append((ids[:, -1:], mask, model.kv_cache_of(out)))
 
-    def each(self, interventions: Sequence[Intervention] = (), reads: Sequence[Read] = (), *,
-             extra_hooks: Callable[[int], Sequence[tuple[str, Callable]]] | None = None, grad: bool = False
-             ) -> Iterator[dict[Read, torch.Tensor]]:
+    def each(
+        self,
+        interventions: Sequence[Intervention] = (),
+        reads: Sequence[Read] = (),
+        *,
+        extra_hooks: Callable[[int], Sequence[tuple[str, Callable]]] | None = None,
+        grad: bool = False,
+    ) -> Iterator[dict[Read, torch.Tensor]]:
         """One last-token pass per batch with ``interventions`` (which must act at the last position:
         the pass sees that position only) and ``reads`` (``positions="last"``), yielding the values of
         each batch before its cache is cropped back (so a caller may take gradients there: the prefix
@@ -47,13 +53,19 @@ class LastTokenBatches:
             hooks = [*raw, *make_hooks(self.model, interventions, reads, into=got, mask=mask)]
             try:
                 with torch.set_grad_enabled(grad), self.model.bridge.hooks(fwd_hooks=hooks):
-                    self.model.hf_model(input_ids=last, attention_mask=mask, use_cache=True, logits_to_keep=1,
-                                        **{self.model.kv_cache_kwarg: cache})
+                    self.model.hf_model(
+                        input_ids=last,
+                        attention_mask=mask,
+                        use_cache=True,
+                        logits_to_keep=1,
+                        **{self.model.kv_cache_kwarg: cache},
+                    )
                 yield got
             finally:
                 cache.crop(-1)  # back to the prefix
 
-    def run(self, interventions: Sequence[Intervention] = (), reads: Sequence[Read] = ()
-            ) -> list[dict[Read, torch.Tensor]]:
+    def run(
+        self, interventions: Sequence[Intervention] = (), reads: Sequence[Read] = ()
+    ) -> list[dict[Read, torch.Tensor]]:
         """:meth:`each` collected: the read values of every batch."""
         return list(self.each(interventions, reads))

@@ -48,8 +48,12 @@ class Scenario:
     skeleton_id: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"theme": self.theme, "scenario": self.scenario, "event": dict(self.events),
-                "skeleton_id": self.skeleton_id}
+        return {
+            "theme": self.theme,
+            "scenario": self.scenario,
+            "event": dict(self.events),
+            "skeleton_id": self.skeleton_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -96,16 +100,21 @@ class PromptSettings:
     measures it). ``{emotion}`` in a wording is replaced by the emotion's name (``anger``, ...).
     """
 
-    emotion_system: str = help_field("Always reply in {emotion}.\nKeep the reply to at most two sentences.",
-                                     "system prompt of the emotion setting ({emotion}: the emotion's name)")
-    neutral_system: str = help_field("Keep the reply to at most two sentences.",
-                                     "system prompt of the neutral setting (and of every setting when the "
-                                     "instruction goes in the user turn)")
+    emotion_system: str = help_field(
+        "Always reply in {emotion}.\nKeep the reply to at most two sentences.",
+        "system prompt of the emotion setting ({emotion}: the emotion's name)",
+    )
+    neutral_system: str = help_field(
+        "Keep the reply to at most two sentences.",
+        "system prompt of the neutral setting (and of every setting when the instruction goes in the user turn)",
+    )
     placement: str = help_field("system", "where the emotion instruction goes", choices=PLACEMENTS)
-    user_instruction: str = help_field("Write your reply so that it is full of {emotion}.",
-                                       "instruction in the user turn (placement user / both)")
-    instruction_position: str = help_field("before", "instruction before or after the SEV text in the user turn",
-                                           choices=INSTRUCTION_POSITIONS)
+    user_instruction: str = help_field(
+        "Write your reply so that it is full of {emotion}.", "instruction in the user turn (placement user / both)"
+    )
+    instruction_position: str = help_field(
+        "before", "instruction before or after the SEV text in the user turn", choices=INSTRUCTION_POSITIONS
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -116,8 +125,10 @@ class PromptSettings:
             try:
                 text.format(emotion="anger")
             except (KeyError, IndexError, ValueError) as err:
-                raise ConfigError(f"PromptSettings.{name}: {text!r} is not a valid template (only {{emotion}} "
-                                  f"may appear in braces; write {{{{ and }}}} for literal braces): {err}") from None
+                raise ConfigError(
+                    f"PromptSettings.{name}: {text!r} is not a valid template (only {{emotion}} "
+                    f"may appear in braces; write {{{{ and }}}} for literal braces): {err}"
+                ) from None
 
     def system_for(self, emotion: str | None) -> str:
         """System text for an emotion (its instruction where the placement puts one there), or the
@@ -202,8 +213,9 @@ def _check_line(obj: Any, where: str) -> tuple[Scenario | None, list[str]]:
     ev = obj.get("event")
     if "event" in obj:
         if not isinstance(ev, dict):
-            errs.append(f"{where}: field 'event': expected an object with keys "
-                        f"{', '.join(VALENCES)}, got {type(ev).__name__}")
+            errs.append(
+                f"{where}: field 'event': expected an object with keys {', '.join(VALENCES)}, got {type(ev).__name__}"
+            )
         else:
             for v in VALENCES:
                 if v not in ev:
@@ -224,9 +236,9 @@ class SEVDataset:
     def __init__(self, scenarios: list[Scenario], path: Path | None = None, sha256: str = ""):
         self.scenarios = scenarios
         self.path = path
-        self.sha256 = sha256 or hashlib.sha256(
-            json.dumps([s.to_dict() for s in scenarios], sort_keys=True).encode()
-        ).hexdigest()
+        self.sha256 = (
+            sha256 or hashlib.sha256(json.dumps([s.to_dict() for s in scenarios], sort_keys=True).encode()).hexdigest()
+        )
 
     def __len__(self) -> int:
         return len(self.scenarios)
@@ -285,8 +297,10 @@ class SEVDataset:
 
     def summary(self) -> str:
         n = len(self.scenarios)
-        return (f"{n} scenarios, {len(self.themes)} themes, {3 * n} (scenario, valence) pairs, "
-                f"{3 * n * len(EMOTIONS)} emotion items")
+        return (
+            f"{n} scenarios, {len(self.themes)} themes, {3 * n} (scenario, valence) pairs, "
+            f"{3 * n * len(EMOTIONS)} emotion items"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -348,8 +362,9 @@ def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEV
         errors.extend(errs)
         if sc is not None:
             if sc.skeleton_id in seen:
-                errors.append(f"{where}: field 'skeleton_id': duplicate {sc.skeleton_id!r} "
-                              f"(first at {seen[sc.skeleton_id]})")
+                errors.append(
+                    f"{where}: field 'skeleton_id': duplicate {sc.skeleton_id!r} (first at {seen[sc.skeleton_id]})"
+                )
             seen[sc.skeleton_id] = where
             scenarios.append(sc)
     if not objects and not errors:

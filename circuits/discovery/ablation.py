@@ -67,8 +67,9 @@ def emotion_mean(store: ActivationStore, name: str) -> torch.Tensor:
 class _LastTokenBatches(LastTokenBatches):
     """:class:`~circuits.core.prefix.LastTokenBatches` scoring the final state on a direction."""
 
-    def final_scores(self, v: Float[torch.Tensor, " d_model"],
-                     interventions: Sequence[Intervention] = ()) -> Float[torch.Tensor, " rows"]:
+    def final_scores(
+        self, v: Float[torch.Tensor, " d_model"], interventions: Sequence[Intervention] = ()
+    ) -> Float[torch.Tensor, " rows"]:
         """``<final state, v>`` at each prompt's last position with ``interventions`` applied."""
         return torch.cat([final_state(got) @ v for got in self.run(interventions, FINAL_STATE)])
 
@@ -124,26 +125,48 @@ def sweep(
                         if mode == "zero":
                             iv = Intervention(kind, layer, "set", tuple(units), positions="last")
                         elif mode == "mean":
-                            iv = Intervention(kind, layer, "set", tuple(units), vector=mean_act[layer, units],
-                                              positions="last")
+                            iv = Intervention(
+                                kind, layer, "set", tuple(units), vector=mean_act[layer, units], positions="last"
+                            )
                         elif mode == "scale":
-                            iv = Intervention(kind, layer, "scale", tuple(units), factor=cfg.scale_factor,
-                                              positions="last")
+                            iv = Intervention(
+                                kind, layer, "scale", tuple(units), factor=cfg.scale_factor, positions="last"
+                            )
                         else:
-                            iv = Intervention(kind, layer, "add", tuple(units), vector=dmu[e, layer, units],
-                                              positions="last")
+                            iv = Intervention(
+                                kind, layer, "add", tuple(units), vector=dmu[e, layer, units], positions="last"
+                            )
                         vals = runner.final_scores(v_ref[e], [iv])
                         d = float((vals - base).mean())
                         bar.update(1)
                         if sel == "top":
-                            records.append({"emotion": emotion, "layer": layer, "kind": kind, "mode": mode,
-                                            "k": k, "selection": "top", "delta_s": d, "units": units})
+                            records.append(
+                                {
+                                    "emotion": emotion,
+                                    "layer": layer,
+                                    "kind": kind,
+                                    "mode": mode,
+                                    "k": k,
+                                    "selection": "top",
+                                    "delta_s": d,
+                                    "units": units,
+                                }
+                            )
                         else:
                             rand_vals.append(d)
                     if rand_vals:
-                        records.append({"emotion": emotion, "layer": layer, "kind": kind, "mode": mode, "k": k,
-                                        "selection": "random", "delta_s": sum(rand_vals) / len(rand_vals),
-                                        "delta_s_seeds": rand_vals})
+                        records.append(
+                            {
+                                "emotion": emotion,
+                                "layer": layer,
+                                "kind": kind,
+                                "mode": mode,
+                                "k": k,
+                                "selection": "random",
+                                "delta_s": sum(rand_vals) / len(rand_vals),
+                                "delta_s_seeds": rand_vals,
+                            }
+                        )
     bar.close()
     return records
 
@@ -157,23 +180,36 @@ class GenerationJob:
     interventions: list[Intervention]
 
 
-def judged_generations(model: ModelHandle, jobs: Sequence[GenerationJob], settings: PromptSettings,
-                       gen: Any, judge: Any, *, progress: bool = True,
-                       desc: str = "judged generations") -> list[tuple[list[bool], list[str]]]:
+def judged_generations(
+    model: ModelHandle,
+    jobs: Sequence[GenerationJob],
+    settings: PromptSettings,
+    gen: Any,
+    judge: Any,
+    *,
+    progress: bool = True,
+    desc: str = "judged generations",
+) -> list[tuple[list[bool], list[str]]]:
     """Every job's rows through one ``generate`` call with per-row edits (so batches stay full however
     small the jobs are), judged against the job's emotion with the echoes of ``settings``' instruction
     removed; returns ``(hits, replies)`` per job, in job order."""
     from circuits.core.generate import generate
     from circuits.judges.base import judge_matches
 
-    texts = generate(model, [p for j in jobs for p in j.prompts], gen,
-                     interventions=[j.interventions for j in jobs for _ in j.prompts], progress=progress, desc=desc)
+    texts = generate(
+        model,
+        [p for j in jobs for p in j.prompts],
+        gen,
+        interventions=[j.interventions for j in jobs for _ in j.prompts],
+        progress=progress,
+        desc=desc,
+    )
     targets = [j.emotion for j in jobs for _ in j.prompts]
     hits, _ = judge_matches(judge, texts, targets, instructions=[settings.instructions(e) for e in targets])
     out, start = [], 0
     for j in jobs:
         n = len(j.prompts)
-        out.append((list(hits[start:start + n]), list(texts[start:start + n])))
+        out.append((list(hits[start : start + n]), list(texts[start : start + n])))
         start += n
     return out
 
@@ -243,17 +279,31 @@ def generation_effect(
         edits.dmu_z = delta_mu(ref, "z", store.emotions)  # [E, L, H, d_head]
     keys = ["baseline", "top", "random"] + (["enhance_baseline", "enhanced_top", "enhanced_random"] if enhance else [])
     plan, jobs = _generation_jobs(model, store, emotions, edits, rows_per_emotion, seeds, enhance, enhance_prompt)
-    results = judged_generations(model, jobs, store.settings, gen, judge, progress=progress,
-                                 desc="ablation/enhancement: judged generations")
-    out: dict[str, Any] = _accuracies(plan, results, emotions, keys, enhance_baseline_is_ablation_baseline=bool(
-        enhance and enhance_prompt != "neutral"), return_replies=return_replies)
+    results = judged_generations(
+        model, jobs, store.settings, gen, judge, progress=progress, desc="ablation/enhancement: judged generations"
+    )
+    out: dict[str, Any] = _accuracies(
+        plan,
+        results,
+        emotions,
+        keys,
+        enhance_baseline_is_ablation_baseline=bool(enhance and enhance_prompt != "neutral"),
+        return_replies=return_replies,
+    )
     out["mean"] = {key: sum(out[e][key] for e in emotions) / max(1, len(emotions)) for key in keys}
-    out["config"] = {"k_neurons": k_neurons, "k_heads": k_heads, "rows_per_emotion": rows_per_emotion, "seeds": seeds,
-                     "ablation": "zero", "ablation_positions": "all", "enhance": enhance,
-                     "enhance_factor": factor if enhance else None,
-                     "enhance_prompt": enhance_prompt if enhance else None,
-                     "enhance_positions": enhance_positions if enhance else None,
-                     "max_new_tokens": max_new_tokens}
+    out["config"] = {
+        "k_neurons": k_neurons,
+        "k_heads": k_heads,
+        "rows_per_emotion": rows_per_emotion,
+        "seeds": seeds,
+        "ablation": "zero",
+        "ablation_positions": "all",
+        "enhance": enhance,
+        "enhance_factor": factor if enhance else None,
+        "enhance_prompt": enhance_prompt if enhance else None,
+        "enhance_positions": enhance_positions if enhance else None,
+        "max_new_tokens": max_new_tokens,
+    }
     return out
 
 
@@ -288,8 +338,10 @@ class _UnitEdits:
     def __call__(self, pick: Pick, e_idx: int, how: str) -> list[Intervention]:
         ivs = []
         for L in range(self.n_layers):
-            for kind, scores, k in (("neurons", self.neuron_scores, self.k_neurons),
-                                    ("heads", self.head_scores, self.k_heads)):
+            for kind, scores, k in (
+                ("neurons", self.neuron_scores, self.k_neurons),
+                ("heads", self.head_scores, self.k_heads),
+            ):
                 units = tuple(pick(scores[L, e_idx], k, L))
                 if not units:
                     continue
@@ -299,14 +351,30 @@ class _UnitEdits:
                     ivs.append(Intervention(kind, L, "scale", units, factor=self.factor, positions=self.positions))
                 else:
                     dmu = self.dmu_mlp if kind == "neurons" else self.dmu_z
-                    ivs.append(Intervention(kind, L, "add", units, vector=dmu[e_idx, L, list(units)],
-                                            factor=self.factor, positions=self.positions))
+                    ivs.append(
+                        Intervention(
+                            kind,
+                            L,
+                            "add",
+                            units,
+                            vector=dmu[e_idx, L, list(units)],
+                            factor=self.factor,
+                            positions=self.positions,
+                        )
+                    )
         return ivs
 
 
-def _generation_jobs(model: ModelHandle, store: ActivationStore, emotions: Sequence[str], edits: _UnitEdits,
-                     rows_per_emotion: int, seeds: int, enhance: str | None,
-                     enhance_prompt: str) -> tuple[list[tuple[str, str]], list[GenerationJob]]:
+def _generation_jobs(
+    model: ModelHandle,
+    store: ActivationStore,
+    emotions: Sequence[str],
+    edits: _UnitEdits,
+    rows_per_emotion: int,
+    seeds: int,
+    enhance: str | None,
+    enhance_prompt: str,
+) -> tuple[list[tuple[str, str]], list[GenerationJob]]:
     """Every (emotion, condition, seed) of :func:`generation_effect` as one job (all jobs go through one
     generate call), with its ``(emotion, key)`` in the same order."""
     plan: list[tuple[str, str]] = []
@@ -334,9 +402,15 @@ def _generation_jobs(model: ModelHandle, store: ActivationStore, emotions: Seque
     return plan, jobs
 
 
-def _accuracies(plan: Sequence[tuple[str, str]], results: Sequence[tuple[list[bool], list[str]]],
-                emotions: Sequence[str], keys: Sequence[str], *, enhance_baseline_is_ablation_baseline: bool,
-                return_replies: bool) -> dict[str, Any]:
+def _accuracies(
+    plan: Sequence[tuple[str, str]],
+    results: Sequence[tuple[list[bool], list[str]]],
+    emotions: Sequence[str],
+    keys: Sequence[str],
+    *,
+    enhance_baseline_is_ablation_baseline: bool,
+    return_replies: bool,
+) -> dict[str, Any]:
     """``{emotion: {key: accuracy}}`` from the judged jobs (random keys: mean over seeds), with the
     replies when ``return_replies``."""
     acc: dict[tuple[str, str], list[float]] = {}
@@ -348,9 +422,12 @@ def _accuracies(plan: Sequence[tuple[str, str]], results: Sequence[tuple[list[bo
     for emotion in emotions:
         if enhance_baseline_is_ablation_baseline:  # the emotion prompt's baseline is the ablation baseline
             acc[(emotion, "enhance_baseline")], said[(emotion, "enhance_baseline")] = (
-                acc[(emotion, "baseline")], said[(emotion, "baseline")])
-        res = {key: sum(acc.get((emotion, key), [])) / max(1, len(acc.get((emotion, key), [])))
-               for key in keys}  # random: mean over seeds (0 without seeds, as before)
+                acc[(emotion, "baseline")],
+                said[(emotion, "baseline")],
+            )
+        res = {
+            key: sum(acc.get((emotion, key), [])) / max(1, len(acc.get((emotion, key), []))) for key in keys
+        }  # random: mean over seeds (0 without seeds, as before)
         replies = {key: said.get((emotion, key), []) if "random" in key else said[(emotion, key)][0] for key in keys}
         out[emotion] = {**res, "replies": replies} if return_replies else res
     return out

@@ -133,8 +133,11 @@ def head_scores_reference(
     a = model.arch
     layers = list(range(a.n_layers)) if layers is None else list(layers)
     out = torch.zeros(a.n_layers, len(directions.emotions), a.n_heads)
-    bar = tqdm(total=len(directions.emotions) * len(layers) * (a.n_heads + 1), desc="head ablation (reference)",
-               disable=not progress)
+    bar = tqdm(
+        total=len(directions.emotions) * len(layers) * (a.n_heads + 1),
+        desc="head ablation (reference)",
+        disable=not progress,
+    )
     for e, emotion in enumerate(directions.emotions):
         idx = store.index("emotion", emotion)
         prompts = store.prompts(model, idx)
@@ -146,7 +149,7 @@ def head_scores_reference(
                 grab = Read("resid_mid", layer, stop=True)  # nothing after this layer's MLP input is needed
                 ablate = [] if head is None else [Intervention("heads", layer, "set", index=(head,))]
                 for s in range(0, len(prompts), batch_size):
-                    ids, mask = model.pad_left(prompts[s:s + batch_size])
+                    ids, mask = model.pad_left(prompts[s : s + batch_size])
                     x = run_forward(model, ids, mask, ablate, [grab])[grab]
                     vals.append((x @ v) / _rms(x))
                 return torch.cat(vals)

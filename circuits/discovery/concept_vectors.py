@@ -37,32 +37,42 @@ _SITES = {"attn": "resid_mid", "mlp": "resid_post"}
 
 @dataclass(frozen=True)
 class ConceptConfig:
-    start_offset: int = help_field(2, "tokens skipped at the start of each text (texts shorter than that use "
-                                      "their last token)", min=0)
-    variance_share: float = help_field(0.5, "share of the neutral texts' variance whose top principal components "
-                                            "are projected out: the fewest that cover it (0: none; below 1)", min=0)
+    start_offset: int = help_field(
+        2, "tokens skipped at the start of each text (texts shorter than that use their last token)", min=0
+    )
+    variance_share: float = help_field(
+        0.5,
+        "share of the neutral texts' variance whose top principal components "
+        "are projected out: the fewest that cover it (0: none; below 1)",
+        min=0,
+    )
     batch_size: int = help_field(16, "texts per forward pass", min=1)
 
     def __post_init__(self) -> None:
         check_config(self)
         if not self.variance_share < 1:
-            raise ConfigError(f"ConceptConfig.variance_share (--variance-share): expected a value below 1, got "
-                              f"{self.variance_share!r}")
+            raise ConfigError(
+                f"ConceptConfig.variance_share (--variance-share): expected a value below 1, got "
+                f"{self.variance_share!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @torch.no_grad()
-def text_token_means(model: ModelHandle, texts: Sequence[str], start_offset: int, batch_size: int = 16,
-                     progress: bool = True) -> Float[torch.Tensor, "n_texts 2 n_layers d_model"]:
+def text_token_means(
+    model: ModelHandle, texts: Sequence[str], start_offset: int, batch_size: int = 16, progress: bool = True
+) -> Float[torch.Tensor, "n_texts 2 n_layers d_model"]:
     """Residual (both read points, every layer) averaged over each text's tokens from ``start_offset``."""
     L = model.arch.n_layers
     reads = [Read(_SITES[p], layer, positions="all") for p in READ_POINTS for layer in range(L)]
     out = []
     for s in tqdm(range(0, len(texts), batch_size), desc="concept texts", disable=not progress):
-        seqs = [model.tokenizer(t, add_special_tokens=True)["input_ids"] or [model.pad_id]
-                for t in texts[s:s + batch_size]]
+        seqs = [
+            model.tokenizer(t, add_special_tokens=True)["input_ids"] or [model.pad_id]
+            for t in texts[s : s + batch_size]
+        ]
         ids, mask = model.pad_left(seqs)
         got = run_forward(model, ids, mask, reads=reads)
         h = torch.stack([got[r] for r in reads], 1).float()  # [b, 2L, pos, d]
@@ -89,9 +99,14 @@ def neutral_projection(neutral: Float[torch.Tensor, "n d"], share: float) -> Flo
     return vh[:k].T
 
 
-def concept_directions(model: ModelHandle, rows: Sequence[tuple[str, Sequence[str]]], config: ConceptConfig | None = None,
-                       emotions: Sequence[str] | None = None, neutral: str = "neutral",
-                       progress: bool = True) -> Directions:
+def concept_directions(
+    model: ModelHandle,
+    rows: Sequence[tuple[str, Sequence[str]]],
+    config: ConceptConfig | None = None,
+    emotions: Sequence[str] | None = None,
+    neutral: str = "neutral",
+    progress: bool = True,
+) -> Directions:
     """Concept vectors from labelled texts ``(text, labels)`` (a text with several labels counts for each;
     ``neutral`` texts give the projection). ``unit``/``diff`` as :class:`Directions` ([2, L, E, d]): ``diff``
     is the projected vector, ``unit`` its normalisation. ``prompts`` records the recipe (source, config,
@@ -106,18 +121,28 @@ def concept_directions(model: ModelHandle, rows: Sequence[tuple[str, Sequence[st
         raise ValueError(f"concept_directions: no text is labelled {missing}")
     neutral_idx = [i for i, ls in enumerate(labels) if neutral in ls]
     acts = text_token_means(model, [t for t, _ in rows], cfg.start_offset, cfg.batch_size, progress)  # [n, 2, L, d]
-    means = torch.stack([acts[[i for i, ls in enumerate(labels) if e in ls]].mean(0) for e in emotions], 2)  # [2, L, E, d]
+    means = torch.stack(
+        [acts[[i for i, ls in enumerate(labels) if e in ls]].mean(0) for e in emotions], 2
+    )  # [2, L, E, d]
     raw = means - means.mean(2, keepdim=True)
     diff = torch.empty_like(raw)
     removed = [[0] * raw.shape[1] for _ in range(2)]
     for p in range(2):
         for layer in range(raw.shape[1]):
-            basis = neutral_projection(acts[neutral_idx, p, layer], cfg.variance_share) if neutral_idx else \
-                torch.zeros(raw.shape[-1], 0)
+            basis = (
+                neutral_projection(acts[neutral_idx, p, layer], cfg.variance_share)
+                if neutral_idx
+                else torch.zeros(raw.shape[-1], 0)
+            )
             removed[p][layer] = int(basis.shape[1])
             v = raw[p, layer]  # [E, d]
             diff[p, layer] = v - (v @ basis) @ basis.T
     unit = diff / diff.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    recipe = {"source": "emotion-concept texts", "config": cfg.to_dict(), "n_texts": counts,
-              "n_neutral": len(neutral_idx), "components_removed": removed}
+    recipe = {
+        "source": "emotion-concept texts",
+        "config": cfg.to_dict(),
+        "n_texts": counts,
+        "n_neutral": len(neutral_idx),
+        "components_removed": removed,
+    }
     return Directions(tuple(emotions), unit, diff, len(rows), model.fingerprint, recipe)

@@ -54,25 +54,35 @@ class Directions:
     def save(self, path: str | Path) -> None:
         """``path``.safetensors + ``path``.json (atomic)."""
         path = Path(path)
-        write_atomic(path.with_suffix(".safetensors"),
-                     lambda p: save_file({"unit": self.unit.contiguous(), "diff": self.diff.contiguous()}, str(p)))
-        write_json_atomic(path.with_suffix(".json"), {
-            "emotions": list(self.emotions), "read_points": list(READ_POINTS), "n_groups": self.n_groups,
-            "fingerprint": self.fingerprint, "shape": list(self.unit.shape), "prompts": self.prompts,
-        })
+        write_atomic(
+            path.with_suffix(".safetensors"),
+            lambda p: save_file({"unit": self.unit.contiguous(), "diff": self.diff.contiguous()}, str(p)),
+        )
+        write_json_atomic(
+            path.with_suffix(".json"),
+            {
+                "emotions": list(self.emotions),
+                "read_points": list(READ_POINTS),
+                "n_groups": self.n_groups,
+                "fingerprint": self.fingerprint,
+                "shape": list(self.unit.shape),
+                "prompts": self.prompts,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> "Directions":
         path = Path(path)
         meta = json.loads(path.with_suffix(".json").read_text())
         t = load_file(str(path.with_suffix(".safetensors")))
-        return cls(tuple(meta["emotions"]), t["unit"], t["diff"], meta["n_groups"], meta["fingerprint"],
-                   meta.get("prompts"))
+        return cls(
+            tuple(meta["emotions"]), t["unit"], t["diff"], meta["n_groups"], meta["fingerprint"], meta.get("prompts")
+        )
 
 
-def masked_centred_mean(h: Float[torch.Tensor, "groups n_emotions ..."],
-                        mask: Bool[torch.Tensor, "groups n_emotions"] | None = None
-                        ) -> Float[torch.Tensor, "n_emotions ..."]:
+def masked_centred_mean(
+    h: Float[torch.Tensor, "groups n_emotions ..."], mask: Bool[torch.Tensor, "groups n_emotions"] | None = None
+) -> Float[torch.Tensor, "n_emotions ..."]:
     """c_e = mean over the groups where e is accepted of (h_{g,e} - mean_e' h_{g,e'}); an emotion with
     no accepted group gets zeros. Without ``mask``: the plain mean over groups."""
     dev = h - h.mean(dim=1, keepdim=True)
@@ -94,11 +104,13 @@ def masked_group_tensor(
         r = store.rows[i]
         if r.kind == "emotion" and r.emotion in emotions:
             where.setdefault(r.group, {})[r.emotion] = i
-    groups = [g for g, d in where.items()
-              if len(d) == len(emotions) and any(store.rows[i].accepted for i in d.values())]
+    groups = [
+        g for g, d in where.items() if len(d) == len(emotions) and any(store.rows[i].accepted for i in d.values())
+    ]
     if not groups:
-        raise ValueError(f"{store.path}: no (scenario, valence) group has an accepted row and rows for all of "
-                         f"{list(emotions)}")
+        raise ValueError(
+            f"{store.path}: no (scenario, valence) group has an accepted row and rows for all of {list(emotions)}"
+        )
     idx = torch.tensor([[where[g][e] for e in emotions] for g in groups])
     mask = torch.tensor([[store.rows[int(i)].accepted for i in row] for row in idx])
     return store.tensor(name)[idx], mask, groups
@@ -129,12 +141,14 @@ def emotion_directions(
         units.append(unit.transpose(0, 1))
         diffs.append(diff.transpose(0, 1))
         n_groups = len(groups)
-    return Directions(tuple(emotions), torch.stack(units), torch.stack(diffs), n_groups, store.fingerprint,
-                      store.meta.get("prompts"))
+    return Directions(
+        tuple(emotions), torch.stack(units), torch.stack(diffs), n_groups, store.fingerprint, store.meta.get("prompts")
+    )
 
 
-def cross_context_cosine(store: ActivationStore, by: str = "theme",
-                         emotions: Sequence[str] | None = None) -> dict[str, Any]:
+def cross_context_cosine(
+    store: ActivationStore, by: str = "theme", emotions: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Directions computed on disjoint contexts, compared by cosine.
 
     ``by="theme"``: the themes are split into two halves (alternating); ``by="valence"``: one set of
@@ -156,13 +170,20 @@ def cross_context_cosine(store: ActivationStore, by: str = "theme",
         raise ValueError(f"by must be 'theme' or 'valence', got {by!r}")
     dirs = {k: emotion_directions(store, emotions, v).unit for k, v in parts.items()}
     keys = list(dirs)
-    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :]]
     cos = torch.stack([(dirs[a] * dirs[b]).sum(-1) for a, b in pairs])
     return {"pairs": pairs, "cosine": cos, "mean": cos.mean(dim=(0, 3))}
 
 
-def probe_accuracy(store: ActivationStore, point: str = "mlp", emotions: Sequence[str] | None = None,
-                   folds: int = 5, seed: int = 0, max_iter: int = 200, C: float = 0.1) -> np.ndarray:
+def probe_accuracy(
+    store: ActivationStore,
+    point: str = "mlp",
+    emotions: Sequence[str] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    max_iter: int = 200,
+    C: float = 0.1,
+) -> np.ndarray:
     """Cross-validated accuracy of a logistic-regression emotion probe per layer, ``[n_layers]``.
 
     Folds are grouped by scenario, so a test fold's scenarios were never seen in training: the probe
@@ -179,12 +200,19 @@ def probe_accuracy(store: ActivationStore, point: str = "mlp", emotions: Sequenc
     folds = min(folds, len(set(groups)))
     x_all = store.resid(point)[idx].float()  # [n, L, d]
     splits = list(GroupKFold(folds).split(np.zeros(len(y)), y, groups))
-    return logistic_probe_cv(x_all, torch.from_numpy(y), splits, n_classes=len(emotions), C=C,
-                             max_iter=max_iter).numpy()
+    return logistic_probe_cv(
+        x_all, torch.from_numpy(y), splits, n_classes=len(emotions), C=C, max_iter=max_iter
+    ).numpy()
 
 
-def logistic_probe_cv(x: Float[torch.Tensor, "n n_layers d"], y: torch.Tensor, splits: Sequence[tuple],
-                      n_classes: int, C: float = 0.1, max_iter: int = 200) -> torch.Tensor:
+def logistic_probe_cv(
+    x: Float[torch.Tensor, "n n_layers d"],
+    y: torch.Tensor,
+    splits: Sequence[tuple],
+    n_classes: int,
+    C: float = 0.1,
+    max_iter: int = 200,
+) -> torch.Tensor:
     """Mean test accuracy over ``splits`` (``(train_idx, test_idx)`` pairs) of a standardised multinomial
     logistic regression with sklearn's objective (``C * sum of cross-entropies + ||W||^2 / 2``, bias not
     penalised), one independent probe per layer, all layers fitted together by L-BFGS: ``[n_layers]``."""
@@ -198,8 +226,15 @@ def logistic_probe_cv(x: Float[torch.Tensor, "n n_layers d"], y: torch.Tensor, s
         W = torch.zeros(L, x.shape[2], n_classes, requires_grad=True)
         b = torch.zeros(L, 1, n_classes, requires_grad=True)
         yt = y[train]
-        opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
-                                history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [W, b],
+            lr=1,
+            max_iter=max_iter,
+            tolerance_grad=1e-6,
+            tolerance_change=1e-9,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure():
             opt.zero_grad()
@@ -216,8 +251,9 @@ def logistic_probe_cv(x: Float[torch.Tensor, "n n_layers d"], y: torch.Tensor, s
     return torch.stack(accs).mean(0)
 
 
-def pca_by_layer(store: ActivationStore, point: str = "mlp", n_components: int = 2,
-                 emotions: Sequence[str] | None = None) -> dict[str, Any]:
+def pca_by_layer(
+    store: ActivationStore, point: str = "mlp", n_components: int = 2, emotions: Sequence[str] | None = None
+) -> dict[str, Any]:
     """PCA of the group-centred last-token residuals per layer (accepted emotion rows).
 
     Each row is centred by the mean of every prompted row of its (scenario, valence) group, as the

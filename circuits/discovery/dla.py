@@ -38,8 +38,9 @@ EMOTION_WORDS: dict[str, tuple[str, ...]] = {
 """Words whose logits stand for each emotion (edit or pass your own to :func:`emotion_token_ids`)."""
 
 
-def emotion_token_ids(model: ModelHandle, emotions: Sequence[str],
-                      words: dict[str, Sequence[str]] | None = None) -> dict[str, list[int]]:
+def emotion_token_ids(
+    model: ModelHandle, emotions: Sequence[str], words: dict[str, Sequence[str]] | None = None
+) -> dict[str, list[int]]:
     """First token id of ``" " + word`` for each emotion's words (deduplicated within an emotion)."""
     words = words or EMOTION_WORDS
     out: dict[str, list[int]] = {}
@@ -53,8 +54,9 @@ def emotion_token_ids(model: ModelHandle, emotions: Sequence[str],
     return out
 
 
-def logit_directions(model: ModelHandle, emotions: Sequence[str],
-                     words: dict[str, Sequence[str]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def logit_directions(
+    model: ModelHandle, emotions: Sequence[str], words: dict[str, Sequence[str]] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Unembedding directions of the emotion-word targets: ``([n_emotions, d_model], [n_emotions] bias)``."""
     toks = emotion_token_ids(model, emotions, words)
     W_U = model.W_U.detach().float().cpu()
@@ -66,8 +68,9 @@ def logit_directions(model: ModelHandle, emotions: Sequence[str],
     return dirs, bias
 
 
-def component_stack(model: ModelHandle, store: ActivationStore, idx: torch.Tensor
-                    ) -> tuple[list[str], Float[torch.Tensor, "component rows d_model"]]:
+def component_stack(
+    model: ModelHandle, store: ActivationStore, idx: torch.Tensor
+) -> tuple[list[str], Float[torch.Tensor, "component rows d_model"]]:
     """Labelled components of the final residual for rows ``idx``; they sum to ``resid_post[-1]``."""
     a = model.arch
     labels: list[str] = []
@@ -78,8 +81,11 @@ def component_stack(model: ModelHandle, store: ActivationStore, idx: torch.Tenso
         heads = head_writes(model, store, layer, idx)  # [rows, H, d]
         bias = model.b_O(layer).detach().float().cpu().expand(len(idx), -1)
         if a.post_norms:
-            bias = bias * model.post_norm_gain(layer, "attn").detach().float().cpu() / store.tensor(
-                "attn_post_scale")[idx, layer, None]
+            bias = (
+                bias
+                * model.post_norm_gain(layer, "attn").detach().float().cpu()
+                / store.tensor("attn_post_scale")[idx, layer, None]
+            )
         if layer == 0:
             embed = mid[:, 0] - heads.sum(1) - bias
         labels += [f"a{layer}.h{h}" for h in range(a.n_heads)] + [f"a{layer}.bias", f"m{layer}"]
@@ -88,8 +94,11 @@ def component_stack(model: ModelHandle, store: ActivationStore, idx: torch.Tenso
 
 
 def direct_logit_attribution(
-    model: ModelHandle, store: ActivationStore, directions: Directions,
-    emotions: Sequence[str] | None = None, words: dict[str, Sequence[str]] | None = None,
+    model: ModelHandle,
+    store: ActivationStore,
+    directions: Directions,
+    emotions: Sequence[str] | None = None,
+    words: dict[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Per-component attribution, averaged over each emotion's rows.
 
@@ -107,14 +116,21 @@ def direct_logit_attribution(
         labels, comps = component_stack(model, store, idx)
         comps = comps / store.tensor("final_scale")[idx][None]  # [C, rows, d]
         score_cols.append((comps @ v_ref[e]).mean(1))
-        logit_cols.append(torch.cat([(comps @ ldirs[e]).mean(1), lbias[e:e + 1]]))
+        logit_cols.append(torch.cat([(comps @ ldirs[e]).mean(1), lbias[e : e + 1]]))
     score, logit = torch.stack(score_cols, 1), torch.stack(logit_cols, 1)
-    return {"labels": labels, "score": score, "logit": logit, "emotions": list(emotions),
-            "score_total": score.sum(0), "logit_total": logit.sum(0)}
+    return {
+        "labels": labels,
+        "score": score,
+        "logit": logit,
+        "emotions": list(emotions),
+        "score_total": score.sum(0),
+        "logit_total": logit.sum(0),
+    }
 
 
-def logit_lens(model: ModelHandle, store: ActivationStore, emotions: Sequence[str],
-               words: dict[str, Sequence[str]] | None = None) -> Float[torch.Tensor, "n_layers n_emotions"]:
+def logit_lens(
+    model: ModelHandle, store: ActivationStore, emotions: Sequence[str], words: dict[str, Sequence[str]] | None = None
+) -> Float[torch.Tensor, "n_layers n_emotions"]:
     """Emotion-word logit difference read from each layer's normalised resid_post (the final norm
     applied early), averaged over each emotion's rows."""
     ldirs, lbias = logit_directions(model, emotions, words)
@@ -128,9 +144,15 @@ def logit_lens(model: ModelHandle, store: ActivationStore, emotions: Sequence[st
 
 
 def neuron_attribution(
-    model: ModelHandle, store: ActivationStore, directions: Directions, layer: int,
-    emotions: Sequence[str] | None = None, words: dict[str, Sequence[str]] | None = None,
-    top_k: int | None = None, rank_by: str = "score", absolute: bool = False,
+    model: ModelHandle,
+    store: ActivationStore,
+    directions: Directions,
+    layer: int,
+    emotions: Sequence[str] | None = None,
+    words: dict[str, Sequence[str]] | None = None,
+    top_k: int | None = None,
+    rank_by: str = "score",
+    absolute: bool = False,
 ) -> dict[str, Any]:
     """Neurons on demand: the MLP share ``m{layer}`` of :func:`direct_logit_attribution`, split over
     the layer's neurons, averaged over each emotion's (accepted) rows.
@@ -167,8 +189,9 @@ def neuron_attribution(
         gain = model.post_norm_gain(layer, "mlp").detach().float().cpu()
         W, b = W * gain, b * gain
     beta_score, beta_logit = W @ v_ref.T, W @ ldirs.T  # [d_mlp, E]
-    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("neurons", "score", "logit", "bias_score", "bias_logit",
-                                                             "rest_score", "rest_logit")}
+    cols: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("neurons", "score", "logit", "bias_score", "bias_logit", "rest_score", "rest_logit")
+    }
     for e, emotion in enumerate(emotions):
         idx = store.index("emotion", emotion)
         scale = neuron_write_scale(model, store, layer, idx)  # [rows]

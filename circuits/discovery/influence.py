@@ -101,8 +101,9 @@ def influence_intervention(
     idx = store.index("neutral") if rows is None else rows
     prompts = store.prompts(model, idx, neutral=True)
     out = torch.zeros(L, 2, E)
-    bar = tqdm(total=len(measured) * 2 * len(alphas) * E, desc="sublayer influence (intervention)",
-               disable=not progress)
+    bar = tqdm(
+        total=len(measured) * 2 * len(alphas) * E, desc="sublayer influence (intervention)", disable=not progress
+    )
     dev, dt = model.device, model.dtype
     # every push acts at the last token: the prompts' prefixes run once (circuits.core.prefix)
     batches = LastTokenBatches(model, prompts, batch_size)
@@ -151,15 +152,25 @@ def influence_gradient(
         """Zero per-row deltas with a gradient on every sublayer output of a batch of n rows: the one hook
         closure outside circuits.core.hooks (an Intervention has one vector for every row)."""
         deltas.clear()
-        deltas.update({(layer, p): torch.zeros(n, model.arch.d_model, device=dev, dtype=dt, requires_grad=True)
-                       for layer in range(L) for p in range(2)})
+        deltas.update(
+            {
+                (layer, p): torch.zeros(n, model.arch.d_model, device=dev, dtype=dt, requires_grad=True)
+                for layer in range(L)
+                for p in range(2)
+            }
+        )
 
         def add(key):
             return lambda x, hook: x + deltas[key][:, None]  # the pass holds the last position only
+
         return [(_sublayer_hook(model, layer, READ_POINTS[p]), add((layer, p))) for (layer, p) in deltas]
 
-    for got in tqdm(batches.each(reads=reads, extra_hooks=hooks_for, grad=True), total=len(batches.batches),
-                    desc="sublayer influence (gradient)", disable=not progress):
+    for got in tqdm(
+        batches.each(reads=reads, extra_hooks=hooks_for, grad=True),
+        total=len(batches.batches),
+        desc="sublayer influence (gradient)",
+        disable=not progress,
+    ):
         s_all = (got[reads[0]] / got[reads[1]]) @ v_ref.to(dev, dt).T  # [n, E]
         for e in range(E):
             grads = torch.autograd.grad(s_all[:, e].sum(), list(deltas.values()), retain_graph=e < E - 1)

@@ -52,8 +52,15 @@ def _band(values: Sequence[np.ndarray]) -> dict[str, list]:
     return {"mean": arr.mean(0).tolist(), "std": arr.std(0).tolist(), "seeds": arr.tolist()}
 
 
-def direction_nulls(store: ActivationStore, emotions: Sequence[str] | None = None, *, seeds: int = 2,
-                    points: Sequence[str] = ("mlp",), probe: bool = True, seed: int = 0) -> dict[str, Any]:
+def direction_nulls(
+    store: ActivationStore,
+    emotions: Sequence[str] | None = None,
+    *,
+    seeds: int = 2,
+    points: Sequence[str] = ("mlp",),
+    probe: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Probe accuracy (per read point in ``points``, ``[n_layers]``) and cross-context cosine by theme
     (``[2, n_layers]``) with permuted labels, as ``{"mean", "std", "seeds"}`` over ``seeds`` permutations
     (seeds ``seed .. seed + seeds - 1``); ``"chance"`` is 1 / n_emotions."""
@@ -61,11 +68,14 @@ def direction_nulls(store: ActivationStore, emotions: Sequence[str] | None = Non
 
     emotions = check_emotions(emotions, store.emotions)
     perms = [permuted_store(store, 7919 * (seed + s) + 1) for s in range(seeds)]
-    out: dict[str, Any] = {"seeds": seeds, "method": "emotion labels permuted within each (scenario, valence) group",
-                           "chance": 1.0 / len(emotions),
-                           "cosine_by_theme": _band([cross_context_cosine(p, "theme", emotions)["mean"].numpy()
-                                                     for p in perms])}
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "method": "emotion labels permuted within each (scenario, valence) group",
+        "chance": 1.0 / len(emotions),
+        "cosine_by_theme": _band([cross_context_cosine(p, "theme", emotions)["mean"].numpy() for p in perms]),
+    }
     if probe:
-        out["probe_accuracy"] = {pt: _band([probe_accuracy(p, pt, emotions, seed=seed) for p in perms])
-                                 for pt in points}
+        out["probe_accuracy"] = {
+            pt: _band([probe_accuracy(p, pt, emotions, seed=seed) for p in perms]) for pt in points
+        }
     return out

@@ -122,8 +122,11 @@ def plan_rows(dataset: SEVDataset, config: StoreConfig) -> list[StoreRow]:
 def _identity(model: ModelHandle, dataset: SEVDataset, settings: PromptSettings, config: StoreConfig) -> dict:
     return {
         "model": model.describe(),
-        "dataset": {"path": str(dataset.path) if dataset.path else None, "sha256": dataset.sha256,
-                    "n_scenarios": len(dataset)},
+        "dataset": {
+            "path": str(dataset.path) if dataset.path else None,
+            "sha256": dataset.sha256,
+            "n_scenarios": len(dataset),
+        },
         "prompts": settings.to_dict(),
         "config": config.to_dict(),
     }
@@ -142,11 +145,19 @@ def _compare(old: dict, new: dict, where: Path) -> None:
     fingerprint, store config, prompt settings, dataset) and, for dicts, every differing field."""
     checks = [
         ("model fingerprint", old["model"]["fingerprint"], new["model"]["fingerprint"], None),
-        ("store config", {k: v for k, v in old["config"].items() if k != "batch_size"},
-         {k: v for k, v in new["config"].items() if k != "batch_size"}, None),
+        (
+            "store config",
+            {k: v for k, v in old["config"].items() if k != "batch_size"},
+            {k: v for k, v in new["config"].items() if k != "batch_size"},
+            None,
+        ),
         ("prompt settings", old["prompts"], new["prompts"], None),
-        ("dataset sha256", old["dataset"]["sha256"], new["dataset"]["sha256"],
-         _differences(old["dataset"], new["dataset"])),
+        (
+            "dataset sha256",
+            old["dataset"]["sha256"],
+            new["dataset"]["sha256"],
+            _differences(old["dataset"], new["dataset"]),
+        ),
     ]
     for what, a, b, detail in checks:
         if a != b:
@@ -201,7 +212,10 @@ class ActivationStore:
         return self.tensor("resid_mid" if point == "attn" else "resid_post")
 
     def index(
-        self, kind: str = "emotion", emotion: str | None = None, accepted_only: bool = True,
+        self,
+        kind: str = "emotion",
+        emotion: str | None = None,
+        accepted_only: bool = True,
         rows: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Row indices of ``kind`` ("emotion" | "neutral"), optionally one emotion, accepted only."""
@@ -209,8 +223,10 @@ class ActivationStore:
             check_emotions([emotion], self.emotions)
         pool = range(len(self.rows)) if rows is None else rows
         sel = [
-            i for i in pool
-            if self.rows[i].kind == kind and (emotion is None or self.rows[i].emotion == emotion)
+            i
+            for i in pool
+            if self.rows[i].kind == kind
+            and (emotion is None or self.rows[i].emotion == emotion)
             and (self.rows[i].accepted or not accepted_only)
         ]
         return torch.tensor(sel, dtype=torch.long)
@@ -274,24 +290,32 @@ def last_token_activations(
     out = {}
     for key, rs in reads.items():
         acts = [got[r] for r in rs]
-        out[key] = acts[0].reshape(len(prompts), -1) if key == "final_scale" else torch.stack(
-            [a.reshape(len(prompts), *a.shape[1:]) for a in acts], dim=1
+        out[key] = (
+            acts[0].reshape(len(prompts), -1)
+            if key == "final_scale"
+            else torch.stack([a.reshape(len(prompts), *a.shape[1:]) for a in acts], dim=1)
         )
         if key.endswith("_post_scale"):
             out[key] = out[key].reshape(len(prompts), -1)
     return out
 
 
-def row_prompts(model: ModelHandle, rows: Sequence[StoreRow], settings: PromptSettings,
-                neutral: bool = False) -> list[list[int]]:
+def row_prompts(
+    model: ModelHandle, rows: Sequence[StoreRow], settings: PromptSettings, neutral: bool = False
+) -> list[list[int]]:
     """Chat token ids for each row: its emotion's chat (instruction placed as ``settings`` says; the
     neutral chat for neutral rows, or for every row when ``neutral``) around the SEV user turn."""
     return [model.chat_ids(*settings.chat(None if neutral else r.emotion, r.user)) for r in rows]
 
 
 def elicit(
-    model: ModelHandle, rows: list[StoreRow], settings: PromptSettings,
-    *, max_new_tokens: int = 100, judge: Callable[[list[str]], list[Any]] | None = None, progress: bool = True,
+    model: ModelHandle,
+    rows: list[StoreRow],
+    settings: PromptSettings,
+    *,
+    max_new_tokens: int = 100,
+    judge: Callable[[list[str]], list[Any]] | None = None,
+    progress: bool = True,
 ) -> None:
     """The paper's elicitation step, in place: generate greedily with each emotion row's prompt, judge
     the reply, and mark rows whose reply is not judged as the prompted emotion as not accepted.
@@ -304,10 +328,16 @@ def elicit(
 
     judge = judge or default_judge_instance()
     todo = [r for r in rows if r.kind == "emotion"]
-    replies = generate(model, row_prompts(model, todo, settings),
-                       GenerationSettings(max_new_tokens=max_new_tokens), progress=progress, desc="elicit")
-    hits, verdicts = judge_matches(judge, replies, [r.emotion for r in todo],
-                                   instructions=[settings.instructions(r.emotion) for r in todo])
+    replies = generate(
+        model,
+        row_prompts(model, todo, settings),
+        GenerationSettings(max_new_tokens=max_new_tokens),
+        progress=progress,
+        desc="elicit",
+    )
+    hits, verdicts = judge_matches(
+        judge, replies, [r.emotion for r in todo], instructions=[settings.instructions(r.emotion) for r in todo]
+    )
     for row, reply, verdict, hit in zip(todo, replies, verdicts, hits):
         row.reply, row.judged, row.accepted = reply, verdict, hit
 
@@ -362,8 +392,14 @@ def build_store(
         rows = plan_rows(dataset, config)
         if elicitation:
             elicit(model, rows, settings, max_new_tokens=elicit_max_new_tokens, judge=judge, progress=progress)
-        meta = {"version": STORE_VERSION, **ident, "elicitation": elicitation,
-                "rows": [asdict(r) for r in rows], "shards": [], "complete": False}
+        meta = {
+            "version": STORE_VERSION,
+            **ident,
+            "elicitation": elicitation,
+            "rows": [asdict(r) for r in rows],
+            "shards": [],
+            "complete": False,
+        }
         write_json_atomic(meta_path, meta)
     if meta["complete"]:
         return ActivationStore.load(out, model)
@@ -381,7 +417,7 @@ def build_store(
         chunk: dict[str, list[torch.Tensor]] = {}
         order = sorted(range(start, stop), key=lambda i: len(prompts[i]))  # little padding
         for b in range(0, len(order), config.batch_size):
-            idx = order[b:b + config.batch_size]
+            idx = order[b : b + config.batch_size]
             acts = last_token_activations(model, [prompts[i] for i in idx])
             for k, v in acts.items():
                 chunk.setdefault(k, []).append(v)

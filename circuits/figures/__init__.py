@@ -6,5 +6,11 @@ from circuits.figures.discovery import cosine_heatmap, cross_context_cosines, di
 from circuits.figures.evaluation import accuracy_bars
 from circuits.figures.render import plotly_to_png, save_figure
 
-__all__ = ["accuracy_bars", "cosine_heatmap", "cross_context_cosines", "discovery_figures", "plotly_to_png",
-           "save_figure"]
+__all__ = [
+    "accuracy_bars",
+    "cosine_heatmap",
+    "cross_context_cosines",
+    "discovery_figures",
+    "plotly_to_png",
+    "save_figure",
+]

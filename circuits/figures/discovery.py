@@ -11,8 +11,18 @@ import torch
 from circuits.figures.render import save_figure
 
 
-def add_band(fig, x, lo, hi, name: str, *, color: str | None = None, legendgroup: str | None = None,
-             showlegend: bool = True, **where) -> None:
+def add_band(
+    fig,
+    x,
+    lo,
+    hi,
+    name: str,
+    *,
+    color: str | None = None,
+    legendgroup: str | None = None,
+    showlegend: bool = True,
+    **where,
+) -> None:
     """A filled band between ``lo`` and ``hi`` over ``x`` (the spread of a null over its seeds); ``color``
     fills it (default: plotly's next colour), ``legendgroup`` / ``showlegend`` keep one legend entry for a
     band drawn in several panels."""
@@ -20,9 +30,23 @@ def add_band(fig, x, lo, hi, name: str, *, color: str | None = None, legendgroup
 
     xs = list(x) + list(x)[::-1]
     ys = list(map(float, hi)) + list(map(float, lo))[::-1]
-    fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="lines", line=dict(width=0, color=color),
-                             fillcolor=color, opacity=0.25, name=name, hoverinfo="skip",
-                             legendgroup=legendgroup, showlegend=showlegend), **where)
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            fill="toself",
+            mode="lines",
+            line=dict(width=0, color=color),
+            fillcolor=color,
+            opacity=0.25,
+            name=name,
+            hoverinfo="skip",
+            legendgroup=legendgroup,
+            showlegend=showlegend,
+        ),
+        **where,
+    )
+
 
 def cross_context_cosines(store: Any, emotions: Sequence[str]) -> dict[str, np.ndarray]:
     """Per-emotion cross-context cosines from an activation store: ``{"theme": [2, n_layers,
@@ -40,8 +64,9 @@ def cross_context_cosines(store: Any, emotions: Sequence[str]) -> dict[str, np.n
     return out
 
 
-def cosine_heatmap(emotions: Sequence[str], evidence: dict, cosine: dict[str, Any] | None,
-                   n_layers: int) -> tuple[Any, int]:
+def cosine_heatmap(
+    emotions: Sequence[str], evidence: dict, cosine: dict[str, Any] | None, n_layers: int
+) -> tuple[Any, int]:
     """The cross-context cosine heatmap: one panel per comparison (disjoint theme halves, valence
     pairs); columns are the read points by layer (``a3`` after layer 3's attention, ``m3`` after its
     MLP), rows the emotions and their mean. The colour scale is fixed to [-1, 1] (0 = orthogonal) and
@@ -51,8 +76,10 @@ def cosine_heatmap(emotions: Sequence[str], evidence: dict, cosine: dict[str, An
 
     xs = [f"{'a' if p == 0 else 'm'}{l}" for l in range(n_layers) for p in range(2)]
     panels = []
-    for key, label in (("theme", "directions from disjoint theme halves"),
-                       ("valence", "directions from different valences (mean over pairs)")):
+    for key, label in (
+        ("theme", "directions from disjoint theme halves"),
+        ("valence", "directions from different valences (mean over pairs)"),
+    ):
         if cosine is not None and key in cosine:
             c = np.asarray(cosine[key], dtype=float)  # [read point, layer, emotion]
             z = np.stack([c[:, :, i].T.reshape(-1) for i in range(len(emotions))] + [c.mean(2).T.reshape(-1)])
@@ -64,15 +91,35 @@ def cosine_heatmap(emotions: Sequence[str], evidence: dict, cosine: dict[str, An
             continue
         panels.append((f"{label}: min {np.nanmin(z):.4f}, mean {np.nanmean(z):.4f}", z, ys))
     n_rows = max(len(p[2]) for p in panels) if panels else 1
-    fig = make_subplots(rows=max(len(panels), 1), cols=1, subplot_titles=[p[0] for p in panels],
-                        vertical_spacing=0.18 if len(panels) > 1 else 0.1)
+    fig = make_subplots(
+        rows=max(len(panels), 1),
+        cols=1,
+        subplot_titles=[p[0] for p in panels],
+        vertical_spacing=0.18 if len(panels) > 1 else 0.1,
+    )
     decimals = 4 if len(xs) <= 16 else 3 if len(xs) <= 24 else 2
     for r, (_, z, ys) in enumerate(panels):
-        fig.add_trace(go.Heatmap(z=z, x=xs, y=ys, zmin=-1, zmax=1, zmid=0, colorscale="RdBu_r",
-                                 text=[[f"{v:.{decimals}f}" for v in row] for row in z], texttemplate="%{text}",
-                                 textfont=dict(size=10 if len(xs) <= 24 else 7), showscale=r == 0,
-                                 colorbar=dict(title="cosine"), xgap=1, ygap=1,
-                                 hovertemplate="%{y} %{x}: %{z:.5f}<extra></extra>"), row=r + 1, col=1)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=xs,
+                y=ys,
+                zmin=-1,
+                zmax=1,
+                zmid=0,
+                colorscale="RdBu_r",
+                text=[[f"{v:.{decimals}f}" for v in row] for row in z],
+                texttemplate="%{text}",
+                textfont=dict(size=10 if len(xs) <= 24 else 7),
+                showscale=r == 0,
+                colorbar=dict(title="cosine"),
+                xgap=1,
+                ygap=1,
+                hovertemplate="%{y} %{x}: %{z:.5f}<extra></extra>",
+            ),
+            row=r + 1,
+            col=1,
+        )
         fig.update_yaxes(autorange="reversed", row=r + 1, col=1)
     fig.update_xaxes(title="read point (a = after attention, m = after MLP; by layer)", row=len(panels) or 1, col=1)
     fig.update_layout(title="Cross-context cosine of the emotion directions (1 = same direction in both contexts)")
@@ -80,8 +127,17 @@ def cosine_heatmap(emotions: Sequence[str], evidence: dict, cosine: dict[str, An
 
 
 def discovery_figures(
-    run_dir: str | Path, *, emotions: Sequence[str], pca: dict, evidence: dict, neurons: torch.Tensor,
-    heads: torch.Tensor, sweeps: list[dict], influence: torch.Tensor, circuits: list, logit_lens: torch.Tensor,
+    run_dir: str | Path,
+    *,
+    emotions: Sequence[str],
+    pca: dict,
+    evidence: dict,
+    neurons: torch.Tensor,
+    heads: torch.Tensor,
+    sweeps: list[dict],
+    influence: torch.Tensor,
+    circuits: list,
+    logit_lens: torch.Tensor,
     cosine: dict[str, Any] | None = None,
 ) -> list[str]:
     """Write the discovery figures into ``run_dir/figures`` and return their paths.
@@ -106,9 +162,19 @@ def discovery_figures(
     for c, layer in enumerate(show):
         for i, e in enumerate(emotions):
             pts = pca["coords"][layer][labels == e]
-            fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", name=e, legendgroup=e,
-                                     showlegend=c == 0, marker=dict(size=4, color=colors[i % len(colors)])),
-                          row=1, col=c + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=pts[:, 0],
+                    y=pts[:, 1],
+                    mode="markers",
+                    name=e,
+                    legendgroup=e,
+                    showlegend=c == 0,
+                    marker=dict(size=4, color=colors[i % len(colors)]),
+                ),
+                row=1,
+                col=c + 1,
+            )
     fig.update_layout(title="Emotion directions: PCA of group-centred last-token residuals (resid_post)")
     paths += save_figure(fig, out, "pca_by_layer")
 
@@ -118,14 +184,26 @@ def discovery_figures(
     fig = go.Figure()
     for point, acc in evidence["probe_accuracy"].items():
         fig.add_trace(go.Scatter(x=list(range(len(acc))), y=acc, mode="lines+markers", name=f"probe ({point})"))
-    fig.add_trace(go.Scatter(x=[0, L - 1], y=[1 / len(emotions)] * 2, mode="lines", name="chance",
-                             line=dict(dash="dot", color="grey")))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, L - 1], y=[1 / len(emotions)] * 2, mode="lines", name="chance", line=dict(dash="dot", color="grey")
+        )
+    )
     for point, band in ((evidence.get("null") or {}).get("probe_accuracy") or {}).items():
         seeds = np.array(band["seeds"])  # [n_seeds, L]: permuted-label probes, drawn as their min-max band
-        add_band(fig, list(range(seeds.shape[1])), seeds.min(0), seeds.max(0),
-                 f"permuted labels ({point}, {len(seeds)} seeds)")
-    fig.update_layout(title="Emotion probe accuracy by layer (cross-validated, folds grouped by scenario)",
-                      xaxis_title="layer", yaxis_title="accuracy", yaxis_range=[0, 1.05])
+        add_band(
+            fig,
+            list(range(seeds.shape[1])),
+            seeds.min(0),
+            seeds.max(0),
+            f"permuted labels ({point}, {len(seeds)} seeds)",
+        )
+    fig.update_layout(
+        title="Emotion probe accuracy by layer (cross-validated, folds grouped by scenario)",
+        xaxis_title="layer",
+        yaxis_title="accuracy",
+        yaxis_range=[0, 1.05],
+    )
     paths += save_figure(fig, out, "probe_accuracy")
 
     # Long-tail curves (top vs random), zero ablation and add, summed over layers of the mid network
@@ -136,14 +214,22 @@ def discovery_figures(
                 rs = [r for r in sweeps if r["kind"] == kind and r["mode"] == mode and r["selection"] == sel]
                 ks = sorted({r["k"] for r in rs})
                 y = [np.mean([r["delta_s"] for r in rs if r["k"] == k]) for k in ks]
-                fig.add_trace(go.Scatter(x=ks, y=y, mode="lines+markers", name=f"{kind} {mode} {sel}",
-                                         line=dict(dash=dash)), row=1, col=c + 1)
+                fig.add_trace(
+                    go.Scatter(x=ks, y=y, mode="lines+markers", name=f"{kind} {mode} {sel}", line=dict(dash=dash)),
+                    row=1,
+                    col=c + 1,
+                )
                 if sel == "random" and rs and rs[0].get("delta_s_seeds"):
                     # per seed: the mean over emotions and layers; the band spans the seeds
-                    per_seed = np.array([[np.mean([r["delta_s_seeds"][s] for r in rs if r["k"] == k]) for k in ks]
-                                         for s in range(len(rs[0]["delta_s_seeds"]))])
-                    add_band(fig, ks, per_seed.min(0), per_seed.max(0), f"{kind} {mode} random: seeds",
-                             row=1, col=c + 1)
+                    per_seed = np.array(
+                        [
+                            [np.mean([r["delta_s_seeds"][s] for r in rs if r["k"] == k]) for k in ks]
+                            for s in range(len(rs[0]["delta_s_seeds"]))
+                        ]
+                    )
+                    add_band(
+                        fig, ks, per_seed.min(0), per_seed.max(0), f"{kind} {mode} random: seeds", row=1, col=c + 1
+                    )
     fig.update_xaxes(type="log", title="k units per layer")
     fig.update_yaxes(title="mean change of emotion score s")
     fig.update_layout(title="Ablation (zero) and enhancement (add Delta-mu): top-k vs random units")
@@ -155,8 +241,11 @@ def discovery_figures(
         nv = np.sort(neurons[:, i].flatten().numpy())[::-1][:200]
         hv = np.sort(heads[:, i].flatten().numpy())[::-1]
         fig.add_trace(go.Scatter(y=nv, name=e, legendgroup=e, line=dict(color=colors[i % len(colors)])), row=1, col=1)
-        fig.add_trace(go.Scatter(y=hv, name=e, legendgroup=e, showlegend=False,
-                                 line=dict(color=colors[i % len(colors)])), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(y=hv, name=e, legendgroup=e, showlegend=False, line=dict(color=colors[i % len(colors)])),
+            row=1,
+            col=2,
+        )
     fig.update_layout(title="Long tail of component scores")
     paths += save_figure(fig, out, "component_long_tail")
 
@@ -173,8 +262,11 @@ def discovery_figures(
         nn = [len(lc.neurons) for lc in c.layers]
         hh = [len(lc.heads) for lc in c.layers]
         fig.add_trace(go.Bar(y=nn, name=c.emotion, legendgroup=c.emotion, marker_color=colors[i % len(colors)]), 1, 1)
-        fig.add_trace(go.Bar(y=hh, name=c.emotion, legendgroup=c.emotion, showlegend=False,
-                             marker_color=colors[i % len(colors)]), 1, 2)
+        fig.add_trace(
+            go.Bar(y=hh, name=c.emotion, legendgroup=c.emotion, showlegend=False, marker_color=colors[i % len(colors)]),
+            1,
+            2,
+        )
     fig.update_layout(title="Circuit allocation per layer", barmode="group")
     paths += save_figure(fig, out, "circuit_allocation")
 

@@ -32,7 +32,7 @@ def _mpl_cmap(colorscale: Any) -> Any:
     for pos, col in colorscale:
         col = str(col).strip()
         if col.startswith("rgb"):
-            rgb = tuple(float(v) / 255 for v in col[col.index("(") + 1:col.index(")")].split(",")[:3])
+            rgb = tuple(float(v) / 255 for v in col[col.index("(") + 1 : col.index(")")].split(",")[:3])
         else:
             rgb = to_rgb(col)
         stops.append((float(pos), rgb))
@@ -64,8 +64,15 @@ def _draw_heatmap(ax: Any, t: Any, reversed_y: bool) -> Any:
     if cmap == "viridis" and t.zmid is not None:
         cmap = "RdBu_r"
     # plotly draws the first row at the bottom unless the y axis is reversed
-    im = ax.imshow(z, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, origin="upper" if reversed_y else "lower",
-                   interpolation="nearest")
+    im = ax.imshow(
+        z,
+        aspect="auto",
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        origin="upper" if reversed_y else "lower",
+        interpolation="nearest",
+    )
     if t.y is not None:
         ax.set_yticks(range(len(t.y)), list(t.y))
     if t.x is not None and len(t.x) <= 24:
@@ -96,8 +103,9 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
     n_rows, n_cols, where = _subplot_grid(fig)
     # heatmaps that hide their scale share the first one's colour bar (one bar for all of them)
     shared_scale = any(t.type == "heatmap" and t.showscale is False for t in fig.data)
-    figure, grid = plt.subplots(n_rows, n_cols, figsize=(width, height), squeeze=False,
-                                layout="constrained" if shared_scale else None)
+    figure, grid = plt.subplots(
+        n_rows, n_cols, figsize=(width, height), squeeze=False, layout="constrained" if shared_scale else None
+    )
     axes = {i: grid[r][c] for i, (r, c) in where.items()}
     titles = [a.text for a in (fig.layout.annotations or [])]
     bars: dict[int, int] = {}
@@ -108,8 +116,9 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
         label = t.name if getattr(t, "showlegend", None) is not False else None
         if t.type == "heatmap":
             ya = fig.layout["yaxis" if i == 1 else f"yaxis{i}"]
-            heat.append((ax, _draw_heatmap(ax, t, ya is not None and ya.autorange == "reversed"),
-                         t.showscale is not False))
+            heat.append(
+                (ax, _draw_heatmap(ax, t, ya is not None and ya.autorange == "reversed"), t.showscale is not False)
+            )
         elif t.type == "bar":
             y = np.asarray(t.y, dtype=float)
             x = np.arange(len(y)) if t.x is None else np.arange(len(t.x))
@@ -127,8 +136,14 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
             color = getattr(line, "color", None) or None
             ls = ":" if dash in ("dot", "dash") else "-"
             if t.fill == "toself":  # a band (figures.discovery.add_band): a filled polygon, as in the HTML
-                ax.fill(x, y, alpha=t.opacity if t.opacity is not None else 0.25,
-                        color=t.fillcolor or color, linewidth=0, label=label)
+                ax.fill(
+                    x,
+                    y,
+                    alpha=t.opacity if t.opacity is not None else 0.25,
+                    color=t.fillcolor or color,
+                    linewidth=0,
+                    label=label,
+                )
             elif "lines" in mode:
                 ax.plot(x, y, ls, marker="o" if "markers" in mode else None, ms=3, label=label, color=color)
             else:
@@ -146,8 +161,11 @@ def plotly_to_png(fig: Any, path: Path, width: float = 9.0, height: float = 5.0)
         for a, set_label in ((xa, ax.set_xlabel), (ya, ax.set_ylabel)):
             if a is not None and a.title is not None and a.title.text:
                 set_label(a.title.text, fontsize=8)
-        if ya is not None and ya.range is not None and not any(t.type == "heatmap" for t in fig.data
-                                                              if _axis_index(getattr(t, "xaxis", None) or "x") == i):
+        if (
+            ya is not None
+            and ya.range is not None
+            and not any(t.type == "heatmap" for t in fig.data if _axis_index(getattr(t, "xaxis", None) or "x") == i)
+        ):
             ax.set_ylim(*ya.range)
     if shared_scale and any(show for _, _, show in heat):
         figure.colorbar(next(im for _, im, show in heat if show), ax=[ax for ax, _, _ in heat])
@@ -196,5 +214,3 @@ def save_figure(fig: Any, out: Path, name: str, width: int = 900, height: int = 
     if done:
         paths.append(str(png))
     return paths
-
-

@@ -67,7 +67,7 @@ SECTIONS = (
 MAKES = {
     "provenance": "`emocircuits discover --out RUN` (summary.json)",
     "probe": "`emocircuits discover --out RUN` (directions_evidence.json); the null band: "
-             "`emocircuits nulls --run RUN`",
+    "`emocircuits nulls --run RUN`",
     "circuits": "`emocircuits discover --out RUN` (circuits/*.json); faithfulness: `emocircuits faithfulness --run RUN`",
     "evaluation": "`emocircuits evaluate --run RUN` (evaluation.json, replies.jsonl)",
     "dose": "`emocircuits dose-response --run RUN` (dose_response.json)",
@@ -136,20 +136,34 @@ def _band_text(lo: Any, hi: Any) -> str:
 
 # --- tables: one description, two renderings -------------------------------------------------------
 
+
 class Table:
     """A table: ``header``, ``rows`` (cells are strings already formatted), an ``id`` and a caption."""
 
-    def __init__(self, tid: str, header: Sequence[str], rows: Sequence[Sequence[str]], caption: str = "",
-                 keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        tid: str,
+        header: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        caption: str = "",
+        keys: Sequence[str] | None = None,
+    ) -> None:
         self.id, self.header, self.rows, self.caption = tid, list(header), [list(r) for r in rows], caption
         self.keys = list(keys) if keys is not None else [r[0] for r in self.rows]
 
     def html(self) -> str:
-        head = "".join(f"<th class='l'>{_esc(h)}</th>" if i == 0 else f"<th>{_esc(h)}</th>"
-                       for i, h in enumerate(self.header))
-        body = "".join(f"<tr data-key='{_esc(k)}'>" + "".join(
-            f"<td class='l'>{_esc(c)}</td>" if i == 0 or not _numeric(c) else f"<td>{_esc(c)}</td>"
-            for i, c in enumerate(r)) + "</tr>" for k, r in zip(self.keys, self.rows))
+        head = "".join(
+            f"<th class='l'>{_esc(h)}</th>" if i == 0 else f"<th>{_esc(h)}</th>" for i, h in enumerate(self.header)
+        )
+        body = "".join(
+            f"<tr data-key='{_esc(k)}'>"
+            + "".join(
+                f"<td class='l'>{_esc(c)}</td>" if i == 0 or not _numeric(c) else f"<td>{_esc(c)}</td>"
+                for i, c in enumerate(r)
+            )
+            + "</tr>"
+            for k, r in zip(self.keys, self.rows)
+        )
         cap = f"<caption class='note'>{_esc(self.caption)}</caption>" if self.caption else ""
         return f"<table id='{_esc(self.id)}'>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -157,25 +171,38 @@ class Table:
         def cell(c: str) -> str:
             return str(c).replace("|", "\\|").replace("\n", " ")
 
-        lines = ["| " + " | ".join(cell(h) for h in self.header) + " |",
-                 "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(self.header))) + "|"]
+        lines = [
+            "| " + " | ".join(cell(h) for h in self.header) + " |",
+            "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(self.header))) + "|",
+        ]
         lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in self.rows]
         return ("*" + self.caption + "*\n\n" if self.caption else "") + "\n".join(lines)
 
 
 # --- section contents (tables and notes, shared by HTML and Markdown) -------------------------------
 
+
 def provenance_tables(p: dict[str, Any]) -> list[Table]:
     model, ds = p.get("model") or {}, p.get("dataset") or {}
-    rows = [("model", model.get("name")), ("model fingerprint", model.get("fingerprint")),
-            ("dataset", ds.get("path")), ("dataset sha256", ds.get("sha256")),
-            ("dataset scenarios", ds.get("n_scenarios")), ("judge (discovery)", p.get("judge")),
-            ("judge (evaluation)", p.get("evaluation_judge")),
-            ("command line", p.get("command") if p.get("command") else "not recorded"),
-            ("run", p.get("run"))]
+    rows = [
+        ("model", model.get("name")),
+        ("model fingerprint", model.get("fingerprint")),
+        ("dataset", ds.get("path")),
+        ("dataset sha256", ds.get("sha256")),
+        ("dataset scenarios", ds.get("n_scenarios")),
+        ("judge (discovery)", p.get("judge")),
+        ("judge (evaluation)", p.get("evaluation_judge")),
+        ("command line", p.get("command") if p.get("command") else "not recorded"),
+        ("run", p.get("run")),
+    ]
     rows += [(f"rows: {k}", v) for k, v in (p.get("rows") or {}).items() if not isinstance(v, dict)]
-    out = [Table("table-provenance", ["item", "value"], [(k, fmt(v)) for k, v in rows if v is not None or
-                                                         k.startswith("judge")])]
+    out = [
+        Table(
+            "table-provenance",
+            ["item", "value"],
+            [(k, fmt(v)) for k, v in rows if v is not None or k.startswith("judge")],
+        )
+    ]
     prompts = p.get("prompts") or {}
     if prompts:
         out.append(Table("table-prompts", ["prompt setting", "value"], [(k, fmt(v)) for k, v in prompts.items()]))
@@ -207,8 +234,9 @@ def probe_tables(d: dict[str, Any]) -> list[Table]:
         rows.append(r)
     cap = "probe: held-out accuracy of a linear emotion probe per layer"
     if null:
-        cap += (f"; null: {null.get('seeds')} label permutation(s) ({null.get('method')}), chance "
-                f"{fmt(null.get('chance'))}")
+        cap += (
+            f"; null: {null.get('seeds')} label permutation(s) ({null.get('method')}), chance {fmt(null.get('chance'))}"
+        )
     return [Table("table-probe", header, rows, cap)]
 
 
@@ -218,23 +246,58 @@ def circuit_tables(d: dict[str, Any]) -> list[Table]:
     out = []
     for kind in ("neurons", "heads"):
         rows = [[e] + [str(n) for n in units[e][kind]] + [str(sum(units[e][kind]))] for e in emotions]
-        out.append(Table(f"table-units-{kind}", ["emotion"] + [f"L{l}" for l in range(L)] + ["total"], rows,
-                         f"{kind} per layer in each circuit"))
+        out.append(
+            Table(
+                f"table-units-{kind}",
+                ["emotion"] + [f"L{l}" for l in range(L)] + ["total"],
+                rows,
+                f"{kind} per layer in each circuit",
+            )
+        )
     for kind in ("neurons", "heads"):
         m = d["jaccard"][kind]
-        out.append(Table(f"table-jaccard-{kind}", [f"Jaccard ({kind})"] + list(emotions),
-                         [[a] + [fmt(v) for v in m[i]] for i, a in enumerate(emotions)],
-                         f"overlap of the circuits' {kind} ((layer, index) pairs) across emotions"))
+        out.append(
+            Table(
+                f"table-jaccard-{kind}",
+                [f"Jaccard ({kind})"] + list(emotions),
+                [[a] + [fmt(v) for v in m[i]] for i, a in enumerate(emotions)],
+                f"overlap of the circuits' {kind} ((layer, index) pairs) across emotions",
+            )
+        )
     f = d.get("faithfulness")
     if f:
-        rows = [[e, fmt(b.get("faithfulness")), fmt(b.get("random_mean")), fmt(b.get("random_std")),
-                 _band_text(b.get("random_lo"), b.get("random_hi")), fmt(b.get("ablation_loss")),
-                 fmt(b.get("random_ablation_loss")), fmt(b.get("split")), fmt(b.get("rows"))]
-                for e, b in f.items()]
-        out.append(Table("table-faithfulness", ["emotion", "faithfulness", "random (mean)", "random (std)",
-                                                "random (min to max)", "ablation loss", "random ablation loss",
-                                                "items", "rows"], rows,
-                         "faithfulness of each circuit against random circuits of equal size per layer"))
+        rows = [
+            [
+                e,
+                fmt(b.get("faithfulness")),
+                fmt(b.get("random_mean")),
+                fmt(b.get("random_std")),
+                _band_text(b.get("random_lo"), b.get("random_hi")),
+                fmt(b.get("ablation_loss")),
+                fmt(b.get("random_ablation_loss")),
+                fmt(b.get("split")),
+                fmt(b.get("rows")),
+            ]
+            for e, b in f.items()
+        ]
+        out.append(
+            Table(
+                "table-faithfulness",
+                [
+                    "emotion",
+                    "faithfulness",
+                    "random (mean)",
+                    "random (std)",
+                    "random (min to max)",
+                    "ablation loss",
+                    "random ablation loss",
+                    "items",
+                    "rows",
+                ],
+                rows,
+                "faithfulness of each circuit against random circuits of equal size per layer",
+            )
+        )
     return out
 
 
@@ -242,14 +305,18 @@ def evaluation_tables(d: dict[str, Any]) -> list[Table]:
     emotions = d["emotions"]
     rows = []
     for m, r in d["methods"].items():
-        rows.append([m, fmt(r.get("accuracy"))] + [fmt((r.get("per_emotion") or {}).get(e)) for e in emotions]
-                    + [fmt(r.get("perplexity")), fmt(r.get("distinct_2")), fmt(r.get("n"))])
+        rows.append(
+            [m, fmt(r.get("accuracy"))]
+            + [fmt((r.get("per_emotion") or {}).get(e)) for e in emotions]
+            + [fmt(r.get("perplexity")), fmt(r.get("distinct_2")), fmt(r.get("n"))]
+        )
     cap = f"share of replies judged as the target emotion (judge {d.get('judge')})"
     ds = d.get("dataset") or {}
     if ds:
         cap += f"; test items {ds.get('path')} ({ds.get('n_scenarios')} scenarios)"
-    return [Table("table-methods", ["method", "accuracy"] + list(emotions) + ["perplexity", "distinct-2", "n"],
-                  rows, cap)]
+    return [
+        Table("table-methods", ["method", "accuracy"] + list(emotions) + ["perplexity", "distinct-2", "n"], rows, cap)
+    ]
 
 
 def dose_tables(d: dict[str, Any]) -> list[Table]:
@@ -258,56 +325,135 @@ def dose_tables(d: dict[str, Any]) -> list[Table]:
     for name in ("prompting", "neutral"):
         if name in ref:
             p = ref[name]
-            rows.append([name, "-", fmt(p.get("accuracy")), fmt(p.get("emotion_score")), fmt(p.get("perplexity")),
-                         "-", "-", "-"])
+            rows.append(
+                [
+                    name,
+                    "-",
+                    fmt(p.get("accuracy")),
+                    fmt(p.get("emotion_score")),
+                    fmt(p.get("perplexity")),
+                    "-",
+                    "-",
+                    "-",
+                ]
+            )
             keys.append(name)
     for method, t in (d.get("methods") or {}).items():
         for p, c in zip(t.get("points", []), t.get("control", [])):
             lo, hi = c.get("lo") or {}, c.get("hi") or {}
-            rows.append([method, fmt(p.get("strength")), fmt(p.get("accuracy")), fmt(p.get("emotion_score")),
-                         fmt(p.get("perplexity")), fmt(c.get("accuracy")),
-                         _band_text(lo.get("accuracy"), hi.get("accuracy")), fmt(c.get("perplexity"))])
+            rows.append(
+                [
+                    method,
+                    fmt(p.get("strength")),
+                    fmt(p.get("accuracy")),
+                    fmt(p.get("emotion_score")),
+                    fmt(p.get("perplexity")),
+                    fmt(c.get("accuracy")),
+                    _band_text(lo.get("accuracy"), hi.get("accuracy")),
+                    fmt(c.get("perplexity")),
+                ]
+            )
             keys.append(f"{method}@{fmt(p.get('strength'))}")
     dev = d.get("dev") or {}
-    cap = (f"dev items {dev.get('path')} ({dev.get('n_scenarios')} scenarios, {dev.get('items_per_point')} replies "
-           f"per point); judge {d.get('judge')}; random controls of equal norm over {d.get('n_control_seeds')} seed(s)")
-    out = [Table("table-dose", ["method", "strength", "accuracy", "emotion score", "perplexity",
-                                "random accuracy (mean)", "random accuracy (min to max)", "random perplexity"],
-                 rows, cap, keys)]
-    match = [[m, fmt((t.get("match_prompting") or {}).get("strength")),
-              fmt((t.get("match_prompting") or {}).get("perplexity")),
-              fmt((t.get("match_prompting") or {}).get("target"))] for m, t in (d.get("methods") or {}).items()]
+    cap = (
+        f"dev items {dev.get('path')} ({dev.get('n_scenarios')} scenarios, {dev.get('items_per_point')} replies "
+        f"per point); judge {d.get('judge')}; random controls of equal norm over {d.get('n_control_seeds')} seed(s)"
+    )
+    out = [
+        Table(
+            "table-dose",
+            [
+                "method",
+                "strength",
+                "accuracy",
+                "emotion score",
+                "perplexity",
+                "random accuracy (mean)",
+                "random accuracy (min to max)",
+                "random perplexity",
+            ],
+            rows,
+            cap,
+            keys,
+        )
+    ]
+    match = [
+        [
+            m,
+            fmt((t.get("match_prompting") or {}).get("strength")),
+            fmt((t.get("match_prompting") or {}).get("perplexity")),
+            fmt((t.get("match_prompting") or {}).get("target")),
+        ]
+        for m, t in (d.get("methods") or {}).items()
+    ]
     if match:
-        out.append(Table("table-dose-match", ["method", "strength reaching prompting", "perplexity there",
-                                              "prompting accuracy"], match))
+        out.append(
+            Table(
+                "table-dose-match",
+                ["method", "strength reaching prompting", "perplexity there", "prompting accuracy"],
+                match,
+            )
+        )
     return out
 
 
 def va_tables(d: dict[str, Any]) -> list[Table]:
     proj, ratings = d.get("projection") or {}, d.get("ratings") or {}
-    rows = [[e, fmt(proj[e][0]), fmt(proj[e][1]), fmt((ratings.get(e) or [None, None])[0]),
-             fmt((ratings.get(e) or [None, None])[1])] for e in d.get("emotions") or proj]
+    rows = [
+        [
+            e,
+            fmt(proj[e][0]),
+            fmt(proj[e][1]),
+            fmt((ratings.get(e) or [None, None])[0]),
+            fmt((ratings.get(e) or [None, None])[1]),
+        ]
+        for e in d.get("emotions") or proj
+    ]
     fit, circ = d.get("fit") or {}, d.get("circumplex") or {}
     r2 = fit.get("r2")
     r2 = ", ".join(f"{k} {fmt(v)}" for k, v in r2.items()) if isinstance(r2, dict) else fmt(r2)
-    cap = (f"layer {d.get('layer')}; fit R2 {r2}; circle centre "
-           f"{', '.join(fmt(v) for v in circ.get('center') or [])}, radius {fmt(circ.get('radius'))}")
-    out = [Table("table-va", ["emotion", "valence (projected)", "arousal (projected)", "valence (rated)",
-                              "arousal (rated)"], rows, cap)]
+    cap = (
+        f"layer {d.get('layer')}; fit R2 {r2}; circle centre "
+        f"{', '.join(fmt(v) for v in circ.get('center') or [])}, radius {fmt(circ.get('radius'))}"
+    )
+    out = [
+        Table(
+            "table-va",
+            ["emotion", "valence (projected)", "arousal (projected)", "valence (rated)", "arousal (rated)"],
+            rows,
+            cap,
+        )
+    ]
     steer = d.get("steering") or []
     if steer:
-        out.append(Table("table-va-steering", ["direction", "alpha", "valence projection", "arousal projection",
-                                               "judged"],
-                         [[s["direction"], fmt(s.get("alpha")), fmt(s.get("valence_proj")), fmt(s.get("arousal_proj")),
-                           ", ".join(f"{k} {v}" for k, v in (s.get("judged") or {}).items())] for s in steer],
-                         "projection of the steered replies on the VA axes",
-                         [f"{s['direction']}@{fmt(s.get('alpha'))}" for s in steer]))
+        out.append(
+            Table(
+                "table-va-steering",
+                ["direction", "alpha", "valence projection", "arousal projection", "judged"],
+                [
+                    [
+                        s["direction"],
+                        fmt(s.get("alpha")),
+                        fmt(s.get("valence_proj")),
+                        fmt(s.get("arousal_proj")),
+                        ", ".join(f"{k} {v}" for k, v in (s.get("judged") or {}).items()),
+                    ]
+                    for s in steer
+                ],
+                "projection of the steered replies on the VA axes",
+                [f"{s['direction']}@{fmt(s.get('alpha'))}" for s in steer],
+            )
+        )
     return out
 
 
 TABLES: dict[str, Callable[[dict[str, Any]], list[Table]]] = {
-    "provenance": provenance_tables, "probe": probe_tables, "circuits": circuit_tables,
-    "evaluation": evaluation_tables, "dose": dose_tables, "va": va_tables,
+    "provenance": provenance_tables,
+    "probe": probe_tables,
+    "circuits": circuit_tables,
+    "evaluation": evaluation_tables,
+    "dose": dose_tables,
+    "va": va_tables,
 }
 
 
@@ -332,15 +478,36 @@ def _notes(section: str, d: dict[str, Any]) -> list[str]:
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def _band(fig: Any, x: Sequence[float], lo: Sequence[float], hi: Sequence[float], name: str, color: str,
-          showlegend: bool = True, **where: Any) -> None:
+def _band(
+    fig: Any,
+    x: Sequence[float],
+    lo: Sequence[float],
+    hi: Sequence[float],
+    name: str,
+    color: str,
+    showlegend: bool = True,
+    **where: Any,
+) -> None:
     import plotly.graph_objects as go
 
     xs = list(x) + list(x)[::-1]
     ys = [float(v) for v in hi] + [float(v) for v in lo][::-1]
-    fig.add_trace(go.Scatter(x=xs, y=ys, fill="toself", mode="lines", line=dict(width=0, color=color),
-                             fillcolor=color, opacity=0.2, name=name, hoverinfo="skip", legendgroup=name,
-                             showlegend=showlegend), **where)
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            fill="toself",
+            mode="lines",
+            line=dict(width=0, color=color),
+            fillcolor=color,
+            opacity=0.2,
+            name=name,
+            hoverinfo="skip",
+            legendgroup=name,
+            showlegend=showlegend,
+        ),
+        **where,
+    )
 
 
 def probe_plot(d: dict[str, Any]) -> Any:
@@ -352,20 +519,43 @@ def probe_plot(d: dict[str, Any]) -> Any:
     null = d.get("null")
     if null:
         _band(fig, x, null["lo"], null["hi"], f"null probe ({null['read_point']}, min-max)", "#999999", row=1, col=1)
-        fig.add_trace(go.Scatter(x=x, y=null["mean"], mode="lines", line=dict(dash="dot", color="#777777"),
-                                 name="null probe (mean)"), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=null["mean"], mode="lines", line=dict(dash="dot", color="#777777"), name="null probe (mean)"
+            ),
+            row=1,
+            col=1,
+        )
     for i, (rp, ys) in enumerate((d.get("probe_accuracy") or {}).items()):
-        fig.add_trace(go.Scatter(x=x, y=ys, mode="lines+markers", name=f"probe {rp}",
-                                 line=dict(color=COLORS[i])), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(x=x, y=ys, mode="lines+markers", name=f"probe {rp}", line=dict(color=COLORS[i])), row=1, col=1
+        )
     ncos = d.get("null_cosine")
     if ncos:
-        _band(fig, x, ncos["lo"], ncos["hi"], f"null cosine ({ncos['context']}, {ncos['read_point']})",
-              "#bbbbbb", row=1, col=2)
+        _band(
+            fig,
+            x,
+            ncos["lo"],
+            ncos["hi"],
+            f"null cosine ({ncos['context']}, {ncos['read_point']})",
+            "#bbbbbb",
+            row=1,
+            col=2,
+        )
     k = 2
     for c, by in (d.get("cosine") or {}).items():
         for rp, ys in by.items():
-            fig.add_trace(go.Scatter(x=x, y=ys, mode="lines+markers", name=f"cosine by {c} ({rp})",
-                                     line=dict(color=COLORS[k % len(COLORS)])), row=1, col=2)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=ys,
+                    mode="lines+markers",
+                    name=f"cosine by {c} ({rp})",
+                    line=dict(color=COLORS[k % len(COLORS)]),
+                ),
+                row=1,
+                col=2,
+            )
             k += 1
     fig.update_xaxes(title_text="layer")
     fig.update_layout(height=420, title="Emotion directions: probe accuracy and cross-context cosine")
@@ -383,27 +573,63 @@ def circuit_plots(d: dict[str, Any]) -> Any:
     layers = list(range(d["n_layers"]))
     for i, e in enumerate(emotions):
         for c, kind in enumerate(("neurons", "heads"), start=1):
-            fig.add_trace(go.Bar(x=layers, y=d["units"][e][kind], name=e, legendgroup=e, showlegend=c == 1,
-                                 marker_color=COLORS[i % len(COLORS)]), row=1, col=c)
+            fig.add_trace(
+                go.Bar(
+                    x=layers,
+                    y=d["units"][e][kind],
+                    name=e,
+                    legendgroup=e,
+                    showlegend=c == 1,
+                    marker_color=COLORS[i % len(COLORS)],
+                ),
+                row=1,
+                col=c,
+            )
     for c, kind in enumerate(("neurons", "heads"), start=1):
         m = d["jaccard"][kind]
-        fig.add_trace(go.Heatmap(z=m, x=list(emotions), y=list(emotions), zmin=0, zmax=1, colorscale="Blues",
-                                 showscale=c == 2, text=[[fmt(v, 2) for v in r] for r in m],
-                                 texttemplate="%{text}", colorbar=dict(y=0.22, len=0.42, title="Jaccard")),
-                      row=2, col=c)
+        fig.add_trace(
+            go.Heatmap(
+                z=m,
+                x=list(emotions),
+                y=list(emotions),
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                showscale=c == 2,
+                text=[[fmt(v, 2) for v in r] for r in m],
+                texttemplate="%{text}",
+                colorbar=dict(y=0.22, len=0.42, title="Jaccard"),
+            ),
+            row=2,
+            col=c,
+        )
         fig.update_yaxes(autorange="reversed", row=2, col=c)
-    fig.update_layout(barmode="group", height=760, title="Circuits: units per layer and overlap across emotions",
-                      legend=dict(y=1, yanchor="top"))
+    fig.update_layout(
+        barmode="group",
+        height=760,
+        title="Circuits: units per layer and overlap across emotions",
+        legend=dict(y=1, yanchor="top"),
+    )
     figs = [fig]
     if has_f:
         f = d["faithfulness"]
         names = list(f)
         g = go.Figure()
         g.add_trace(go.Bar(x=names, y=[f[e].get("faithfulness") for e in names], name="circuit"))
-        g.add_trace(go.Bar(x=names, y=[f[e].get("random_mean") for e in names], name="random circuits (mean, std)",
-                           error_y=dict(type="data", array=[f[e].get("random_std") or 0 for e in names])))
-        g.update_layout(barmode="group", height=380, yaxis_title="faithfulness",
-                        title="Faithfulness against random circuits of equal size")
+        g.add_trace(
+            go.Bar(
+                x=names,
+                y=[f[e].get("random_mean") for e in names],
+                name="random circuits (mean, std)",
+                error_y=dict(type="data", array=[f[e].get("random_std") or 0 for e in names]),
+            )
+        )
+        g.update_layout(
+            barmode="group",
+            height=380,
+            yaxis_title="faithfulness",
+            title="Faithfulness against random circuits of equal size",
+        )
         figs.append(g)
     return figs
 
@@ -415,8 +641,9 @@ def evaluation_plot(d: dict[str, Any]) -> Any:
     for m, r in d["methods"].items():
         pe = r.get("per_emotion") or {}
         fig.add_trace(go.Bar(name=m, x=list(d["emotions"]), y=[pe.get(e) for e in d["emotions"]]))
-    fig.update_layout(barmode="group", height=400, yaxis_range=[0, 1], yaxis_title="accuracy",
-                      title="Accuracy per emotion and method")
+    fig.update_layout(
+        barmode="group", height=400, yaxis_range=[0, 1], yaxis_title="accuracy", title="Accuracy per emotion and method"
+    )
     return fig
 
 
@@ -424,8 +651,11 @@ def dose_plot(d: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    keys = [k for k in ("accuracy", "emotion_score", "perplexity")
-            if any(p.get(k) is not None for t in (d.get("methods") or {}).values() for p in t.get("points", []))]
+    keys = [
+        k
+        for k in ("accuracy", "emotion_score", "perplexity")
+        if any(p.get(k) is not None for t in (d.get("methods") or {}).values() for p in t.get("points", []))
+    ]
     fig = make_subplots(rows=1, cols=max(1, len(keys)), subplot_titles=[k.replace("_", " ") for k in keys])
     for c, key in enumerate(keys, start=1):
         xs_all = []
@@ -433,22 +663,61 @@ def dose_plot(d: dict[str, Any]) -> Any:
             color = COLORS[i % len(COLORS)]
             ctrl = [p for p in t.get("control", []) if p.get(key) is not None]
             if ctrl:
-                _band(fig, [p["strength"] for p in ctrl], [p["lo"][key] for p in ctrl], [p["hi"][key] for p in ctrl],
-                      f"{method} random controls (min-max)", color, showlegend=c == 1, row=1, col=c)
-                fig.add_trace(go.Scatter(x=[p["strength"] for p in ctrl], y=[p[key] for p in ctrl],
-                                         mode="lines", line=dict(dash="dot", color=color), legendgroup=method + "c",
-                                         name=f"{method} random control (mean)", showlegend=c == 1), row=1, col=c)
+                _band(
+                    fig,
+                    [p["strength"] for p in ctrl],
+                    [p["lo"][key] for p in ctrl],
+                    [p["hi"][key] for p in ctrl],
+                    f"{method} random controls (min-max)",
+                    color,
+                    showlegend=c == 1,
+                    row=1,
+                    col=c,
+                )
+                fig.add_trace(
+                    go.Scatter(
+                        x=[p["strength"] for p in ctrl],
+                        y=[p[key] for p in ctrl],
+                        mode="lines",
+                        line=dict(dash="dot", color=color),
+                        legendgroup=method + "c",
+                        name=f"{method} random control (mean)",
+                        showlegend=c == 1,
+                    ),
+                    row=1,
+                    col=c,
+                )
             pts = [p for p in t.get("points", []) if p.get(key) is not None]
             xs_all += [p["strength"] for p in pts]
-            fig.add_trace(go.Scatter(x=[p["strength"] for p in pts], y=[p[key] for p in pts], mode="lines+markers",
-                                     name=method, legendgroup=method, showlegend=c == 1, line=dict(color=color)),
-                          row=1, col=c)
+            fig.add_trace(
+                go.Scatter(
+                    x=[p["strength"] for p in pts],
+                    y=[p[key] for p in pts],
+                    mode="lines+markers",
+                    name=method,
+                    legendgroup=method,
+                    showlegend=c == 1,
+                    line=dict(color=color),
+                ),
+                row=1,
+                col=c,
+            )
         for name, dash in (("prompting", "dash"), ("neutral", "dashdot")):
             v = ((d.get("reference") or {}).get(name) or {}).get(key)
             if v is not None and xs_all:
-                fig.add_trace(go.Scatter(x=[min(xs_all), max(xs_all)], y=[v, v], mode="lines", name=name,
-                                         legendgroup=name, showlegend=c == 1, line=dict(dash=dash, color="grey")),
-                              row=1, col=c)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[min(xs_all), max(xs_all)],
+                        y=[v, v],
+                        mode="lines",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=c == 1,
+                        line=dict(dash=dash, color="grey"),
+                    ),
+                    row=1,
+                    col=c,
+                )
         if key == "perplexity":
             fig.update_yaxes(type="log", row=1, col=c)
     fig.update_xaxes(title_text="strength")
@@ -463,13 +732,23 @@ def va_plots(d: dict[str, Any]) -> list[Any]:
     fig = go.Figure()
     if c.get("center") is not None and c.get("radius") is not None:
         n = 100
-        fig.add_trace(go.Scatter(x=[c["center"][0] + c["radius"] * math.cos(2 * math.pi * i / n) for i in range(n + 1)],
-                                 y=[c["center"][1] + c["radius"] * math.sin(2 * math.pi * i / n) for i in range(n + 1)],
-                                 mode="lines", name="circle fit", line=dict(dash="dot")))
+        fig.add_trace(
+            go.Scatter(
+                x=[c["center"][0] + c["radius"] * math.cos(2 * math.pi * i / n) for i in range(n + 1)],
+                y=[c["center"][1] + c["radius"] * math.sin(2 * math.pi * i / n) for i in range(n + 1)],
+                mode="lines",
+                name="circle fit",
+                line=dict(dash="dot"),
+            )
+        )
     for e, (v, a) in (d.get("projection") or {}).items():
         fig.add_trace(go.Scatter(x=[v], y=[a], mode="markers+text", text=[e], name=e, textposition="top center"))
-    fig.update_layout(height=460, title=f"Emotions in the valence-arousal plane (layer {d.get('layer')})",
-                      xaxis_title="valence axis", yaxis_title="arousal axis")
+    fig.update_layout(
+        height=460,
+        title=f"Emotions in the valence-arousal plane (layer {d.get('layer')})",
+        xaxis_title="valence axis",
+        yaxis_title="arousal axis",
+    )
     figs = [fig]
     steer = d.get("steering") or []
     if steer:
@@ -477,17 +756,27 @@ def va_plots(d: dict[str, Any]) -> list[Any]:
         for name in dict.fromkeys(s["direction"] for s in steer):
             rs = [s for s in steer if s["direction"] == name]
             for key in ("valence_proj", "arousal_proj"):
-                g.add_trace(go.Scatter(x=[r["alpha"] for r in rs], y=[r.get(key) for r in rs], mode="lines+markers",
-                                       name=f"steer {name}: {key}",
-                                       line=dict(dash="dot" if name.startswith("random") else "solid")))
-        g.update_layout(height=420, title="VA steering: projection of the replies on the axes",
-                        xaxis_title="alpha (x residual RMS)")
+                g.add_trace(
+                    go.Scatter(
+                        x=[r["alpha"] for r in rs],
+                        y=[r.get(key) for r in rs],
+                        mode="lines+markers",
+                        name=f"steer {name}: {key}",
+                        line=dict(dash="dot" if name.startswith("random") else "solid"),
+                    )
+                )
+        g.update_layout(
+            height=420, title="VA steering: projection of the replies on the axes", xaxis_title="alpha (x residual RMS)"
+        )
         figs.append(g)
     return figs
 
 
 FIGURES: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "probe": probe_plot, "circuits": circuit_plots, "evaluation": evaluation_plot, "dose": dose_plot,
+    "probe": probe_plot,
+    "circuits": circuit_plots,
+    "evaluation": evaluation_plot,
+    "dose": dose_plot,
     "va": va_plots,
 }
 
@@ -500,12 +789,14 @@ class _FigureWriter:
 
     def __call__(self, fig: Any) -> str:
         self.n += 1
-        div = fig.to_html(include_plotlyjs=self.n == 1, full_html=False, div_id=f"figure-{self.n}",
-                          config={"displaylogo": False})
+        div = fig.to_html(
+            include_plotlyjs=self.n == 1, full_html=False, div_id=f"figure-{self.n}", config={"displaylogo": False}
+        )
         return f"<div class='figure'>{div}</div>"
 
 
 # --- replies ----------------------------------------------------------------------------------------
+
 
 def _replies_html(d: dict[str, Any]) -> str:
     replies = d.get("replies") or {}
@@ -519,24 +810,34 @@ def _replies_html(d: dict[str, Any]) -> str:
             hits = sum(r.get("verdict") == e for r in rs)
             items = "".join(
                 f"<li class='{'hit' if r.get('verdict') == e else 'miss'}'>[{_esc(r.get('valence', ''))}; judged "
-                f"{_esc(r.get('verdict'))}] <span class='reply'>{_esc(r.get('text', ''))}</span></li>" for r in rs)
-            inner.append(f"<details class='cell' data-method='{_esc(m)}' data-emotion='{_esc(e)}'><summary>{_esc(e)}: "
-                         f"{len(rs)} replies, {hits} judged {_esc(e)}</summary><ol class='replies'>{items}</ol>"
-                         f"</details>")
-        parts.append(f"<details class='method' data-method='{_esc(m)}'><summary><b>{_esc(m)}</b> ({n} replies)"
-                     f"</summary>{''.join(inner)}</details>")
+                f"{_esc(r.get('verdict'))}] <span class='reply'>{_esc(r.get('text', ''))}</span></li>"
+                for r in rs
+            )
+            inner.append(
+                f"<details class='cell' data-method='{_esc(m)}' data-emotion='{_esc(e)}'><summary>{_esc(e)}: "
+                f"{len(rs)} replies, {hits} judged {_esc(e)}</summary><ol class='replies'>{items}</ol>"
+                f"</details>"
+            )
+        parts.append(
+            f"<details class='method' data-method='{_esc(m)}'><summary><b>{_esc(m)}</b> ({n} replies)"
+            f"</summary>{''.join(inner)}</details>"
+        )
     return "".join(parts)
 
 
 # --- pages ------------------------------------------------------------------------------------------
+
 
 def _absent(section: str, data: dict[str, Any]) -> str:
     return (data.get("absent") or {}).get(section) or MAKES[section]
 
 
 def _views_html(views: Sequence[dict[str, Any]]) -> str:
-    return "<ul>" + "".join(f"<li><a href='{_esc(v['path'])}'>{_esc(v.get('title') or v['path'])}</a></li>"
-                            for v in views) + "</ul>"
+    return (
+        "<ul>"
+        + "".join(f"<li><a href='{_esc(v['path'])}'>{_esc(v.get('title') or v['path'])}</a></li>" for v in views)
+        + "</ul>"
+    )
 
 
 def report_html(data: dict[str, Any]) -> str:
@@ -547,8 +848,11 @@ def report_html(data: dict[str, Any]) -> str:
     for key, heading in SECTIONS:
         d = data.get(key)
         present = bool(d)
-        toc.append(f"<li class='{'present' if present else 'absent-entry'}'><a href='#{key}'>{_esc(heading)}</a>"
-                   + ("" if present else " (absent)") + "</li>")
+        toc.append(
+            f"<li class='{'present' if present else 'absent-entry'}'><a href='#{key}'>{_esc(heading)}</a>"
+            + ("" if present else " (absent)")
+            + "</li>"
+        )
         parts = [f"<section id='{key}' class='{'present' if present else 'absent-section'}'><h2>{_esc(heading)}</h2>"]
         if not present:
             parts.append(f"<p class='absent'>Absent from this run. Made by {_code(_absent(key, data))}.</p></section>")
@@ -568,11 +872,15 @@ def report_html(data: dict[str, Any]) -> str:
                 parts.append(_replies_html(d))
         parts.append("</section>")
         body.append("".join(parts))
-    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>")
-    return (f"{head}<body><h1>{_esc(title)}</h1><p class='note'>Every number on this page is read from the run's "
-            f"files; sections without data say which command makes them.</p>"
-            f"<nav class='toc'><b>Contents</b><ol>{''.join(toc)}</ol></nav>{''.join(body)}</body></html>")
+    head = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
+    )
+    return (
+        f"{head}<body><h1>{_esc(title)}</h1><p class='note'>Every number on this page is read from the run's "
+        f"files; sections without data say which command makes them.</p>"
+        f"<nav class='toc'><b>Contents</b><ol>{''.join(toc)}</ol></nav>{''.join(body)}</body></html>"
+    )
 
 
 def report_markdown(data: dict[str, Any]) -> str:
@@ -599,4 +907,3 @@ def report_markdown(data: dict[str, Any]) -> str:
             n = sum(len(v) for by in (d.get("replies") or {}).values() for v in by.values())
             out += [f"{n} replies behind these cells are in the HTML report (from {d.get('replies_source')}).", ""]
     return "\n".join(out).rstrip() + "\n"
-

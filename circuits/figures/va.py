@@ -22,12 +22,22 @@ def va_figures(out: Path, summary: dict) -> list[str]:
     c = summary["circumplex"]
     fig = go.Figure()
     t = np.linspace(0, 2 * np.pi, 100)
-    fig.add_trace(go.Scatter(x=c["center"][0] + c["radius"] * np.cos(t), y=c["center"][1] + c["radius"] * np.sin(t),
-                             mode="lines", name="circle fit", line=dict(dash="dot")))
+    fig.add_trace(
+        go.Scatter(
+            x=c["center"][0] + c["radius"] * np.cos(t),
+            y=c["center"][1] + c["radius"] * np.sin(t),
+            mode="lines",
+            name="circle fit",
+            line=dict(dash="dot"),
+        )
+    )
     for e, (v, a) in summary["projection"].items():
         fig.add_trace(go.Scatter(x=[v], y=[a], mode="markers+text", text=[e], name=e, textposition="top center"))
-    fig.update_layout(title=f"Emotions in the valence-arousal plane (layer {summary['layer']})",
-                      xaxis_title="valence axis", yaxis_title="arousal axis")
+    fig.update_layout(
+        title=f"Emotions in the valence-arousal plane (layer {summary['layer']})",
+        xaxis_title="valence axis",
+        yaxis_title="arousal axis",
+    )
     paths = save_figure(fig, figdir, "va_circle")
     fig = go.Figure()
     for name in dict.fromkeys(s["direction"] for s in summary["steering"]):
@@ -35,22 +45,41 @@ def va_figures(out: Path, summary: dict) -> list[str]:
         for key in ("valence_proj", "arousal_proj"):
             if name.startswith("random") and key == "arousal_proj":
                 continue
-            fig.add_trace(go.Scatter(x=[r["alpha"] for r in rs], y=[r[key] for r in rs], mode="lines+markers",
-                                     name=f"steer {name}: {key}", line=dict(dash="dot" if name.startswith("random") else "solid")))
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["alpha"] for r in rs],
+                    y=[r[key] for r in rs],
+                    mode="lines+markers",
+                    name=f"steer {name}: {key}",
+                    line=dict(dash="dot" if name.startswith("random") else "solid"),
+                )
+            )
     fig.update_layout(title="VA steering: projection of the replies on the axes", xaxis_title="alpha (x residual RMS)")
     paths += save_figure(fig, figdir, "va_steering")
     probes = summary.get("probes") or {}
     if probes.get("refusal"):
         paths += save_figure(_refusal_figure(probes["refusal"]), figdir, "va_refusal")
-        paths += save_figure(_probe_curve_figure(
-            probes["refusal"], lambda r: r["token_logits"]["difference"],
-            "Refusal-token check: mean logit of refusal minus compliance tokens (first reply token)",
-            "refusal - compliance logit"), figdir, "va_refusal_tokens")
+        paths += save_figure(
+            _probe_curve_figure(
+                probes["refusal"],
+                lambda r: r["token_logits"]["difference"],
+                "Refusal-token check: mean logit of refusal minus compliance tokens (first reply token)",
+                "refusal - compliance logit",
+            ),
+            figdir,
+            "va_refusal_tokens",
+        )
     if probes.get("sycophancy"):
-        paths += save_figure(_probe_curve_figure(
-            probes["sycophancy"], lambda r: r["score"],
-            "Sycophancy under VA steering: p(matching answer) / (p(matching) + p(not matching))",
-            "sycophancy score"), figdir, "va_sycophancy")
+        paths += save_figure(
+            _probe_curve_figure(
+                probes["sycophancy"],
+                lambda r: r["score"],
+                "Sycophancy under VA steering: p(matching answer) / (p(matching) + p(not matching))",
+                "sycophancy score",
+            ),
+            figdir,
+            "va_sycophancy",
+        )
     return paths
 
 
@@ -68,11 +97,17 @@ def _probe_traces(rows: Sequence[dict], value: Callable[[dict], float], legend: 
         rnd = name.startswith("random")
         show = legend and not (rnd and random_shown)
         random_shown |= rnd
-        traces.append(go.Scatter(
-            x=[r["alpha"] for r in rs], y=[value(r) for r in rs], mode="lines+markers",
-            name="random directions" if rnd else f"{name} axis", legendgroup="random" if rnd else name,
-            showlegend=show,
-            line=dict(dash="dot", color="#999999", width=1) if rnd else dict(color=_DIRECTION_COLOURS.get(name))))
+        traces.append(
+            go.Scatter(
+                x=[r["alpha"] for r in rs],
+                y=[value(r) for r in rs],
+                mode="lines+markers",
+                name="random directions" if rnd else f"{name} axis",
+                legendgroup="random" if rnd else name,
+                showlegend=show,
+                line=dict(dash="dot", color="#999999", width=1) if rnd else dict(color=_DIRECTION_COLOURS.get(name)),
+            )
+        )
     return traces
 
 

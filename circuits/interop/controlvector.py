@@ -46,8 +46,14 @@ CVEC_ARCH = "controlvector"
 META_PREFIX = "emocircuits."
 """Provenance keys the workbench adds (llama.cpp ignores keys it does not read)."""
 
-LLAMA_CPP_ARCH = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
-                  "Gemma2ForCausalLM": "gemma2", "MistralForCausalLM": "llama", "Gemma3ForCausalLM": "gemma3"}
+LLAMA_CPP_ARCH = {
+    "LlamaForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "Gemma2ForCausalLM": "gemma2",
+    "MistralForCausalLM": "llama",
+    "Gemma3ForCausalLM": "gemma3",
+}
 """HF architecture -> llama.cpp's architecture name (the ``model_hint``)."""
 
 
@@ -119,11 +125,13 @@ class ControlVector:
             try:
                 layer = int(t.name.split(".", 1)[1])
             except ValueError:
-                raise ControlVectorError(p, f"tensor {t.name!r}: the layer after 'direction.' is not a number") from None
+                raise ControlVectorError(
+                    p, f"tensor {t.name!r}: the layer after 'direction.' is not a number"
+                ) from None
             if layer <= 0:
                 raise ControlVectorError(p, f"tensor {t.name!r}: layers start at 1 (llama.cpp's convention)")
             vectors[layer] = torch.from_numpy(np.array(t.data, dtype=np.float32).reshape(-1))
-        meta = {k[len(META_PREFIX):]: str(v) for k, v in fields.items() if k.startswith(META_PREFIX)}
+        meta = {k[len(META_PREFIX) :]: str(v) for k, v in fields.items() if k.startswith(META_PREFIX)}
         try:
             return cls(vectors, str(fields.get(f"{CVEC_ARCH}.model_hint", "")), meta)
         except ControlVectorError as err:
@@ -143,8 +151,10 @@ class ControlVector:
         (``positions="all"``: prompt and generated tokens)."""
         if model is not None:
             self.check(model)
-        return [Intervention("resid_post", L, "add", vector=v, factor=float(scale), positions=positions)
-                for L, v in self.vectors.items()]
+        return [
+            Intervention("resid_post", L, "add", vector=v, factor=float(scale), positions=positions)
+            for L, v in self.vectors.items()
+        ]
 
     def llama_cpp_buffer(self, n_layers: int, scale: float = 1.0) -> np.ndarray:
         """The flat float32 buffer ``llama_set_adapter_cvec`` takes: ``n_embd`` floats per layer from
@@ -178,23 +188,45 @@ def _provenance(model: Any, **extra: Any) -> dict[str, str]:
     return {"model": str(model.name), "fingerprint": str(model.fingerprint), **{k: str(v) for k, v in extra.items()}}
 
 
-def from_directions(model: Any, directions: Any, emotion: str, layers: Sequence[int], alpha: float,
-                    sigma: Float[torch.Tensor, "n_layers 2"]) -> ControlVector:
+def from_directions(
+    model: Any,
+    directions: Any,
+    emotion: str,
+    layers: Sequence[int],
+    alpha: float,
+    sigma: Float[torch.Tensor, "n_layers 2"],
+) -> ControlVector:
     """Direction steering as a file: ``alpha * sigma[L, mlp] * v_e^L`` for each of ``layers`` (``sigma``:
     :func:`circuits.discovery.influence.residual_sigma` of the run's store)."""
     vecs = {int(L): float(alpha) * float(sigma[L, 1]) * directions.get("mlp", L, emotion) for L in layers if L > 0}
-    return ControlVector(vecs, model_hint(model), _provenance(model, source="direction", emotion=emotion,
-                                                              strength=alpha, strength_unit="x mean residual RMS"))
+    return ControlVector(
+        vecs,
+        model_hint(model),
+        _provenance(model, source="direction", emotion=emotion, strength=alpha, strength_unit="x mean residual RMS"),
+    )
 
 
-def from_emotion_vectors(model: Any, ev: Float[torch.Tensor, "n_emotions n_layers d_model"],
-                         ev_emotions: Sequence[str], emotion: str, alpha: float) -> ControlVector:
+def from_emotion_vectors(
+    model: Any,
+    ev: Float[torch.Tensor, "n_emotions n_layers d_model"],
+    ev_emotions: Sequence[str],
+    emotion: str,
+    alpha: float,
+) -> ControlVector:
     """Emotion Vector steering as a file: ``alpha * EV_L`` at block ``L`` for ``L >= 1``."""
     e = list(ev_emotions).index(emotion)
     vecs = {L: float(alpha) * ev[e, L] for L in range(1, ev.shape[1])}
-    return ControlVector(vecs, model_hint(model), _provenance(
-        model, source="emotion_vector", emotion=emotion, strength=alpha,
-        note="EV_L is added to block L's output (the workbench adds it to layer L's attention output); EV_0 dropped"))
+    return ControlVector(
+        vecs,
+        model_hint(model),
+        _provenance(
+            model,
+            source="emotion_vector",
+            emotion=emotion,
+            strength=alpha,
+            note="EV_L is added to block L's output (the workbench adds it to layer L's attention output); EV_0 dropped",
+        ),
+    )
 
 
 @torch.no_grad()
@@ -220,8 +252,11 @@ def circuit_residual_write(circuit: Any, model: Any, lam: float = 1.0) -> dict[i
     ``lam`` x the sum of the layer's :func:`circuit_unit_writes` (``[d_model]`` each). Refuses post-norm
     models (Gemma2: the write passes through a per-token norm)."""
     if model.arch.post_norms:
-        raise ControlVectorError(None, f"{model.arch.architecture} normalises sublayer outputs (post-norms): a "
-                                       "circuit's write is not a constant residual vector there")
+        raise ControlVectorError(
+            None,
+            f"{model.arch.architecture} normalises sublayer outputs (post-norms): a "
+            "circuit's write is not a constant residual vector there",
+        )
     units = circuit_unit_writes(circuit, model)
     out: dict[int, torch.Tensor] = {}
     for lc in circuit.layers:
@@ -236,15 +271,26 @@ def circuit_residual_write(circuit: Any, model: Any, lam: float = 1.0) -> dict[i
 def from_circuit(circuit: Any, model: Any, lam: float = 1.0) -> ControlVector:
     """A circuit's residual-equivalent as a file (:func:`circuit_residual_write`; block 0's write dropped)."""
     writes = {L: v for L, v in circuit_residual_write(circuit, model, lam).items() if L > 0}
-    return ControlVector(writes, model_hint(model), _provenance(
-        model, source="circuit", emotion=circuit.emotion, strength=lam, strength_unit="lambda x Delta-mu",
-        note="sum of the circuit's heads' and neurons' Delta-mu writes (W_O, W_out) per layer, at the block output"))
+    return ControlVector(
+        writes,
+        model_hint(model),
+        _provenance(
+            model,
+            source="circuit",
+            emotion=circuit.emotion,
+            strength=lam,
+            strength_unit="lambda x Delta-mu",
+            note="sum of the circuit's heads' and neurons' Delta-mu writes (W_O, W_out) per layer, at the block output",
+        ),
+    )
 
 
 def from_va_axis(model: Any, axes: Any, which: str, alpha: float, sigma: float) -> ControlVector:
     """``alpha * sigma * axis`` (``which``: ``valence`` or ``arousal``) at the axes' layer."""
     if which not in ("valence", "arousal"):
         raise ValueError(f"which must be 'valence' or 'arousal', got {which!r}")
-    return ControlVector({int(axes.layer): float(alpha) * float(sigma) * getattr(axes, which)}, model_hint(model),
-                         _provenance(model, source=f"va_{which}", strength=alpha,
-                                     strength_unit="x mean residual RMS"))
+    return ControlVector(
+        {int(axes.layer): float(alpha) * float(sigma) * getattr(axes, which)},
+        model_hint(model),
+        _provenance(model, source=f"va_{which}", strength=alpha, strength_unit="x mean residual RMS"),
+    )

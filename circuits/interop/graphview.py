@@ -40,18 +40,27 @@ def node_link_graph(circuit: Any, model: Any = None, top_tokens: int = 5) -> dic
     layers: list[list[str]] = []
     for lc in circuit.layers:
         ids = []
-        units = [("head", h, s, f"a{lc.layer}.h{h}") for h, s in zip(lc.heads, lc.head_scores)] + \
-                [("neuron", n, s, f"m{lc.layer}.n{n}") for n, s in zip(lc.neurons, lc.neuron_scores)]
+        units = [("head", h, s, f"a{lc.layer}.h{h}") for h, s in zip(lc.heads, lc.head_scores)] + [
+            ("neuron", n, s, f"m{lc.layer}.n{n}") for n, s in zip(lc.neurons, lc.neuron_scores)
+        ]
         for kind, index, score, node_id in units:
-            node = {"id": node_id, "layer": lc.layer, "kind": kind, "index": int(index), "emotion": circuit.emotion,
-                    "score": float(score)}
+            node = {
+                "id": node_id,
+                "layer": lc.layer,
+                "kind": kind,
+                "index": int(index),
+                "emotion": circuit.emotion,
+                "score": float(score),
+            }
             if node_id in writes:
                 w = writes[node_id]
                 node["write_norm"] = float(w.norm())
                 toks = torch.topk(w @ W_U, top_tokens).indices.tolist()
                 node["top_tokens"] = [model.tokenizer.decode([t]) for t in toks]
-                node["label"] = (f"L{lc.layer} {'head' if kind == 'head' else 'neuron'} {index} ({circuit.emotion}, "
-                                 f"score {score:.3g}): " + ", ".join(repr(t.strip()) for t in node["top_tokens"]))
+                node["label"] = (
+                    f"L{lc.layer} {'head' if kind == 'head' else 'neuron'} {index} ({circuit.emotion}, "
+                    f"score {score:.3g}): " + ", ".join(repr(t.strip()) for t in node["top_tokens"])
+                )
             else:
                 node["label"] = f"L{lc.layer} {kind} {index} ({circuit.emotion}, score {score:.3g})"
             nodes.append(node)
@@ -63,10 +72,20 @@ def node_link_graph(circuit: Any, model: Any = None, top_tokens: int = 5) -> dic
     chain = [["input"], *layers, ["logits"]]
     for up, down in zip(chain, chain[1:]):
         links += [{"source": a, "target": b} for a in up for b in down]
-    return {"directed": True, "multigraph": False, "nodes": nodes, "links": links,
-            "graph": {"format": NODE_LINK_FORMAT, "version": NODE_LINK_VERSION, "emotion": circuit.emotion,
-                      "model": {"name": circuit.model.get("name"), "fingerprint": circuit.model.get("fingerprint")},
-                      "n_heads": circuit.n_heads, "n_neurons": circuit.n_neurons}}
+    return {
+        "directed": True,
+        "multigraph": False,
+        "nodes": nodes,
+        "links": links,
+        "graph": {
+            "format": NODE_LINK_FORMAT,
+            "version": NODE_LINK_VERSION,
+            "emotion": circuit.emotion,
+            "model": {"name": circuit.model.get("name"), "fingerprint": circuit.model.get("fingerprint")},
+            "n_heads": circuit.n_heads,
+            "n_neurons": circuit.n_neurons,
+        },
+    }
 
 
 def save_node_link(graph: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -89,14 +108,32 @@ def circuit_html(graph: dict[str, Any]) -> str:
         color.append(n["score"])
         symbol.append("diamond" if n["kind"] == "head" else "circle")
     g = graph["graph"]
-    fig = go.Figure(go.Scatter(
-        x=xs, y=ys, mode="markers", text=text, hoverinfo="text",
-        marker=dict(size=10, color=color, colorscale="RdBu", reversescale=True, symbol=symbol,
-                    colorbar=dict(title="score"), line=dict(width=0.5, color="black"))))
-    fig.update_layout(title=f"{g['emotion']} circuit of {g['model'].get('name')}: {g['n_heads']} heads (diamonds), "
-                            f"{g['n_neurons']} neurons (circles); hover for top tokens",
-                      xaxis_title="layer", yaxis_title="units of the layer (heads first, by score)",
-                      template="plotly_white", height=640)
+    fig = go.Figure(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers",
+            text=text,
+            hoverinfo="text",
+            marker=dict(
+                size=10,
+                color=color,
+                colorscale="RdBu",
+                reversescale=True,
+                symbol=symbol,
+                colorbar=dict(title="score"),
+                line=dict(width=0.5, color="black"),
+            ),
+        )
+    )
+    fig.update_layout(
+        title=f"{g['emotion']} circuit of {g['model'].get('name')}: {g['n_heads']} heads (diamonds), "
+        f"{g['n_neurons']} neurons (circles); hover for top tokens",
+        xaxis_title="layer",
+        yaxis_title="units of the layer (heads first, by score)",
+        template="plotly_white",
+        height=640,
+    )
     body = fig.to_html(include_plotlyjs=True, full_html=True, div_id="circuit")
     data = json.dumps(graph).replace("</", "<\\/")
     return body.replace("</body>", f'<script type="application/json" id="graph-data">{data}</script>\n</body>')

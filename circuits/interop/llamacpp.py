@@ -34,13 +34,16 @@ class LlamaCpp:
         try:
             import llama_cpp
         except ImportError as err:
-            raise ImportError("llama-cpp-python is not installed: pip install 'emotion-circuits[llamacpp]' "
-                              "(it compiles llama.cpp)") from err
+            raise ImportError(
+                "llama-cpp-python is not installed: pip install 'emotion-circuits[llamacpp]' (it compiles llama.cpp)"
+            ) from err
         self._lib = llama_cpp
-        self.llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False,
-                                   seed=0, logits_all=False)
-        self.n_layers = int(self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture')}.block_count",
-                                                  0)) or int(llama_cpp.llama_model_n_layer(self.llm.model))
+        self.llm = llama_cpp.Llama(
+            model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0, logits_all=False
+        )
+        self.n_layers = int(
+            self.llm.metadata.get(f"{self.llm.metadata.get('general.architecture')}.block_count", 0)
+        ) or int(llama_cpp.llama_model_n_layer(self.llm.model))
         self.n_embd = int(llama_cpp.llama_model_n_embd(self.llm.model))
         self.eos = int(self.llm.token_eos())
         self._cvec: np.ndarray | None = None
@@ -60,8 +63,9 @@ class LlamaCpp:
             raise ValueError(f"control vector size {cv.d_model} != the model's n_embd {self.n_embd}")
         buf = np.ascontiguousarray(cv.llama_cpp_buffer(self.n_layers, scale), dtype=np.float32)
         self._cvec = buf  # keep it alive while llama.cpp copies it
-        rc = self._lib.llama_set_adapter_cvec(ctx, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), buf.size,
-                                              self.n_embd, 1, self.n_layers - 1)
+        rc = self._lib.llama_set_adapter_cvec(
+            ctx, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), buf.size, self.n_embd, 1, self.n_layers - 1
+        )
         if rc != 0:
             raise RuntimeError(f"llama_set_adapter_cvec returned {rc}")
 
@@ -84,5 +88,6 @@ class LlamaCpp:
 
     def replies(self, model, prompts: Sequence[Sequence[int]], max_new_tokens: int = 48) -> list[str]:
         """Greedy replies to workbench prompts, decoded with the workbench model's tokenizer."""
-        return [model.tokenizer.decode(self.generate(p, max_new_tokens), skip_special_tokens=True).strip()
-                for p in prompts]
+        return [
+            model.tokenizer.decode(self.generate(p, max_new_tokens), skip_special_tokens=True).strip() for p in prompts
+        ]

@@ -25,9 +25,18 @@ from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
 from circuits.judges.lexicon import Judgement
 
 DEFAULT_LABEL_MAP: dict[str, str] = {
-    "anger": "anger", "angry": "anger", "disgust": "disgust", "fear": "fear", "joy": "happiness",
-    "happiness": "happiness", "happy": "happiness", "love": "happiness", "neutral": NEUTRAL,
-    "sadness": "sadness", "sad": "sadness", "surprise": "surprise",
+    "anger": "anger",
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "joy": "happiness",
+    "happiness": "happiness",
+    "happy": "happiness",
+    "love": "happiness",
+    "neutral": NEUTRAL,
+    "sadness": "sadness",
+    "sad": "sadness",
+    "surprise": "surprise",
 }
 """Classifier label -> our label. The common 7-class English emotion classifiers (anger, disgust,
 fear, joy, neutral, sadness, surprise) map directly; unmapped labels are ignored."""
@@ -45,21 +54,31 @@ class ClassifierJudge:
     the best of them.
     """
 
-    def __init__(self, name_or_dir: str, label_map: Mapping[str, str] | None = None, device: str = "cpu",
-                 batch_size: int = 32, max_length: int = 256):
+    def __init__(
+        self,
+        name_or_dir: str,
+        label_map: Mapping[str, str] | None = None,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_length: int = 256,
+    ):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.name = str(name_or_dir)
         local = Path(name_or_dir).expanduser()
         if local.is_dir() and not (local / "config.json").is_file():
-            raise JudgeSpecError(f"classifier judge {name_or_dir!r}: the folder has no config.json (a classifier "
-                                 "folder needs config.json, the weights and the tokenizer files)")
+            raise JudgeSpecError(
+                f"classifier judge {name_or_dir!r}: the folder has no config.json (a classifier "
+                "folder needs config.json, the weights and the tokenizer files)"
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
             self.model = AutoModelForSequenceClassification.from_pretrained(name_or_dir).to(device).eval()
         except (OSError, ValueError, RuntimeError) as err:
-            raise JudgeSpecError(f"classifier judge {name_or_dir!r} could not be loaded (a hub name needs the "
-                                 f"network or a cached copy; or pass a local directory): {err}") from err
+            raise JudgeSpecError(
+                f"classifier judge {name_or_dir!r} could not be loaded (a hub name needs the "
+                f"network or a cached copy; or pass a local directory): {err}"
+            ) from err
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
         lm = {k.lower(): v for k, v in (label_map or DEFAULT_LABEL_MAP).items()}
         bad = sorted({v for v in lm.values() if v not in LABELS})
@@ -68,15 +87,22 @@ class ClassifierJudge:
         id2label = self.model.config.id2label
         self.class_to_label = {int(i): lm.get(str(name).lower()) for i, name in id2label.items()}
         if not any(self.class_to_label.values()):
-            raise ValueError(f"{name_or_dir}: none of the classifier's labels {list(id2label.values())} is in "
-                             f"the label map; pass label_map={{their_label: one of {LABELS}}}")
+            raise ValueError(
+                f"{name_or_dir}: none of the classifier's labels {list(id2label.values())} is in "
+                f"the label map; pass label_map={{their_label: one of {LABELS}}}"
+            )
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str]) -> list[Judgement]:
         out: list[Judgement] = []
         for s in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(list(texts[s:s + self.batch_size]), padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            enc = self.tokenizer(
+                list(texts[s : s + self.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             probs = torch.softmax(self.model(**enc).logits.float(), -1).cpu()
             for row in probs:
                 scores = dict.fromkeys(LABELS, 0.0)
@@ -85,8 +111,11 @@ class ClassifierJudge:
                     if lab:
                         scores[lab] += p
                 label = max(LABELS, key=lambda k: scores[k])
-                out.append(Judgement(label=label, scores={e: scores[e] for e in EMOTIONS} | {NEUTRAL: scores[NEUTRAL]},
-                                     matches=()))
+                out.append(
+                    Judgement(
+                        label=label, scores={e: scores[e] for e in EMOTIONS} | {NEUTRAL: scores[NEUTRAL]}, matches=()
+                    )
+                )
         return out
 
     def label(self, texts: Sequence[str]) -> list[str]:
@@ -102,7 +131,7 @@ class ClassifierJudge:
 STYLE_QUESTION = (
     "You are checking the emotional style of a short reply.\n"
     "Target emotion: {emotion}\n"
-    "Reply: \"\"\"{text}\"\"\"\n"
+    'Reply: """{text}"""\n'
     "Is the reply written in a way that clearly expresses {emotion}? Judge the style and tone, not the "
     "topic. Answer with one word: yes or no."
 )
@@ -132,19 +161,30 @@ class LLMJudge:
 
     def __post_init__(self) -> None:
         env = os.environ
-        self.base_url = (self.base_url or env.get("EMOCIRCUITS_JUDGE_URL") or env.get("OPENAI_BASE_URL") or "").rstrip("/")
+        self.base_url = (self.base_url or env.get("EMOCIRCUITS_JUDGE_URL") or env.get("OPENAI_BASE_URL") or "").rstrip(
+            "/"
+        )
         self.api_key = self.api_key or env.get("EMOCIRCUITS_JUDGE_KEY") or env.get("OPENAI_API_KEY")
         self.model = self.model or env.get("EMOCIRCUITS_JUDGE_MODEL")
         if not self.base_url or not self.model:
-            raise LLMJudgeError("LLM judge needs a base URL and a model: set EMOCIRCUITS_JUDGE_URL (or "
-                                "OPENAI_BASE_URL) and EMOCIRCUITS_JUDGE_MODEL, or pass base_url= and model=")
+            raise LLMJudgeError(
+                "LLM judge needs a base URL and a model: set EMOCIRCUITS_JUDGE_URL (or "
+                "OPENAI_BASE_URL) and EMOCIRCUITS_JUDGE_MODEL, or pass base_url= and model="
+            )
 
     def ask(self, prompt: str) -> str:
-        body = json.dumps({"model": self.model, "temperature": 0, "max_tokens": 3,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {})})
+        body = json.dumps(
+            {"model": self.model, "temperature": 0, "max_tokens": 3, "messages": [{"role": "user", "content": prompt}]}
+        ).encode()
+        req = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}),
+            },
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 data = json.loads(resp.read().decode())
@@ -205,8 +245,10 @@ class ThresholdMatch:
 
     def __init__(self, judge: Any, threshold: float | None = None):
         if not hasattr(judge, "probabilities"):
-            raise JudgeSpecError(f"judge {judge_name(judge)} gives no probabilities: the match mode needs the "
-                                 "learned, style or lexicon judge (an LLM judge always answers yes / no)")
+            raise JudgeSpecError(
+                f"judge {judge_name(judge)} gives no probabilities: the match mode needs the "
+                "learned, style or lexicon judge (an LLM judge always answers yes / no)"
+            )
         self.judge = judge
         self.threshold = float(judge.match_threshold if threshold is None else threshold)
         self.name = f"{judge_name(judge)} (match: P >= {self.threshold:.2f})"
@@ -277,8 +319,9 @@ def judge_name(judge: Any) -> str:
     return str(getattr(judge, "name", None) or getattr(judge, "__name__", None) or type(judge).__name__)
 
 
-def judge_matches(judge: Any, texts: Sequence[str], targets: Sequence[str],
-                  instructions: Sequence[Sequence[str]] | None = None) -> tuple[list[bool], list[str]]:
+def judge_matches(
+    judge: Any, texts: Sequence[str], targets: Sequence[str], instructions: Sequence[Sequence[str]] | None = None
+) -> tuple[list[bool], list[str]]:
     """Does each text express its target emotion? Works with every judge: a label judge (called on
     the texts, returns verdicts with ``.label``) or a binary style-match judge (with ``.match``, as
     :class:`LLMJudge`). Returns ``(hits, verdicts)``; a match judge's verdicts are the target or

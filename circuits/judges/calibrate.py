@@ -27,7 +27,7 @@ def split_of(text: str) -> str:
     split is reproducible and a row never changes sides when others are added."""
     import hashlib
 
-    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2 ** 64
+    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
     return "final" if h < FINAL_SHARE else "dev"
 
 
@@ -45,8 +45,9 @@ class LabelledReply:
     group: str | None = None
 
 
-def read_labelled(path: str | Path, split: str | None = None, need_label: bool = True,
-                  group_by: str | None = None) -> list[LabelledReply]:
+def read_labelled(
+    path: str | Path, split: str | None = None, need_label: bool = True, group_by: str | None = None
+) -> list[LabelledReply]:
     """Rows of a labelled JSONL file (only those of ``split`` when given). ``group_by``: a field every
     row must have (say ``method`` in an evaluation's ``replies.jsonl``); its value is the row's ``group``."""
     path = Path(path)
@@ -66,8 +67,10 @@ def read_labelled(path: str | Path, split: str | None = None, need_label: bool =
         if need_label or label is not None:
             label = ALIASES.get(label, label)
             if label not in LABELS:
-                raise LabelledFileError(f"{path}, line {n}: field 'label' must be one of {', '.join(LABELS)} "
-                                        f"(or calm), got {row.get('label')!r}")
+                raise LabelledFileError(
+                    f"{path}, line {n}: field 'label' must be one of {', '.join(LABELS)} "
+                    f"(or calm), got {row.get('label')!r}"
+                )
         ins = row.get("instruction", row.get("instructions", ()))
         ins = (ins,) if isinstance(ins, str) else ins
         if not isinstance(ins, (list, tuple)) or not all(isinstance(i, str) for i in ins):
@@ -76,8 +79,16 @@ def read_labelled(path: str | Path, split: str | None = None, need_label: bool =
             raise LabelledFileError(f"{path}, line {n}: no field {group_by!r} to group by (--by)")
         if split is not None and row.get("split") != split:
             continue
-        out.append(LabelledReply(row["text"], label, tuple(ins), row.get("split"), row.get("source"),
-                                 None if group_by is None else str(row[group_by])))
+        out.append(
+            LabelledReply(
+                row["text"],
+                label,
+                tuple(ins),
+                row.get("split"),
+                row.get("source"),
+                None if group_by is None else str(row[group_by]),
+            )
+        )
     if not out:
         raise LabelledFileError(f"{path}: no rows" + (f" with split {split!r}" if split else ""))
     return out
@@ -126,7 +137,10 @@ def label_metrics(truth: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
         "accuracy": sum(t == p for t, p in zip(truth, pred)) / len(truth),
         "emotion_accuracy": sum(t == p for t, p in emo) / len(emo) if emo else None,
         "calm_recall": recall[NEUTRAL],
-        "recall": recall, "precision": precision, "labels": list(LABELS), "confusion": m,
+        "recall": recall,
+        "precision": precision,
+        "labels": list(LABELS),
+        "confusion": m,
     }
 
 
@@ -167,19 +181,30 @@ def grouped_accuracy(rows: Sequence[LabelledReply], verdicts: Sequence[str]) -> 
         g = out.setdefault(str(r.group), {"hits": [], "per": {}})
         g["hits"].append(v == r.label)
         g["per"].setdefault(r.label, []).append(v == r.label)
-    return {k: {"n": len(g["hits"]), "accuracy": sum(g["hits"]) / len(g["hits"]),
-                "per_label": {lab: sum(h) / len(h) for lab, h in g["per"].items()}} for k, g in out.items()}
+    return {
+        k: {
+            "n": len(g["hits"]),
+            "accuracy": sum(g["hits"]) / len(g["hits"]),
+            "per_label": {lab: sum(h) / len(h) for lab, h in g["per"].items()},
+        }
+        for k, g in out.items()
+    }
 
 
 def format_report(name: str, metrics: dict[str, Any]) -> str:
     """The confusion matrix (rows: truth, columns: verdict) and recall / precision per label."""
     short = [lab[:7] for lab in metrics["labels"]]
-    lines = [f"judge {name}: accuracy {metrics['accuracy']:.1%} over {metrics['n']} rows; emotional rows "
-             f"{_pct(metrics['emotion_accuracy'])}, calm recall {_pct(metrics['calm_recall'])}",
-             "truth \\ verdict " + " ".join(f"{s:>7}" for s in short) + "   recall  precision"]
+    lines = [
+        f"judge {name}: accuracy {metrics['accuracy']:.1%} over {metrics['n']} rows; emotional rows "
+        f"{_pct(metrics['emotion_accuracy'])}, calm recall {_pct(metrics['calm_recall'])}",
+        "truth \\ verdict " + " ".join(f"{s:>7}" for s in short) + "   recall  precision",
+    ]
     for lab, row in zip(metrics["labels"], metrics["confusion"]):
-        lines.append(f"{lab:<16}" + " ".join(f"{v:>7}" for v in row)
-                     + f"   {_pct(metrics['recall'][lab]):>6}  {_pct(metrics['precision'][lab]):>9}")
+        lines.append(
+            f"{lab:<16}"
+            + " ".join(f"{v:>7}" for v in row)
+            + f"   {_pct(metrics['recall'][lab]):>6}  {_pct(metrics['precision'][lab]):>9}"
+        )
     return "\n".join(lines)
 
 

@@ -26,14 +26,16 @@ EMOTION_FORMS: dict[str, tuple[str, ...]] = {
 }
 """The names of the emotions and their adjective / adverb forms, as an instruction words them."""
 
-META_WORDS = frozenset("""
+META_WORDS = frozenset(
+    """
 reply replies replying replied respond responds responding response responses answer answers answering
 tone tones voice style manner way mood emotion emotions emotional emotionally feeling feelings express
 expressing expressed expression full filled strong strongly extremely very really deeply intense
 intensely sure certainly okay ok here heres is are be am will with in of a an the my your this that
 always keep at most two sentences sentence short brief write writing written text message version
 following below sounding sounds sound like tinge hint note
-""".split())
+""".split()
+)
 """Words of a sentence that talks about the reply rather than being one."""
 
 _STOP = frozenset("a an the of in to and or with for on at is are be am i it this that my your".split())

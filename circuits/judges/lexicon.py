@@ -71,8 +71,18 @@ DEFAULT_MIN_SCORE = 0.75
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*|[.,;:!?…—–()\[\]{}]")
 _BREAK_PUNCT = frozenset(".,;:!?…—–()[]{}")
-_TOP_KEYS = {"version", "description", "emotions", "negators", "intensifiers", "clause_breaks", "include",
-             "remove", "patterns", "match_threshold"}
+_TOP_KEYS = {
+    "version",
+    "description",
+    "emotions",
+    "negators",
+    "intensifiers",
+    "clause_breaks",
+    "include",
+    "remove",
+    "patterns",
+    "match_threshold",
+}
 DEFAULT_MATCH_THRESHOLD = 0.5
 _INTENSIFIER_REACH = 2
 
@@ -264,8 +274,9 @@ class LexiconJudge:
     comes first in EMOTIONS.
     """
 
-    def __init__(self, lexicon: dict | None = None, *, negation_window: int = 3,
-                 min_score: float = DEFAULT_MIN_SCORE) -> None:
+    def __init__(
+        self, lexicon: dict | None = None, *, negation_window: int = 3, min_score: float = DEFAULT_MIN_SCORE
+    ) -> None:
         if isinstance(negation_window, bool) or not isinstance(negation_window, int) or negation_window < 0:
             raise ValueError(f"negation_window must be an int >= 0, got {negation_window!r}")
         self.negation_window = negation_window
@@ -292,8 +303,14 @@ class LexiconJudge:
         return out
 
     @classmethod
-    def from_file(cls, path: str | Path, *, negation_window: int = 3,
-                  min_score: float = DEFAULT_MIN_SCORE, name: str | None = None) -> "LexiconJudge":
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        negation_window: int = 3,
+        min_score: float = DEFAULT_MIN_SCORE,
+        name: str | None = None,
+    ) -> "LexiconJudge":
         """Build a judge from a lexicon JSON file (ValueError naming the file if malformed)."""
         out = cls(load_lexicon(path), negation_window=negation_window, min_score=min_score)
         out.name = name or str(path)
@@ -335,7 +352,7 @@ class LexiconJudge:
         while i < len(toks):
             span, kind, payload = 1, None, None
             for n in range(min(self._max_len, len(toks) - i), 0, -1):
-                hit = self._table.get(tuple(toks[i:i + n]))
+                hit = self._table.get(tuple(toks[i : i + n]))
                 if hit is not None:
                     span, (kind, payload) = n, hit
                     break
@@ -351,7 +368,7 @@ class LexiconJudge:
                     factor = boost[1] if boost and i - boost[0] <= _INTENSIFIER_REACH else 1.0
                     for emotion, weight in payload.items():
                         scores[emotion] += weight * factor
-                    matches.append(" ".join(toks[i:i + span]))
+                    matches.append(" ".join(toks[i : i + span]))
                 boost = None
             i += span
         if self._patterns:

@@ -38,8 +38,16 @@ def _features(rows: Sequence[LabelledReply], kind: str, lm: str, layer: int) -> 
     return features(reply_texts(rows), kind, make_encoder(kind, lm, layer) if kind != "style" else None)
 
 
-def out_of_fold(rows: Sequence[LabelledReply], kind: str, l2: float, k: int = 5, seed: int = 0,
-                x: Any = None, lm: str = "smollm2-135m", layer: int = 18) -> list[dict[str, float]]:
+def out_of_fold(
+    rows: Sequence[LabelledReply],
+    kind: str,
+    l2: float,
+    k: int = 5,
+    seed: int = 0,
+    x: Any = None,
+    lm: str = "smollm2-135m",
+    layer: int = 18,
+) -> list[dict[str, float]]:
     """Each row's probabilities from a head trained on the other folds (``x``: precomputed features)."""
     import torch
 
@@ -59,9 +67,16 @@ def verdicts(probs: Sequence[dict[str, float]]) -> list[str]:
     return [max(LABELS, key=lambda k: p[k]) for p in probs]
 
 
-def cross_validate(rows: Sequence[LabelledReply], kinds: Sequence[str], l2s: Sequence[float], k: int = 5,
-                   seed: int = 0, progress: bool = True, lm: str = "smollm2-135m",
-                   layer: int = 18) -> list[dict[str, Any]]:
+def cross_validate(
+    rows: Sequence[LabelledReply],
+    kinds: Sequence[str],
+    l2s: Sequence[float],
+    k: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+    lm: str = "smollm2-135m",
+    layer: int = 18,
+) -> list[dict[str, Any]]:
     """Out-of-fold label metrics of every (features, l2) head on ``rows``."""
     from tqdm.auto import tqdm
 
@@ -76,9 +91,17 @@ def cross_validate(rows: Sequence[LabelledReply], kinds: Sequence[str], l2s: Seq
     return out
 
 
-def train_judge(rows: Sequence[LabelledReply], out: str | Path, kind: str = "lm+style", l2: float = 0.1,
-                folds_k: int = 5, seed: int = 0, source: dict[str, Any] | None = None, lm: str = "smollm2-135m",
-                layer: int = 18) -> HeadConfig:
+def train_judge(
+    rows: Sequence[LabelledReply],
+    out: str | Path,
+    kind: str = "lm+style",
+    l2: float = 0.1,
+    folds_k: int = 5,
+    seed: int = 0,
+    source: dict[str, Any] | None = None,
+    lm: str = "smollm2-135m",
+    layer: int = 18,
+) -> HeadConfig:
     """Fit the head on all ``rows``, pick the match threshold on their out-of-fold probabilities,
     write the judge folder atomically; returns its config."""
     import torch
@@ -92,13 +115,24 @@ def train_judge(rows: Sequence[LabelledReply], out: str | Path, kind: str = "lm+
     threshold = choose_threshold(scores, truth)
     oof = label_metrics([r.label for r in rows], verdicts(probs))
     head = fit_logistic(x, y, len(LABELS), l2=l2)
-    cfg = HeadConfig(features=kind, l2=l2, match_threshold=threshold,
-                     encoder=lm if kind.startswith("lm") else ENCODER_NAME if kind.startswith("embedding") else "",
-                     layer=layer if kind.startswith("lm") else None,
-                     trained_on={**(source or {}), "n": len(rows), "folds": folds_k, "seed": seed,
-                                 "per_label": {lab: sum(r.label == lab for r in rows) for lab in LABELS},
-                                 "out_of_fold": {"emotion_accuracy": oof["emotion_accuracy"],
-                                                 "calm_recall": oof["calm_recall"],
-                                                 "match": match_metrics(scores, truth, threshold)}})
+    cfg = HeadConfig(
+        features=kind,
+        l2=l2,
+        match_threshold=threshold,
+        encoder=lm if kind.startswith("lm") else ENCODER_NAME if kind.startswith("embedding") else "",
+        layer=layer if kind.startswith("lm") else None,
+        trained_on={
+            **(source or {}),
+            "n": len(rows),
+            "folds": folds_k,
+            "seed": seed,
+            "per_label": {lab: sum(r.label == lab for r in rows) for lab in LABELS},
+            "out_of_fold": {
+                "emotion_accuracy": oof["emotion_accuracy"],
+                "calm_recall": oof["calm_recall"],
+                "match": match_metrics(scores, truth, threshold),
+            },
+        },
+    )
     save_head(out, head, cfg)
     return cfg

@@ -60,16 +60,22 @@ def _load_va(model: ModelHandle, va_dir: Path) -> tuple[Any, dict[str, Any]]:
             raise InputError(f"{f}: not found; --va expects the output directory of `emocircuits va`")
     axes = VAAxes.load(va_dir / "axes")
     summary = json.loads(summary_json.read_text())
-    where, fp = (axes_json, axes.fingerprint) if axes.fingerprint else (
-        summary_json, (summary.get("model") or {}).get("fingerprint"))
+    where, fp = (
+        (axes_json, axes.fingerprint)
+        if axes.fingerprint
+        else (summary_json, (summary.get("model") or {}).get("fingerprint"))
+    )
     if fp != model.fingerprint:
-        raise InputError(f"{where}: VA axes fitted on a model with fingerprint {fp}, not on {model.name!r} "
-                         f"({model.fingerprint}); run `emocircuits va --model {model.name}` first")
+        raise InputError(
+            f"{where}: VA axes fitted on a model with fingerprint {fp}, not on {model.name!r} "
+            f"({model.fingerprint}); run `emocircuits va --model {model.name}` first"
+        )
     return axes, summary
 
 
-def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | None = None,
-                progress: bool = True) -> dict[str, Any]:
+def build_atlas(
+    model: ModelHandle, run_dir: str | Path, va_dir: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """The atlas of a discovery run (see the module docstring): ``{"model", "provenance", "emotions":
     {emotion: record}, "agreement": {"per_layer": {...}, "overlap": {...}}}``."""
     import circuits
@@ -90,9 +96,16 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
     cos_theme = evidence["cosine_by_theme"][1]
     best = int(torch.tensor(probe).argmax())
     L = model.arch.n_layers
-    provenance = {"model": model.describe(), "dataset": summary["dataset"], "prompts": summary["prompts"],
-                  "judge": summary.get("judge"), "rows": summary["rows"], "package": f"emotion-circuits {circuits.__version__}",
-                  "run": str(run.path), "va_run": None if va_dir is None else str(va_dir)}
+    provenance = {
+        "model": model.describe(),
+        "dataset": summary["dataset"],
+        "prompts": summary["prompts"],
+        "judge": summary.get("judge"),
+        "rows": summary["rows"],
+        "package": f"emotion-circuits {circuits.__version__}",
+        "run": str(run.path),
+        "va_run": None if va_dir is None else str(va_dir),
+    }
     records: dict[str, Any] = {}
     per_layer: dict[str, Any] = {}
     for e in dirs.emotions:
@@ -103,49 +116,74 @@ def build_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
         writes = circuit_layer_writes(c, model)
         rec: dict[str, Any] = {
             "emotion": e,
-            "direction": {"source": "SEV (group-centred mean difference)", "file": "directions.safetensors",
-                          "best_layer": best, "probe_accuracy": probe[best],
-                          "null_probe_accuracy": None if null is None else null["mean"][best],
-                          "cross_context_cosine": cos_theme[best]},
+            "direction": {
+                "source": "SEV (group-centred mean difference)",
+                "file": "directions.safetensors",
+                "best_layer": best,
+                "probe_accuracy": probe[best],
+                "null_probe_accuracy": None if null is None else null["mean"][best],
+                "cross_context_cosine": cos_theme[best],
+            },
             "emotion_vector": {"file": layout.EMOTION_VECTORS, "norm_by_layer": evec.norm(dim=-1).tolist()},
-            "circuit": {"file": f"circuits/{e}.json", "neurons": c.n_neurons, "heads": c.n_heads,
-                        "write_norm_by_layer": writes.norm(dim=-1).tolist(),
-                        "faithfulness": None if c.faithfulness is None else {
-                            "faithfulness": c.faithfulness["faithfulness"],
-                            "random_faithfulness": c.faithfulness["random"]["faithfulness"]["mean"],
-                            "ablation_loss": c.faithfulness["ablation_loss"],
-                            "split": (c.faithfulness.get("items") or {}).get("split", "train"),
-                            "random_ablation_loss": c.faithfulness["random"]["ablation_loss"]["mean"],
-                            "judged": (c.faithfulness.get("judged") or {}).get("accuracy")}},
+            "circuit": {
+                "file": f"circuits/{e}.json",
+                "neurons": c.n_neurons,
+                "heads": c.n_heads,
+                "write_norm_by_layer": writes.norm(dim=-1).tolist(),
+                "faithfulness": None
+                if c.faithfulness is None
+                else {
+                    "faithfulness": c.faithfulness["faithfulness"],
+                    "random_faithfulness": c.faithfulness["random"]["faithfulness"]["mean"],
+                    "ablation_loss": c.faithfulness["ablation_loss"],
+                    "split": (c.faithfulness.get("items") or {}).get("split", "train"),
+                    "random_ablation_loss": c.faithfulness["random"]["ablation_loss"]["mean"],
+                    "judged": (c.faithfulness.get("judged") or {}).get("accuracy"),
+                },
+            },
             "va": None,
         }
         if axes is not None:
             xy = axes.project(sev[axes.layer].float()).tolist()
             centroid = va_summary.get("projection", {}).get(e)
             rating = va_summary.get("ratings", {}).get(e)
-            rec["va"] = {"layer": axes.layer,
-                         "valence": None if centroid is None else centroid[0],
-                         "arousal": None if centroid is None else centroid[1],
-                         "what": "the emotion's text centroid on the VA axes of the va run (its summary.json "
-                                 "'projection')",
-                         "rating": rating, "direction_valence": xy[0], "direction_arousal": xy[1],
-                         "r2": axes.r2}
-        layer_rows = {"direction_vs_emotion_vector": [_cos(sev[l], evec[l]) for l in range(L)],
-                      "direction_vs_circuit_write": [_cos(sev[l], writes[l]) for l in range(L)],
-                      "emotion_vector_vs_circuit_write": [_cos(evec[l], writes[l]) for l in range(L)]}
+            rec["va"] = {
+                "layer": axes.layer,
+                "valence": None if centroid is None else centroid[0],
+                "arousal": None if centroid is None else centroid[1],
+                "what": "the emotion's text centroid on the VA axes of the va run (its summary.json 'projection')",
+                "rating": rating,
+                "direction_valence": xy[0],
+                "direction_arousal": xy[1],
+                "r2": axes.r2,
+            }
+        layer_rows = {
+            "direction_vs_emotion_vector": [_cos(sev[l], evec[l]) for l in range(L)],
+            "direction_vs_circuit_write": [_cos(sev[l], writes[l]) for l in range(L)],
+            "emotion_vector_vs_circuit_write": [_cos(evec[l], writes[l]) for l in range(L)],
+        }
         if concept is not None and e in concept.emotions:
             cu = concept.unit[1, :, concept.emotions.index(e)]
             layer_rows["direction_vs_concept"] = [_cos(sev[l], cu[l]) for l in range(L)]
-            rec["concept"] = {"file": f"{CONCEPT_DIRECTIONS}.safetensors", "recipe": concept.prompts,
-                              "cosine_with_direction_at_best_layer": layer_rows["direction_vs_concept"][best]}
+            rec["concept"] = {
+                "file": f"{CONCEPT_DIRECTIONS}.safetensors",
+                "recipe": concept.prompts,
+                "cosine_with_direction_at_best_layer": layer_rows["direction_vs_concept"][best],
+            }
         per_layer[e] = layer_rows
         rec["agreement_at_best_layer"] = {k: v[best] for k, v in layer_rows.items()}
         records[e] = rec
     names = list(dirs.emotions)
-    ov = {kind: [[overlap(circuits_[a], circuits_[b])[kind] for b in names] for a in names]
-          for kind in ("neurons", "heads")}
-    return {"model": model.describe(), "provenance": provenance, "emotions": records,
-            "agreement": {"per_layer": per_layer, "overlap": {"emotions": names, **ov}}}
+    ov = {
+        kind: [[overlap(circuits_[a], circuits_[b])[kind] for b in names] for a in names]
+        for kind in ("neurons", "heads")
+    }
+    return {
+        "model": model.describe(),
+        "provenance": provenance,
+        "emotions": records,
+        "agreement": {"per_layer": per_layer, "overlap": {"emotions": names, **ov}},
+    }
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
@@ -173,30 +211,76 @@ def atlas_html(atlas: dict[str, Any]) -> str:
     recs = atlas["emotions"]
     rows = []
     for e, r in recs.items():
-        f = (r["circuit"].get("faithfulness") or {})
+        f = r["circuit"].get("faithfulness") or {}
         ag = r["agreement_at_best_layer"]
         va = r["va"] or {}
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in (
-            html.escape(e), r["direction"]["best_layer"], _fmt(r["direction"]["probe_accuracy"]),
-            _fmt(r["direction"]["null_probe_accuracy"]), _fmt(r["direction"]["cross_context_cosine"]),
-            _fmt(ag.get("direction_vs_emotion_vector")), _fmt(ag.get("direction_vs_circuit_write")),
-            _fmt(ag.get("direction_vs_concept")), r["circuit"]["neurons"], r["circuit"]["heads"],
-            _fmt(f.get("faithfulness")), _fmt(f.get("random_faithfulness")), _fmt(f.get("ablation_loss")),
-            _fmt(f.get("random_ablation_loss")), _fmt(va.get("valence")), _fmt(va.get("arousal")),
-            _fmt((va.get("rating") or [None, None])[0]), _fmt((va.get("rating") or [None, None])[1]),
-            _fmt(va.get("direction_valence")), _fmt(va.get("direction_arousal")))) + "</tr>")
-    head = ("emotion", "best layer", "probe acc.", "null probe", "cross-context cos", "cos dir-EV", "cos dir-circuit",
-            "cos dir-concept", "neurons", "heads", "faithfulness", "random", "ablation loss", "random", "valence",
-            "arousal", "rated valence", "rated arousal", "SEV dir. valence", "SEV dir. arousal")
-    table = ("<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>")
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{c}</td>"
+                for c in (
+                    html.escape(e),
+                    r["direction"]["best_layer"],
+                    _fmt(r["direction"]["probe_accuracy"]),
+                    _fmt(r["direction"]["null_probe_accuracy"]),
+                    _fmt(r["direction"]["cross_context_cosine"]),
+                    _fmt(ag.get("direction_vs_emotion_vector")),
+                    _fmt(ag.get("direction_vs_circuit_write")),
+                    _fmt(ag.get("direction_vs_concept")),
+                    r["circuit"]["neurons"],
+                    r["circuit"]["heads"],
+                    _fmt(f.get("faithfulness")),
+                    _fmt(f.get("random_faithfulness")),
+                    _fmt(f.get("ablation_loss")),
+                    _fmt(f.get("random_ablation_loss")),
+                    _fmt(va.get("valence")),
+                    _fmt(va.get("arousal")),
+                    _fmt((va.get("rating") or [None, None])[0]),
+                    _fmt((va.get("rating") or [None, None])[1]),
+                    _fmt(va.get("direction_valence")),
+                    _fmt(va.get("direction_arousal")),
+                )
+            )
+            + "</tr>"
+        )
+    head = (
+        "emotion",
+        "best layer",
+        "probe acc.",
+        "null probe",
+        "cross-context cos",
+        "cos dir-EV",
+        "cos dir-circuit",
+        "cos dir-concept",
+        "neurons",
+        "heads",
+        "faithfulness",
+        "random",
+        "ablation loss",
+        "random",
+        "valence",
+        "arousal",
+        "rated valence",
+        "rated arousal",
+        "SEV dir. valence",
+        "SEV dir. arousal",
+    )
+    table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
     ov = atlas["agreement"]["overlap"]
     names = ov["emotions"]
 
     def matrix(kind: str) -> str:
-        body = "".join("<tr><th>" + html.escape(a) + "</th>" + "".join(f"<td>{v:.2f}</td>" for v in ov[kind][i])
-                       + "</tr>" for i, a in enumerate(names))
-        return f"<h3>{kind}</h3><table><tr><th></th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + \
-            "</tr>" + body + "</table>"
+        body = "".join(
+            "<tr><th>" + html.escape(a) + "</th>" + "".join(f"<td>{v:.2f}</td>" for v in ov[kind][i]) + "</tr>"
+            for i, a in enumerate(names)
+        )
+        return (
+            f"<h3>{kind}</h3><table><tr><th></th>"
+            + "".join(f"<th>{html.escape(n)}</th>" for n in names)
+            + "</tr>"
+            + body
+            + "</table>"
+        )
 
     keys = sorted({k for v in atlas["agreement"]["per_layer"].values() for k in v})
     fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[k.replace("_", " ") for k in keys])
@@ -208,25 +292,32 @@ def atlas_html(atlas: dict[str, Any]) -> str:
     fig.update_yaxes(range=[-1, 1])
     fig.update_layout(title="Agreement per layer (cosine)", height=420)
     p = atlas["provenance"]
-    prov = (f"model <b>{html.escape(p['model']['name'])}</b> (fingerprint {html.escape(p['model']['fingerprint'])}); "
-            f"dataset sha256 {html.escape(p['dataset']['sha256'][:16])}... ({p['dataset'].get('n_scenarios')} scenarios); "
-            f"judge {html.escape(str(p['judge']))}; {html.escape(p['package'])}; prompts "
-            f"<code>{html.escape(json.dumps(p['prompts']))}</code>")
-    style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f4f4f4}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Emotion atlas: "
-            f"{html.escape(p['model']['name'])}</title><style>{style}</style></head><body>"
-            f"<h1>Emotion atlas: {html.escape(p['model']['name'])}</h1><p>{prov}</p>{table}"
-            f"<p>null probe: permuted emotion labels (mean over seeds); faithfulness against random circuits of "
-            f"equal size per layer ({html.escape(_splits(recs))}); cosines at each emotion's best probe layer; "
-            f"valence / arousal: the emotion's text centroid on the VA axes of the va run, next to the ratings "
-            f"the axes were fitted to and the SEV direction's projection.</p>"
-            f"<h2>Circuit overlap across emotions (Jaccard)</h2>{matrix('neurons')}{matrix('heads')}"
-            f"<h2>Agreement per layer</h2>{plotly_html(fig, full_html=False)}</body></html>")
+    prov = (
+        f"model <b>{html.escape(p['model']['name'])}</b> (fingerprint {html.escape(p['model']['fingerprint'])}); "
+        f"dataset sha256 {html.escape(p['dataset']['sha256'][:16])}... ({p['dataset'].get('n_scenarios')} scenarios); "
+        f"judge {html.escape(str(p['judge']))}; {html.escape(p['package'])}; prompts "
+        f"<code>{html.escape(json.dumps(p['prompts']))}</code>"
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f4f4f4}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Emotion atlas: "
+        f"{html.escape(p['model']['name'])}</title><style>{style}</style></head><body>"
+        f"<h1>Emotion atlas: {html.escape(p['model']['name'])}</h1><p>{prov}</p>{table}"
+        f"<p>null probe: permuted emotion labels (mean over seeds); faithfulness against random circuits of "
+        f"equal size per layer ({html.escape(_splits(recs))}); cosines at each emotion's best probe layer; "
+        f"valence / arousal: the emotion's text centroid on the VA axes of the va run, next to the ratings "
+        f"the axes were fitted to and the SEV direction's projection.</p>"
+        f"<h2>Circuit overlap across emotions (Jaccard)</h2>{matrix('neurons')}{matrix('heads')}"
+        f"<h2>Agreement per layer</h2>{plotly_html(fig, full_html=False)}</body></html>"
+    )
 
 
-def write_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | None = None,
-                progress: bool = True) -> dict[str, Any]:
+def write_atlas(
+    model: ModelHandle, run_dir: str | Path, va_dir: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """:func:`build_atlas`, written to ``atlas.json`` and ``atlas.html`` in the run (atomically)."""
     atlas = build_atlas(model, run_dir, va_dir, progress=progress)
     run = Path(run_dir)
@@ -237,15 +328,19 @@ def write_atlas(model: ModelHandle, run_dir: str | Path, va_dir: str | Path | No
 
 def atlas_table(atlas: dict[str, Any]) -> str:
     """Plain text: per emotion the headline numbers of the atlas."""
-    lines = [f"{'emotion':<10} {'layer':>5} {'probe':>6} {'null':>6} {'cos EV':>7} {'cos circ':>8} {'cos conc':>8} "
-             f"{'faithful':>8} {'random':>7} {'valence':>7} {'arousal':>7}"]
+    lines = [
+        f"{'emotion':<10} {'layer':>5} {'probe':>6} {'null':>6} {'cos EV':>7} {'cos circ':>8} {'cos conc':>8} "
+        f"{'faithful':>8} {'random':>7} {'valence':>7} {'arousal':>7}"
+    ]
     for e, r in atlas["emotions"].items():
         ag, f = r["agreement_at_best_layer"], r["circuit"]["faithfulness"] or {}
-        lines.append(f"{e:<10} {r['direction']['best_layer']:>5} {_fmt(r['direction']['probe_accuracy']):>6} "
-                     f"{_fmt(r['direction']['null_probe_accuracy']):>6} {_fmt(ag.get('direction_vs_emotion_vector')):>7} "
-                     f"{_fmt(ag.get('direction_vs_circuit_write')):>8} {_fmt(ag.get('direction_vs_concept')):>8} "
-                     f"{_fmt(f.get('faithfulness')):>8} {_fmt(f.get('random_faithfulness')):>7} "
-                     f"{_fmt((r['va'] or {}).get('valence')):>7} {_fmt((r['va'] or {}).get('arousal')):>7}")
+        lines.append(
+            f"{e:<10} {r['direction']['best_layer']:>5} {_fmt(r['direction']['probe_accuracy']):>6} "
+            f"{_fmt(r['direction']['null_probe_accuracy']):>6} {_fmt(ag.get('direction_vs_emotion_vector')):>7} "
+            f"{_fmt(ag.get('direction_vs_circuit_write')):>8} {_fmt(ag.get('direction_vs_concept')):>8} "
+            f"{_fmt(f.get('faithfulness')):>8} {_fmt(f.get('random_faithfulness')):>7} "
+            f"{_fmt((r['va'] or {}).get('valence')):>7} {_fmt((r['va'] or {}).get('arousal')):>7}"
+        )
     return "\n".join(lines)
 
 

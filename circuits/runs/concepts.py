@@ -26,8 +26,9 @@ def compare_directions(a: Any, b: Any, point: str = "mlp") -> dict[str, Any]:
     return {"emotions": emotions, "point": point, "cosine": cos.tolist(), "mean_by_layer": cos.mean(1).tolist()}
 
 
-def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts: str | Path | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+def run_concepts(
+    model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Concept directions from ``texts`` (default: the shipped labelled texts) for the run's emotions, written
     as ``concept_directions`` in the run; returns (and writes) their comparison with the SEV directions."""
     from circuits.core.resources import data_path
@@ -40,7 +41,10 @@ def run_concepts(model: ModelHandle, run_dir: str | Path, cfg: Any = None, texts
     rows = load_labelled_texts(texts or data_path("va_texts"))
     concept = concept_directions(model, rows, cfg or ConceptConfig(), emotions=sev.emotions, progress=progress)
     concept.save(run.file(CONCEPT_DIRECTIONS))
-    res = {"texts": str(texts or data_path("va_texts")), "recipe": concept.prompts,
-           "vs_sev": {p: compare_directions(concept, sev, p) for p in ("attn", "mlp")}}
+    res = {
+        "texts": str(texts or data_path("va_texts")),
+        "recipe": concept.prompts,
+        "vs_sev": {p: compare_directions(concept, sev, p) for p in ("attn", "mlp")},
+    }
     write_json_atomic(run.file(CONCEPTS_JSON), res)
     return res

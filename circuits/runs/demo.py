@@ -30,13 +30,29 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # influence) and the sweeps run on a few rows only; their agreement with the one-pass scores
         # is still reported
         # (judged generations under ablation are left out: `discover --generation-rows N` runs them)
-        "discover": {"limit": 4, "reference_head_rows": 1, "influence_rows": 4, "alphas": (1.0,),
-                     "reference_layers": 2, "sweep_layers": 2,  # counts: spread over the depth (spread_layers)
-                     "sweep_ks": (16,), "sweep_seeds": 1, "sweep_rows": 2, "generation_rows": 0,
-                     # faithfulness on the emotion score only (no judged generations), nulls from 2 permutations
-                     "faithfulness_judge_rows": 0},
-        "evaluate": {"limit": 1, "positions": "paper", "sweep_limit": 1, "max_new_tokens": 32,
-                     "direction_alphas": (2.0, 4.0), "ev_alphas": (2.0, 4.0), "circuit_lambdas": (1.0, 2.0)},
+        "discover": {
+            "limit": 4,
+            "reference_head_rows": 1,
+            "influence_rows": 4,
+            "alphas": (1.0,),
+            "reference_layers": 2,
+            "sweep_layers": 2,  # counts: spread over the depth (spread_layers)
+            "sweep_ks": (16,),
+            "sweep_seeds": 1,
+            "sweep_rows": 2,
+            "generation_rows": 0,
+            # faithfulness on the emotion score only (no judged generations), nulls from 2 permutations
+            "faithfulness_judge_rows": 0,
+        },
+        "evaluate": {
+            "limit": 1,
+            "positions": "paper",
+            "sweep_limit": 1,
+            "max_new_tokens": 32,
+            "direction_alphas": (2.0, 4.0),
+            "ev_alphas": (2.0, 4.0),
+            "circuit_lambdas": (1.0, 2.0),
+        },
     },
 }
 """Per kind of model (``toy`` or ``real``), the discovery and evaluation options of the demo."""
@@ -48,13 +64,23 @@ def preset_for(model_name: str) -> dict[str, dict[str, Any]]:
 
 def resolve_layer_counts(values: dict[str, Any], n_layers: int) -> dict[str, Any]:
     """Preset layer options given as a count (an int) become that many :func:`spread_layers`."""
-    return {k: spread_layers(n_layers, v) if k.endswith("_layers") and isinstance(v, int) else v
-            for k, v in values.items()}
+    return {
+        k: spread_layers(n_layers, v) if k.endswith("_layers") and isinstance(v, int) else v for k, v in values.items()
+    }
 
 
-def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, eval_cfg: EvalConfig,
-             settings: PromptSettings, *, judge: Any = None, examples: int = 2, progress: bool = True,
-             print_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_demo(
+    model: ModelHandle,
+    out: str | Path,
+    discover_cfg: DiscoverConfig,
+    eval_cfg: EvalConfig,
+    settings: PromptSettings,
+    *,
+    judge: Any = None,
+    examples: int = 2,
+    progress: bool = True,
+    print_fn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Discover into ``out``, evaluate every method there (with the strength sweep ``eval_cfg`` asks for)
     and report the tables and a few steered replies, line by line, to ``print_fn`` (``emocircuits demo``
     passes ``print``; default: nothing); returns the evaluation result."""
@@ -66,13 +92,16 @@ def run_demo(model: ModelHandle, out: str | Path, discover_cfg: DiscoverConfig, 
     t0 = time.perf_counter()
     summary = discover(model, load_sev(), out, discover_cfg, settings=settings, judge=judge, progress=progress)
     ag = summary["agreement"]
-    print_fn(f"discovery done in {time.perf_counter() - t0:.0f} s; {agreement_line(ag)}; circuits {summary['circuits']}")
+    print_fn(
+        f"discovery done in {time.perf_counter() - t0:.0f} s; {agreement_line(ag)}; circuits {summary['circuits']}"
+    )
     if summary.get("faithfulness"):
         from circuits.circuit.ablation_faithfulness import faithfulness_table
 
         print_fn(faithfulness_table(summary["faithfulness"]))
-    result = run_evaluation(model, out, replace(eval_cfg, methods=METHODS, emotions=discover_cfg.emotions), judge=judge,
-                            progress=progress)
+    result = run_evaluation(
+        model, out, replace(eval_cfg, methods=METHODS, emotions=discover_cfg.emotions), judge=judge, progress=progress
+    )
     print_fn(f"prompt: {settings.describe()}")
     if result.get("strength_sweep"):
         print_fn(sweep_table(result["strength_sweep"]))

@@ -48,32 +48,45 @@ class DiscoverConfig:
     limit: int | None = help_field(None, "use only N scenarios (deterministic subset)", min=1)
     emotions: tuple[str, ...] = help_field(EMOTIONS, "subset of the six emotions")
     batch_size: int = help_field(16, "prompts per forward pass", min=1)
-    store_dtype: str = help_field("float32", "storage dtype of the activation store",
-                                 choices=("float32", "bfloat16", "float16"))
+    store_dtype: str = help_field(
+        "float32", "storage dtype of the activation store", choices=("float32", "bfloat16", "float16")
+    )
     elicitation: bool = help_field(False, "generate, judge and keep only accepted rows", flag="--elicit")
-    reference_head_rows: int = help_field(24, "rows per emotion for the head-ablation reference",
-                                          flag="--reference-rows", min=1)
+    reference_head_rows: int = help_field(
+        24, "rows per emotion for the head-ablation reference", flag="--reference-rows", min=1
+    )
     influence_rows: int = help_field(48, "neutral rows for the influence intervention", min=1)
     reference_layers: tuple[int, ...] | None = help_field(
-        None, "layers of the slow references (per-head ablation, intervention influence); default: as many "
-              "evenly spaced layers as --reference-budget allows", min=0)
+        None,
+        "layers of the slow references (per-head ablation, intervention influence); default: as many "
+        "evenly spaced layers as --reference-budget allows",
+        min=0,
+    )
     reference_budget_s: float = help_field(
-        120.0, "seconds for the slow references when --reference-layers is not given: one layer is timed, then "
-               "as many evenly spaced layers as fit are measured (0 skips the references)", min=0,
-        flag="--reference-budget")
-    alphas: tuple[float, ...] = help_field(DEFAULT_ALPHAS, "influence strengths (x sublayer RMS)",
-                                           flag="--influence-alphas")
+        120.0,
+        "seconds for the slow references when --reference-layers is not given: one layer is timed, then "
+        "as many evenly spaced layers as fit are measured (0 skips the references)",
+        min=0,
+        flag="--reference-budget",
+    )
+    alphas: tuple[float, ...] = help_field(
+        DEFAULT_ALPHAS, "influence strengths (x sublayer RMS)", flag="--influence-alphas"
+    )
     sweep_ks: tuple[int, ...] = help_field((1, 2, 4, 16), "numbers of top / random units per sweep", min=1)
-    sweep_modes: tuple[str, ...] = help_field(SweepConfig.modes, "ablation (zero, mean) and enhancement "
-                                              "(scale, add Delta-mu) modes of the sweeps", choices=MODES)
+    sweep_modes: tuple[str, ...] = help_field(
+        SweepConfig.modes,
+        "ablation (zero, mean) and enhancement (scale, add Delta-mu) modes of the sweeps",
+        choices=MODES,
+    )
     sweep_seeds: int = help_field(2, "random selections per sweep point", min=1)
     sweep_rows: int = help_field(12, "rows per emotion for ablation sweeps", min=1)
     sweep_layers: tuple[int, ...] | None = help_field(
-        None, "layers of the ablation sweeps (default: --sweep-layer-count evenly spaced layers)", min=0)
-    sweep_layer_count: int = help_field(4, "evenly spaced layers the sweeps use when --sweep-layers is not given "
-                                           "(0: every layer)", min=0)
-    generation_rows: int = help_field(6, "rows per emotion for judged generations under ablation (0 skips)",
-                                      min=0)
+        None, "layers of the ablation sweeps (default: --sweep-layer-count evenly spaced layers)", min=0
+    )
+    sweep_layer_count: int = help_field(
+        4, "evenly spaced layers the sweeps use when --sweep-layers is not given (0: every layer)", min=0
+    )
+    generation_rows: int = help_field(6, "rows per emotion for judged generations under ablation (0 skips)", min=0)
     generation_k_neurons: int = 16
     generation_k_heads: int = 2
     generation_enhance: str | None = "add"
@@ -82,16 +95,19 @@ class DiscoverConfig:
     """lambda for ``"add"`` (default 1.0) or the factor for ``"scale"`` (default 2.0)."""
     generation_enhance_prompt: str = "neutral"
     """Prompt the enhanced generations use: ``"neutral"`` (can the units induce the emotion) or ``"emotion"``."""
-    null_seeds: int = help_field(2, "permuted-label nulls of the probe (mlp read point) and the cross-context "
-                                    "cosine (0 skips)", min=0)
-    faithfulness_rows: int = help_field(24, "emotion-prompt rows per emotion for circuit faithfulness (0 skips)",
-                                        min=0)
+    null_seeds: int = help_field(
+        2, "permuted-label nulls of the probe (mlp read point) and the cross-context cosine (0 skips)", min=0
+    )
+    faithfulness_rows: int = help_field(24, "emotion-prompt rows per emotion for circuit faithfulness (0 skips)", min=0)
     faithfulness_seeds: int = help_field(3, "random circuits of equal size per layer for faithfulness", min=1)
-    faithfulness_split: str = help_field("test", "prompts the faithfulness scores: held-out SEV test items "
-                                                 "(test) or the store's own rows (train, in-sample)",
-                                         choices=FAITHFULNESS_SPLITS)
-    faithfulness_judge_rows: int = help_field(4, "rows per emotion for judged generations under each faithfulness "
-                                                 "condition (0: emotion score only)", min=0)
+    faithfulness_split: str = help_field(
+        "test",
+        "prompts the faithfulness scores: held-out SEV test items (test) or the store's own rows (train, in-sample)",
+        choices=FAITHFULNESS_SPLITS,
+    )
+    faithfulness_judge_rows: int = help_field(
+        4, "rows per emotion for judged generations under each faithfulness condition (0: emotion score only)", min=0
+    )
     influence_method: str = "intervention"
     seed: int = help_field(0, "seed of every random choice")
     figures: bool = help_field(True, "draw the figures")
@@ -101,7 +117,9 @@ class DiscoverConfig:
     def __post_init__(self) -> None:
         check_config(self)
         if any(a == 0 for a in self.alphas):
-            raise ConfigError(f"DiscoverConfig.alphas (--influence-alphas): strengths must be non-zero, got {self.alphas}")
+            raise ConfigError(
+                f"DiscoverConfig.alphas (--influence-alphas): strengths must be non-zero, got {self.alphas}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,7 +141,8 @@ def _subset_rows(store, kind: str, per: int, emotions: Sequence[str] | None, see
     groups = sorted({store.rows[int(i)].group for i in store.index("emotion", accepted_only=False)})
     order = [groups[int(j)] for j in torch.randperm(len(groups), generator=g)]
     where: dict[tuple[tuple[str, str], str], int] = {
-        (store.rows[int(i)].group, store.rows[int(i)].emotion): int(i) for i in store.index("emotion")}
+        (store.rows[int(i)].group, store.rows[int(i)].emotion): int(i) for i in store.index("emotion")
+    }
     idx = []
     for e in emotions or store.emotions:
         idx += [where[(grp, e)] for grp in order if (grp, e) in where][:per]
@@ -138,15 +157,22 @@ def kept_rows(store: Any, emotions: Sequence[str]) -> dict[str, Any]:
     groups: dict[tuple[str, str], int] = {}
     for r in rows:
         groups[r.group] = groups.get(r.group, 0) + int(r.accepted)
-    return {"accepted": sum(by.values()), "prompted": len(rows), "by_emotion": by,
-            "complete_groups": sum(n == len(emotions) for n in groups.values()), "groups": len(groups)}
+    return {
+        "accepted": sum(by.values()),
+        "prompted": len(rows),
+        "by_emotion": by,
+        "complete_groups": sum(n == len(emotions) for n in groups.values()),
+        "groups": len(groups),
+    }
 
 
 def kept_line(kept: dict[str, Any]) -> str:
     """One line of :func:`kept_rows`."""
     per = ", ".join(f"{e} {n}" for e, n in kept["by_emotion"].items())
-    return (f"kept {kept['accepted']} of {kept['prompted']} emotion rows ({per}); every emotion kept in "
-            f"{kept['complete_groups']} of {kept['groups']} (scenario, valence) groups")
+    return (
+        f"kept {kept['accepted']} of {kept['prompted']} emotion rows ({per}); every emotion kept in "
+        f"{kept['complete_groups']} of {kept['groups']} (scenario, valence) groups"
+    )
 
 
 def check_request(cfg: DiscoverConfig, dataset: SEVDataset, model_layers: int | None = None) -> tuple[str, ...]:
@@ -156,17 +182,23 @@ def check_request(cfg: DiscoverConfig, dataset: SEVDataset, model_layers: int | 
     for name in ("reference_layers", "sweep_layers"):
         bad = [L for L in getattr(cfg, name) or () if model_layers is not None and L >= model_layers]
         if bad:
-            raise DiscoverInputError(f"DiscoverConfig.{name} (--{name.replace('_', '-')}): layer(s) {bad} out of "
-                                     f"range: the model has layers 0-{model_layers - 1}")
+            raise DiscoverInputError(
+                f"DiscoverConfig.{name} (--{name.replace('_', '-')}): layer(s) {bad} out of "
+                f"range: the model has layers 0-{model_layers - 1}"
+            )
     if len(emotions) < 2:
-        raise DiscoverInputError(f"discovery needs at least 2 emotions (directions are centred over the "
-                                 f"emotions of a scenario), got {list(emotions)}")
+        raise DiscoverInputError(
+            f"discovery needs at least 2 emotions (directions are centred over the "
+            f"emotions of a scenario), got {list(emotions)}"
+        )
     themes = {s.theme for s in dataset.subset(cfg.limit).scenarios}
     if len(themes) < 2:
-        raise DiscoverInputError(f"discovery needs scenarios from at least 2 themes (directions are compared "
-                                 f"across disjoint themes); limit={cfg.limit} on {dataset.path} gives "
-                                 f"{sorted(themes)}: " + ("use --limit 2 or more" if len(dataset.themes) > 1
-                                                          else "the file itself has a single theme"))
+        raise DiscoverInputError(
+            f"discovery needs scenarios from at least 2 themes (directions are compared "
+            f"across disjoint themes); limit={cfg.limit} on {dataset.path} gives "
+            f"{sorted(themes)}: "
+            + ("use --limit 2 or more" if len(dataset.themes) > 1 else "the file itself has a single theme")
+        )
     return emotions  # the sweep modes, numbers and choices were checked by DiscoverConfig itself
 
 
@@ -204,9 +236,17 @@ class _Laps:
         self._t = time.perf_counter()
 
 
-def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Path, cfg: DiscoverConfig,
-                   emotions: tuple[str, ...], settings: PromptSettings | None, progress: bool, judge: Any
-                   ) -> dict[str, Any]:
+def _discover_into(
+    model: ModelHandle,
+    dataset: SEVDataset,
+    out: Path,
+    final: Path,
+    cfg: DiscoverConfig,
+    emotions: tuple[str, ...],
+    settings: PromptSettings | None,
+    progress: bool,
+    judge: Any,
+) -> dict[str, Any]:
     """The body of :func:`discover`, writing into ``out`` (the staged folder that becomes ``final``): one
     call per stage, in order (the seeded stages draw from the generator in this order)."""
     torch.manual_seed(cfg.seed)
@@ -221,29 +261,67 @@ def _discover_into(model: ModelHandle, dataset: SEVDataset, out: Path, final: Pa
     circuits = _circuits_stage(model, store, neurons, heads, chosen, influence_method, cfg, emotions, lap)
     faithful = _faithfulness_stage(model, store, dirs, circuits, cfg, progress, judge, lap)
     _save_circuits(circuits, out)
-    summary = _summary(model, store, cfg, kept, refs, influence_method, dirs, evidence, circuits, gen_effect,
-                       faithful, judge, lap.timings)
+    summary = _summary(
+        model,
+        store,
+        cfg,
+        kept,
+        refs,
+        influence_method,
+        dirs,
+        evidence,
+        circuits,
+        gen_effect,
+        faithful,
+        judge,
+        lap.timings,
+    )
     summary.update(provenance())
     if cfg.figures:
         from circuits.figures.discovery import cross_context_cosines, discovery_figures
 
         drawn = discovery_figures(  # from what this run holds in memory, not re-read from disk
-            out, emotions=emotions, pca=pca, evidence=evidence, neurons=neurons, heads=heads, sweeps=sweeps,
-            influence=chosen, circuits=circuits, logit_lens=lens, cosine=cross_context_cosines(store, emotions))
+            out,
+            emotions=emotions,
+            pca=pca,
+            evidence=evidence,
+            neurons=neurons,
+            heads=heads,
+            sweeps=sweeps,
+            influence=chosen,
+            circuits=circuits,
+            logit_lens=lens,
+            cosine=cross_context_cosines(store, emotions),
+        )
         summary["figures"] = [str(final / Path(p).relative_to(out)) for p in drawn]
         lap("figures")
     write_json_atomic(out / layout.SUMMARY_JSON, summary)
     return summary
 
 
-def _store_stage(model: ModelHandle, dataset: SEVDataset, out: Path, cfg: DiscoverConfig, emotions: tuple[str, ...],
-                 settings: PromptSettings | None, progress: bool, judge: Any, lap: _Laps) -> tuple[Any, dict[str, Any]]:
+def _store_stage(
+    model: ModelHandle,
+    dataset: SEVDataset,
+    out: Path,
+    cfg: DiscoverConfig,
+    emotions: tuple[str, ...],
+    settings: PromptSettings | None,
+    progress: bool,
+    judge: Any,
+    lap: _Laps,
+) -> tuple[Any, dict[str, Any]]:
     """The activation store (elicited replies kept when ``cfg.elicitation``) and what was kept; refuses a
     run where elicitation kept no row of an emotion."""
-    store = build_store(model, dataset, out / layout.STORE_DIR,
-                        StoreConfig(emotions=emotions, limit=cfg.limit, batch_size=cfg.batch_size,
-                                    dtype=cfg.store_dtype), settings, elicitation=cfg.elicitation, judge=judge,
-                        progress=progress)
+    store = build_store(
+        model,
+        dataset,
+        out / layout.STORE_DIR,
+        StoreConfig(emotions=emotions, limit=cfg.limit, batch_size=cfg.batch_size, dtype=cfg.store_dtype),
+        settings,
+        elicitation=cfg.elicitation,
+        judge=judge,
+        progress=progress,
+    )
     lap("store")
     kept = kept_rows(store, emotions)
     if cfg.elicitation and not all(kept["by_emotion"].values()):
@@ -251,12 +329,14 @@ def _store_stage(model: ModelHandle, dataset: SEVDataset, out: Path, cfg: Discov
         raise DiscoverInputError(
             f"elicitation kept no row of {', '.join(none)} ({kept_line(kept)}): the model does not follow the "
             "emotion prompt for them, so there is no direction to find. Pick a prompt it follows (`emocircuits "
-            "prompts`), another judge, or --emotions without them")
+            "prompts`), another judge, or --emotions without them"
+        )
     return store, kept
 
 
-def _directions_stage(store: Any, out: Path, cfg: DiscoverConfig, emotions: tuple[str, ...],
-                      lap: _Laps) -> tuple[Any, dict[str, Any], Any]:
+def _directions_stage(
+    store: Any, out: Path, cfg: DiscoverConfig, emotions: tuple[str, ...], lap: _Laps
+) -> tuple[Any, dict[str, Any], Any]:
     """Emotion directions (``directions.*``), their evidence with the permuted-label nulls
     (``directions_evidence.json``) and the PCA of the figures."""
     from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
@@ -285,17 +365,25 @@ def _dla_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, emotions: t
 
     attribution = dla.direct_logit_attribution(model, store, dirs, emotions)
     lens = dla.logit_lens(model, store, emotions)
-    write_csv(out / layout.DLA_CSV, ["component", "target", *emotions],
-         [[lab, "emotion_score", *map(float, attribution["score"][i])] for i, lab in enumerate(attribution["labels"])]
-         + [[lab, "emotion_words_logit", *map(float, attribution["logit"][i])]
-            for i, lab in enumerate(attribution["labels"] + ["unembed_bias"])])
-    write_csv(out / layout.LOGIT_LENS_CSV, ["layer", *emotions], [[L, *map(float, lens[L])] for L in range(lens.shape[0])])
+    write_csv(
+        out / layout.DLA_CSV,
+        ["component", "target", *emotions],
+        [[lab, "emotion_score", *map(float, attribution["score"][i])] for i, lab in enumerate(attribution["labels"])]
+        + [
+            [lab, "emotion_words_logit", *map(float, attribution["logit"][i])]
+            for i, lab in enumerate(attribution["labels"] + ["unembed_bias"])
+        ],
+    )
+    write_csv(
+        out / layout.LOGIT_LENS_CSV, ["layer", *emotions], [[L, *map(float, lens[L])] for L in range(lens.shape[0])]
+    )
     lap("dla")
     return lens
 
 
-def _unit_scores_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, emotions: tuple[str, ...],
-                       lap: _Laps) -> tuple[torch.Tensor, torch.Tensor]:
+def _unit_scores_stage(
+    model: ModelHandle, store: Any, dirs: Any, out: Path, emotions: tuple[str, ...], lap: _Laps
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One-pass neuron contributions ``[L, E, d_mlp]`` and head scores ``[L, E, H]``
     (``scores.safetensors``, ``neurons.csv`` with the top 64 per layer, ``heads.csv``)."""
     from circuits.discovery import components
@@ -306,35 +394,69 @@ def _unit_scores_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, emo
     scores = {"neurons": neurons.contiguous(), "heads": heads.contiguous()}
     write_atomic(out / layout.SCORES, lambda p: save_file(scores, str(p)))
     top_n = min(64, model.arch.d_mlp)
-    write_csv(out / layout.NEURONS_CSV, layout.NEURONS_COLUMNS,
-         [[e, L, r, int(n), float(neurons[L, i, n])] for i, e in enumerate(emotions) for L in range(neurons.shape[0])
-          for r, n in enumerate(torch.topk(neurons[L, i], top_n).indices)])
-    write_csv(out / layout.HEADS_CSV, layout.HEADS_COLUMNS,
-         [[e, L, h, float(heads[L, i, h])] for i, e in enumerate(emotions) for L in range(heads.shape[0])
-          for h in range(heads.shape[2])])
+    write_csv(
+        out / layout.NEURONS_CSV,
+        layout.NEURONS_COLUMNS,
+        [
+            [e, L, r, int(n), float(neurons[L, i, n])]
+            for i, e in enumerate(emotions)
+            for L in range(neurons.shape[0])
+            for r, n in enumerate(torch.topk(neurons[L, i], top_n).indices)
+        ],
+    )
+    write_csv(
+        out / layout.HEADS_CSV,
+        layout.HEADS_COLUMNS,
+        [
+            [e, L, h, float(heads[L, i, h])]
+            for i, e in enumerate(emotions)
+            for L in range(heads.shape[0])
+            for h in range(heads.shape[2])
+        ],
+    )
     return neurons, heads
 
 
-def _sweeps_stage(model: ModelHandle, store: Any, dirs: Any, neurons: torch.Tensor, heads: torch.Tensor, out: Path,
-                  cfg: DiscoverConfig, emotions: tuple[str, ...], progress: bool, lap: _Laps) -> list[dict[str, Any]]:
+def _sweeps_stage(
+    model: ModelHandle,
+    store: Any,
+    dirs: Any,
+    neurons: torch.Tensor,
+    heads: torch.Tensor,
+    out: Path,
+    cfg: DiscoverConfig,
+    emotions: tuple[str, ...],
+    progress: bool,
+    lap: _Laps,
+) -> list[dict[str, Any]]:
     """Ablation / enhancement sweeps of the top neurons and heads against random ones (``sweeps.csv``)."""
     from circuits.discovery import ablation
 
     sweep_rows = _subset_rows(store, "emotion", cfg.sweep_rows, emotions, cfg.seed + 1)
     sweep_store = _restricted(store, sweep_rows)
-    scfg = ablation.SweepConfig(ks=cfg.sweep_ks, modes=cfg.sweep_modes, seeds=cfg.sweep_seeds,
-                                layers=sweep_layers(cfg, model.arch.n_layers))
-    sweeps = ablation.sweep(model, sweep_store, dirs, neurons, "neurons", scfg, emotions, progress,
-                          reference=store) + ablation.sweep(model, sweep_store, dirs, heads, "heads", scfg, emotions,
-                                                          progress, reference=store)
+    scfg = ablation.SweepConfig(
+        ks=cfg.sweep_ks, modes=cfg.sweep_modes, seeds=cfg.sweep_seeds, layers=sweep_layers(cfg, model.arch.n_layers)
+    )
+    sweeps = ablation.sweep(
+        model, sweep_store, dirs, neurons, "neurons", scfg, emotions, progress, reference=store
+    ) + ablation.sweep(model, sweep_store, dirs, heads, "heads", scfg, emotions, progress, reference=store)
     write_csv(out / layout.SWEEPS_CSV, layout.SWEEPS_COLUMNS, [[r[c] for c in layout.SWEEPS_COLUMNS] for r in sweeps])
     lap("sweeps")
     return sweeps
 
 
-def _generations_stage(model: ModelHandle, store: Any, neurons: torch.Tensor, heads: torch.Tensor, out: Path,
-                       cfg: DiscoverConfig, emotions: tuple[str, ...], progress: bool, judge: Any,
-                       lap: _Laps) -> dict[str, Any] | None:
+def _generations_stage(
+    model: ModelHandle,
+    store: Any,
+    neurons: torch.Tensor,
+    heads: torch.Tensor,
+    out: Path,
+    cfg: DiscoverConfig,
+    emotions: tuple[str, ...],
+    progress: bool,
+    judge: Any,
+    lap: _Laps,
+) -> dict[str, Any] | None:
     """Judged generations under ablation and enhancement of the top units (``ablation_generations.json``);
     None with ``cfg.generation_rows == 0``."""
     if cfg.generation_rows <= 0:
@@ -342,18 +464,36 @@ def _generations_stage(model: ModelHandle, store: Any, neurons: torch.Tensor, he
     from circuits.discovery import ablation
 
     # scores are in `emotions` order; generation_effect indexes by store.emotions, which is the same here
-    gen_effect = ablation.generation_effect(model, store, emotions, neurons, heads, k_neurons=cfg.generation_k_neurons,
-                                          k_heads=cfg.generation_k_heads, rows_per_emotion=cfg.generation_rows,
-                                          progress=progress, enhance=cfg.generation_enhance,
-                                          enhance_factor=cfg.generation_enhance_factor,
-                                          enhance_prompt=cfg.generation_enhance_prompt, judge=judge)
+    gen_effect = ablation.generation_effect(
+        model,
+        store,
+        emotions,
+        neurons,
+        heads,
+        k_neurons=cfg.generation_k_neurons,
+        k_heads=cfg.generation_k_heads,
+        rows_per_emotion=cfg.generation_rows,
+        progress=progress,
+        enhance=cfg.generation_enhance,
+        enhance_factor=cfg.generation_enhance_factor,
+        enhance_prompt=cfg.generation_enhance_prompt,
+        judge=judge,
+    )
     write_json_atomic(out / layout.ABLATION_GENERATIONS_JSON, gen_effect)
     lap("ablation_generations")
     return gen_effect
 
 
-def _influence_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, cfg: DiscoverConfig,
-                     emotions: tuple[str, ...], progress: bool, lap: _Laps) -> tuple[torch.Tensor, str, dict[str, Any]]:
+def _influence_stage(
+    model: ModelHandle,
+    store: Any,
+    dirs: Any,
+    out: Path,
+    cfg: DiscoverConfig,
+    emotions: tuple[str, ...],
+    progress: bool,
+    lap: _Laps,
+) -> tuple[torch.Tensor, str, dict[str, Any]]:
     """Sublayer influence (gradient, and intervention on the reference layers with the reference measures'
     agreement): the normalised influence the circuits are allocated by, the method it came from, and the
     references (``influence.csv``)."""
@@ -369,14 +509,30 @@ def _influence_stage(model: ModelHandle, store: Any, dirs: Any, out: Path, cfg: 
     if influence_method == "intervention" and len(ref_layers) < model.arch.n_layers:
         influence_method = "gradient"  # the intervention measure covers only the reference layers (or none)
     chosen = influence.normalise(infl_int if influence_method == "intervention" else infl_grad)
-    write_csv(out / layout.INFLUENCE_CSV, layout.INFLUENCE_COLUMNS,
-         [[e, L, p, float(infl_int[L, j, i]), float(infl_grad[L, j, i]), float(chosen[L, j, i])]
-          for i, e in enumerate(emotions) for L in range(infl_int.shape[0]) for j, p in enumerate(READ_POINTS)])
+    write_csv(
+        out / layout.INFLUENCE_CSV,
+        layout.INFLUENCE_COLUMNS,
+        [
+            [e, L, p, float(infl_int[L, j, i]), float(infl_grad[L, j, i]), float(chosen[L, j, i])]
+            for i, e in enumerate(emotions)
+            for L in range(infl_int.shape[0])
+            for j, p in enumerate(READ_POINTS)
+        ],
+    )
     return chosen, influence_method, refs
 
 
-def _circuits_stage(model: ModelHandle, store: Any, neurons: torch.Tensor, heads: torch.Tensor, chosen: torch.Tensor,
-                    influence_method: str, cfg: DiscoverConfig, emotions: tuple[str, ...], lap: _Laps) -> list[Any]:
+def _circuits_stage(
+    model: ModelHandle,
+    store: Any,
+    neurons: torch.Tensor,
+    heads: torch.Tensor,
+    chosen: torch.Tensor,
+    influence_method: str,
+    cfg: DiscoverConfig,
+    emotions: tuple[str, ...],
+    lap: _Laps,
+) -> list[Any]:
     """One circuit per emotion, assembled from the unit scores, the influence and Delta-mu."""
     from circuits.circuit import assemble_circuit
     from circuits.discovery import ablation
@@ -386,18 +542,39 @@ def _circuits_stage(model: ModelHandle, store: Any, neurons: torch.Tensor, heads
     alloc = cfg.allocation
     circuits = []
     for i, e in enumerate(emotions):
-        circuits.append(assemble_circuit(
-            e, influence_attn=chosen[:, 0, i], influence_mlp=chosen[:, 1, i], neuron_scores=neurons[:, i],
-            head_scores=heads[:, i], delta_mu_mlp=dmu_mlp[i], delta_mu_heads=dmu_heads[i],
-            model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
-            config=alloc, meta={"dataset_sha256": store.meta["dataset"]["sha256"], "n_rows": len(store.rows),
-                                "influence_method": influence_method, "prompts": store.meta["prompts"]}))
+        circuits.append(
+            assemble_circuit(
+                e,
+                influence_attn=chosen[:, 0, i],
+                influence_mlp=chosen[:, 1, i],
+                neuron_scores=neurons[:, i],
+                head_scores=heads[:, i],
+                delta_mu_mlp=dmu_mlp[i],
+                delta_mu_heads=dmu_heads[i],
+                model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
+                config=alloc,
+                meta={
+                    "dataset_sha256": store.meta["dataset"]["sha256"],
+                    "n_rows": len(store.rows),
+                    "influence_method": influence_method,
+                    "prompts": store.meta["prompts"],
+                },
+            )
+        )
     lap("circuits")
     return circuits
 
 
-def _faithfulness_stage(model: ModelHandle, store: Any, dirs: Any, circuits: list[Any], cfg: DiscoverConfig,
-                        progress: bool, judge: Any, lap: _Laps) -> dict[str, Any] | None:
+def _faithfulness_stage(
+    model: ModelHandle,
+    store: Any,
+    dirs: Any,
+    circuits: list[Any],
+    cfg: DiscoverConfig,
+    progress: bool,
+    judge: Any,
+    lap: _Laps,
+) -> dict[str, Any] | None:
     """Faithfulness of each circuit against random circuits, set on the circuits; None with
     ``cfg.faithfulness_rows == 0``."""
     if cfg.faithfulness_rows <= 0:
@@ -405,11 +582,15 @@ def _faithfulness_stage(model: ModelHandle, store: Any, dirs: Any, circuits: lis
     from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, circuit_faithfulness
     from circuits.core.sev import DEFAULT_TEST, load_sev
 
-    fcfg = FaithfulnessConfig(rows=cfg.faithfulness_rows, seeds=cfg.faithfulness_seeds,
-                              judge_rows=cfg.faithfulness_judge_rows, split=cfg.faithfulness_split, seed=cfg.seed)
+    fcfg = FaithfulnessConfig(
+        rows=cfg.faithfulness_rows,
+        seeds=cfg.faithfulness_seeds,
+        judge_rows=cfg.faithfulness_judge_rows,
+        split=cfg.faithfulness_split,
+        seed=cfg.seed,
+    )
     heldout = load_sev(DEFAULT_TEST) if fcfg.split == "test" else None
-    faithful = circuit_faithfulness(model, store, dirs, circuits, fcfg, heldout=heldout, judge=judge,
-                                    progress=progress)
+    faithful = circuit_faithfulness(model, store, dirs, circuits, fcfg, heldout=heldout, judge=judge, progress=progress)
     for c in circuits:
         c.faithfulness = faithful[c.emotion]
     lap("faithfulness")
@@ -425,10 +606,21 @@ def _save_circuits(circuits: list[Any], out: Path) -> None:
         c.save_graph(out / layout.CIRCUITS_DIR / f"{c.emotion}.graph.json")
 
 
-def _summary(model: ModelHandle, store: Any, cfg: DiscoverConfig, kept: dict[str, Any], refs: dict[str, Any],
-             influence_method: str, dirs: Any, evidence: dict[str, Any], circuits: list[Any],
-             gen_effect: dict[str, Any] | None, faithful: dict[str, Any] | None, judge: Any,
-             timings: dict[str, float]) -> dict[str, Any]:
+def _summary(
+    model: ModelHandle,
+    store: Any,
+    cfg: DiscoverConfig,
+    kept: dict[str, Any],
+    refs: dict[str, Any],
+    influence_method: str,
+    dirs: Any,
+    evidence: dict[str, Any],
+    circuits: list[Any],
+    gen_effect: dict[str, Any] | None,
+    faithful: dict[str, Any] | None,
+    judge: Any,
+    timings: dict[str, float],
+) -> dict[str, Any]:
     """What ``summary.json`` holds: what ran on what, the agreements, sizes, headline numbers and timings."""
     from circuits.circuit.ablation_faithfulness import faithfulness_summary
     from circuits.judges.base import judge_name
@@ -438,15 +630,22 @@ def _summary(model: ModelHandle, store: Any, cfg: DiscoverConfig, kept: dict[str
         "dataset": store.meta["dataset"],
         "config": cfg.to_dict(),
         "prompts": store.meta["prompts"],
-        "rows": {"emotion": int(store.index("emotion").numel()), "neutral": int(store.index("neutral").numel()),
-                 "accepted": kept["accepted"], "kept": kept},
+        "rows": {
+            "emotion": int(store.index("emotion").numel()),
+            "neutral": int(store.index("neutral").numel()),
+            "accepted": kept["accepted"],
+            "kept": kept,
+        },
         "agreement": refs["agreement"],
         "influence_method": influence_method,
-        "directions": {"n_groups": dirs.n_groups,
-                       "best_probe_layer": int(torch.tensor(evidence["probe_accuracy"]["mlp"]).argmax()),
-                       "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"],
-                       "null_probe_accuracy_mlp": (evidence["null"]["probe_accuracy"]["mlp"]["mean"]
-                                                   if "null" in evidence else None)},
+        "directions": {
+            "n_groups": dirs.n_groups,
+            "best_probe_layer": int(torch.tensor(evidence["probe_accuracy"]["mlp"]).argmax()),
+            "probe_accuracy_mlp": evidence["probe_accuracy"]["mlp"],
+            "null_probe_accuracy_mlp": (
+                evidence["null"]["probe_accuracy"]["mlp"]["mean"] if "null" in evidence else None
+            ),
+        },
         "circuits": {c.emotion: {"neurons": c.n_neurons, "heads": c.n_heads} for c in circuits},
         "ablation_generations": gen_effect["mean"] if gen_effect else None,
         "faithfulness": faithfulness_summary(faithful) if faithful else None,
@@ -468,8 +667,9 @@ def sweep_layers(cfg: DiscoverConfig, n_layers: int) -> tuple[int, ...]:
     return spread_layers(n_layers, cfg.sweep_layer_count or n_layers)
 
 
-def _references(model: ModelHandle, store, dirs, cfg: DiscoverConfig, emotions: Sequence[str], progress: bool
-                ) -> dict[str, Any]:
+def _references(
+    model: ModelHandle, store, dirs, cfg: DiscoverConfig, emotions: Sequence[str], progress: bool
+) -> dict[str, Any]:
     """The slow reference measures (per-head ablation, intervention influence) on their row subsets and on
     ``cfg.reference_layers``, or on as many spread layers as ``cfg.reference_budget_s`` allows after
     timing the middle layer, or none (budget 0). Returns ``{"layers", "influence" (zero outside the
@@ -482,13 +682,19 @@ def _references(model: ModelHandle, store, dirs, cfg: DiscoverConfig, emotions: 
     sub = _restricted(store, ref_rows)
     heads_ref = torch.zeros(L, len(emotions), model.arch.n_heads)
     infl_int = torch.zeros(L, 2, len(emotions))
-    agreement: dict[str, Any] = {"heads_rows": int(ref_rows.numel()), "influence_rows": int(infl_rows.numel()),
-                                 "reference_budget_s": cfg.reference_budget_s}
+    agreement: dict[str, Any] = {
+        "heads_rows": int(ref_rows.numel()),
+        "influence_rows": int(infl_rows.numel()),
+        "reference_budget_s": cfg.reference_budget_s,
+    }
 
     def measure(layers: Sequence[int]) -> None:
         heads_ref.add_(components.head_scores_reference(model, sub, dirs, layers=layers, progress=progress))
-        infl_int.add_(influence.influence_intervention(model, store, dirs, alphas=cfg.alphas, rows=infl_rows,
-                                                      layers=layers, progress=progress))
+        infl_int.add_(
+            influence.influence_intervention(
+                model, store, dirs, alphas=cfg.alphas, rows=infl_rows, layers=layers, progress=progress
+            )
+        )
 
     if cfg.reference_layers:
         layers = sorted(set(cfg.reference_layers))
@@ -506,14 +712,19 @@ def _references(model: ModelHandle, store, dirs, cfg: DiscoverConfig, emotions: 
         agreement["seconds_per_layer"] = round(per_layer, 3)
     agreement["reference_layers"] = layers
     if not layers:
-        agreement.update(heads_spearman=None, influence_spearman=None,
-                         note="reference measures skipped (reference_budget_s=0): the one-pass head scores and "
-                              "the gradient influence are not checked against the slow measures on this run")
+        agreement.update(
+            heads_spearman=None,
+            influence_spearman=None,
+            note="reference measures skipped (reference_budget_s=0): the one-pass head scores and "
+            "the gradient influence are not checked against the slow measures on this run",
+        )
     else:
         heads_sub = components.head_scores_one_pass(model, sub, dirs)
         grad_sub = influence.influence_gradient(model, store, dirs, rows=infl_rows, progress=False)
-        agreement.update(heads_spearman=_spearman(heads_sub[layers], heads_ref[layers]),
-                         influence_spearman=_spearman(infl_int[layers], grad_sub[layers]))
+        agreement.update(
+            heads_spearman=_spearman(heads_sub[layers], heads_ref[layers]),
+            influence_spearman=_spearman(infl_int[layers], grad_sub[layers]),
+        )
     return {"layers": layers, "influence": infl_int, "agreement": agreement}
 
 
@@ -522,9 +733,11 @@ def agreement_line(agreement: dict[str, Any]) -> str:
     if agreement.get("heads_spearman") is None:
         return agreement.get("note", "reference measures skipped")
     layers = agreement["reference_layers"]
-    return (f"one-pass vs reference on {len(layers)} layer(s) {layers}: heads Spearman "
-            f"{agreement['heads_spearman']:.3f} ({agreement['heads_rows']} rows), influence Spearman "
-            f"{agreement['influence_spearman']:.3f} ({agreement['influence_rows']} rows)")
+    return (
+        f"one-pass vs reference on {len(layers)} layer(s) {layers}: heads Spearman "
+        f"{agreement['heads_spearman']:.3f} ({agreement['heads_rows']} rows), influence Spearman "
+        f"{agreement['influence_spearman']:.3f} ({agreement['influence_rows']} rows)"
+    )
 
 
 def _restricted(store, idx: torch.Tensor):

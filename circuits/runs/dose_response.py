@@ -23,22 +23,34 @@ DOSE_JSON = "dose_response.json"
 class DoseConfig:
     """The random controls of :func:`run_dose_response` (the strengths come from its :class:`EvalConfig`)."""
 
-    null_seeds: tuple[int, ...] = help_field((0, 1, 2), "seeds of the random controls, one control per seed and "
-                                                        "strength; the figure draws their min-max band", min=0)
+    null_seeds: tuple[int, ...] = help_field(
+        (0, 1, 2),
+        "seeds of the random controls, one control per seed and strength; the figure draws their min-max band",
+        min=0,
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
         if len(set(self.null_seeds)) != len(self.null_seeds):
-            raise ConfigError(f"DoseConfig.null_seeds (--null-seeds): expected distinct seeds, got "
-                              f"{list(self.null_seeds)}")
+            raise ConfigError(
+                f"DoseConfig.null_seeds (--null-seeds): expected distinct seeds, got {list(self.null_seeds)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def run_dose_response(model: ModelHandle, run_dir: str | Path, cfg: EvalConfig, *, out: str | Path | None = None,
-                      dose: DoseConfig | None = None, dev: Any = None, judge: Any = None,
-                      progress: bool = True) -> dict[str, Any]:
+def run_dose_response(
+    model: ModelHandle,
+    run_dir: str | Path,
+    cfg: EvalConfig,
+    *,
+    out: str | Path | None = None,
+    dose: DoseConfig | None = None,
+    dev: Any = None,
+    judge: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """:func:`circuits.steer.dose.dose_response` with the run's methods and their random controls
     (one per seed of ``dose.null_seeds``) on the train split (``dev``, default the shipped one); writes ``dose_response.json``
     and ``dose_response.html`` to ``out`` (default the run directory)."""
@@ -73,32 +85,65 @@ def dose_figure(res: dict[str, Any], out_dir: Any) -> list:
     from circuits.figures.discovery import add_band
     from circuits.figures.render import save_figure
 
-    keys = (("accuracy", "judged accuracy"), ("emotion_score", "emotion score (judge probability)"),
-            ("perplexity", "perplexity"))
+    keys = (
+        ("accuracy", "judged accuracy"),
+        ("emotion_score", "emotion score (judge probability)"),
+        ("perplexity", "perplexity"),
+    )
     fig = make_subplots(rows=1, cols=3, subplot_titles=[k[1] for k in keys])
     colors = {"direction": "#1f77b4", "emotion_vector": "#2ca02c", "circuit": "#d62728"}
     for c, (key, _) in enumerate(keys):
         for method, t in res["methods"].items():
             ctrl = [p for p in t["control"] if p[key] is not None]
             if ctrl:
-                add_band(fig, [p["strength"] for p in ctrl], [p["lo"][key] for p in ctrl],
-                         [p["hi"][key] for p in ctrl], f"{method} (random controls, min-max over seeds)",
-                         color=colors.get(method), legendgroup=method + " band", showlegend=c == 0,
-                         row=1, col=c + 1)
+                add_band(
+                    fig,
+                    [p["strength"] for p in ctrl],
+                    [p["lo"][key] for p in ctrl],
+                    [p["hi"][key] for p in ctrl],
+                    f"{method} (random controls, min-max over seeds)",
+                    color=colors.get(method),
+                    legendgroup=method + " band",
+                    showlegend=c == 0,
+                    row=1,
+                    col=c + 1,
+                )
             for series, dash, suffix in (("points", "solid", ""), ("control", "dot", " (random control, mean)")):
                 pts = [p for p in t[series] if p[key] is not None]
-                fig.add_trace(go.Scatter(x=[p["strength"] for p in pts], y=[p[key] for p in pts],
-                                         mode="lines+markers", name=method + suffix, legendgroup=method + suffix,
-                                         showlegend=c == 0, line=dict(color=colors.get(method), dash=dash)),
-                              row=1, col=c + 1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[p["strength"] for p in pts],
+                        y=[p[key] for p in pts],
+                        mode="lines+markers",
+                        name=method + suffix,
+                        legendgroup=method + suffix,
+                        showlegend=c == 0,
+                        line=dict(color=colors.get(method), dash=dash),
+                    ),
+                    row=1,
+                    col=c + 1,
+                )
         xs = [p["strength"] for t in res["methods"].values() for p in t["points"]] or [0.0]
         for name, dash in (("prompting", "dash"), ("neutral", "dashdot")):
             v = res["reference"][name][key]
             if v is not None:  # a flat trace, so the matplotlib fallback draws it too
-                fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[v, v], mode="lines", name=name, legendgroup=name,
-                                         showlegend=c == 0, line=dict(dash=dash, color="grey")), row=1, col=c + 1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=[min(xs), max(xs)],
+                        y=[v, v],
+                        mode="lines",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=c == 0,
+                        line=dict(dash=dash, color="grey"),
+                    ),
+                    row=1,
+                    col=c + 1,
+                )
     fig.update_yaxes(type="log", row=1, col=3)
     fig.update_xaxes(title="strength (alpha, or lambda for circuits)")
-    fig.update_layout(title=f"Dose-response on {res['model']['name']} ({res['dev']['items_per_point']} dev replies "
-                            f"per point, judge {res['judge']})")
+    fig.update_layout(
+        title=f"Dose-response on {res['model']['name']} ({res['dev']['items_per_point']} dev replies "
+        f"per point, judge {res['judge']})"
+    )
     return save_figure(fig, Path(out_dir), "dose_response")

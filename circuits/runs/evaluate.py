@@ -22,8 +22,15 @@ from circuits.runs.rundir import Run
 from circuits.steer.metrics import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
 
 
-def method_factories(model: ModelHandle, run: Run | str | os.PathLike, cfg: EvalConfig, emotions: Sequence[str], *,
-                     null_seed: int | None = None, progress: bool = True) -> tuple[dict[str, Any], list[int] | None]:
+def method_factories(
+    model: ModelHandle,
+    run: Run | str | os.PathLike,
+    cfg: EvalConfig,
+    emotions: Sequence[str],
+    *,
+    null_seed: int | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[int] | None]:
     """``{method: (emotion, strength) -> interventions}`` for the steered methods of ``cfg.methods`` from the
     run's circuits, directions and Emotion Vectors, and the direction-steering layers (None without it).
 
@@ -60,8 +67,9 @@ def method_factories(model: ModelHandle, run: Run | str | os.PathLike, cfg: Eval
         if g is not None:
             noise = torch.randn(ev.shape, generator=g)
             ev = noise / noise.norm(dim=-1, keepdim=True) * ev.norm(dim=-1, keepdim=True)
-        factories["emotion_vector"] = lambda e, s: emotion_vector_steering(ev, ev_emotions, {e: s},
-                                                                           positions=cfg.positions)
+        factories["emotion_vector"] = lambda e, s: emotion_vector_steering(
+            ev, ev_emotions, {e: s}, positions=cfg.positions
+        )
     return factories, layers
 
 
@@ -72,9 +80,14 @@ def random_circuit(circuit: Any, seed: int) -> Any:
     from circuits.circuit.ablation_faithfulness import random_units
 
     units = random_units(circuit, seed)
-    layers = [LayerCircuit(lc.layer, units["neurons"][lc.layer], list(lc.neuron_scores), units["heads"][lc.layer],
-                           list(lc.head_scores)) for lc in circuit.layers]
+    layers = [
+        LayerCircuit(
+            lc.layer, units["neurons"][lc.layer], list(lc.neuron_scores), units["heads"][lc.layer], list(lc.head_scores)
+        )
+        for lc in circuit.layers
+    ]
     return replace(circuit, layers=layers, meta={**circuit.meta, "random_control_seed": seed})
+
 
 def run_evaluation(
     model: ModelHandle,
@@ -108,8 +121,10 @@ def run_evaluation(
     cfg = cfg or EvalConfig()
     bad = [L for L in cfg.direction_layers or () if not 0 <= L < model.arch.n_layers]
     if bad:
-        raise InputError(f"EvalConfig.direction_layers (--direction-layers): layer(s) {bad} out of range: "
-                         f"{model.name} has layers 0-{model.arch.n_layers - 1}")
+        raise InputError(
+            f"EvalConfig.direction_layers (--direction-layers): layer(s) {bad} out of range: "
+            f"{model.name} has layers 0-{model.arch.n_layers - 1}"
+        )
     run = Run(run_dir)
     emotions = check_emotions(cfg.emotions)
     factories, layers = method_factories(model, run, cfg, emotions, progress=progress)
@@ -126,12 +141,15 @@ def run_evaluation(
     t_sweep = time.perf_counter()
     ivs = {m: (lambda e, m=m: factories[m](e, cfg.strength(m))) for m in factories}
     replies: list[dict[str, Any]] = []
-    result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress,
-                              record=replies)
+    result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress, record=replies)
     if sweep is not None:
         result["strength_sweep"] = sweep
     # set-up: loading the circuits and directions, computing (once) or reading the Emotion Vectors
-    result["timings_s"] = {"setup": t0 - t_start, "strength_sweep": t_sweep - t0, "evaluation": time.perf_counter() - t_sweep}
+    result["timings_s"] = {
+        "setup": t0 - t_start,
+        "strength_sweep": t_sweep - t0,
+        "evaluation": time.perf_counter() - t_sweep,
+    }
     result.update(provenance())
     write_evaluation(result, out or run.path)
     layout.write_jsonl(Path(out or run.path) / layout.REPLIES_JSONL, replies)
@@ -149,8 +167,11 @@ def write_evaluation(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     for name, m in result["methods"].items():
         rows.append([name, "all", m["accuracy"], m["perplexity"], m["distinct_2"]])
         rows += [[name, e, a, "", ""] for e, a in m["per_emotion"].items()]
-    paths.append(layout.write_csv(out / layout.EVALUATION_CSV,
-                                  ["method", "emotion", "accuracy", "perplexity", "distinct_2"], rows))
+    paths.append(
+        layout.write_csv(
+            out / layout.EVALUATION_CSV, ["method", "emotion", "accuracy", "perplexity", "distinct_2"], rows
+        )
+    )
     try:
         import plotly.graph_objects as go
 
@@ -159,21 +180,39 @@ def write_evaluation(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
         fig = go.Figure()
         for name, m in result["methods"].items():
             fig.add_trace(go.Bar(name=name, x=list(m["per_emotion"]), y=list(m["per_emotion"].values())))
-        fig.update_layout(barmode="group", title="Accuracy per emotion and method (judged as the target emotion)",
-                          yaxis_title="accuracy", yaxis_range=[0, 1])
+        fig.update_layout(
+            barmode="group",
+            title="Accuracy per emotion and method (judged as the target emotion)",
+            yaxis_title="accuracy",
+            yaxis_range=[0, 1],
+        )
         paths.append(write_text_atomic(out / layout.ACCURACY_HTML, plotly_html(fig)))
     except ImportError:  # pragma: no cover
         pass
-    md = [f"# Steering evaluation: {result['model']['name']}", "",
-          f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
-          f"{len(result['config']['emotions'])} emotions), greedy decoding, judge "
-          f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.", "",
-          f"Emotion instruction (prompting, and the prompt of the discovery run): "
-          f"{PromptSettings.from_dict(result.get('prompts') or {}).describe()}.", "", "```",
-          method_table(result), "```", ""]
+    md = [
+        f"# Steering evaluation: {result['model']['name']}",
+        "",
+        f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
+        f"{len(result['config']['emotions'])} emotions), greedy decoding, judge "
+        f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.",
+        "",
+        f"Emotion instruction (prompting, and the prompt of the discovery run): "
+        f"{PromptSettings.from_dict(result.get('prompts') or {}).describe()}.",
+        "",
+        "```",
+        method_table(result),
+        "```",
+        "",
+    ]
     if result.get("strength_sweep"):
-        md += ["Strengths were chosen on the dev items (the train split), not on the test split:", "", "```",
-               sweep_table(result["strength_sweep"]), "```", ""]
+        md += [
+            "Strengths were chosen on the dev items (the train split), not on the test split:",
+            "",
+            "```",
+            sweep_table(result["strength_sweep"]),
+            "```",
+            "",
+        ]
     md += ["## Example generations", ""]
     for name, m in result["methods"].items():
         md.append(f"### {name}")

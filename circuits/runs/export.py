@@ -34,14 +34,23 @@ class ControlVectorConfig:
 
     source: str = help_field(None, "what becomes the control vector", choices=SOURCES, required=True)
     emotion: str | None = help_field(None, "the emotion (every source but va)")
-    strength: float = help_field(None, "alpha (direction: x mean residual RMS; emotion_vector: x EV; va: x mean "
-                                       "residual RMS) or lambda (circuit: x Delta-mu); the file holds the vector "
-                                       "as added", required=True)
+    strength: float = help_field(
+        None,
+        "alpha (direction: x mean residual RMS; emotion_vector: x EV; va: x mean "
+        "residual RMS) or lambda (circuit: x Delta-mu); the file holds the vector "
+        "as added",
+        required=True,
+    )
     layers: tuple[int, ...] | None = help_field(None, "direction: layers (None: 40-72% of the depth)", min=0)
     axis: str = help_field("valence", "source va: the axis", choices=("valence", "arousal"))
-    check: int = help_field(0, "also steer with the file on the neutral prompts of N test scenarios, in the "
-                               "workbench and (if llama-cpp-python is installed) in llama.cpp, and judge the "
-                               "replies (0: no check)", min=0, metavar="N")
+    check: int = help_field(
+        0,
+        "also steer with the file on the neutral prompts of N test scenarios, in the "
+        "workbench and (if llama-cpp-python is installed) in llama.cpp, and judge the "
+        "replies (0: no check)",
+        min=0,
+        metavar="N",
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -52,8 +61,9 @@ class ControlVectorConfig:
         return asdict(self)
 
 
-def export_control_vector(model: ModelHandle, run_dir: str | Path, cfg: ControlVectorConfig, *,
-                          va_dir: str | Path | None = None) -> cvec.ControlVector:
+def export_control_vector(
+    model: ModelHandle, run_dir: str | Path, cfg: ControlVectorConfig, *, va_dir: str | Path | None = None
+) -> cvec.ControlVector:
     """The control vector of ``cfg.source`` (one of :data:`SOURCES`) from the discovery run ``run_dir``:
     ``direction`` (``alpha * sigma_L * v_L`` on ``cfg.layers``, default the direction-steering layers),
     ``emotion_vector`` (``alpha * EV_L``), ``circuit`` (``lam`` x the circuit's residual write) or ``va``
@@ -84,10 +94,19 @@ def export_control_vector(model: ModelHandle, run_dir: str | Path, cfg: ControlV
     return cvec.from_va_axis(model, axes, axis, strength, sigma)
 
 
-def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: str, *, limit: int = 2,
-                         circuit_lambda: float | None = None, run_dir: str | Path | None = None,
-                         judge: Any = None, max_new_tokens: int = 48, threads: int = 2,
-                         gguf_model: str | Path | None = None) -> dict[str, Any]:
+def check_control_vector(
+    model: ModelHandle,
+    cv: cvec.ControlVector,
+    emotion: str,
+    *,
+    limit: int = 2,
+    circuit_lambda: float | None = None,
+    run_dir: str | Path | None = None,
+    judge: Any = None,
+    max_new_tokens: int = 48,
+    threads: int = 2,
+    gguf_model: str | Path | None = None,
+) -> dict[str, Any]:
     """Judged accuracy (share of replies judged ``emotion``) on the neutral prompts of ``limit`` test
     scenarios: the workbench without and with ``cv`` (read back as ``resid_post`` edits at every
     position), circuit modulation itself when ``circuit_lambda`` is given (the run's circuit for
@@ -98,10 +117,11 @@ def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: st
     from circuits.core.generate import GenerationSettings, generate
     from circuits.core.sev import DEFAULT_TEST, load_sev
     from circuits.judges.base import default_judge_instance, judge_matches, judge_name
+
     judge = judge or default_judge_instance()
     settings = Run(run_dir, check=False).prompts if run_dir else None
     items = load_sev(DEFAULT_TEST).subset(limit).items([emotion])
-    chat = (settings.chat if settings else (lambda e, u: (None, u)))
+    chat = settings.chat if settings else (lambda e, u: (None, u))
     prompts = [model.chat_ids(*chat(None, it.user_text)) for it in items]
     gen = GenerationSettings(max_new_tokens=max_new_tokens)
     conditions: dict[str, list] = {"workbench, no edit": [], "workbench + file": cv.interventions(model)}
@@ -111,8 +131,10 @@ def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: st
 
         circuit = Circuit.load(Run(run_dir, check=False).circuit_file(emotion), model=model)
         conditions["workbench, circuit modulation"] = circuit_modulation(circuit, model, lam=circuit_lambda)
-    replies = {name: generate(model, prompts, gen, interventions=ivs or None, progress=False)
-               for name, ivs in conditions.items()}
+    replies = {
+        name: generate(model, prompts, gen, interventions=ivs or None, progress=False)
+        for name, ivs in conditions.items()
+    }
     engine = _llama_cpp(model, gguf_model, threads)
     if engine is not None:
         try:
@@ -121,8 +143,14 @@ def check_control_vector(model: ModelHandle, cv: cvec.ControlVector, emotion: st
             replies["llama.cpp + file"] = engine.replies(model, prompts, max_new_tokens)
         finally:
             engine.close()
-    out: dict[str, Any] = {"emotion": emotion, "n": len(prompts), "judge": judge_name(judge), "conditions": {},
-                           "file_meta": cv.meta, "llama_cpp": engine is not None}
+    out: dict[str, Any] = {
+        "emotion": emotion,
+        "n": len(prompts),
+        "judge": judge_name(judge),
+        "conditions": {},
+        "file_meta": cv.meta,
+        "llama_cpp": engine is not None,
+    }
     for name, texts in replies.items():
         hits, verdicts = judge_matches(judge, texts, [emotion] * len(texts))
         out["conditions"][name] = {"accuracy": sum(hits) / max(1, len(hits)), "examples": texts[:2]}
@@ -148,8 +176,9 @@ def _llama_cpp(model: ModelHandle, gguf_model: str | Path | None, threads: int):
 
 
 @torch.no_grad()
-def _emotion_scores(model: ModelHandle, run: Run, emotion: str, prompts: list[list[int]],
-                    conditions: dict[str, list]) -> dict[str, float]:
+def _emotion_scores(
+    model: ModelHandle, run: Run, emotion: str, prompts: list[list[int]], conditions: dict[str, list]
+) -> dict[str, float]:
     """Mean ``s`` = <final state at the last prompt token, v_ref> per workbench condition."""
     from circuits.core.hooks import run_forward
     from circuits.discovery.influence import FINAL_STATE, final_state, reference_directions
@@ -157,8 +186,10 @@ def _emotion_scores(model: ModelHandle, run: Run, emotion: str, prompts: list[li
     dirs = run.directions()
     v = reference_directions(dirs)[list(dirs.emotions).index(emotion)]
     ids, mask = model.pad_left(prompts)
-    return {name: float((final_state(run_forward(model, ids, mask, ivs, FINAL_STATE)) @ v).mean())
-            for name, ivs in conditions.items()}
+    return {
+        name: float((final_state(run_forward(model, ids, mask, ivs, FINAL_STATE)) @ v).mean())
+        for name, ivs in conditions.items()
+    }
 
 
 def check_table(result: dict[str, Any]) -> str:
@@ -180,6 +211,9 @@ def export_graphs(model: ModelHandle, run_dir: str | Path, emotions: Sequence[st
     written = []
     for e, c in run.circuits(model=model, emotions=emotions).items():
         g = node_link_graph(c, model)
-        written += [c.save_graph(folder / f"{e}.graph.json"), save_node_link(g, folder / f"{e}.nodelink.json"),
-                    save_circuit_html(g, folder / f"{e}.html")]
+        written += [
+            c.save_graph(folder / f"{e}.graph.json"),
+            save_node_link(g, folder / f"{e}.nodelink.json"),
+            save_circuit_html(g, folder / f"{e}.html"),
+        ]
     return written

@@ -15,9 +15,16 @@ from circuits.core.model import ModelHandle
 from circuits.runs import layout
 
 
-def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *, judge: Any = None,
-                     emotions: list[str] | None = None, heldout: Any = None,
-                     progress: bool = True) -> dict[str, Any]:
+def run_faithfulness(
+    model: ModelHandle,
+    run_dir: str | Path,
+    cfg: Any = None,
+    *,
+    judge: Any = None,
+    emotions: list[str] | None = None,
+    heldout: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Faithfulness of the circuits of ``run_dir`` (:func:`circuits.circuit.ablation_faithfulness.circuit_faithfulness`
     on the run's store and directions; with ``cfg.split == "test"`` on the items of ``heldout``, an
     :class:`~circuits.core.sev.SEVDataset` or a path, default the shipped test split). Each circuit file is rewritten with its ``faithfulness`` block
@@ -38,14 +45,20 @@ def run_faithfulness(model: ModelHandle, run_dir: str | Path, cfg: Any = None, *
         raise InputError("--sev (the held-out items) is only read with --split test, not with --split train")
     if cfg.split == "test":
         held = heldout if isinstance(heldout, SEVDataset) else load_sev(heldout or DEFAULT_TEST)
-    blocks = circuit_faithfulness(model, store, dirs, list(circuits.values()), cfg, heldout=held, judge=judge,
-                                  progress=progress)
+    blocks = circuit_faithfulness(
+        model, store, dirs, list(circuits.values()), cfg, heldout=held, judge=judge, progress=progress
+    )
     for emotion, c in circuits.items():
         c.faithfulness = blocks[emotion]
         c.save(run.circuit_file(emotion))
     from circuits.judges.base import judge_name
 
-    result = {"summary": faithfulness_summary(blocks), "blocks": blocks, "config": cfg.to_dict(),
-              "judge": judge_name(judge) if cfg.judge_rows else None, "model": model.describe()}
+    result = {
+        "summary": faithfulness_summary(blocks),
+        "blocks": blocks,
+        "config": cfg.to_dict(),
+        "judge": judge_name(judge) if cfg.judge_rows else None,
+        "model": model.describe(),
+    }
     write_json_atomic(run.file(layout.FAITHFULNESS_JSON), result)
     return result

@@ -73,16 +73,19 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 def read_sweeps(run: str | Path) -> list[dict[str, Any]]:
     """``sweeps.csv`` as the records :func:`circuits.discovery.ablation.sweep` returned."""
-    return [dict(r, k=int(r["k"]), layer=int(r["layer"]), delta_s=float(r["delta_s"]))
-            for r in read_csv(Path(run) / SWEEPS_CSV)]
+    return [
+        dict(r, k=int(r["k"]), layer=int(r["layer"]), delta_s=float(r["delta_s"]))
+        for r in read_csv(Path(run) / SWEEPS_CSV)
+    ]
 
 
 def read_influence(run: str | Path, emotions: Sequence[str], n_layers: int) -> torch.Tensor:
     """The normalised influence of ``influence.csv`` as ``[n_layers, 2 (attn, mlp), n_emotions]``."""
     out = torch.zeros(n_layers, 2, len(emotions))
     for r in read_csv(Path(run) / INFLUENCE_CSV):
-        out[int(r["layer"]), ("attn", "mlp").index(r["sublayer"]), list(emotions).index(r["emotion"])] = \
-            float(r["normalised"])
+        out[int(r["layer"]), ("attn", "mlp").index(r["sublayer"]), list(emotions).index(r["emotion"])] = float(
+            r["normalised"]
+        )
     return out
 
 

@@ -55,7 +55,9 @@ def nulls_table(evidence: dict[str, Any]) -> str:
     real_c, null_c = evidence["cosine_by_theme"][1], np.array(null["cosine_by_theme"]["seeds"])[:, 1]
     lines = [f"{'layer':>5} {'probe':>6} {'null probe (min-max)':>21} {'cosine':>7} {'null cosine (min-max)':>22}"]
     for L in range(len(real_p)):
-        lines.append(f"{L:>5} {real_p[L]:>6.3f} {null_p[:, L].min():>10.3f}-{null_p[:, L].max():<10.3f} "
-                     f"{real_c[L]:>7.3f} {null_c[:, L].min():>11.3f}-{null_c[:, L].max():<10.3f}")
+        lines.append(
+            f"{L:>5} {real_p[L]:>6.3f} {null_p[:, L].min():>10.3f}-{null_p[:, L].max():<10.3f} "
+            f"{real_c[L]:>7.3f} {null_c[:, L].min():>11.3f}-{null_c[:, L].max():<10.3f}"
+        )
     lines.append(f"chance {null['chance']:.3f}; {null['seeds']} permutations ({null['method']})")
     return "\n".join(lines)

@@ -38,8 +38,9 @@ def candidate_prompts(wordings: Sequence[str] = CANDIDATE_WORDINGS) -> list[tupl
     out = [("system: paper", PAPER)]
     for i, w in enumerate(wordings):
         out.append((f"user before: w{i + 1}", replace(PAPER, placement="user", user_instruction=w)))
-    out.append(("user after: w1", replace(PAPER, placement="user", user_instruction=wordings[0],
-                                          instruction_position="after")))
+    out.append(
+        ("user after: w1", replace(PAPER, placement="user", user_instruction=wordings[0], instruction_position="after"))
+    )
     out.append(("both: paper + w1", replace(PAPER, placement="both", user_instruction=wordings[0])))
     return out
 
@@ -61,9 +62,15 @@ class PromptsConfig:
         return asdict(self)
 
 
-def measure_prompts(model: ModelHandle, dataset: SEVDataset, config: PromptsConfig | None = None,
-                    candidates: Sequence[tuple[str, PromptSettings]] | None = None, judge: Any = None,
-                    progress: bool = True, record: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def measure_prompts(
+    model: ModelHandle,
+    dataset: SEVDataset,
+    config: PromptsConfig | None = None,
+    candidates: Sequence[tuple[str, PromptSettings]] | None = None,
+    judge: Any = None,
+    progress: bool = True,
+    record: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """One row per candidate: ``{"name", "settings", "accuracy", "per_emotion", "echo_only",
     "same_for_all_emotions", "n", "examples"}`` (fractions in [0, 1]). When ``record`` is a list, every
     reply is appended to it as ``{"text", "label" (the prompted emotion), "instruction", "candidate",
@@ -81,28 +88,47 @@ def measure_prompts(model: ModelHandle, dataset: SEVDataset, config: PromptsConf
     items = data.items(list(emotions))
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, repetition_penalty=1.1)
     rows = []
-    for name, settings in tqdm(list(candidates or candidate_prompts(cfg.wordings)), desc="prompts",
-                               disable=not progress):
+    for name, settings in tqdm(
+        list(candidates or candidate_prompts(cfg.wordings)), desc="prompts", disable=not progress
+    ):
         prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in items]
         replies = generate(model, prompts, gen, progress=False, no_repeat_ngram_size=3)
         instructions = [settings.instructions(it.emotion) for it in items]
         hits, verdicts = judge_matches(judge, replies, [it.emotion for it in items], instructions=instructions)
         if record is not None:
-            record += [{"text": r, "label": it.emotion, "instruction": list(ins), "candidate": name,
-                        "valence": it.valence, "skeleton_id": it.skeleton_id, "verdict": v}
-                       for it, r, ins, v in zip(items, replies, instructions, verdicts)]
+            record += [
+                {
+                    "text": r,
+                    "label": it.emotion,
+                    "instruction": list(ins),
+                    "candidate": name,
+                    "valence": it.valence,
+                    "skeleton_id": it.skeleton_id,
+                    "verdict": v,
+                }
+                for it, r, ins, v in zip(items, replies, instructions, verdicts)
+            ]
         echo_only = [bool(r.strip()) and not strip_echo(r, ins) for r, ins in zip(replies, instructions)]
         by_item: dict[tuple[str, str], set[str]] = {}
         for it, r in zip(items, replies):
             by_item.setdefault((it.skeleton_id, it.valence), set()).add(r.strip())
         per_emotion = {e: _mean([h for h, it in zip(hits, items) if it.emotion == e]) for e in emotions}
-        rows.append({
-            "name": name, "settings": settings.to_dict(), "describe": settings.describe(),
-            "accuracy": _mean(hits), "per_emotion": per_emotion, "echo_only": _mean(echo_only),
-            "same_for_all_emotions": _mean([len(v) == 1 for v in by_item.values()]), "n": len(items),
-            "examples": [{"emotion": it.emotion, "reply": r, "judged": v}
-                         for it, r, v in list(zip(items, replies, verdicts))[:: max(1, len(items) // 6)]],
-        })
+        rows.append(
+            {
+                "name": name,
+                "settings": settings.to_dict(),
+                "describe": settings.describe(),
+                "accuracy": _mean(hits),
+                "per_emotion": per_emotion,
+                "echo_only": _mean(echo_only),
+                "same_for_all_emotions": _mean([len(v) == 1 for v in by_item.values()]),
+                "n": len(items),
+                "examples": [
+                    {"emotion": it.emotion, "reply": r, "judged": v}
+                    for it, r, v in list(zip(items, replies, verdicts))[:: max(1, len(items) // 6)]
+                ],
+            }
+        )
     return rows
 
 
@@ -116,7 +142,9 @@ def prompts_table(rows: Sequence[dict[str, Any]]) -> str:
     head = f"{'candidate':<22} {'acc':>5} " + " ".join(f"{e[:5]:>5}" for e in emotions) + "  echo  same"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['name']:<22} {100 * r['accuracy']:5.1f} "
-                     + " ".join(f"{100 * r['per_emotion'][e]:5.0f}" for e in emotions)
-                     + f" {100 * r['echo_only']:5.0f} {100 * r['same_for_all_emotions']:5.0f}")
+        lines.append(
+            f"{r['name']:<22} {100 * r['accuracy']:5.1f} "
+            + " ".join(f"{100 * r['per_emotion'][e]:5.0f}" for e in emotions)
+            + f" {100 * r['echo_only']:5.0f} {100 * r['same_for_all_emotions']:5.0f}"
+        )
     return "\n".join(lines)

@@ -21,11 +21,18 @@ def figures_from_run(run_dir: str | Path) -> list[str]:
     emotions = list(summary.get("config", {}).get("emotions", store.emotions))
     scores = run.scores()
     return discovery_figures(
-        run.path, emotions=emotions, pca=pca_by_layer(store, "mlp", emotions=emotions),
-        evidence=run.json(layout.EVIDENCE_JSON, None), neurons=scores["neurons"], heads=scores["heads"],
-        sweeps=run.sweeps(), influence=run.influence(emotions, scores["neurons"].shape[0]),
+        run.path,
+        emotions=emotions,
+        pca=pca_by_layer(store, "mlp", emotions=emotions),
+        evidence=run.json(layout.EVIDENCE_JSON, None),
+        neurons=scores["neurons"],
+        heads=scores["heads"],
+        sweeps=run.sweeps(),
+        influence=run.influence(emotions, scores["neurons"].shape[0]),
         circuits=list(run.circuits(emotions=emotions).values()),
-        logit_lens=run.logit_lens(emotions), cosine=cross_context_cosines(store, emotions))
+        logit_lens=run.logit_lens(emotions),
+        cosine=cross_context_cosines(store, emotions),
+    )
 
 
 def make_figures(discover: str | Path, va: str | Path | None = None, png_dir: str | Path | None = None) -> list[str]:

@@ -27,6 +27,7 @@ FORMATS = ("html", "md")
 
 # --- reading ----------------------------------------------------------------------------------------
 
+
 class _Shape:
     """``with _Shape(path): ...`` turns a KeyError / TypeError / ... while reading ``path``'s content
     into an :class:`InputError` naming the file."""
@@ -38,8 +39,11 @@ class _Shape:
         return None
 
     def __exit__(self, et: Any, e: Any, tb: Any) -> bool:
-        if et is not None and issubclass(et, (KeyError, TypeError, ValueError, IndexError, AttributeError)) \
-                and not issubclass(et, InputError):
+        if (
+            et is not None
+            and issubclass(et, (KeyError, TypeError, ValueError, IndexError, AttributeError))
+            and not issubclass(et, InputError)
+        ):
             raise InputError(f"{self.path}: unexpected content ({et.__name__}: {e})") from None
         return False
 
@@ -51,14 +55,17 @@ def open_run(run_dir: str | os.PathLike) -> Run:
     if not run.path.is_dir():
         raise InputError(f"{run.path}: no such run directory; make one with `emocircuits discover --out {run.path}`")
     if not run.has(layout.SUMMARY_JSON):
-        raise InputError(f"{run.file(layout.SUMMARY_JSON)}: not found; not a discovery run, make one with "
-                         f"`emocircuits discover --out {run.path}`")
+        raise InputError(
+            f"{run.file(layout.SUMMARY_JSON)}: not found; not a discovery run, make one with "
+            f"`emocircuits discover --out {run.path}`"
+        )
     if not isinstance(run.summary, dict):
         raise InputError(f"{run.file(layout.SUMMARY_JSON)}: expected a JSON object")
     return run
 
 
 # --- sections ---------------------------------------------------------------------------------------
+
 
 def provenance_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str, Any]:
     """Model, dataset, prompts, judge, package versions and command line, as far as the run records them."""
@@ -78,12 +85,18 @@ def provenance_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str,
             if not summary.get(key):
                 missing.append(name)
         rows = summary.get("rows") or {}
-        return {"model": {"name": model.get("name"), "fingerprint": model.get("fingerprint")},
-                "dataset": dict(summary.get("dataset") or {}), "prompts": dict(summary.get("prompts") or {}),
-                "judge": summary.get("judge"), "evaluation_judge": (evaluation or {}).get("judge"),
-                "versions": dict(versions) if versions else None, "command": command or None,
-                "rows": {k: v for k, v in rows.items() if not isinstance(v, dict)}, "run": str(run.path),
-                "missing": missing}
+        return {
+            "model": {"name": model.get("name"), "fingerprint": model.get("fingerprint")},
+            "dataset": dict(summary.get("dataset") or {}),
+            "prompts": dict(summary.get("prompts") or {}),
+            "judge": summary.get("judge"),
+            "evaluation_judge": (evaluation or {}).get("judge"),
+            "versions": dict(versions) if versions else None,
+            "command": command or None,
+            "rows": {k: v for k, v in rows.items() if not isinstance(v, dict)},
+            "run": str(run.path),
+            "missing": missing,
+        }
 
 
 def _min_max(seeds: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
@@ -107,21 +120,38 @@ def probe_section(run: Run) -> dict[str, Any] | None:
             per = ev.get(f"cosine_by_{ctx}")
             if per:
                 # one list per read point, in the order of the probe's read points (attn, mlp)
-                cosine[ctx] = {rp: [float(v) for v in per[i]] for i, rp in enumerate(points[:len(per)])}
-        out: dict[str, Any] = {"layers": list(range(n_layers)), "probe_accuracy": acc, "cosine": cosine,
-                               "null": None, "null_cosine": None}
+                cosine[ctx] = {rp: [float(v) for v in per[i]] for i, rp in enumerate(points[: len(per)])}
+        out: dict[str, Any] = {
+            "layers": list(range(n_layers)),
+            "probe_accuracy": acc,
+            "cosine": cosine,
+            "null": None,
+            "null_cosine": None,
+        }
         null = ev.get("null")
         if null:
             p = null["probe_accuracy"]["mlp"]
             lo, hi = _min_max(p["seeds"])
-            out["null"] = {"read_point": "mlp", "mean": [float(v) for v in p["mean"]], "lo": lo, "hi": hi,
-                           "chance": null.get("chance"), "seeds": null.get("seeds"), "method": null.get("method")}
+            out["null"] = {
+                "read_point": "mlp",
+                "mean": [float(v) for v in p["mean"]],
+                "lo": lo,
+                "hi": hi,
+                "chance": null.get("chance"),
+                "seeds": null.get("seeds"),
+                "method": null.get("method"),
+            }
             c = null.get("cosine_by_theme")
             if c and "mlp" in points:
                 i = points.index("mlp")
                 lo, hi = _min_max([s[i] for s in c["seeds"]])
-                out["null_cosine"] = {"context": "theme", "read_point": "mlp", "mean": [float(v) for v in c["mean"][i]],
-                                      "lo": lo, "hi": hi}
+                out["null_cosine"] = {
+                    "context": "theme",
+                    "read_point": "mlp",
+                    "mean": [float(v) for v in c["mean"][i]],
+                    "lo": lo,
+                    "hi": hi,
+                }
         return out
 
 
@@ -140,11 +170,17 @@ def _faith_block(b: dict[str, Any]) -> dict[str, Any]:
     rnd = b.get("random") or {}
     rf = rnd.get("faithfulness") or {}
     seeds = [float(v) for v in rf.get("seeds") or []]
-    return {"faithfulness": b.get("faithfulness"), "random_mean": rf.get("mean"), "random_std": rf.get("std"),
-            "random_lo": min(seeds) if seeds else None, "random_hi": max(seeds) if seeds else None,
-            "ablation_loss": b.get("ablation_loss"),
-            "random_ablation_loss": (rnd.get("ablation_loss") or {}).get("mean"),
-            "split": (b.get("items") or {}).get("split", (b.get("config") or {}).get("split")), "rows": b.get("rows")}
+    return {
+        "faithfulness": b.get("faithfulness"),
+        "random_mean": rf.get("mean"),
+        "random_std": rf.get("std"),
+        "random_lo": min(seeds) if seeds else None,
+        "random_hi": max(seeds) if seeds else None,
+        "ablation_loss": b.get("ablation_loss"),
+        "random_ablation_loss": (rnd.get("ablation_loss") or {}).get("mean"),
+        "split": (b.get("items") or {}).get("split", (b.get("config") or {}).get("split")),
+        "rows": b.get("rows"),
+    }
 
 
 def circuits_section(run: Run) -> dict[str, Any] | None:
@@ -172,8 +208,9 @@ def circuits_section(run: Run) -> dict[str, Any] | None:
     for e in emotions:
         path, c = by_emotion[e]
         with _Shape(path):
-            L = int((c.get("model") or {}).get("arch", {}).get("n_layers") or 0) or \
-                1 + max((int(lc["layer"]) for lc in c["layers"]), default=-1)
+            L = int((c.get("model") or {}).get("arch", {}).get("n_layers") or 0) or 1 + max(
+                (int(lc["layer"]) for lc in c["layers"]), default=-1
+            )
             n_layers = max(n_layers, L)
             neurons, heads = [0] * L, [0] * L
             ns, hs = set(), set()
@@ -196,10 +233,16 @@ def circuits_section(run: Run) -> dict[str, Any] | None:
     for e in emotions:  # pad to the widest
         for k in ("neurons", "heads"):
             units[e][k] += [0] * (n_layers - len(units[e][k]))
-    jaccard = {k: [[_jaccard(sets[a][k], sets[b][k]) for b in emotions] for a in emotions]
-               for k in ("neurons", "heads")}
-    return {"emotions": emotions, "n_layers": n_layers, "units": units, "jaccard": jaccard,
-            "faithfulness": faith or None}
+    jaccard = {
+        k: [[_jaccard(sets[a][k], sets[b][k]) for b in emotions] for a in emotions] for k in ("neurons", "heads")
+    }
+    return {
+        "emotions": emotions,
+        "n_layers": n_layers,
+        "units": units,
+        "jaccard": jaccard,
+        "faithfulness": faith or None,
+    }
 
 
 def evaluation_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -211,8 +254,13 @@ def evaluation_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str,
     with _Shape(path):
         methods = {}
         for m, r in evaluation["methods"].items():
-            methods[m] = {"accuracy": r.get("accuracy"), "per_emotion": dict(r.get("per_emotion") or {}),
-                          "perplexity": r.get("perplexity"), "distinct_2": r.get("distinct_2"), "n": r.get("n")}
+            methods[m] = {
+                "accuracy": r.get("accuracy"),
+                "per_emotion": dict(r.get("per_emotion") or {}),
+                "perplexity": r.get("perplexity"),
+                "distinct_2": r.get("distinct_2"),
+                "n": r.get("n"),
+            }
         emotions = list((evaluation.get("config") or {}).get("emotions") or [])
         for r in methods.values():
             emotions += [e for e in r["per_emotion"] if e not in emotions]
@@ -225,18 +273,25 @@ def evaluation_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str,
                 for r in rows:
                     m, e = r.get("method"), r.get("label")
                     if m in replies and e is not None:
-                        replies[m].setdefault(e, []).append({"text": r.get("text", ""), "valence": r.get("valence"),
-                                                             "verdict": r.get("verdict")})
+                        replies[m].setdefault(e, []).append(
+                            {"text": r.get("text", ""), "valence": r.get("valence"), "verdict": r.get("verdict")}
+                        )
         else:
             for m, r in evaluation["methods"].items():
                 for ex in r.get("examples") or []:
                     source = f"{layout.EVALUATION_JSON} (examples only: {layout.REPLIES_JSONL} is absent)"
                     replies[m].setdefault(ex["emotion"], []).append(
-                        {"text": ex.get("reply", ""), "valence": ex.get("valence"), "verdict": ex.get("judged")})
+                        {"text": ex.get("reply", ""), "valence": ex.get("valence"), "verdict": ex.get("judged")}
+                    )
         replies = {m: {e: rs for e, rs in by.items() if rs} for m, by in replies.items()}
-        return {"methods": methods, "emotions": emotions, "judge": evaluation.get("judge"),
-                "dataset": dict(evaluation.get("dataset") or {}), "replies": {m: by for m, by in replies.items() if by},
-                "replies_source": source}
+        return {
+            "methods": methods,
+            "emotions": emotions,
+            "judge": evaluation.get("judge"),
+            "dataset": dict(evaluation.get("dataset") or {}),
+            "replies": {m: by for m, by in replies.items() if by},
+            "replies_source": source,
+        }
 
 
 def find_dose(run: Run) -> Path | None:
@@ -274,28 +329,46 @@ def va_section(va_dir: str | os.PathLike | None) -> dict[str, Any] | None:
         raise InputError(f"{path}: not found; not a VA run, make one with `emocircuits va --out {va.path}`")
     s = va.json(VA_SUMMARY_JSON)
     with _Shape(path):
-        return {"layer": s.get("layer"), "emotions": list(s.get("emotions") or s["projection"]),
-                "projection": {e: [float(x) for x in v] for e, v in s["projection"].items()},
-                "ratings": {e: list(v) for e, v in (s.get("ratings") or {}).items()},
-                "circumplex": dict(s.get("circumplex") or {}), "fit": dict(s.get("fit") or {}),
-                "steering": [{"direction": r["direction"], "alpha": r["alpha"], "valence_proj": r.get("valence_proj"),
-                              "arousal_proj": r.get("arousal_proj"), "judged": r.get("judged") or {}}
-                             for r in s.get("steering") or []],
-                "model": (s.get("model") or {}).get("name"), "dir": str(va.path)}
+        return {
+            "layer": s.get("layer"),
+            "emotions": list(s.get("emotions") or s["projection"]),
+            "projection": {e: [float(x) for x in v] for e, v in s["projection"].items()},
+            "ratings": {e: list(v) for e, v in (s.get("ratings") or {}).items()},
+            "circumplex": dict(s.get("circumplex") or {}),
+            "fit": dict(s.get("fit") or {}),
+            "steering": [
+                {
+                    "direction": r["direction"],
+                    "alpha": r["alpha"],
+                    "valence_proj": r.get("valence_proj"),
+                    "arousal_proj": r.get("arousal_proj"),
+                    "judged": r.get("judged") or {},
+                }
+                for r in s.get("steering") or []
+            ],
+            "model": (s.get("model") or {}).get("name"),
+            "dir": str(va.path),
+        }
 
 
 def views_section(run: Run, page_dir: Path) -> list[dict[str, str]] | None:
     """Every other HTML view the run holds (figures, accuracy, atlas, dose-response, traces, circuit views),
     as links relative to the folder of the report page."""
-    found = [p for p in sorted(run.path.rglob("*.html")) if p.name != layout.REPORT_HTML
-             and layout.STORE_DIR not in p.relative_to(run.path).parts]
-    views = [{"path": Path(os.path.relpath(p, page_dir)).as_posix(), "title": p.relative_to(run.path).as_posix()}
-             for p in found]
+    found = [
+        p
+        for p in sorted(run.path.rglob("*.html"))
+        if p.name != layout.REPORT_HTML and layout.STORE_DIR not in p.relative_to(run.path).parts
+    ]
+    views = [
+        {"path": Path(os.path.relpath(p, page_dir)).as_posix(), "title": p.relative_to(run.path).as_posix()}
+        for p in found
+    ]
     return views or None
 
 
-def gather_report(run_dir: str | os.PathLike, va_dir: str | os.PathLike | None = None,
-                  page_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def gather_report(
+    run_dir: str | os.PathLike, va_dir: str | os.PathLike | None = None, page_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """The data of :func:`circuits.figures.report_page.report_html` for a run (links relative to ``page_dir``,
     default the run directory)."""
     run = open_run(run_dir)
@@ -315,9 +388,14 @@ def gather_report(run_dir: str | os.PathLike, va_dir: str | os.PathLike | None =
     }
 
 
-def write_run_report(run_dir: str | os.PathLike, va_dir: str | os.PathLike | None = None,
-                     out: str | os.PathLike | None = None, fmt: str = "html", title: str | None = None,
-                     intro: str | None = None) -> Path:
+def write_run_report(
+    run_dir: str | os.PathLike,
+    va_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    fmt: str = "html",
+    title: str | None = None,
+    intro: str | None = None,
+) -> Path:
     """Write the report of ``run_dir`` (with the VA run ``va_dir`` when given): ``fmt="html"`` a
     self-contained ``report.html``, ``fmt="md"`` Markdown tables as ``findings.md``; to ``out`` (a file,
     or a folder to write the default name into; default the run directory), atomically, under ``title``

@@ -29,8 +29,10 @@ class Run:
     def __init__(self, path: str | os.PathLike, *, check: bool = True) -> None:
         self.path = Path(path)
         if check and not self.file(layout.SUMMARY_JSON).is_file() and not self.file(layout.CIRCUITS_DIR).is_dir():
-            raise InputError(f"{self.path}: not a discovery run directory (no {layout.SUMMARY_JSON}, no "
-                             f"{layout.CIRCUITS_DIR}/); run `emocircuits discover --out {self.path}` first")
+            raise InputError(
+                f"{self.path}: not a discovery run directory (no {layout.SUMMARY_JSON}, no "
+                f"{layout.CIRCUITS_DIR}/); run `emocircuits discover --out {self.path}` first"
+            )
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -115,8 +117,11 @@ class Run:
         ``model`` when given)."""
         from circuits.discovery.store import ActivationStore
 
-        return ActivationStore.load(self.file(layout.STORE_DIR), model) if model is not None else \
-            ActivationStore.load(self.file(layout.STORE_DIR))
+        return (
+            ActivationStore.load(self.file(layout.STORE_DIR), model)
+            if model is not None
+            else ActivationStore.load(self.file(layout.STORE_DIR))
+        )
 
     def directions(self, source: str = "sev") -> Any:
         """The run's :class:`~circuits.discovery.directions.Directions` of ``source``: ``sev``
@@ -127,8 +132,10 @@ class Run:
         if source == "concept":
             path = self.file(CONCEPT_DIRECTIONS)
             if not path.with_suffix(".safetensors").is_file():
-                raise InputError(f"{path.with_suffix('.safetensors')}: no emotion-concept directions in this run: "
-                                 f"compute them first with `emocircuits concepts --run {self.path}`")
+                raise InputError(
+                    f"{path.with_suffix('.safetensors')}: no emotion-concept directions in this run: "
+                    f"compute them first with `emocircuits concepts --run {self.path}`"
+                )
             return Directions.load(path)
         if source != "sev":
             raise InputError(f"direction source {source!r}: expected 'sev' or 'concept'")

@@ -26,10 +26,14 @@ class TraceConfig:
     method: str = help_field("none", "steering of the reply", choices=TRACE_METHODS)
     emotion: str | None = help_field(None, "the emotion to steer or prompt toward (and shown first)")
     strength: float | None = help_field(None, "alpha or lambda; None: the method's evaluate default")
-    positions: str = help_field("paper", "paper: each method's published positions; last: the last prompt token "
-                                         "only", choices=("paper", "last"))
-    direction_source: str = help_field("sev", "directions of direction steering and of the scores: sev or "
-                                              "concept (emocircuits concepts)", choices=("sev", "concept"))
+    positions: str = help_field(
+        "paper", "paper: each method's published positions; last: the last prompt token only", choices=("paper", "last")
+    )
+    direction_source: str = help_field(
+        "sev",
+        "directions of direction steering and of the scores: sev or concept (emocircuits concepts)",
+        choices=("sev", "concept"),
+    )
     max_new_tokens: int = help_field(48, "tokens of the generated reply", min=1)
 
     def __post_init__(self) -> None:
@@ -41,8 +45,14 @@ class TraceConfig:
         return asdict(self)
 
 
-def run_trace(model: ModelHandle, run_dir: str | Path, cfg: TraceConfig | None = None, *, prompt: str | None = None,
-              text: str | None = None) -> dict[str, Any]:
+def run_trace(
+    model: ModelHandle,
+    run_dir: str | Path,
+    cfg: TraceConfig | None = None,
+    *,
+    prompt: str | None = None,
+    text: str | None = None,
+) -> dict[str, Any]:
     """The trace of ``prompt`` (the user turn of a chat: neutral prompt, or the emotion prompt for
     ``method="prompting"``, or the neutral prompt steered by ``cfg.method`` toward ``cfg.emotion`` at
     ``cfg.strength``, default the method's evaluation default) or of ``text``, on the run's directions.
@@ -80,10 +90,11 @@ def write_trace(res: dict[str, Any], out: str | Path, run_dir: str | Path, *, fr
     Returns both paths."""
     from circuits.steer.token_trace import trace_html
 
-    what = "text" if from_text else f"reply ({res['method']}" + (
-        f", {res['emotion']}" if res["emotion"] else "") + ")"
-    meta = (f"model {res['model']}; {what}; directions: {res['direction_source']} of {run_dir}; "
-            f"{len(res['tokens']) - res['n_prompt']} tokens")
+    what = "text" if from_text else f"reply ({res['method']}" + (f", {res['emotion']}" if res["emotion"] else "") + ")"
+    meta = (
+        f"model {res['model']}; {what}; directions: {res['direction_source']} of {run_dir}; "
+        f"{len(res['tokens']) - res['n_prompt']} tokens"
+    )
     out = Path(out)
     write_text_atomic(out, trace_html(res, f"Emotion trace: {res['model']}", meta, emotion=res["emotion"]))
     write_json_atomic(out.with_suffix(".json"), res)

@@ -41,25 +41,31 @@ from circuits.va.subspace import (
 class VAConfig:
     """Options of :func:`run_va`; file paths default to the small files shipped in circuits/data."""
 
-    texts: str = help_field(str(data_path("va_texts")), "labelled texts (CSV or JSONL; default: the shipped 186 "
-                            "sentences)")
-    ratings: str | None = help_field(str(data_path("va_ratings")), "CSV emotion,valence,arousal (default: shipped "
-                                     "ratings of our 6 emotions)")
+    texts: str = help_field(
+        str(data_path("va_texts")), "labelled texts (CSV or JSONL; default: the shipped 186 sentences)"
+    )
+    ratings: str | None = help_field(
+        str(data_path("va_ratings")), "CSV emotion,valence,arousal (default: shipped ratings of our 6 emotions)"
+    )
     self_report: bool = help_field(False, "ask the model to rate valence and arousal (instead of --ratings)")
-    lexicon: str | None = help_field(str(data_path("va_lexicon")), "NRC-VAD style word,valence,arousal file "
-                                     "(default: a small shipped one)")
+    lexicon: str | None = help_field(
+        str(data_path("va_lexicon")), "NRC-VAD style word,valence,arousal file (default: a small shipped one)"
+    )
     vocab_only: bool = help_field(False, "lexicon words that are single tokens only")
     layer: int | None = help_field(None, "layer of the axes (None: 60% of the depth)", min=0)
-    position: str = help_field("mean", "text representation: mean over tokens or the last token",
-                               choices=("mean", "last"))
+    position: str = help_field(
+        "mean", "text representation: mean over tokens or the last token", choices=("mean", "last")
+    )
     emotions: tuple[str, ...] | None = help_field(None, "labels to use (None: every label with texts)")
-    alphas: tuple[float, ...] = help_field((-4.0, -2.0, 0.0, 2.0, 4.0), "steering strengths along the axes "
-                                           "(x residual RMS)")
+    alphas: tuple[float, ...] = help_field(
+        (-4.0, -2.0, 0.0, 2.0, 4.0), "steering strengths along the axes (x residual RMS)"
+    )
     steer_layers: tuple[int, ...] | None = None
     steer_limit: int = help_field(8, "SEV test scenarios for VA steering", min=1)
     random_seeds: int = 3
-    refusal: str | None = help_field(None, "CSV of prompts (prompt[,type]) for the refusal probe; rates are "
-                                     "reported overall and per type")
+    refusal: str | None = help_field(
+        None, "CSV of prompts (prompt[,type]) for the refusal probe; rates are reported overall and per type"
+    )
     refusal_phrases: tuple[str, ...] | None = None
     """Phrases of the refusal detector (case-insensitive, matched in a reply's first 120 characters);
     None: :data:`REFUSAL_PHRASES`. From a file: :func:`load_refusal_phrases`."""
@@ -77,10 +83,15 @@ class VAConfig:
                 object.__setattr__(self, name, tuple(v))
         check_config(self)
         if self.refusal_phrases is not None:
-            if isinstance(self.refusal_phrases, str) or not self.refusal_phrases or not all(
-                    isinstance(p, str) and p.strip() for p in self.refusal_phrases):
-                raise ValueError(f"refusal_phrases: expected a non-empty tuple of non-empty strings or None, "
-                                 f"got {self.refusal_phrases!r}")
+            if (
+                isinstance(self.refusal_phrases, str)
+                or not self.refusal_phrases
+                or not all(isinstance(p, str) and p.strip() for p in self.refusal_phrases)
+            ):
+                raise ValueError(
+                    f"refusal_phrases: expected a non-empty tuple of non-empty strings or None, "
+                    f"got {self.refusal_phrases!r}"
+                )
         for name in ("valence_question", "arousal_question"):
             if "{emotion}" not in getattr(self, name):
                 raise ValueError(f"{name}: the template needs an {{emotion}} field, got {getattr(self, name)!r}")
@@ -101,16 +112,19 @@ def _check_requested(cfg: VAConfig, have: list[str], ratings: dict | None) -> No
         return
     missing = [e for e in cfg.emotions if e not in have]
     if missing:
-        raise VAInputError(f"VAConfig.emotions (--emotions): no texts labelled {missing} in {cfg.texts} "
-                           f"(labels there: {have})")
+        raise VAInputError(
+            f"VAConfig.emotions (--emotions): no texts labelled {missing} in {cfg.texts} (labels there: {have})"
+        )
     unrated = [e for e in cfg.emotions if ratings is not None and e not in ratings]
     if unrated:
-        raise VAInputError(f"VAConfig.emotions (--emotions): no VA ratings for {unrated} in {cfg.ratings} "
-                           f"(rated: {sorted(ratings)})")
+        raise VAInputError(
+            f"VAConfig.emotions (--emotions): no VA ratings for {unrated} in {cfg.ratings} (rated: {sorted(ratings)})"
+        )
 
 
-def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None, progress: bool = True,
-           judge: Any = None) -> dict:
+def run_va(
+    model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None, progress: bool = True, judge: Any = None
+) -> dict:
     """Geometry (vectors, PCA + ridge axes, circumplex), lexicon check, VA steering and the optional
     behaviour probes; writes ``axes.*``, ``vectors.safetensors``, ``summary.json`` and figures.
     ``judge``: the label judge whose verdicts on the steered replies are counted (default
@@ -122,12 +136,19 @@ def run_va(model: ModelHandle, out_dir: str | Path, cfg: VAConfig | None = None,
     inputs = _read_inputs(model, cfg)  # every input is read and checked before anything is computed or written
     geo = _geometry(model, cfg, inputs, progress)
     layer, emotions, axes, pts = inputs["layer"], geo["emotions"], geo["axes"], geo["pts"]
-    summary: dict[str, Any] = {"model": model.describe(), "judge": judge_name(judge), "config": cfg.to_dict(), "layer": layer,
-                               "emotions": emotions, "ratings": {e: list(geo["ratings"][e]) for e in emotions},
-                               "ratings_report": geo["report"], "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha,
-                                                                        "n_components": axes.n_components},
-                               "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
-                               "circumplex": geo["circle"], "dropped": geo["dropped"]}
+    summary: dict[str, Any] = {
+        "model": model.describe(),
+        "judge": judge_name(judge),
+        "config": cfg.to_dict(),
+        "layer": layer,
+        "emotions": emotions,
+        "ratings": {e: list(geo["ratings"][e]) for e in emotions},
+        "ratings_report": geo["report"],
+        "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha, "n_components": axes.n_components},
+        "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
+        "circumplex": geo["circle"],
+        "dropped": geo["dropped"],
+    }
     if inputs["lexicon"] is not None:
         summary["lexicon"] = lexicon_check(model, axes, inputs["lexicon"], vocab_only=cfg.vocab_only)
     steer = _steering_setup(model, cfg, axes, geo["acts"], layer)
@@ -152,8 +173,9 @@ def _read_inputs(model: ModelHandle, cfg: VAConfig) -> dict[str, Any]:
     layer = cfg.layer if cfg.layer is not None else max(0, round(0.6 * n_layers) - 1)
     bad = [L for L in [layer, *(cfg.steer_layers or ())] if not 0 <= L < n_layers]
     if bad:
-        raise VAInputError(f"VAConfig.layer / steer_layers: layer(s) {bad} out of range: {model.name} has layers "
-                           f"0-{n_layers - 1}")
+        raise VAInputError(
+            f"VAConfig.layer / steer_layers: layer(s) {bad} out of range: {model.name} has layers 0-{n_layers - 1}"
+        )
     rows = load_labelled_texts(cfg.texts)
     if not cfg.self_report and not cfg.ratings:
         raise VAInputError("give VA ratings (a CSV file) or self_report=True")
@@ -164,10 +186,19 @@ def _read_inputs(model: ModelHandle, cfg: VAConfig) -> dict[str, Any]:
     sycophancy_items = load_sycophancy(cfg.sycophancy) if cfg.sycophancy else None
     if cfg.limit is not None:  # at most `limit` texts per (first) label, in file order
         seen: dict[str, int] = {}
-        rows = [r for r in rows if seen.setdefault(r[1][0], 0) < cfg.limit and not seen.__setitem__(
-            r[1][0], seen[r[1][0]] + 1)]
-    return {"layer": layer, "rows": rows, "file_ratings": file_ratings, "lexicon": lexicon,
-            "refusal_rows": refusal_rows, "sycophancy_items": sycophancy_items}
+        rows = [
+            r
+            for r in rows
+            if seen.setdefault(r[1][0], 0) < cfg.limit and not seen.__setitem__(r[1][0], seen[r[1][0]] + 1)
+        ]
+    return {
+        "layer": layer,
+        "rows": rows,
+        "file_ratings": file_ratings,
+        "lexicon": lexicon,
+        "refusal_rows": refusal_rows,
+        "sycophancy_items": sycophancy_items,
+    }
 
 
 def _geometry(model: ModelHandle, cfg: VAConfig, inputs: dict[str, Any], progress: bool) -> dict[str, Any]:
@@ -184,21 +215,34 @@ def _geometry(model: ModelHandle, cfg: VAConfig, inputs: dict[str, Any], progres
         ratings, report = inputs["file_ratings"], {"source": cfg.ratings}
     _check_requested(cfg, have, ratings)
     emotions = [e for e in (cfg.emotions or have) if e in ratings and e in have]
-    dropped = {"labels_without_ratings": [e for e in have if e not in ratings],
-               "ratings_without_texts": sorted(set(ratings) - set(have) - {"neutral"})}
+    dropped = {
+        "labels_without_ratings": [e for e in have if e not in ratings],
+        "ratings_without_texts": sorted(set(ratings) - set(have) - {"neutral"}),
+    }
     if len(emotions) < 3:
         why = ""
         if cfg.self_report:
-            why = (f" ({report['n_unparsed']} of {2 * report['asked']} self-reported ratings were unparseable, "
-                   f"e.g. {[u['answer'] for u in report['unparsed'][:3]]})")
+            why = (
+                f" ({report['n_unparsed']} of {2 * report['asked']} self-reported ratings were unparseable, "
+                f"e.g. {[u['answer'] for u in report['unparsed'][:3]]})"
+            )
         raise VAInputError(f"need >= 3 emotions with texts and ratings, have {emotions}{why}")
     emotions, vecs = emotion_vectors_from_texts(acts, labels, emotions)  # [E, L, d]
     y = np.array([ratings[e] for e in emotions])
     axes = fit_va_axes(vecs[:, layer], y, layer=layer, emotions=emotions)
     axes.fingerprint = model.fingerprint
     pts = axes.project(vecs[:, layer]).numpy()
-    return {"acts": acts, "ratings": ratings, "report": report, "emotions": emotions, "dropped": dropped,
-            "vecs": vecs, "axes": axes, "pts": pts, "circle": circumplex(pts, emotions)}
+    return {
+        "acts": acts,
+        "ratings": ratings,
+        "report": report,
+        "emotions": emotions,
+        "dropped": dropped,
+        "vecs": vecs,
+        "axes": axes,
+        "pts": pts,
+        "circle": circumplex(pts, emotions),
+    }
 
 
 def _steering_setup(model: ModelHandle, cfg: VAConfig, axes: Any, acts: Any, layer: int) -> dict[str, Any]:
@@ -211,8 +255,9 @@ def _steering_setup(model: ModelHandle, cfg: VAConfig, axes: Any, acts: Any, lay
     return {"layers": steer_layers, "rms": rms, "directions": directions}
 
 
-def _va_steering(model: ModelHandle, cfg: VAConfig, axes: Any, layer: int, steer: dict[str, Any],
-                 judge: Any) -> list[dict[str, Any]]:
+def _va_steering(
+    model: ModelHandle, cfg: VAConfig, axes: Any, layer: int, steer: dict[str, Any], judge: Any
+) -> list[dict[str, Any]]:
     """VA steering on neutral-prompt SEV test items: judged labels and the reply's projection, per
     direction and strength."""
     from collections import Counter
@@ -230,14 +275,22 @@ def _va_steering(model: ModelHandle, cfg: VAConfig, axes: Any, layer: int, steer
             ivs = axis_steering(axis, steer["layers"], alpha, steer["rms"])
             replies = generate(model, prompts, gen, interventions=ivs, progress=False)
             proj = axes.project(text_activations(model, replies, [layer], "mean", progress=False)[:, 0]).mean(0)
-            steering.append({"direction": name, "alpha": alpha, "judged": dict(Counter(j.label for j in judge(replies))),
-                             "valence_proj": float(proj[0]), "arousal_proj": float(proj[1]),
-                             "example": replies[0] if replies else ""})
+            steering.append(
+                {
+                    "direction": name,
+                    "alpha": alpha,
+                    "judged": dict(Counter(j.label for j in judge(replies))),
+                    "valence_proj": float(proj[0]),
+                    "arousal_proj": float(proj[1]),
+                    "example": replies[0] if replies else "",
+                }
+            )
     return steering
 
 
-def _refusal_probe(model: ModelHandle, cfg: VAConfig, refusal_rows: Any, phrases: Any,
-                   steer: dict[str, Any]) -> list[dict[str, Any]]:
+def _refusal_probe(
+    model: ModelHandle, cfg: VAConfig, refusal_rows: Any, phrases: Any, steer: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Refusal rate (overall and per prompt type) and refusal-token logits per direction and strength."""
     ps, types = [p for p, _ in refusal_rows], [t for _, t in refusal_rows]
     curve = []
@@ -245,22 +298,36 @@ def _refusal_probe(model: ModelHandle, cfg: VAConfig, refusal_rows: Any, phrases
         for a in cfg.alphas:
             ivs = axis_steering(ax, steer["layers"], a, steer["rms"])
             r = refusal_rates(model, ps, types, ivs, phrases=phrases)
-            curve.append({"direction": n, "alpha": a, "refusal_rate": r["overall"],
-                          "refusal_rate_by_type": r["by_type"], "n_by_type": r["n_by_type"],
-                          "token_logits": refusal_token_logits(model, ps, ivs),
-                          "example": r["replies"][0] if r["replies"] else ""})
+            curve.append(
+                {
+                    "direction": n,
+                    "alpha": a,
+                    "refusal_rate": r["overall"],
+                    "refusal_rate_by_type": r["by_type"],
+                    "n_by_type": r["n_by_type"],
+                    "token_logits": refusal_token_logits(model, ps, ivs),
+                    "example": r["replies"][0] if r["replies"] else "",
+                }
+            )
     return curve
 
 
 def _sycophancy_probe(model: ModelHandle, cfg: VAConfig, items: Any, steer: dict[str, Any]) -> list[dict[str, Any]]:
     """Sycophancy score per direction and strength."""
-    return [{"direction": n, "alpha": a,
-             "score": sycophancy_score(model, items, axis_steering(ax, steer["layers"], a, steer["rms"]))}
-            for n, ax in steer["directions"].items() for a in cfg.alphas]
+    return [
+        {
+            "direction": n,
+            "alpha": a,
+            "score": sycophancy_score(model, items, axis_steering(ax, steer["layers"], a, steer["rms"])),
+        }
+        for n, ax in steer["directions"].items()
+        for a in cfg.alphas
+    ]
 
 
-def _write_va(out_dir: str | Path, cfg: VAConfig, inputs: dict[str, Any], geo: dict[str, Any],
-              summary: dict[str, Any]) -> None:
+def _write_va(
+    out_dir: str | Path, cfg: VAConfig, inputs: dict[str, Any], geo: dict[str, Any], summary: dict[str, Any]
+) -> None:
     """The VA run directory, replaced only when complete: vectors, the axes' layer's text activations,
     texts, axes, figures and ``summary.json`` (gains ``"figures"``)."""
     from safetensors.torch import save_file
@@ -268,10 +335,19 @@ def _write_va(out_dir: str | Path, cfg: VAConfig, inputs: dict[str, Any], geo: d
     layer, vecs, acts = inputs["layer"], geo["vecs"], geo["acts"]
     with staged_dir(out_dir) as out:  # the old results stay until the new ones are complete
         write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
-        write_atomic(out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])
-                     lambda p: save_file({"activations": acts[:, layer].contiguous()}, str(p)))
-        write_json_atomic(out / "texts.json", {"layer": layer, "position": cfg.position, "emotions": geo["emotions"],
-                                               "texts": [{"text": t, "labels": list(ls)} for t, ls in inputs["rows"]]})
+        write_atomic(
+            out / "text_activations.safetensors",  # the axes' layer only ([n_texts, d_model])
+            lambda p: save_file({"activations": acts[:, layer].contiguous()}, str(p)),
+        )
+        write_json_atomic(
+            out / "texts.json",
+            {
+                "layer": layer,
+                "position": cfg.position,
+                "emotions": geo["emotions"],
+                "texts": [{"text": t, "labels": list(ls)} for t, ls in inputs["rows"]],
+            },
+        )
         geo["axes"].save(out / "axes")
         figures = va_figures(out, summary)
         summary["figures"] = [str(Path(out_dir) / Path(p).relative_to(out)) for p in figures]

@@ -46,14 +46,29 @@ def _emotion_score(judge: Any, record: list[dict[str, Any]]) -> float | None:
     return sum(p.get(r["label"], 0.0) for p, r in zip(probs, record)) / max(1, len(record))
 
 
-def _point(model: ModelHandle, dev: SEVDataset, method: str, factory: Factory | None, strength: float | None,
-           cfg: EvalConfig, settings: PromptSettings | None, judge: Any) -> dict[str, Any]:
+def _point(
+    model: ModelHandle,
+    dev: SEVDataset,
+    method: str,
+    factory: Factory | None,
+    strength: float | None,
+    cfg: EvalConfig,
+    settings: PromptSettings | None,
+    judge: Any,
+) -> dict[str, Any]:
     record: list[dict[str, Any]] = []
     ivs = {method: (lambda e: factory(e, strength))} if factory is not None else {}
-    m = evaluate_methods(model, dev, ivs, replace(cfg, methods=(method,)), settings, judge, progress=False,
-                         record=record)["methods"][method]
-    return {"strength": strength, "accuracy": m["accuracy"], "perplexity": m["perplexity"],
-            "emotion_score": _emotion_score(judge, record), "per_emotion": m["per_emotion"], "n": m["n"]}
+    m = evaluate_methods(
+        model, dev, ivs, replace(cfg, methods=(method,)), settings, judge, progress=False, record=record
+    )["methods"][method]
+    return {
+        "strength": strength,
+        "accuracy": m["accuracy"],
+        "perplexity": m["perplexity"],
+        "emotion_score": _emotion_score(judge, record),
+        "per_emotion": m["per_emotion"],
+        "n": m["n"],
+    }
 
 
 def dose_response(
@@ -76,15 +91,17 @@ def dose_response(
     from circuits.judges.base import default_judge_instance, judge_name
 
     if isinstance(controls, Mapping) or not controls:
-        raise TypeError("dose_response: controls must be a non-empty sequence with one {method: factory} mapping "
-                        "per seed")
+        raise TypeError(
+            "dose_response: controls must be a non-empty sequence with one {method: factory} mapping per seed"
+        )
     judge = judge or default_judge_instance()
     cfg = replace(config, limit=config.sweep_limit, examples=0)
     ref = {m: _point(model, dev, m, None, None, cfg, settings, judge) for m in ("prompting", "neutral")}
     grids = {m: tuple(cfg.grid(m) or (cfg.strength(m),)) for m in STEERED if m in factories}
     out: dict[str, Any] = {}
-    bar = tqdm(total=(1 + len(controls)) * sum(len(g) for g in grids.values()), desc="dose-response",
-               disable=not progress)
+    bar = tqdm(
+        total=(1 + len(controls)) * sum(len(g) for g in grids.values()), desc="dose-response", disable=not progress
+    )
     for method, grid in grids.items():
         points, control = [], []
         for s in grid:
@@ -95,14 +112,25 @@ def dose_response(
                 seeds.append(_point(model, dev, method, c[method], float(s), cfg, settings, judge))
                 bar.update(1)
             control.append(control_band(seeds))
-        out[method] = {"points": points, "control": control,
-                       "match_prompting": strength_to_match(points, ref["prompting"]["accuracy"])}
+        out[method] = {
+            "points": points,
+            "control": control,
+            "match_prompting": strength_to_match(points, ref["prompting"]["accuracy"]),
+        }
     bar.close()
-    return {"reference": ref, "methods": out, "judge": judge_name(judge), "model": model.describe(),
-            "dev": {"path": str(dev.path), "n_scenarios": len(dev.subset(cfg.sweep_limit)),
-                    "items_per_point": ref["neutral"]["n"]},
-            "n_control_seeds": len(controls),
-            "config": {"positions": cfg.positions, "max_new_tokens": cfg.max_new_tokens}}
+    return {
+        "reference": ref,
+        "methods": out,
+        "judge": judge_name(judge),
+        "model": model.describe(),
+        "dev": {
+            "path": str(dev.path),
+            "n_scenarios": len(dev.subset(cfg.sweep_limit)),
+            "items_per_point": ref["neutral"]["n"],
+        },
+        "n_control_seeds": len(controls),
+        "config": {"positions": cfg.positions, "max_new_tokens": cfg.max_new_tokens},
+    }
 
 
 BAND_KEYS = ("accuracy", "emotion_score", "perplexity")
@@ -112,8 +140,13 @@ def control_band(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One strength's random controls summarised over their seeds: ``accuracy`` and ``emotion_score`` the
     mean, ``perplexity`` the geometric mean (it spans orders of magnitude), ``lo`` / ``hi`` the min / max
     of each, and ``seeds`` the points themselves. A key no seed has (a judge without probabilities) is None."""
-    out: dict[str, Any] = {"strength": seeds[0]["strength"], "n": seeds[0]["n"], "lo": {}, "hi": {},
-                           "seeds": list(seeds)}
+    out: dict[str, Any] = {
+        "strength": seeds[0]["strength"],
+        "n": seeds[0]["n"],
+        "lo": {},
+        "hi": {},
+        "seeds": list(seeds),
+    }
     for key in BAND_KEYS:
         vals = [float(p[key]) for p in seeds if p[key] is not None]
         if not vals:
@@ -145,6 +178,7 @@ def strength_to_match(points: Sequence[dict[str, Any]], target: float) -> dict[s
 
 def dose_table(res: dict[str, Any]) -> str:
     """Plain text: per method and strength, accuracy / emotion score / perplexity, and the control's."""
+
     def cell(p: dict[str, Any]) -> str:
         score = "-" if p["emotion_score"] is None else f"{p['emotion_score']:.2f}"
         return f"{p['accuracy']:.0%} {score} {p['perplexity']:.1f}"
@@ -154,15 +188,22 @@ def dose_table(res: dict[str, Any]) -> str:
         return f"{cell(c)} (accuracy {lo['accuracy']:.0%}-{hi['accuracy']:.0%} over {len(c['seeds'])} seeds)"
 
     r = res["reference"]
-    lines = [f"dose-response on {res['dev']['n_scenarios']} dev scenarios ({res['dev']['items_per_point']} replies per "
-             f"point; judge {res['judge']}); cells: accuracy, emotion score, perplexity",
-             f"  prompting {cell(r['prompting'])} | neutral {cell(r['neutral'])}"]
+    lines = [
+        f"dose-response on {res['dev']['n_scenarios']} dev scenarios ({res['dev']['items_per_point']} replies per "
+        f"point; judge {res['judge']}); cells: accuracy, emotion score, perplexity",
+        f"  prompting {cell(r['prompting'])} | neutral {cell(r['neutral'])}",
+    ]
     for method, t in res["methods"].items():
         lines.append(f"  {method}")
         for p, c in zip(t["points"], t["control"]):
             lines.append(f"    {p['strength']:>6g}: {cell(p):<22} random control: {band(c)}")
         mt = t["match_prompting"]
-        lines.append("    reaches prompting's accuracy at strength "
-                     + (f"{mt['strength']:.2f} (perplexity {mt['perplexity']:.1f})" if mt["reached"]
-                        else "- (not within the grid)"))
+        lines.append(
+            "    reaches prompting's accuracy at strength "
+            + (
+                f"{mt['strength']:.2f} (perplexity {mt['perplexity']:.1f})"
+                if mt["reached"]
+                else "- (not within the grid)"
+            )
+        )
     return "\n".join(lines)

@@ -45,7 +45,11 @@ def _positions(positions: str, paper: str) -> str:
 
 
 def circuit_modulation(
-    circuit: Circuit | str, model: ModelHandle, lam: float = 1.0, mode: str = "add", factor: float = 2.0,
+    circuit: Circuit | str,
+    model: ModelHandle,
+    lam: float = 1.0,
+    mode: str = "add",
+    factor: float = 2.0,
     positions: str = "paper",
 ) -> list[Intervention]:
     """Interventions that modulate ``circuit`` (object or exported ``.json`` path) on ``model``.
@@ -59,9 +63,10 @@ def circuit_modulation(
     if not isinstance(circuit, Circuit):
         circuit = Circuit.load(circuit, model=model)
     elif circuit.model.get("fingerprint") != model.fingerprint:
-        raise ModelMismatch(None,
+        raise ModelMismatch(
+            None,
             f"circuit for {circuit.emotion!r} was made on {circuit.model.get('name')!r} "
-            f"(fingerprint {circuit.model.get('fingerprint')}), not on {model.name!r} ({model.fingerprint})"
+            f"(fingerprint {circuit.model.get('fingerprint')}), not on {model.name!r} ({model.fingerprint})",
         )
     if mode not in ("add", "scale"):
         raise ValueError(f"mode must be 'add' or 'scale', got {mode!r}")
@@ -70,22 +75,43 @@ def circuit_modulation(
         L = lc.layer
         if lc.neurons:
             if mode == "add":
-                out.append(Intervention("neurons", L, "add", tuple(lc.neurons), vector=circuit.delta_mu[f"mlp.{L}"],
-                                        factor=lam, positions=neuron_pos))
+                out.append(
+                    Intervention(
+                        "neurons",
+                        L,
+                        "add",
+                        tuple(lc.neurons),
+                        vector=circuit.delta_mu[f"mlp.{L}"],
+                        factor=lam,
+                        positions=neuron_pos,
+                    )
+                )
             else:
-                out.append(Intervention("neurons", L, "scale", tuple(lc.neurons), factor=factor,
-                                        positions=neuron_pos))
+                out.append(Intervention("neurons", L, "scale", tuple(lc.neurons), factor=factor, positions=neuron_pos))
         if lc.heads:
             if mode == "add":
-                out.append(Intervention("heads", L, "add", tuple(lc.heads), vector=circuit.delta_mu[f"attn.{L}"],
-                                        factor=lam, positions=head_pos))
+                out.append(
+                    Intervention(
+                        "heads",
+                        L,
+                        "add",
+                        tuple(lc.heads),
+                        vector=circuit.delta_mu[f"attn.{L}"],
+                        factor=lam,
+                        positions=head_pos,
+                    )
+                )
             else:
                 out.append(Intervention("heads", L, "scale", tuple(lc.heads), factor=factor, positions=head_pos))
     return out
 
 
 def direction_steering(
-    directions: Directions, emotion: str, layers: Sequence[int], alpha: float = 8.0, model: ModelHandle | None = None,
+    directions: Directions,
+    emotion: str,
+    layers: Sequence[int],
+    alpha: float = 8.0,
+    model: ModelHandle | None = None,
     positions: str = "paper",
 ) -> list[Intervention]:
     """``alpha * RMS(h) * v_e`` added to resid_post of each of ``layers`` (``positions="paper"``: last
@@ -93,8 +119,12 @@ def direction_steering(
     where = _positions(positions, "last+generated")
     if model is not None and directions.fingerprint != model.fingerprint:
         raise ModelMismatch(None, f"directions were computed on another model ({directions.fingerprint})")
-    return [Intervention("resid_post", L, "add_rms", vector=directions.get("mlp", L, emotion), factor=alpha,
-                         positions=where) for L in layers]
+    return [
+        Intervention(
+            "resid_post", L, "add_rms", vector=directions.get("mlp", L, emotion), factor=alpha, positions=where
+        )
+        for L in layers
+    ]
 
 
 def default_direction_layers(n_layers: int) -> list[int]:
@@ -116,7 +146,7 @@ def emotion_vectors(
         prompts = store.prompts(model, idx, neutral=neutral)
         total = torch.zeros(L, d)
         for s in range(0, len(prompts), batch_size):
-            ids, mask = model.pad_left(prompts[s:s + batch_size])
+            ids, mask = model.pad_left(prompts[s : s + batch_size])
             got = run_forward(model, ids, mask, reads=reads)
             total += torch.stack([got[r] for r in reads], 1).sum(0)
         return total / max(1, len(prompts))
@@ -129,8 +159,11 @@ def emotion_vectors(
 
 
 def emotion_vector_steering(
-    ev: Float[torch.Tensor, "n_emotions n_layers d_model"], ev_emotions: Sequence[str],
-    alphas: Mapping[str, float], base: float | None = None, positions: str = "paper",
+    ev: Float[torch.Tensor, "n_emotions n_layers d_model"],
+    ev_emotions: Sequence[str],
+    alphas: Mapping[str, float],
+    base: float | None = None,
+    positions: str = "paper",
 ) -> list[Intervention]:
     """``sum_k alpha_k EV^k_l`` added to the attention output of every layer at the last position
     (last prompt token, then each generated token). ``ev_emotions`` names ``ev``'s first axis;
@@ -145,5 +178,4 @@ def emotion_vector_steering(
         if unknown or not alphas:
             raise ValueError(f"alphas must name emotions of the vectors {list(ev_emotions)}, got {list(alphas)}")
         vec = sum(float(a) * ev[list(ev_emotions).index(e)] for e, a in alphas.items())
-    return [Intervention("attn_out", L, "add", vector=vec[L], factor=1.0, positions=where)
-            for L in range(vec.shape[0])]
+    return [Intervention("attn_out", L, "add", vector=vec[L], factor=1.0, positions=where) for L in range(vec.shape[0])]

@@ -50,37 +50,44 @@ class EvalConfig:
     batch_size: int = 48
     circuit_lambda: float = help_field(1.0, "circuit modulation strength (x Delta-mu)")
     direction_alpha: float = help_field(8.0, "direction steering strength (x residual RMS)")
-    direction_layers: tuple[int, ...] | None = help_field(None, "layers for direction steering (None: 40-72% of "
-                                                                "the depth)", min=0)
+    direction_layers: tuple[int, ...] | None = help_field(
+        None, "layers for direction steering (None: 40-72% of the depth)", min=0
+    )
     """Recorded for the report; the interventions themselves are passed to :func:`evaluate_methods`."""
     ev_alpha: float = help_field(2.0, "Emotion Vector steering strength")
-    positions: str = help_field("paper", "paper: each method's published positions; last: the last prompt token "
-                                "only", choices=("paper", "last"))
+    positions: str = help_field(
+        "paper", "paper: each method's published positions; last: the last prompt token only", choices=("paper", "last")
+    )
     """Recorded for the report: where the steering methods acted (``paper`` or ``last``)."""
     examples: int = 3
     circuit_lambdas: tuple[float, ...] | None = help_field(
-        None, "circuit strengths to sweep on the dev split; the most accurate fluent one is used on the test split")
+        None, "circuit strengths to sweep on the dev split; the most accurate fluent one is used on the test split"
+    )
     direction_alphas: tuple[float, ...] | None = help_field(None, "direction strengths to sweep (as --circuit-lambdas)")
     ev_alphas: tuple[float, ...] | None = help_field(None, "Emotion Vector strengths to sweep (as --circuit-lambdas)")
-    direction_source: str = help_field("sev", "directions of direction steering: sev (the run's SEV directions) or "
-                                       "concept (emotion-concept vectors: emocircuits concepts --run DIR)",
-                                       choices=("sev", "concept"))
+    direction_source: str = help_field(
+        "sev",
+        "directions of direction steering: sev (the run's SEV directions) or "
+        "concept (emotion-concept vectors: emocircuits concepts --run DIR)",
+        choices=("sev", "concept"),
+    )
     sweep_limit: int = help_field(2, "train-split (dev) scenarios of the strength sweep", min=1)
-    fluency_factor: float = help_field(2.0, "fluent: reply perplexity at most this times the neutral replies'",
-                                       min=1)
+    fluency_factor: float = help_field(2.0, "fluent: reply perplexity at most this times the neutral replies'", min=1)
 
     def __post_init__(self) -> None:
         check_config(self)
 
     def strength(self, method: str) -> float:
         """The configured strength of a steered method (lambda for circuit, alpha otherwise)."""
-        return {"circuit": self.circuit_lambda, "direction": self.direction_alpha,
-                "emotion_vector": self.ev_alpha}[method]
+        return {"circuit": self.circuit_lambda, "direction": self.direction_alpha, "emotion_vector": self.ev_alpha}[
+            method
+        ]
 
     def grid(self, method: str) -> tuple[float, ...] | None:
         """The strengths to sweep for a steered method (None: no sweep)."""
-        return {"circuit": self.circuit_lambdas, "direction": self.direction_alphas,
-                "emotion_vector": self.ev_alphas}[method]
+        return {"circuit": self.circuit_lambdas, "direction": self.direction_alphas, "emotion_vector": self.ev_alphas}[
+            method
+        ]
 
     def with_strength(self, method: str, value: float) -> "EvalConfig":
         field = {"circuit": "circuit_lambda", "direction": "direction_alpha", "emotion_vector": "ev_alpha"}[method]
@@ -92,13 +99,14 @@ class EvalConfig:
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Distinct n-grams over all n-grams of the whitespace-tokenised texts (0 when there are none)."""
-    grams = [tuple(t[i:i + n]) for t in (x.split() for x in texts) for i in range(len(t) - n + 1)]
+    grams = [tuple(t[i : i + n]) for t in (x.split() for x in texts) for i in range(len(t) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
 @torch.no_grad()
-def reply_perplexity(model: ModelHandle, prompts: Sequence[list[int]], replies: Sequence[str],
-                     batch_size: int = 32) -> list[float]:
+def reply_perplexity(
+    model: ModelHandle, prompts: Sequence[list[int]], replies: Sequence[str], batch_size: int = 32
+) -> list[float]:
     """Perplexity of each reply (plus end of turn) given its prompt, under the unsteered model."""
     tok = model.tokenizer
     end = [tok.eos_token_id] if tok.eos_token_id is not None else []
@@ -129,33 +137,56 @@ def evaluate_methods(
     judge = judge or default_judge_instance()
     emotions = check_emotions(cfg.emotions)
     test = test.subset(cfg.limit)
-    gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                             repetition_penalty=cfg.repetition_penalty)
-    result: dict[str, Any] = {"methods": {}, "config": cfg.to_dict(), "judge": judge_name(judge),
-                              "prompts": settings.to_dict(),
-                              "model": model.describe(),
-                              "dataset": {"path": str(test.path), "sha256": test.sha256, "n_scenarios": len(test)}}
+    gen = GenerationSettings(
+        max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, repetition_penalty=cfg.repetition_penalty
+    )
+    result: dict[str, Any] = {
+        "methods": {},
+        "config": cfg.to_dict(),
+        "judge": judge_name(judge),
+        "prompts": settings.to_dict(),
+        "model": model.describe(),
+        "dataset": {"path": str(test.path), "sha256": test.sha256, "n_scenarios": len(test)},
+    }
     for method in cfg.methods:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: expected some of {METHODS}")
         rows = [it for emotion in emotions for it in test.items([emotion])]
         steered_method = method not in ("prompting", "neutral")
         edits = {e: interventions[method](e) if steered_method else [] for e in emotions}
-        prompts = [model.chat_ids(*settings.chat(it.emotion if method == "prompting" else None, it.user_text))
-                   for it in rows]
+        prompts = [
+            model.chat_ids(*settings.chat(it.emotion if method == "prompting" else None, it.user_text)) for it in rows
+        ]
         t0 = time.perf_counter()
         # one call for all emotions: each row carries its emotion's edits, so batches stay full
-        replies = generate(model, prompts, gen, interventions=[edits[it.emotion] for it in rows],
-                           progress=progress, desc=f"evaluate {method}",
-                           min_new_tokens=cfg.min_new_tokens, no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+        replies = generate(
+            model,
+            prompts,
+            gen,
+            interventions=[edits[it.emotion] for it in rows],
+            progress=progress,
+            desc=f"evaluate {method}",
+            min_new_tokens=cfg.min_new_tokens,
+            no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+        )
         t_gen = time.perf_counter()
         ppl_prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in rows]
-        hit, verdicts = judge_matches(judge, replies, [it.emotion for it in rows],
-                                      instructions=[settings.instructions(it.emotion) for it in rows])
+        hit, verdicts = judge_matches(
+            judge, replies, [it.emotion for it in rows], instructions=[settings.instructions(it.emotion) for it in rows]
+        )
         if record is not None:
-            record += [{"text": r, "label": it.emotion, "instruction": list(settings.instructions(it.emotion)),
-                        "method": method, "valence": it.valence, "skeleton_id": it.skeleton_id, "verdict": v}
-                       for it, r, v in zip(rows, replies, verdicts)]
+            record += [
+                {
+                    "text": r,
+                    "label": it.emotion,
+                    "instruction": list(settings.instructions(it.emotion)),
+                    "method": method,
+                    "valence": it.valence,
+                    "skeleton_id": it.skeleton_id,
+                    "verdict": v,
+                }
+                for it, r, v in zip(rows, replies, verdicts)
+            ]
         t_judge = time.perf_counter()
         ppl = reply_perplexity(model, ppl_prompts, replies)
         t_ppl = time.perf_counter()
@@ -164,12 +195,20 @@ def evaluate_methods(
         finite = [p for p in ppl if math.isfinite(p)]
         examples = []
         for e in emotions:
-            examples += [{"emotion": e, "valence": it.valence, "user": it.user_text, "reply": r, "judged": v}
-                         for it, r, v in zip(rows, replies, verdicts) if it.emotion == e][: cfg.examples]
+            examples += [
+                {"emotion": e, "valence": it.valence, "user": it.user_text, "reply": r, "judged": v}
+                for it, r, v in zip(rows, replies, verdicts)
+                if it.emotion == e
+            ][: cfg.examples]
         result["methods"][method] = {
-            "accuracy": _mean(hit), "per_emotion": per_emotion, "per_valence": per_valence,
+            "accuracy": _mean(hit),
+            "per_emotion": per_emotion,
+            "per_valence": per_valence,
             "perplexity": math.exp(sum(math.log(p) for p in finite) / len(finite)) if finite else float("nan"),
-            "distinct_2": distinct_n(replies), "n": len(rows), "judged": dict(Counter(verdicts)), "examples": examples,
+            "distinct_2": distinct_n(replies),
+            "n": len(rows),
+            "judged": dict(Counter(verdicts)),
+            "examples": examples,
             "timings_s": {"generation": t_gen - t0, "judge": t_judge - t_gen, "perplexity": t_ppl - t_judge},
         }
     return result
@@ -203,25 +242,45 @@ def strength_sweep(
         points = []
         for s in grid:
             ivs = {method: lambda e, s=s: factories[method](e, s)}
-            m = evaluate_methods(model, dev, ivs, replace(cfg, methods=(method,)), settings, judge,
-                                 progress=False)["methods"][method]
-            points.append({"strength": float(s), "accuracy": m["accuracy"], "perplexity": m["perplexity"],
-                           "per_emotion": m["per_emotion"], "fluent": bool(m["perplexity"] <= cfg.fluency_factor * ref)})
+            m = evaluate_methods(model, dev, ivs, replace(cfg, methods=(method,)), settings, judge, progress=False)[
+                "methods"
+            ][method]
+            points.append(
+                {
+                    "strength": float(s),
+                    "accuracy": m["accuracy"],
+                    "perplexity": m["perplexity"],
+                    "per_emotion": m["per_emotion"],
+                    "fluent": bool(m["perplexity"] <= cfg.fluency_factor * ref),
+                }
+            )
         fluent = [p for p in points if p["fluent"]]
-        best = (max(fluent, key=lambda p: (p["accuracy"], -abs(p["strength"]))) if fluent
-                else min(points, key=lambda p: p["perplexity"]))
+        best = (
+            max(fluent, key=lambda p: (p["accuracy"], -abs(p["strength"])))
+            if fluent
+            else min(points, key=lambda p: p["perplexity"])
+        )
         table[method] = {"points": points, "chosen": best["strength"], "chosen_fluent": bool(fluent)}
-    return {"dev": {"path": str(dev.path), "n_scenarios": len(dev.subset(cfg.sweep_limit))},
-            "neutral_perplexity": ref, "fluency_factor": cfg.fluency_factor, "methods": table}
+    return {
+        "dev": {"path": str(dev.path), "n_scenarios": len(dev.subset(cfg.sweep_limit))},
+        "neutral_perplexity": ref,
+        "fluency_factor": cfg.fluency_factor,
+        "methods": table,
+    }
 
 
 def sweep_table(sweep: dict[str, Any]) -> str:
     """Plain text: per method and strength, dev accuracy and perplexity, the chosen one starred."""
-    lines = [f"strength sweep on {sweep['dev']['n_scenarios']} dev scenarios (neutral perplexity "
-             f"{_short_number(sweep['neutral_perplexity'])}, fluent <= {sweep['fluency_factor']:g}x that)"]
+    lines = [
+        f"strength sweep on {sweep['dev']['n_scenarios']} dev scenarios (neutral perplexity "
+        f"{_short_number(sweep['neutral_perplexity'])}, fluent <= {sweep['fluency_factor']:g}x that)"
+    ]
     for method, t in sweep["methods"].items():
-        cells = [f"{p['strength']:g}: {p['accuracy']:.0%} ppl {_short_number(p['perplexity'])}"
-                 + ("*" if p["strength"] == t["chosen"] else "") for p in t["points"]]
+        cells = [
+            f"{p['strength']:g}: {p['accuracy']:.0%} ppl {_short_number(p['perplexity'])}"
+            + ("*" if p["strength"] == t["chosen"] else "")
+            for p in t["points"]
+        ]
         lines.append(f"  {method:<15}" + "; ".join(cells) + ("" if t["chosen_fluent"] else "  (no fluent strength)"))
     return "\n".join(lines)
 
@@ -236,12 +295,19 @@ def method_table(result: dict[str, Any]) -> str:
     emotions = list(next(iter(methods.values()))["per_emotion"]) if methods else []
     ppl = {name: _short_number(m["perplexity"]) for name, m in methods.items()}
     width = max([8, *(len(v) + 1 for v in ppl.values())])  # a column never runs into its neighbour
-    head = (f"{'method':<16}{'accuracy':>9}" + "".join(f"{e[:7]:>9}" for e in emotions) + f"{'ppl':>{width}}"
-            + f"{'dist-2':>8}")
+    head = (
+        f"{'method':<16}{'accuracy':>9}"
+        + "".join(f"{e[:7]:>9}" for e in emotions)
+        + f"{'ppl':>{width}}"
+        + f"{'dist-2':>8}"
+    )
     lines = [head]
     for name, m in methods.items():
-        lines.append(f"{name:<16}{m['accuracy']:>9.1%}" + "".join(f"{m['per_emotion'][e]:>9.1%}" for e in emotions)
-                     + f"{ppl[name]:>{width}}{m['distinct_2']:>8.2f}")
+        lines.append(
+            f"{name:<16}{m['accuracy']:>9.1%}"
+            + "".join(f"{m['per_emotion'][e]:>9.1%}" for e in emotions)
+            + f"{ppl[name]:>{width}}{m['distinct_2']:>8.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -250,4 +316,3 @@ def _short_number(x: float) -> str:
     if x != x or abs(x) == float("inf"):
         return str(x)
     return f"{x:.2f}" if abs(x) < 1e3 else f"{x:,.0f}" if abs(x) < 1e7 else f"{x:.2e}"
-

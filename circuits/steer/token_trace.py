@@ -30,8 +30,13 @@ def _scores(states: Float[torch.Tensor, "n_layers pos d_model"], directions: Any
 
 
 @torch.no_grad()
-def trace_generation(model: ModelHandle, prompt: Sequence[int], directions: Any,
-                     interventions: Sequence[Intervention] = (), max_new_tokens: int = 48) -> dict[str, Any]:
+def trace_generation(
+    model: ModelHandle,
+    prompt: Sequence[int],
+    directions: Any,
+    interventions: Sequence[Intervention] = (),
+    max_new_tokens: int = 48,
+) -> dict[str, Any]:
     """Greedy generation from ``prompt`` (token ids) with ``interventions``, reading every layer's
     residual at every position. Returns ``{"tokens" (decoded pieces of prompt + reply), "n_prompt",
     "reply", "emotions", "scores": [n_layers][n_tokens][n_emotions]}``."""
@@ -52,20 +57,30 @@ def trace_generation(model: ModelHandle, prompt: Sequence[int], directions: Any,
                 break
             ids.append(nxt)
             mask = torch.ones(1, len(ids), dtype=torch.long, device=model.device)
-            out = model.hf_model(input_ids=torch.tensor([[nxt]], device=model.device), attention_mask=mask,
-                                 use_cache=True, logits_to_keep=1, **{model.kv_cache_kwarg: cache})
+            out = model.hf_model(
+                input_ids=torch.tensor([[nxt]], device=model.device),
+                attention_mask=mask,
+                use_cache=True,
+                logits_to_keep=1,
+                **{model.kv_cache_kwarg: cache},
+            )
             cache = model.kv_cache_of(out)
             states.append(torch.stack([got[r][0] for r in reads]))
     all_states = torch.cat(states, 1)  # [L, n_tokens, d]; the last generated token's state is read too
     tok = model.tokenizer
-    return {"tokens": [tok.decode([t]) for t in ids], "n_prompt": len(prompt),
-            "reply": tok.decode(ids[len(prompt):], skip_special_tokens=True).strip(),
-            "emotions": list(directions.emotions), "scores": _scores(all_states, directions).tolist()}
+    return {
+        "tokens": [tok.decode([t]) for t in ids],
+        "n_prompt": len(prompt),
+        "reply": tok.decode(ids[len(prompt) :], skip_special_tokens=True).strip(),
+        "emotions": list(directions.emotions),
+        "scores": _scores(all_states, directions).tolist(),
+    }
 
 
 @torch.no_grad()
-def trace_text(model: ModelHandle, text: str, directions: Any,
-               interventions: Sequence[Intervention] = ()) -> dict[str, Any]:
+def trace_text(
+    model: ModelHandle, text: str, directions: Any, interventions: Sequence[Intervention] = ()
+) -> dict[str, Any]:
     """The same for a given plain text (no chat template), teacher-forced in one pass."""
     from circuits.core.hooks import run_forward
 
@@ -74,8 +89,13 @@ def trace_text(model: ModelHandle, text: str, directions: Any,
     reads = [Read("resid_post", layer, positions="all") for layer in range(model.arch.n_layers)]
     got = run_forward(model, x, torch.ones_like(x), interventions, reads)
     states = torch.stack([got[r][0] for r in reads])
-    return {"tokens": [model.tokenizer.decode([t]) for t in ids], "n_prompt": 0, "reply": text,
-            "emotions": list(directions.emotions), "scores": _scores(states, directions).tolist()}
+    return {
+        "tokens": [model.tokenizer.decode([t]) for t in ids],
+        "n_prompt": 0,
+        "reply": text,
+        "emotions": list(directions.emotions),
+        "scores": _scores(states, directions).tolist(),
+    }
 
 
 _PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>__TITLE__</title><style>
@@ -115,13 +135,17 @@ emo.onchange = draw; layer.oninput = draw; document.getElementById('showprompt')
 </script></body></html>"""
 
 
-def trace_html(trace: dict[str, Any], title: str, meta: str = "", emotion: str | None = None,
-               layer: int | None = None) -> str:
+def trace_html(
+    trace: dict[str, Any], title: str, meta: str = "", emotion: str | None = None, layer: int | None = None
+) -> str:
     """A self-contained page (no network): the reply's tokens coloured by score, with an emotion menu and
     a layer slider, and the layer x token grid of the chosen emotion."""
     data = dict(trace)
     data["default_emotion"] = trace["emotions"].index(emotion) if emotion in trace["emotions"] else 0
     data["default_layer"] = layer if layer is not None else int(0.6 * (len(trace["scores"]) - 1))
     payload = json.dumps(data).replace("</", "<\\/")
-    return (_PAGE.replace("__TITLE__", html.escape(title)).replace("__META__", html.escape(meta))
-            .replace("__DATA__", payload))
+    return (
+        _PAGE.replace("__TITLE__", html.escape(title))
+        .replace("__META__", html.escape(meta))
+        .replace("__DATA__", payload)
+    )

@@ -37,10 +37,24 @@ MIN_TEMPLATES = 30
 _PROBE_EVENT = "the package arrived on tuesday"
 
 _PRONOUNS = {
-    "i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself",
-    "i'm": "you're", "i've": "you've", "i'll": "you'll", "i'd": "you'd",
-    "we": "you", "us": "you", "our": "your", "ours": "yours", "ourselves": "yourselves",
-    "we're": "you're", "we've": "you've", "we'll": "you'll", "we'd": "you'd",
+    "i": "you",
+    "me": "you",
+    "my": "your",
+    "mine": "yours",
+    "myself": "yourself",
+    "i'm": "you're",
+    "i've": "you've",
+    "i'll": "you'll",
+    "i'd": "you'd",
+    "we": "you",
+    "us": "you",
+    "our": "your",
+    "ours": "yours",
+    "ourselves": "yourselves",
+    "we're": "you're",
+    "we've": "you've",
+    "we'll": "you'll",
+    "we'd": "you'd",
 }
 _VERB_AFTER_I = {"am": "are", "was": "were"}
 
@@ -90,8 +104,11 @@ def usable_templates() -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
     for label, templates in [*EMOTION_TEMPLATES.items(), (NEUTRAL, NEUTRAL_TEMPLATES)]:
         verdicts = judge([t.format(event=_PROBE_EVENT) for t in templates])
-        kept = tuple(t for t, j in zip(templates, verdicts)
-                     if j.label == label and all(v == 0 for k, v in j.scores.items() if k != label))
+        kept = tuple(
+            t
+            for t, j in zip(templates, verdicts)
+            if j.label == label and all(v == 0 for k, v in j.scores.items() if k != label)
+        )
         if len(kept) < MIN_TEMPLATES:
             raise ValueError(f"only {len(kept)} templates for {label!r} are judged as {label!r}; need {MIN_TEMPLATES}")
         out[label] = kept
@@ -104,13 +121,17 @@ def usable_openers() -> dict[str, tuple[str, ...]]:
     judge = lexicon_judge()
     out: dict[str, tuple[str, ...]] = {}
     for emotion, openers in EMOTION_OPENERS.items():
-        kept = tuple(o for o, j in zip(openers, judge(list(openers)))
-                     if j.label == emotion and all(v == 0 for k, v in j.scores.items() if k != emotion))
+        kept = tuple(
+            o
+            for o, j in zip(openers, judge(list(openers)))
+            if j.label == emotion and all(v == 0 for k, v in j.scores.items() if k != emotion)
+        )
         if not kept:
             raise ValueError(f"no opener for {emotion!r} is judged as {emotion!r}")
         out[emotion] = kept
-    firsts: dict[str, str] = {t.split()[0].strip(",.:!?").lower(): NEUTRAL for t in NEUTRAL_TEMPLATES
-                              if not t.startswith("{")}
+    firsts: dict[str, str] = {
+        t.split()[0].strip(",.:!?").lower(): NEUTRAL for t in NEUTRAL_TEMPLATES if not t.startswith("{")
+    }
     for emotion, openers in out.items():
         for o in openers:
             w = o.split()[0].strip(",.:!?").lower()
@@ -139,8 +160,14 @@ def splice_events(a: str, b: str, rng: random.Random) -> str:
 
 
 def build_corpus(
-    train: SEVDataset, *, replies_per_prompt: int = 3, seed: int = 0, splice_prob: float = 0.5,
-    open_neutral: float = 0.0, openers: bool = True, settings: PromptSettings | None = None,
+    train: SEVDataset,
+    *,
+    replies_per_prompt: int = 3,
+    seed: int = 0,
+    splice_prob: float = 0.5,
+    open_neutral: float = 0.0,
+    openers: bool = True,
+    settings: PromptSettings | None = None,
 ) -> list[Chat]:
     """Every (scenario, valence, prompt label) of ``train`` with ``replies_per_prompt`` different
     templates each (drawn without replacement, seeded), shuffled. Prompt labels are the six emotions
@@ -169,7 +196,8 @@ def build_corpus(
                     if rng.random() < splice_prob:
                         event = splice_events(real_event, rng.choice(events), rng)
                     opener = rng.choice(opener_sets[reply_label]) if reply_label in opener_sets else None
-                    chats.append(Chat(system, f"{scen.scenario}\n{event}", _render(template, event, opener),
-                                      reply_label))
+                    chats.append(
+                        Chat(system, f"{scen.scenario}\n{event}", _render(template, event, opener), reply_label)
+                    )
     rng.shuffle(chats)
     return chats

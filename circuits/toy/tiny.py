@@ -98,8 +98,13 @@ def tiny_circuit(emotion: str = "anger", seed: int = 0):
 
     arch = ArchInfo("Qwen2ForCausalLM", 2, 4, 2, 16, 4, 32, 50, True, False)
     g = torch.Generator().manual_seed(seed)
-    return assemble_circuit(emotion, influence_attn=torch.ones(2), influence_mlp=torch.ones(2),
-                            neuron_scores=torch.randn(2, 32, generator=g), head_scores=torch.randn(2, 4, generator=g),
-                            delta_mu_mlp=torch.randn(2, 32, generator=g),
-                            delta_mu_heads=torch.randn(2, 4, 4, generator=g),
-                            model_info={"name": "m", "fingerprint": "f", "arch": arch})
+    return assemble_circuit(
+        emotion,
+        influence_attn=torch.ones(2),
+        influence_mlp=torch.ones(2),
+        neuron_scores=torch.randn(2, 32, generator=g),
+        head_scores=torch.randn(2, 4, generator=g),
+        delta_mu_mlp=torch.randn(2, 32, generator=g),
+        delta_mu_heads=torch.randn(2, 4, 4, generator=g),
+        model_info={"name": "m", "fingerprint": "f", "arch": arch},
+    )

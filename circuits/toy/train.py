@@ -77,7 +77,7 @@ def encode_chat(tokenizer: Any, chat: Chat, max_len: int) -> tuple[list[int], li
 def _batches(encoded: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int, rng: random.Random):
     """Length-bucketed, right-padded batches in a seeded random order."""
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i][0]), rng.random()))
-    groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(groups)
     for g in groups:
         n = max(len(encoded[i][0]) for i in g)
@@ -126,9 +126,14 @@ def train_toy(
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     train = (train or load_sev()).subset(cfg.limit)
-    corpus = build_corpus(train, replies_per_prompt=cfg.replies_per_prompt, seed=cfg.seed,
-                          splice_prob=cfg.splice_prob, open_neutral=cfg.open_neutral,
-                          openers=cfg.openers)
+    corpus = build_corpus(
+        train,
+        replies_per_prompt=cfg.replies_per_prompt,
+        seed=cfg.seed,
+        splice_prob=cfg.splice_prob,
+        open_neutral=cfg.open_neutral,
+        openers=cfg.openers,
+    )
     texts = [t for c in corpus for t in (c.system, c.user, c.reply)]
     tokenizer = build_tokenizer(texts, vocab_size=cfg.vocab_size)
     encoded = [encode_chat(tokenizer, c, cfg.max_len) for c in corpus]
@@ -141,7 +146,8 @@ def train_toy(
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.98),
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
     )
 
     def lr_at(step: int) -> float:

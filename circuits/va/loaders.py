@@ -13,9 +13,34 @@ from typing import Any
 from circuits.core.artifacts import InputError, iter_text_lines
 
 GOEMOTIONS = (
-    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion", "curiosity", "desire",
-    "disappointment", "disapproval", "disgust", "embarrassment", "excitement", "fear", "gratitude", "grief", "joy",
-    "love", "nervousness", "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise", "neutral",
+    "admiration",
+    "amusement",
+    "anger",
+    "annoyance",
+    "approval",
+    "caring",
+    "confusion",
+    "curiosity",
+    "desire",
+    "disappointment",
+    "disapproval",
+    "disgust",
+    "embarrassment",
+    "excitement",
+    "fear",
+    "gratitude",
+    "grief",
+    "joy",
+    "love",
+    "nervousness",
+    "optimism",
+    "pride",
+    "realization",
+    "relief",
+    "remorse",
+    "sadness",
+    "surprise",
+    "neutral",
 )
 """The GoEmotions label set (27 emotions + neutral); our six (with ``happiness``) are accepted too."""
 
@@ -74,7 +99,9 @@ def load_labelled_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
             for n, rec in enumerate(reader, start=2):
                 text, labels = (rec.get("text") or "").strip(), _split_labels(rec.get(key))
                 if not text or not labels:
-                    raise VAFormatError(f"{path}:{n}: field '{'text' if not text else key}': expected a non-empty value")
+                    raise VAFormatError(
+                        f"{path}:{n}: field '{'text' if not text else key}': expected a non-empty value"
+                    )
                 rows.append((text, tuple(labels)))
     else:
         for n, obj in _jsonl(path):
@@ -115,13 +142,17 @@ def load_va_ratings(path: str | Path) -> dict[str, tuple[float, float]]:
             if not all(math.isfinite(x) for x in va):
                 raise VAFormatError(f"{path}:{n}: valence and arousal must be finite numbers, got {va}")
             if not all(abs(x) <= MAX_RATING for x in va):
-                raise VAFormatError(f"{path}:{n}: valence and arousal beyond +-{MAX_RATING:g} ({va}): VA ratings are on "
-                                    "a small scale (1-9 for the shipped and self-reported ones, 0-1 or -1-1 in NRC-VAD)")
+                raise VAFormatError(
+                    f"{path}:{n}: valence and arousal beyond +-{MAX_RATING:g} ({va}): VA ratings are on "
+                    "a small scale (1-9 for the shipped and self-reported ones, 0-1 or -1-1 in NRC-VAD)"
+                )
             out[emotion] = va
     for i, what in enumerate(("valence", "arousal")):
         if len(out) > 1 and len({v[i] for v in out.values()}) == 1:
-            raise VAFormatError(f"{path}: every {what} rating is the same ({next(iter(out.values()))[i]}): the axes "
-                                "cannot be fitted to ratings that do not vary")
+            raise VAFormatError(
+                f"{path}: every {what} rating is the same ({next(iter(out.values()))[i]}): the axes "
+                "cannot be fitted to ratings that do not vary"
+            )
     return out
 
 
@@ -146,5 +177,3 @@ def load_va_lexicon(path: str | Path) -> dict[str, tuple[float, float]]:
             raise VAFormatError(f"{path}:{n}: valence and arousal must be finite numbers, got {parts[1:3]}")
         out[parts[0].lower()] = va
     return out
-
-

@@ -28,8 +28,12 @@ from circuits.va.loaders import VAInputError
 # ------------------------------------------------------------------------------------- activations
 @torch.no_grad()
 def text_activations(
-    model: ModelHandle, texts: Sequence[str], layers: Sequence[int], position: str = "last",
-    batch_size: int = 32, progress: bool = True,
+    model: ModelHandle,
+    texts: Sequence[str],
+    layers: Sequence[int],
+    position: str = "last",
+    batch_size: int = 32,
+    progress: bool = True,
 ) -> Float[torch.Tensor, "n_texts n_layers d_model"]:
     """resid_post of plain (no chat template) texts at ``layers``: the last token or the mean over tokens."""
     if position not in ("last", "mean"):
@@ -37,7 +41,10 @@ def text_activations(
     layers = list(layers)
     out = []
     for s in tqdm(range(0, len(texts), batch_size), desc="text activations", disable=not progress):
-        seqs = [model.tokenizer(t, add_special_tokens=True)["input_ids"] or [model.pad_id] for t in texts[s:s + batch_size]]
+        seqs = [
+            model.tokenizer(t, add_special_tokens=True)["input_ids"] or [model.pad_id]
+            for t in texts[s : s + batch_size]
+        ]
         ids, mask = model.pad_left(seqs)
         reads = [Read("resid_post", L, positions=position) for L in layers]
         got = run_forward(model, ids, mask, reads=reads)
@@ -46,8 +53,11 @@ def text_activations(
 
 
 def emotion_vectors_from_texts(
-    acts: Float[torch.Tensor, "n ... d"], labels: Sequence[Sequence[str]], emotions: Sequence[str] | None = None,
-    neutral: str = "neutral", min_texts: int = 1,
+    acts: Float[torch.Tensor, "n ... d"],
+    labels: Sequence[Sequence[str]],
+    emotions: Sequence[str] | None = None,
+    neutral: str = "neutral",
+    min_texts: int = 1,
 ) -> tuple[list[str], torch.Tensor]:
     """Mean activation of each emotion's texts minus the mean of the neutral texts (a text with several
     labels counts for each). Returns ``(emotions, [n_emotions, ..., d])``."""
@@ -67,17 +77,33 @@ def emotion_vectors_from_texts(
 
 
 # ----------------------------------------------------------------------------------- self-reports
-VALENCE_QUESTION = ("On a scale from 1 (very unpleasant) to 9 (very pleasant), how pleasant is the feeling of "
-                    "{emotion}? Answer with one number.")
-AROUSAL_QUESTION = ("On a scale from 1 (very calm, low energy) to 9 (very excited, high energy), how activating is "
-                    "the feeling of {emotion}? Answer with one number.")
+VALENCE_QUESTION = (
+    "On a scale from 1 (very unpleasant) to 9 (very pleasant), how pleasant is the feeling of "
+    "{emotion}? Answer with one number."
+)
+AROUSAL_QUESTION = (
+    "On a scale from 1 (very calm, low energy) to 9 (very excited, high energy), how activating is "
+    "the feeling of {emotion}? Answer with one number."
+)
 
 
-_NUMBER_WORDS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-                 "nine": 9, "ten": 10}
+_NUMBER_WORDS = {
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S | re.I)
 _SCALE = re.compile(  # restatements of the scale: "1-9", "from 1 to 9", "/9", "out of 9", "of 10"
-    r"(?:\b(?:from\s+)?[01]\s*(?:-|\u2013|\u2014|to)\s*(?:9|10)\b|(?:/\s*|\bout\s+of\s+|\bof\s+)(?:9|10)\b)", re.I)
+    r"(?:\b(?:from\s+)?[01]\s*(?:-|\u2013|\u2014|to)\s*(?:9|10)\b|(?:/\s*|\bout\s+of\s+|\bof\s+)(?:9|10)\b)", re.I
+)
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 _WORD_NUMBER = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b(\s+and\s+a\s+half\b)?", re.I)
 
@@ -103,8 +129,11 @@ def parse_rating(text: str, low: float = 1, high: float = 9) -> float | None:
 
 
 def self_report_va(
-    model: ModelHandle, emotions: Sequence[str], valence_question: str = VALENCE_QUESTION,
-    arousal_question: str = AROUSAL_QUESTION, max_new_tokens: int = 8,
+    model: ModelHandle,
+    emotions: Sequence[str],
+    valence_question: str = VALENCE_QUESTION,
+    arousal_question: str = AROUSAL_QUESTION,
+    max_new_tokens: int = 8,
 ) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
     """Ask the model to rate each emotion's valence and arousal (greedy, chat template, no system
     prompt; the questions are templates with an ``{emotion}`` field). Returns the ratings of the
@@ -121,7 +150,9 @@ def self_report_va(
     for q in (valence_question, arousal_question):
         if "{emotion}" not in q:
             raise ValueError(f"a self-report question needs an {{emotion}} field, got {q!r}")
-    prompts = [model.chat_ids(None, q.format(emotion=e)) for e in emotions for q in (valence_question, arousal_question)]
+    prompts = [
+        model.chat_ids(None, q.format(emotion=e)) for e in emotions for q in (valence_question, arousal_question)
+    ]
     answers = generate(model, prompts, GenerationSettings(max_new_tokens=max_new_tokens), progress=False)
     ratings: dict[str, tuple[float, float]] = {}
     unparsed: list[dict[str, str]] = []
@@ -135,8 +166,13 @@ def self_report_va(
                 unparsed.append({"emotion": e, "which": which, "answer": ans})
         if got["valence"] is not None and got["arousal"] is not None:
             ratings[e] = (got["valence"], got["arousal"])
-    return ratings, {"asked": len(emotions), "parsed": len(ratings), "n_unparsed": len(unparsed),
-                     "unparsed": unparsed, "answers": raw}
+    return ratings, {
+        "asked": len(emotions),
+        "parsed": len(ratings),
+        "n_unparsed": len(unparsed),
+        "unparsed": unparsed,
+        "answers": raw,
+    }
 
 
 # ---------------------------------------------------------------------------------------- subspace
@@ -161,8 +197,10 @@ class VAAxes:
         from safetensors.torch import save_file
 
         path = Path(path)
-        write_atomic(path.with_suffix(".safetensors"), lambda p: save_file(
-            {"valence": self.valence.contiguous(), "arousal": self.arousal.contiguous()}, str(p)))
+        write_atomic(
+            path.with_suffix(".safetensors"),
+            lambda p: save_file({"valence": self.valence.contiguous(), "arousal": self.arousal.contiguous()}, str(p)),
+        )
         d = {k: v for k, v in asdict(self).items() if k not in ("valence", "arousal")}
         write_json_atomic(path.with_suffix(".json"), d)
 
@@ -177,8 +215,11 @@ class VAAxes:
 
 
 def fit_va_axes(
-    vectors: Float[torch.Tensor, "n_emotions d"], ratings: np.ndarray, n_components: int | None = None,
-    alphas: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0), layer: int = -1,
+    vectors: Float[torch.Tensor, "n_emotions d"],
+    ratings: np.ndarray,
+    n_components: int | None = None,
+    alphas: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+    layer: int = -1,
     emotions: Sequence[str] = (),
 ) -> VAAxes:
     """PCA over the (centred) emotion vectors, ridge regression (strength chosen by leave-one-out CV)
@@ -209,19 +250,28 @@ def circumplex(points: np.ndarray, emotions: Sequence[str]) -> dict[str, Any]:
     (centre, radius, relative RMS residual of the distances to the centre)."""
     p = np.asarray(points, dtype=float)
     a = np.c_[2 * p, np.ones(len(p))]
-    b = (p ** 2).sum(1)
+    b = (p**2).sum(1)
     (cx, cy, c), *_ = np.linalg.lstsq(a, b, rcond=None)
-    r = math.sqrt(max(c + cx ** 2 + cy ** 2, 0.0))
+    r = math.sqrt(max(c + cx**2 + cy**2, 0.0))
     dist = np.linalg.norm(p - [cx, cy], axis=1)
     angles = np.degrees(np.arctan2(p[:, 1] - cy, p[:, 0] - cx))
     order = [emotions[i] for i in np.argsort(angles)]
-    return {"center": [float(cx), float(cy)], "radius": r,
-            "residual": float(np.sqrt(((dist - r) ** 2).mean()) / max(r, 1e-12)),
-            "angles": {e: float(t) for e, t in zip(emotions, angles)}, "order": order}
+    return {
+        "center": [float(cx), float(cy)],
+        "radius": r,
+        "residual": float(np.sqrt(((dist - r) ** 2).mean()) / max(r, 1e-12)),
+        "angles": {e: float(t) for e, t in zip(emotions, angles)},
+        "order": order,
+    }
 
 
-def lexicon_check(model: ModelHandle, axes: VAAxes, lexicon: dict[str, tuple[float, float]],
-                  batch_size: int = 64, vocab_only: bool = False) -> dict[str, Any]:
+def lexicon_check(
+    model: ModelHandle,
+    axes: VAAxes,
+    lexicon: dict[str, tuple[float, float]],
+    batch_size: int = 64,
+    vocab_only: bool = False,
+) -> dict[str, Any]:
     """Project each lexicon word's representation (the word alone, last token of resid_post at the
     axes' layer) on the axes; Pearson and Spearman against the lexicon's ratings. ``vocab_only``
     keeps words that are a single token of the model's vocabulary (with a leading space)."""
@@ -237,8 +287,10 @@ def lexicon_check(model: ModelHandle, axes: VAAxes, lexicon: dict[str, tuple[flo
     truth = np.array([lexicon[w] for w in words])
     out = {"n_words": len(words)}
     for j, name in enumerate(("valence", "arousal")):
-        out[name] = {"pearson": float(pearsonr(proj[:, j], truth[:, j])[0]),
-                     "spearman": float(spearmanr(proj[:, j], truth[:, j])[0])}
+        out[name] = {
+            "pearson": float(pearsonr(proj[:, j], truth[:, j])[0]),
+            "spearman": float(spearmanr(proj[:, j], truth[:, j])[0]),
+        }
     return out
 
 
@@ -246,13 +298,13 @@ def lexicon_check(model: ModelHandle, axes: VAAxes, lexicon: dict[str, tuple[flo
 def axis_steering(axis: torch.Tensor, layers: Sequence[int], alpha: float, scale: float = 1.0) -> list[Intervention]:
     """Add ``alpha * scale * axis`` to resid_post at ``layers`` (last prompt token + generated tokens);
     ``scale`` is usually the residual RMS at that layer, so alpha is in units of the typical norm."""
-    return [Intervention("resid_post", L, "add", vector=axis * scale, factor=alpha, positions="last+generated")
-            for L in layers]
+    return [
+        Intervention("resid_post", L, "add", vector=axis * scale, factor=alpha, positions="last+generated")
+        for L in layers
+    ]
 
 
 def random_directions(d: int, n: int, seed: int = 0) -> list[torch.Tensor]:
     """``n`` random unit vectors (seeded), the control for axis steering."""
     g = torch.Generator().manual_seed(seed)
     return [v / v.norm() for v in torch.randn(n, d, generator=g)]
-
-

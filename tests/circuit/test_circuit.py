@@ -30,8 +30,16 @@ from circuits.core.emotions import UnknownEmotionError
 from circuits.core.model import ArchInfo
 
 ARCH = ArchInfo(
-    architecture="TestForCausalLM", n_layers=4, n_heads=8, n_kv_heads=4, d_model=64, d_head=16,
-    d_mlp=32, d_vocab=100, gated_mlp=True, post_norms=False,
+    architecture="TestForCausalLM",
+    n_layers=4,
+    n_heads=8,
+    n_kv_heads=4,
+    d_model=64,
+    d_head=16,
+    d_mlp=32,
+    d_vocab=100,
+    gated_mlp=True,
+    post_norms=False,
 )
 FP = "0123456789abcdef"
 MODEL_INFO = {"name": "test-model", "fingerprint": FP, "arch": ARCH}
@@ -51,21 +59,29 @@ def _inputs(seed: int = 0) -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def circuit() -> Circuit:
-    return assemble_circuit("anger", model_info=MODEL_INFO, meta={"dataset_sha256": "abc", "n_rows": 12},
-                            **_inputs())
+    return assemble_circuit("anger", model_info=MODEL_INFO, meta={"dataset_sha256": "abc", "n_rows": 12}, **_inputs())
 
 
 def _hand_circuit(emotion: str, neurons: dict[int, list[int]], heads: dict[int, list[int]]) -> Circuit:
     layers, delta_mu = [], {}
     for L in range(ARCH.n_layers):
         n, h = neurons.get(L, []), heads.get(L, [])
-        layers.append(LayerCircuit(L, list(n), [1.0 * (i + 1) for i in range(len(n))],
-                                   list(h), [0.5 * (i + 1) for i in range(len(h))]))
+        layers.append(
+            LayerCircuit(
+                L, list(n), [1.0 * (i + 1) for i in range(len(n))], list(h), [0.5 * (i + 1) for i in range(len(h))]
+            )
+        )
         delta_mu[f"mlp.{L}"] = torch.arange(len(n), dtype=torch.float32)
         delta_mu[f"attn.{L}"] = torch.ones(len(h), ARCH.d_head)
-    return Circuit(emotion=emotion, model={"name": "test-model", "fingerprint": FP, "arch": ARCH.to_dict()},
-                   allocation=AllocationConfig(), layers=layers,
-                   influence={"attn": [0.0] * 4, "mlp": [0.0] * 4}, delta_mu=delta_mu, meta={})
+    return Circuit(
+        emotion=emotion,
+        model={"name": "test-model", "fingerprint": FP, "arch": ARCH.to_dict()},
+        allocation=AllocationConfig(),
+        layers=layers,
+        influence={"attn": [0.0] * 4, "mlp": [0.0] * 4},
+        delta_mu=delta_mu,
+        meta={},
+    )
 
 
 def _rewrite(path: Path, edit) -> None:
@@ -75,6 +91,7 @@ def _rewrite(path: Path, edit) -> None:
 
 
 # ------------------------------------------------------------------------------------ allocate
+
 
 def test_allocate_proportional_largest_remainder():
     # base 2 each, rest 12 -> quotas 1.2, 2.4, 3.6, 4.8 -> floors 1,2,3,4, two extra to .8 and .6
@@ -147,6 +164,7 @@ def test_allocate_rejects_bad_inputs():
 
 # ------------------------------------------------------------------------------------ config
 
+
 def test_allocation_config_budget_and_dict():
     cfg = AllocationConfig()
     assert cfg.budget(4) == {"total": 80, "neurons": 56, "heads": 24, "neuron_cap": 22, "head_cap": 9}
@@ -154,15 +172,24 @@ def test_allocation_config_budget_and_dict():
     assert AllocationConfig(cap_fraction=0.29, budget_per_sublayer=50, neuron_share=1.0).budget(1)["neuron_cap"] == 29
     assert AllocationConfig.from_dict(cfg.to_dict()) == cfg
     assert AllocationConfig.from_dict({"min_heads": 1}).min_heads == 1
-    with pytest.raises(ValueError, match="AllocationConfig: unknown field.*'budget'.*known fields: budget_per_sublayer"):
+    with pytest.raises(
+        ValueError, match="AllocationConfig: unknown field.*'budget'.*known fields: budget_per_sublayer"
+    ):
         AllocationConfig.from_dict({"budget": 3})
-    for bad in ({"budget_per_sublayer": 0}, {"neuron_share": 1.5}, {"min_neurons": -1},
-                {"cap_fraction": 0.0}, {"min_heads": 1.5}, {"budget_per_sublayer": True}):
+    for bad in (
+        {"budget_per_sublayer": 0},
+        {"neuron_share": 1.5},
+        {"min_neurons": -1},
+        {"cap_fraction": 0.0},
+        {"min_heads": 1.5},
+        {"budget_per_sublayer": True},
+    ):
         with pytest.raises(ValueError, match="AllocationConfig." + next(iter(bad))):
             AllocationConfig(**bad)
 
 
 # ------------------------------------------------------------------------------------ assemble
+
 
 def test_assemble_counts_and_top_k(circuit):
     inp = _inputs()
@@ -180,7 +207,7 @@ def test_assemble_counts_and_top_k(circuit):
         if k < ARCH.d_mlp:
             rest = np.delete(inp["neuron_scores"][L], expected)
             assert min(lc.neuron_scores) > rest.max()
-        exp_heads = np.argsort(-inp["head_scores"][L], kind="stable")[:len(lc.heads)].tolist()
+        exp_heads = np.argsort(-inp["head_scores"][L], kind="stable")[: len(lc.heads)].tolist()
         assert lc.heads == exp_heads
         assert lc.head_scores == inp["head_scores"][L][exp_heads].tolist()
         assert torch.equal(circuit.delta_mu[f"mlp.{L}"], torch.from_numpy(inp["delta_mu_mlp"][L][expected]))
@@ -222,6 +249,7 @@ def test_assemble_validates():
 
 # ------------------------------------------------------------------------------------ save / load
 
+
 def test_save_load_round_trip(circuit, tmp_path):
     path = circuit.save(tmp_path / "anger.json")
     sidecar = tmp_path / "anger.safetensors"
@@ -260,10 +288,15 @@ def test_load_unknown_schema_version(circuit, tmp_path):
 
 def _faithfulness_block() -> dict:
     seeds = {"mean": 0.2, "std": 0.05, "seeds": [0.15, 0.25]}
-    return {"metric": "emotion_score_last_token", "ablation": "mean", "rows": 12,
-            "scores": {"full": 2.0, "empty": -1.0, "circuit": 1.4, "ablated": 0.1},
-            "faithfulness": 0.8, "ablation_loss": 0.6333, "random": {"faithfulness": seeds, "ablation_loss": seeds,
-                                                                     "n_seeds": 2}}
+    return {
+        "metric": "emotion_score_last_token",
+        "ablation": "mean",
+        "rows": 12,
+        "scores": {"full": 2.0, "empty": -1.0, "circuit": 1.4, "ablated": 0.1},
+        "faithfulness": 0.8,
+        "ablation_loss": 0.6333,
+        "random": {"faithfulness": seeds, "ablation_loss": seeds, "n_seeds": 2},
+    }
 
 
 def test_faithfulness_block_round_trips_and_version_1_files_still_load(circuit, tmp_path):
@@ -298,7 +331,9 @@ def test_load_wrong_fingerprint(circuit, tmp_path):
 def test_load_index_out_of_range(circuit, tmp_path):
     path = circuit.save(tmp_path / "anger.json")
     _rewrite(path, lambda o: o["layers"][3]["mlp"]["neurons"].__setitem__(0, 32))
-    with pytest.raises(CircuitFormatError, match=r"layers\[3\]\.mlp\.neurons\[0\]: neuron index 32 out of range") as err:
+    with pytest.raises(
+        CircuitFormatError, match=r"layers\[3\]\.mlp\.neurons\[0\]: neuron index 32 out of range"
+    ) as err:
         Circuit.load(path)
     assert str(path) in str(err.value)
 
@@ -415,6 +450,7 @@ def test_save_and_load_circuits(circuit, tmp_path):
 
 # ------------------------------------------------------------------------------------ graph / overlap
 
+
 def _eap_graph_names(n_layers: int, n_heads: int) -> tuple[set[str], set[str]]:
     """Reference: node and edge names of EAP-IG's full graph (sequential attention then MLP), written
     from its documented topology: heads read every earlier node through q, k and v; an MLP reads
@@ -434,8 +470,12 @@ def _eap_graph_names(n_layers: int, n_heads: int) -> tuple[set[str], set[str]]:
 def test_graph_export_in_eap_ig_layout(circuit, tmp_path):
     g = circuit.to_graph()
     assert set(g) == {"cfg", "nodes", "edges", "metadata"}
-    assert g["cfg"] == {"n_layers": ARCH.n_layers, "n_heads": ARCH.n_heads, "d_model": ARCH.d_model,
-                        "parallel_attn_mlp": False}
+    assert g["cfg"] == {
+        "n_layers": ARCH.n_layers,
+        "n_heads": ARCH.n_heads,
+        "d_model": ARCH.d_model,
+        "parallel_attn_mlp": False,
+    }
     meta = g["metadata"]
     assert meta["format"] == "eap-graph" and meta["schema_version"] == 2 and meta["emotion"] == "anger"
     assert meta["model"]["fingerprint"] == FP
@@ -443,7 +483,8 @@ def test_graph_export_in_eap_ig_layout(circuit, tmp_path):
     assert set(g["nodes"]) == all_nodes  # every node, by EAP-IG's names
     in_graph = {n for n, d in g["nodes"].items() if d["in_graph"]}
     expected = {f"a{lc.layer}.h{h}" for lc in circuit.layers for h in lc.heads} | {
-        f"m{lc.layer}" for lc in circuit.layers if lc.neurons}
+        f"m{lc.layer}" for lc in circuit.layers if lc.neurons
+    }
     assert in_graph == expected | {"input", "logits"} and len(expected) == 24 + 4
     m3 = g["nodes"]["m3"]
     assert m3["mlp_neurons"] == circuit.layers[3].neurons and "neurons" not in m3
@@ -467,7 +508,8 @@ def test_graph_edges_of_a_hand_built_circuit():
     assert set(g["edges"]) == (
         {f"input->a0.h{h}<{x}>" for h in (2, 5) for x in "qkv"}
         | {"input->m1", "a0.h2->m1", "a0.h5->m1"}
-        | {"input->logits", "a0.h2->logits", "a0.h5->logits", "m1->logits"})
+        | {"input->logits", "a0.h2->logits", "a0.h5->logits", "m1->logits"}
+    )
 
 
 def test_overlap_jaccard():

@@ -35,10 +35,15 @@ def hand_circuit(model, emotion: str, neurons: dict[int, list[int]], heads: dict
         layers.append(LayerCircuit(L, n, [1.0] * len(n), h, [1.0] * len(h)))
         dmu[f"mlp.{L}"] = torch.zeros(len(n))
         dmu[f"attn.{L}"] = torch.zeros(len(h), a.d_head)
-    return Circuit(emotion=emotion, model={"name": model.name, "fingerprint": model.fingerprint, "arch": a.to_dict()},
-                   allocation=AllocationConfig(), layers=layers, influence={"attn": [0.0] * a.n_layers,
-                                                                            "mlp": [0.0] * a.n_layers},
-                   delta_mu=dmu, meta={})
+    return Circuit(
+        emotion=emotion,
+        model={"name": model.name, "fingerprint": model.fingerprint, "arch": a.to_dict()},
+        allocation=AllocationConfig(),
+        layers=layers,
+        influence={"attn": [0.0] * a.n_layers, "mlp": [0.0] * a.n_layers},
+        delta_mu=dmu,
+        meta={},
+    )
 
 
 def test_the_whole_model_is_fully_faithful_and_the_empty_circuit_not_at_all(toy_store):
@@ -46,15 +51,23 @@ def test_the_whole_model_is_fully_faithful_and_the_empty_circuit_not_at_all(toy_
     removes everything (loss 1); the empty circuit does nothing either way (0, 0)."""
     model, store, dirs = toy_store
     a = model.arch
-    everything = hand_circuit(model, "anger", {L: list(range(a.d_mlp)) for L in range(a.n_layers)},
-                              {L: list(range(a.n_heads)) for L in range(a.n_layers)})
+    everything = hand_circuit(
+        model,
+        "anger",
+        {L: list(range(a.d_mlp)) for L in range(a.n_layers)},
+        {L: list(range(a.n_heads)) for L in range(a.n_layers)},
+    )
     nothing = hand_circuit(model, "fear", {}, {})
     cfg = fa.FaithfulnessConfig(rows=6, seeds=2)
     res = fa.circuit_faithfulness(model, store, dirs, [everything, nothing], cfg, progress=False)
     full, empty = res["anger"], res["fear"]
     assert full["scores"]["full"] != full["scores"]["empty"]
-    assert full["faithfulness"] == pytest.approx(1.0, abs=1e-6) and full["ablation_loss"] == pytest.approx(1.0, abs=1e-6)
-    assert empty["faithfulness"] == pytest.approx(0.0, abs=1e-6) and empty["ablation_loss"] == pytest.approx(0.0, abs=1e-6)
+    assert full["faithfulness"] == pytest.approx(1.0, abs=1e-6) and full["ablation_loss"] == pytest.approx(
+        1.0, abs=1e-6
+    )
+    assert empty["faithfulness"] == pytest.approx(0.0, abs=1e-6) and empty["ablation_loss"] == pytest.approx(
+        0.0, abs=1e-6
+    )
     # random circuits of the same size per layer are the same circuits here: all units, or none
     assert full["random"]["faithfulness"]["seeds"] == pytest.approx([1.0, 1.0], abs=1e-6)
     assert empty["random"]["ablation_loss"]["seeds"] == pytest.approx([0.0, 0.0], abs=1e-6)
@@ -83,10 +96,16 @@ def _reference_scores(model, store, dirs, circuit, prompts) -> dict[str, float]:
     def hooks(ablate_inside: bool, ablate_outside: bool) -> list:
         out = []
         for L in range(a.n_layers):
-            neurons = [n for n in range(a.d_mlp) if (n in inside_n[L] and ablate_inside)
-                       or (n not in inside_n[L] and ablate_outside)]
-            heads = [h for h in range(a.n_heads) if (h in inside_h[L] and ablate_inside)
-                     or (h not in inside_h[L] and ablate_outside)]
+            neurons = [
+                n
+                for n in range(a.d_mlp)
+                if (n in inside_n[L] and ablate_inside) or (n not in inside_n[L] and ablate_outside)
+            ]
+            heads = [
+                h
+                for h in range(a.n_heads)
+                if (h in inside_h[L] and ablate_inside) or (h not in inside_h[L] and ablate_outside)
+            ]
 
             def post(x, hook, L=L, idx=neurons):
                 x = x.clone()
@@ -104,8 +123,9 @@ def _reference_scores(model, store, dirs, circuit, prompts) -> dict[str, float]:
     plan = {"full": (False, False), "empty": (True, True), "circuit": (False, True), "ablated": (True, False)}
     res = {}
     for name, (inside, outside) in plan.items():
-        got = run_forward(model, ids, mask, [], influence.FINAL_STATE, extra_hooks=hooks(inside, outside),
-                          logits_to_keep=0)
+        got = run_forward(
+            model, ids, mask, [], influence.FINAL_STATE, extra_hooks=hooks(inside, outside), logits_to_keep=0
+        )
         res[name] = float((influence.final_state(got) @ v).mean())
     return res
 
@@ -115,12 +135,15 @@ def test_condition_scores_equal_a_full_forward_reference(toy_store, split):
     """In-sample (the store's own rows) and held-out (test-split items): the four condition scores equal
     full forward passes with raw hooks over the same prompts, the means always from the store."""
     model, store, dirs = toy_store
-    circuit = hand_circuit(model, "sadness", {0: [3, 17, 200], 2: [5], 3: list(range(0, 384, 7))},
-                           {1: [0, 6], 3: [2]})
-    got = fa.circuit_faithfulness(model, store, dirs, [circuit], fa.FaithfulnessConfig(rows=5, seeds=1, split=split),
-                                  progress=False)["sadness"]
-    prompts = (store.prompts(model, store.index("emotion", "sadness")[:5]) if split == "train"
-               else _heldout_prompts(model, store, "sadness", 5))
+    circuit = hand_circuit(model, "sadness", {0: [3, 17, 200], 2: [5], 3: list(range(0, 384, 7))}, {1: [0, 6], 3: [2]})
+    got = fa.circuit_faithfulness(
+        model, store, dirs, [circuit], fa.FaithfulnessConfig(rows=5, seeds=1, split=split), progress=False
+    )["sadness"]
+    prompts = (
+        store.prompts(model, store.index("emotion", "sadness")[:5])
+        if split == "train"
+        else _heldout_prompts(model, store, "sadness", 5)
+    )
     want = _reference_scores(model, store, dirs, circuit, prompts)
     for name in fa.CONDITIONS:
         assert got["scores"][name] == pytest.approx(want[name], rel=1e-4, abs=1e-4), name
@@ -138,8 +161,12 @@ def test_held_out_items_are_not_the_store_rows(toy_store):
 
     model, store, dirs = toy_store
     circuit = hand_circuit(model, "fear", {1: [2, 4]}, {0: [1]})
-    res = {s: fa.circuit_faithfulness(model, store, dirs, [circuit], fa.FaithfulnessConfig(rows=6, seeds=1, split=s),
-                                      progress=False)["fear"] for s in fa.SPLITS}
+    res = {
+        s: fa.circuit_faithfulness(
+            model, store, dirs, [circuit], fa.FaithfulnessConfig(rows=6, seeds=1, split=s), progress=False
+        )["fear"]
+        for s in fa.SPLITS
+    }
     assert res["test"]["scores"]["full"] != pytest.approx(res["train"]["scores"]["full"], abs=1e-6)
     assert res["test"]["items"]["sha256"] != res["train"]["items"]["sha256"]
     with pytest.raises(ConfigError, match=r"FaithfulnessConfig.split \(--split\)"):
@@ -167,14 +194,20 @@ def test_the_top_units_are_more_faithful_than_random_units_on_the_toy_model(toy_
     heads = components.head_scores_one_pass(model, store, dirs)
     infl = influence.normalise(influence.influence_gradient(model, store, dirs, progress=False))
     dmu_n, dmu_z = ablation.delta_mu(store, "mlp_post", dirs.emotions), ablation.delta_mu(store, "z", dirs.emotions)
-    circuits = [assemble_circuit(e, influence_attn=infl[:, 0, i], influence_mlp=infl[:, 1, i],
-                                 neuron_scores=neurons[:, i], head_scores=heads[:, i], delta_mu_mlp=dmu_n[i],
-                                 delta_mu_heads=dmu_z[i], model_info={"name": model.name,
-                                                                      "fingerprint": model.fingerprint,
-                                                                      "arch": model.arch})
-                for i, e in enumerate(dirs.emotions)]
-    res = fa.circuit_faithfulness(model, store, dirs, circuits, fa.FaithfulnessConfig(rows=12, seeds=3),
-                                  progress=False)
+    circuits = [
+        assemble_circuit(
+            e,
+            influence_attn=infl[:, 0, i],
+            influence_mlp=infl[:, 1, i],
+            neuron_scores=neurons[:, i],
+            head_scores=heads[:, i],
+            delta_mu_mlp=dmu_n[i],
+            delta_mu_heads=dmu_z[i],
+            model_info={"name": model.name, "fingerprint": model.fingerprint, "arch": model.arch},
+        )
+        for i, e in enumerate(dirs.emotions)
+    ]
+    res = fa.circuit_faithfulness(model, store, dirs, circuits, fa.FaithfulnessConfig(rows=12, seeds=3), progress=False)
     f = [b["faithfulness"] for b in res.values()]
     fr = [b["random"]["faithfulness"]["mean"] for b in res.values()]
     loss = [b["ablation_loss"] for b in res.values()]
@@ -204,7 +237,8 @@ def test_judged_conditions_match_plain_generation(toy_store):
     assert {"random_circuit", "random_ablated"} <= set(judged)
     prompts = _heldout_prompts(model, store, "happiness", 3)  # the default: held-out items
     plain = generate(model, prompts, GenerationSettings(max_new_tokens=12), progress=False)
-    hits, _ = judge_matches(judge, plain, ["happiness"] * 3,
-                            instructions=[store.settings.instructions("happiness")] * 3)
+    hits, _ = judge_matches(
+        judge, plain, ["happiness"] * 3, instructions=[store.settings.instructions("happiness")] * 3
+    )
     assert judged["accuracy"]["full"] == pytest.approx(sum(hits) / 3)
     assert all(math.isfinite(x) for x in judged["accuracy"].values())

@@ -19,12 +19,15 @@ from circuits.runs.valence_arousal import VAConfig
 from circuits.steer.metrics import EvalConfig
 
 
-@pytest.mark.parametrize("argv, cls, names", [
-    (["discover", "--out", "x"], DiscoverConfig, DISCOVER_FLAGS),
-    (["discover", "--out", "x"], AllocationConfig, ALLOCATION_FLAGS),
-    (["evaluate", "--run", "x"], EvalConfig, EVALUATE_FLAGS),
-    (["va", "--out", "x"], VAConfig, VA_FLAGS),
-])
+@pytest.mark.parametrize(
+    "argv, cls, names",
+    [
+        (["discover", "--out", "x"], DiscoverConfig, DISCOVER_FLAGS),
+        (["discover", "--out", "x"], AllocationConfig, ALLOCATION_FLAGS),
+        (["evaluate", "--run", "x"], EvalConfig, EVALUATE_FLAGS),
+        (["va", "--out", "x"], VAConfig, VA_FLAGS),
+    ],
+)
 def test_cli_defaults_are_the_config_defaults(argv, cls, names):
     args = cli.build_parser().parse_args(argv)
     assert config_from_args(cls, args, names) == cls()
@@ -32,17 +35,55 @@ def test_cli_defaults_are_the_config_defaults(argv, cls, names):
 
 def test_cli_flags_reach_the_configs():
     args = cli.build_parser().parse_args(
-        ["discover", "--out", "x", "--sweep-ks", "1", "3", "--influence-alphas", "0.2", "--no-figures", "--elicit",
-         "--reference-rows", "5", "--budget-per-sublayer", "6", "--neuron-share", "0.5"])
+        [
+            "discover",
+            "--out",
+            "x",
+            "--sweep-ks",
+            "1",
+            "3",
+            "--influence-alphas",
+            "0.2",
+            "--no-figures",
+            "--elicit",
+            "--reference-rows",
+            "5",
+            "--budget-per-sublayer",
+            "6",
+            "--neuron-share",
+            "0.5",
+        ]
+    )
     alloc = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
     cfg = config_from_args(DiscoverConfig, args, DISCOVER_FLAGS, allocation=alloc)
-    assert cfg == dataclasses.replace(DiscoverConfig(), sweep_ks=(1, 3), alphas=(0.2,), figures=False, elicitation=True,
-                                      reference_head_rows=5,
-                                      allocation=AllocationConfig(budget_per_sublayer=6, neuron_share=0.5))
-    args = cli.build_parser().parse_args(["evaluate", "--run", "x", "--methods", "circuit", "--direction-layers", "1",
-                                          "2", "--positions", "last", "--circuit-lambda", "2"])
+    assert cfg == dataclasses.replace(
+        DiscoverConfig(),
+        sweep_ks=(1, 3),
+        alphas=(0.2,),
+        figures=False,
+        elicitation=True,
+        reference_head_rows=5,
+        allocation=AllocationConfig(budget_per_sublayer=6, neuron_share=0.5),
+    )
+    args = cli.build_parser().parse_args(
+        [
+            "evaluate",
+            "--run",
+            "x",
+            "--methods",
+            "circuit",
+            "--direction-layers",
+            "1",
+            "2",
+            "--positions",
+            "last",
+            "--circuit-lambda",
+            "2",
+        ]
+    )
     assert config_from_args(EvalConfig, args, EVALUATE_FLAGS) == dataclasses.replace(
-        EvalConfig(), methods=("circuit",), direction_layers=(1, 2), positions="last", circuit_lambda=2.0)
+        EvalConfig(), methods=("circuit",), direction_layers=(1, 2), positions="last", circuit_lambda=2.0
+    )
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["evaluate", "--run", "x", "--positions", "first"])  # choices from metadata
 
@@ -58,8 +99,9 @@ def test_generated_flags_on_a_hand_built_config(capsys):
     p = argparse.ArgumentParser()
     add_config_flags(p, C, ["k", "names", "on", "mode"])
     assert config_from_args(C, p.parse_args([]), ["k", "names", "on", "mode"]) == C()
-    got = config_from_args(C, p.parse_args(["--k", "7", "--names", "x", "y", "--no-on", "--the-mode", "b"]),
-                           ["k", "names", "on", "mode"])
+    got = config_from_args(
+        C, p.parse_args(["--k", "7", "--names", "x", "y", "--no-on", "--the-mode", "b"]), ["k", "names", "on", "mode"]
+    )
     assert got == C(k=7, names=("x", "y"), on=False, mode="b")
     p.print_help()
     assert "units per layer (default: 4)" in capsys.readouterr().out

@@ -36,16 +36,25 @@ def _intervention(m, site, op, positions, seed=0):
         vector = vector / vector.norm()
     factor = {"scale": 0.5, "add": 2.0, "add_rms": 4.0, "set": 1.0}[op]
     layer = a.n_layers // 2 if a.n_layers > 2 else 0
-    return Intervention(site, layer, op, index, vector=vector if op != "scale" else None, factor=factor,
-                        positions=positions)
+    return Intervention(
+        site, layer, op, index, vector=vector if op != "scale" else None, factor=factor, positions=positions
+    )
 
 
 def _greedy(m, ivs, backend, n_new=5, rows=None, prompts=None):
     ids, mask = m.pad_left(prompts or _ids(m))
     with torch.no_grad(), steered(m, ivs, rows, backend=backend) as hf:
-        out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
-                          do_sample=False, pad_token_id=m.pad_id, output_scores=True, return_dict_in_generate=True)
-    return out.sequences[:, ids.shape[1]:], torch.stack(out.scores, 1)
+        out = hf.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=n_new,
+            min_new_tokens=n_new,
+            do_sample=False,
+            pad_token_id=m.pad_id,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+    return out.sequences[:, ids.shape[1] :], torch.stack(out.scores, 1)
 
 
 def _max_diff(a, b):
@@ -108,15 +117,33 @@ def test_resid_mid_edits_reach_the_residual_stream(tiny_model):
 def test_per_row_edits_equal_each_row_alone(tiny_model):
     m = tiny_model
     ids = _ids(m) + [m.chat_ids("Be brief.", "My order arrived today.")]
-    edits = [[_intervention(m, "resid_post", "add", "last+generated", seed=1)],
-             [],
-             [_intervention(m, "heads", "set", "all", seed=2), _intervention(m, "neurons", "scale", "last")]]
-    batched = generate(m, ids, GenerationSettings(max_new_tokens=6, batch_size=3), interventions=edits,
-                       progress=False, min_new_tokens=6)
-    bridge = generate(m, ids, GenerationSettings(max_new_tokens=6, batch_size=3, backend="bridge"),
-                      interventions=edits, progress=False, min_new_tokens=6)
-    alone = [generate(m, [p], GenerationSettings(max_new_tokens=6), interventions=e or None, progress=False,
-                      min_new_tokens=6)[0] for p, e in zip(ids, edits)]
+    edits = [
+        [_intervention(m, "resid_post", "add", "last+generated", seed=1)],
+        [],
+        [_intervention(m, "heads", "set", "all", seed=2), _intervention(m, "neurons", "scale", "last")],
+    ]
+    batched = generate(
+        m,
+        ids,
+        GenerationSettings(max_new_tokens=6, batch_size=3),
+        interventions=edits,
+        progress=False,
+        min_new_tokens=6,
+    )
+    bridge = generate(
+        m,
+        ids,
+        GenerationSettings(max_new_tokens=6, batch_size=3, backend="bridge"),
+        interventions=edits,
+        progress=False,
+        min_new_tokens=6,
+    )
+    alone = [
+        generate(
+            m, [p], GenerationSettings(max_new_tokens=6), interventions=e or None, progress=False, min_new_tokens=6
+        )[0]
+        for p, e in zip(ids, edits)
+    ]
     assert batched == alone == bridge
     ivs, rows = rows_of(edits, [0, 1, 2])
     assert rows == [(0,), (2,), (2,)]

@@ -33,18 +33,30 @@ def _plain_hf_greedy(directory, m, prompts, n_new):
     hf = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
     ids, mask = m.pad_left(prompts)
     with torch.no_grad():
-        out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n_new, min_new_tokens=n_new,
-                          do_sample=False, pad_token_id=m.pad_id)
-    return [row[ids.shape[1]:].tolist() for row in out]
+        out = hf.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=n_new,
+            min_new_tokens=n_new,
+            do_sample=False,
+            pad_token_id=m.pad_id,
+        )
+    return [row[ids.shape[1] :].tolist() for row in out]
 
 
 def _bridge_greedy(m, prompts, n_new, use_cache):
     ids, mask = m.pad_left(prompts)
     with torch.no_grad():
-        out = m.hf_model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n_new,
-                                  min_new_tokens=n_new, do_sample=False, pad_token_id=m.pad_id,
-                                  use_cache=use_cache)
-    return [row[ids.shape[1]:].tolist() for row in out]
+        out = m.hf_model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=n_new,
+            min_new_tokens=n_new,
+            do_sample=False,
+            pad_token_id=m.pad_id,
+            use_cache=use_cache,
+        )
+    return [row[ids.shape[1] :].tolist() for row in out]
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama", "qwen3", "gemma2"])
@@ -62,8 +74,7 @@ def test_toy_model_cached_generation_equals_uncached():
     m = load_model("toy")
     prompts = _prompt_ids(m)
     texts_cached = generate(m, prompts, GenerationSettings(max_new_tokens=24), progress=False)
-    texts_uncached = generate(m, prompts, GenerationSettings(max_new_tokens=24), progress=False,
-                              use_cache=False)
+    texts_uncached = generate(m, prompts, GenerationSettings(max_new_tokens=24), progress=False, use_cache=False)
     assert texts_cached == texts_uncached
     assert all(t.strip() for t in texts_cached)
 
@@ -78,8 +89,9 @@ def test_cached_last_token_step_reproduces_full_forward(arch, tiny_models):
         prefix = m.hf_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True)
         cache = m.kv_cache_of(prefix)
         assert cache.get_seq_length() == ids.shape[1] - 1  # the bridge wrote the prefix into the cache
-        step = m.hf_model(input_ids=ids[:, -1:], attention_mask=mask, use_cache=True,
-                          **{m.kv_cache_kwarg: cache}).logits[:, -1]
+        step = m.hf_model(
+            input_ids=ids[:, -1:], attention_mask=mask, use_cache=True, **{m.kv_cache_kwarg: cache}
+        ).logits[:, -1]
     torch.testing.assert_close(step.log_softmax(-1), full.log_softmax(-1), atol=1e-4, rtol=0)
 
 
@@ -89,8 +101,11 @@ def test_continuation_logprobs_equal_a_full_pass_per_sequence(qwen_tiny):
     from circuits.core.generate import continuation_logprobs
 
     m = qwen_tiny
-    prompts = [m.chat_ids("Always reply in fear.", "The train was late."), m.chat_ids(None, "Hi"),
-               m.chat_ids(None, "The parcel came a week early and it was the wrong colour.")]
+    prompts = [
+        m.chat_ids("Always reply in fear.", "The train was late."),
+        m.chat_ids(None, "Hi"),
+        m.chat_ids(None, "The parcel came a week early and it was the wrong colour."),
+    ]
     conts = [[5, 9, 11], [7], [3, 4]]
     # batches of 2 over length-sorted rows: the output must still follow the input's order
     got = continuation_logprobs(m, prompts, conts, batch_size=2)

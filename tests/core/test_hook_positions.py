@@ -23,11 +23,20 @@ def test_hook_positions_during_generation(qwen_tiny):
 
     gen = GenerationSettings(max_new_tokens=4, batch_size=2)
     with m.bridge.hooks(fwd_hooks=[(m.hooks.resid_post(0), spy)]):
-        m.hf_model.generate(**dict(zip(("input_ids", "attention_mask"), m.pad_left(_prompts(m)))), max_new_tokens=4,
-                            min_new_tokens=4, do_sample=False, pad_token_id=m.pad_id)
+        m.hf_model.generate(
+            **dict(zip(("input_ids", "attention_mask"), m.pad_left(_prompts(m)))),
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            pad_token_id=m.pad_id,
+        )
     assert seen[0] > 1 and seen[1:] == [1, 1, 1]
-    for positions, expect in [("last", [True, False, False, False]), ("generated", [False, True, True, True]),
-                              ("last+generated", [True, True, True, True]), ("prompt", [True, False, False, False])]:
+    for positions, expect in [
+        ("last", [True, False, False, False]),
+        ("generated", [False, True, True, True]),
+        ("last+generated", [True, True, True, True]),
+        ("prompt", [True, False, False, False]),
+    ]:
         iv = Intervention("resid_post", 0, "set", vector=torch.zeros(m.arch.d_model), positions=positions)
         touched = []
         hooks = make_hooks(m, [iv])
@@ -37,6 +46,11 @@ def test_hook_positions_during_generation(qwen_tiny):
             return x
 
         with m.bridge.hooks(fwd_hooks=hooks + [(m.hooks.resid_post(0), check)]):
-            m.hf_model.generate(**dict(zip(("input_ids", "attention_mask"), m.pad_left(_prompts(m)))),
-                                max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=m.pad_id)
+            m.hf_model.generate(
+                **dict(zip(("input_ids", "attention_mask"), m.pad_left(_prompts(m)))),
+                max_new_tokens=4,
+                min_new_tokens=4,
+                do_sample=False,
+                pad_token_id=m.pad_id,
+            )
         assert touched == expect, positions

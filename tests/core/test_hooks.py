@@ -47,13 +47,18 @@ def test_reads_capture_what_a_plain_capture_sees(qwen_tiny):
         def fn(x, hook):
             seen[name] = x.detach().float().clone()
             return x
+
         return fn
 
     names = [m.hooks.resid_post(1), m.hooks.attn_out(0), m.hooks.final_scale]
     with torch.no_grad(), m.bridge.hooks(fwd_hooks=[(n, spy(n)) for n in names]):
         m.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
-    reads = [Read("resid_post", 1), Read("resid_post", 1, positions="all"), Read("attn_out", 0, positions="mean"),
-             Read("final_scale")]
+    reads = [
+        Read("resid_post", 1),
+        Read("resid_post", 1, positions="all"),
+        Read("attn_out", 0, positions="mean"),
+        Read("final_scale"),
+    ]
     got = run_forward(m, ids, mask, reads=reads)
     full = seen[m.hooks.resid_post(1)]
     torch.testing.assert_close(got[reads[0]], full[:, -1])

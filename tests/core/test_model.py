@@ -111,7 +111,8 @@ def test_chat_prompt_ends_at_generation_prompt(tiny_model):
     assert text.startswith("<|im_start|>system\nAlways reply in fear.<|im_end|>")
     ref = m.tokenizer.apply_chat_template(
         [{"role": "system", "content": PROMPT[0]}, {"role": "user", "content": PROMPT[1]}],
-        add_generation_prompt=True, tokenize=False,
+        add_generation_prompt=True,
+        tokenize=False,
     )
     assert ids == m.tokenizer(ref, add_special_tokens=False)["input_ids"]
     assert m.tokenizer.eos_token_id not in ids[-3:]
@@ -179,8 +180,11 @@ def test_chat_prompt_with_family_templates(qwen_tiny, family):
         m.chat_template_kwargs = {"enable_thinking": False} if family == "qwen3" else {}
         text = m.tokenizer.decode(m.chat_ids(*PROMPT))
         assert text.startswith(start)
-        assert text.endswith(PROMPT[1] + {"llama3": "<|eot_id|>", "gemma": "<end_of_turn>\n",
-                                          "qwen3": "<|im_end|>\n"}[family] + gen_prompt)
+        assert text.endswith(
+            PROMPT[1]
+            + {"llama3": "<|eot_id|>", "gemma": "<end_of_turn>\n", "qwen3": "<|im_end|>\n"}[family]
+            + gen_prompt
+        )
         if family == "qwen3":
             m.chat_template_kwargs = {}
             assert m.tokenizer.decode(m.chat_ids(*PROMPT)).endswith("<|im_end|>\n<|im_start|>assistant\n")
@@ -219,10 +223,10 @@ def test_weights_digest_resolution_is_bfloat16():
     bf.load_state_dict({k: v.to(torch.bfloat16) for k, v in lin.state_dict().items()})
     assert weights_digest(bf) == d
     with torch.no_grad():
-        lin.weight[1, 2] = 1.0 + 2 ** -10  # below bf16 resolution at 1.0 (2**-7)
+        lin.weight[1, 2] = 1.0 + 2**-10  # below bf16 resolution at 1.0 (2**-7)
     assert weights_digest(lin) == d
     with torch.no_grad():
-        lin.weight[1, 2] = 1.0 + 2 ** -7
+        lin.weight[1, 2] = 1.0 + 2**-7
     assert weights_digest(lin) != d
 
 
@@ -253,7 +257,13 @@ def test_packaged_model_equals_transformers_gguf_reading(smollm2):
     path = packaged_gguf("smollm2-135m")
     a = smollm2.arch
     assert (a.architecture, a.n_layers, a.d_model, a.n_heads, a.n_kv_heads, a.d_mlp) == (
-        "LlamaForCausalLM", 30, 576, 9, 3, 1536)
+        "LlamaForCausalLM",
+        30,
+        576,
+        9,
+        3,
+        1536,
+    )
     ref = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
     ids = torch.tensor([smollm2.chat_ids(None, "Reply in a happy tone: " + PROMPT[1])])
     with torch.no_grad():

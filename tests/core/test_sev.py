@@ -10,13 +10,23 @@ import pytest
 from circuits.core.emotions import EMOTIONS, UnknownEmotionError
 from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVFormatError, load_sev
 
-GOOD = {"theme": "work/job", "scenario": "I sent the draft to my editor.",
-        "event": {"positive": "She accepted it.", "neutral": "She said she would read it.",
-                  "negative": "She rejected it."}, "skeleton_id": "work_00"}
+GOOD = {
+    "theme": "work/job",
+    "scenario": "I sent the draft to my editor.",
+    "event": {"positive": "She accepted it.", "neutral": "She said she would read it.", "negative": "She rejected it."},
+    "skeleton_id": "work_00",
+}
 
-THEMES = ["work/job", "school/academia", "personal relationships", "customer service/shopping",
-          "public services/administration", "health/medical", "housing/living facilities",
-          "travel/transportation"]
+THEMES = [
+    "work/job",
+    "school/academia",
+    "personal relationships",
+    "customer service/shopping",
+    "public services/administration",
+    "health/medical",
+    "housing/living facilities",
+    "travel/transportation",
+]
 
 
 def _write(tmp_path, lines, name="sev.jsonl"):
@@ -49,8 +59,26 @@ def _emotion_words():
     weaker cues such as 'alone' or 'empty' describe situations too) plus base feeling words."""
     from circuits.judges.lexicon import LexiconJudge
 
-    words = {"feel", "feeling", "felt", "emotion", "emotional", "mood", "happy", "sad", "angry",
-             "afraid", "scared", "surprised", "disgusted", "upset", "glad", "sorry", "love", "hate"}
+    words = {
+        "feel",
+        "feeling",
+        "felt",
+        "emotion",
+        "emotional",
+        "mood",
+        "happy",
+        "sad",
+        "angry",
+        "afraid",
+        "scared",
+        "surprised",
+        "disgusted",
+        "upset",
+        "glad",
+        "sorry",
+        "love",
+        "hate",
+    }
     for cues in LexiconJudge().cues.values():
         words |= {c for c, w in cues.items() if " " not in c and w >= 1.5}
     return words
@@ -160,12 +188,15 @@ def test_prompt_placements_put_the_instruction_where_asked():
     assert PromptSettings.from_dict({"emotion_system": "Be {emotion}.", "neutral_system": "N"}).placement == "system"
 
 
-@pytest.mark.parametrize("kwargs, expected", [
-    ({"placement": "assistant"}, r"placement \(--placement\): expected one of"),
-    ({"instruction_position": "middle"}, r"instruction_position"),
-    ({"user_instruction": "Be angry."}, r"user_instruction: .*no \{emotion\} placeholder"),
-    ({"emotion_system": "Reply in {emotion} {tone}."}, r"emotion_system: .*not a valid template"),
-])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"placement": "assistant"}, r"placement \(--placement\): expected one of"),
+        ({"instruction_position": "middle"}, r"instruction_position"),
+        ({"user_instruction": "Be angry."}, r"user_instruction: .*no \{emotion\} placeholder"),
+        ({"emotion_system": "Reply in {emotion} {tone}."}, r"emotion_system: .*not a valid template"),
+    ],
+)
 def test_bad_prompt_settings_name_the_field(kwargs, expected):
     from circuits.core.config import ConfigError
 

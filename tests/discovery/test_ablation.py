@@ -35,8 +35,11 @@ def test_sweep_prefix_cache_equals_full_forward(run, kind):
     """The sweep runs the shared prefix once and only the last token per intervention; every
     record's delta_s must equal the one from full forward passes, for every mode."""
     model, store, dirs = run
-    scores = (components.neuron_contributions(model, store, dirs) if kind == "neurons"
-              else components.head_scores_one_pass(model, store, dirs))
+    scores = (
+        components.neuron_contributions(model, store, dirs)
+        if kind == "neurons"
+        else components.head_scores_one_pass(model, store, dirs)
+    )
     cfg = ablation.SweepConfig(ks=(1, 2), modes=ablation.MODES, seeds=1, batch_size=5)
     emotions = ["sadness", "surprise"]
     recs = ablation.sweep(model, store, dirs, scores, kind, cfg, emotions=emotions, progress=False)
@@ -51,12 +54,15 @@ def test_sweep_prefix_cache_equals_full_forward(run, kind):
         e = dirs.emotions.index(r["emotion"])
         prompts = store.prompts(model, store.index("emotion", r["emotion"]))
         L, u = r["layer"], tuple(r["units"])
-        iv = {"zero": Intervention(kind, L, "set", u, positions="last"),
-              "mean": Intervention(kind, L, "set", u, vector=mean_act[L, list(u)], positions="last"),
-              "scale": Intervention(kind, L, "scale", u, factor=cfg.scale_factor, positions="last"),
-              "add": Intervention(kind, L, "add", u, vector=dmu[e, L, list(u)], positions="last")}[r["mode"]]
-        want = (_full_forward_score(model, prompts, v_ref[e], [iv])
-                - _full_forward_score(model, prompts, v_ref[e], [])).mean()
+        iv = {
+            "zero": Intervention(kind, L, "set", u, positions="last"),
+            "mean": Intervention(kind, L, "set", u, vector=mean_act[L, list(u)], positions="last"),
+            "scale": Intervention(kind, L, "scale", u, factor=cfg.scale_factor, positions="last"),
+            "add": Intervention(kind, L, "add", u, vector=dmu[e, L, list(u)], positions="last"),
+        }[r["mode"]]
+        want = (
+            _full_forward_score(model, prompts, v_ref[e], [iv]) - _full_forward_score(model, prompts, v_ref[e], [])
+        ).mean()
         assert abs(r["delta_s"] - float(want)) < 1e-4 * max(1.0, abs(float(want))), r
         checked += 1
     assert checked == len(emotions) * model.arch.n_layers * len(ablation.MODES) * 2
@@ -67,8 +73,12 @@ def qwen_run(tmp_path_factory, qwen_tiny):
     # the tiny Gemma2 model emits only special tokens under greedy decoding: generations are tested on Qwen2
     store = build_store(qwen_tiny, load_sev(), tmp_path_factory.mktemp("gen"), StoreConfig(limit=4), progress=False)
     dirs = emotion_directions(store)
-    return qwen_tiny, store, components.neuron_contributions(qwen_tiny, store, dirs), \
-        components.head_scores_one_pass(qwen_tiny, store, dirs)
+    return (
+        qwen_tiny,
+        store,
+        components.neuron_contributions(qwen_tiny, store, dirs),
+        components.head_scores_one_pass(qwen_tiny, store, dirs),
+    )
 
 
 def _always_anger(texts):
@@ -77,8 +87,16 @@ def _always_anger(texts):
 
 def test_generation_effect_ablation_and_enhancement(qwen_run):
     model, store, nc, hs = qwen_run
-    kw = dict(k_neurons=8, k_heads=1, rows_per_emotion=3, seeds=2, max_new_tokens=6, progress=False,
-              judge=_always_anger, return_replies=True)
+    kw = dict(
+        k_neurons=8,
+        k_heads=1,
+        rows_per_emotion=3,
+        seeds=2,
+        max_new_tokens=6,
+        progress=False,
+        judge=_always_anger,
+        return_replies=True,
+    )
     res = ablation.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", **kw)
     keys = {"baseline", "top", "random", "enhance_baseline", "enhanced_top", "enhanced_random"}
     assert set(res) == {"anger", "fear", "mean", "config"} and set(res["mean"]) == keys
@@ -97,8 +115,9 @@ def test_generation_effect_ablation_and_enhancement(qwen_run):
         # zeroing the top units changes the emotional replies
         assert rep["top"] != rep["baseline"]
     # adding (a strong multiple of) Delta-mu to the top units changes the calm replies
-    strong = ablation.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", enhance_factor=20.0,
-                                      **kw)
+    strong = ablation.generation_effect(
+        model, store, ["anger", "fear"], nc, hs, enhance="add", enhance_factor=20.0, **kw
+    )
     for emotion in ("anger", "fear"):
         rep = strong[emotion]["replies"]
         assert rep["enhanced_top"] != rep["enhance_baseline"]
@@ -108,8 +127,9 @@ def test_generation_effect_ablation_and_enhancement(qwen_run):
         rep = ctl["fear"]["replies"]
         assert rep["enhanced_top"] == rep["enhance_baseline"]
         assert rep["enhanced_random"] == [rep["enhance_baseline"]] * 2
-    scaled = ablation.generation_effect(model, store, ["fear"], nc, hs, enhance="scale", enhance_factor=4.0,
-                                      enhance_prompt="emotion", **kw)
+    scaled = ablation.generation_effect(
+        model, store, ["fear"], nc, hs, enhance="scale", enhance_factor=4.0, enhance_prompt="emotion", **kw
+    )
     rep = scaled["fear"]["replies"]
     assert rep["enhance_baseline"] == rep["baseline"] and rep["enhanced_top"] != rep["baseline"]
     old = ablation.generation_effect(model, store, ["fear"], nc, hs, enhance=None, **kw)

@@ -19,8 +19,11 @@ def test_neuron_contributions_sum_to_mlp_projection(run):
             mlp_out = store.tensor("resid_post")[idx, layer] - store.tensor("resid_mid")[idx, layer]
             bias = model.b_out(layer).detach().float()
             if model.arch.post_norms:
-                bias = bias * model.post_norm_gain(layer, "mlp").detach().float() / store.tensor(
-                    "mlp_post_scale")[idx, layer, None]
+                bias = (
+                    bias
+                    * model.post_norm_gain(layer, "mlp").detach().float()
+                    / store.tensor("mlp_post_scale")[idx, layer, None]
+                )
             expected = ((mlp_out - bias) @ v).mean()
             torch.testing.assert_close(nc[layer, e].sum(), expected, atol=1e-4, rtol=1e-4)
 

@@ -9,11 +9,18 @@ import torch
 from circuits.core.hooks import Read, run_forward
 from circuits.discovery.concept_vectors import ConceptConfig, concept_directions, neutral_projection, text_token_means
 
-TEXTS = [("I am so angry they lied to me again.", ["anger"]), ("What a wonderful surprise party!", ["surprise"]),
-         ("The meeting is at nine.", ["neutral"]), ("Rotten meat in the fridge, revolting.", ["disgust"]),
-         ("I can't stop crying since she left.", ["sadness"]), ("Hi", ["neutral"]),
-         ("The bus leaves from platform four every hour.", ["neutral"]), ("We won the cup, best day ever!", ["happiness"]),
-         ("Footsteps behind me in the dark alley.", ["fear"]), ("They shouted at me for nothing.", ["anger"])]
+TEXTS = [
+    ("I am so angry they lied to me again.", ["anger"]),
+    ("What a wonderful surprise party!", ["surprise"]),
+    ("The meeting is at nine.", ["neutral"]),
+    ("Rotten meat in the fridge, revolting.", ["disgust"]),
+    ("I can't stop crying since she left.", ["sadness"]),
+    ("Hi", ["neutral"]),
+    ("The bus leaves from platform four every hour.", ["neutral"]),
+    ("We won the cup, best day ever!", ["happiness"]),
+    ("Footsteps behind me in the dark alley.", ["fear"]),
+    ("They shouted at me for nothing.", ["anger"]),
+]
 
 
 def test_token_means_equal_an_unbatched_reference(qwen_tiny):
@@ -27,7 +34,7 @@ def test_token_means_equal_an_unbatched_reference(qwen_tiny):
             for layer in range(m.arch.n_layers):
                 r = Read(site, layer, positions="all")
                 h = run_forward(m, t, torch.ones_like(t), reads=[r])[r][0]  # [pos, d]
-                want = h[min(2, len(ids) - 1):].mean(0)
+                want = h[min(2, len(ids) - 1) :].mean(0)
                 torch.testing.assert_close(got[i, p, layer], want, atol=1e-5, rtol=1e-4)
 
 

@@ -50,10 +50,12 @@ def test_neuron_attribution_sums_to_the_dla_mlp_share(run):
         top = dla.neuron_attribution(model, store, dirs, layer, top_k=5)
         assert top["score"].shape == top["neurons"].shape == (6, 5)
         torch.testing.assert_close(top["score"], full["score"].topk(5, dim=1).values)
-        torch.testing.assert_close(top["score"].sum(1) + top["rest_score"] + top["bias_score"], out["score"][row],
-                                   atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(top["logit"].sum(1) + top["rest_logit"] + top["bias_logit"], out["logit"][row],
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            top["score"].sum(1) + top["rest_score"] + top["bias_score"], out["score"][row], atol=1e-4, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            top["logit"].sum(1) + top["rest_logit"] + top["bias_logit"], out["logit"][row], atol=1e-4, rtol=1e-4
+        )
         by_logit = dla.neuron_attribution(model, store, dirs, layer, top_k=3, rank_by="logit", absolute=True)
         torch.testing.assert_close(by_logit["logit"].abs(), full["logit"].abs().topk(3, dim=1).values)
     with pytest.raises(ValueError, match="out of range"):

@@ -37,14 +37,40 @@ def _full_forward_reference(model, store, dirs, rows, layer, point):
     reads = [type(r)(r.site, keep_graph=True) for r in FINAL_STATE]
     got = run_forward(model, ids, mask, reads=reads, extra_hooks=[(hook, add)], grad=True)
     s = (got[reads[0]] / got[reads[1]]) @ v_ref.T
-    grad = torch.stack([torch.autograd.grad(s[:, e].sum(), delta, retain_graph=True)[0] @ dirs.unit[p, layer, e]
-                        for e in range(len(dirs.emotions))])  # [E, rows]
+    grad = torch.stack(
+        [
+            torch.autograd.grad(s[:, e].sum(), delta, retain_graph=True)[0] @ dirs.unit[p, layer, e]
+            for e in range(len(dirs.emotions))
+        ]
+    )  # [E, rows]
     sigma = float(residual_sigma(store)[layer, p])
     base = final_state(run_forward(model, ids, mask, reads=FINAL_STATE)) @ v_ref.T
-    moved = torch.stack([
-        (final_state(run_forward(model, ids, mask, [Intervention(f"{point}_out", layer, "add", vector=dirs.unit[p, layer, e],
-                                                                 factor=sigma, positions="last")], FINAL_STATE)) @ v_ref.T)[:, e]
-        for e in range(len(dirs.emotions))])
+    moved = torch.stack(
+        [
+            (
+                final_state(
+                    run_forward(
+                        model,
+                        ids,
+                        mask,
+                        [
+                            Intervention(
+                                f"{point}_out",
+                                layer,
+                                "add",
+                                vector=dirs.unit[p, layer, e],
+                                factor=sigma,
+                                positions="last",
+                            )
+                        ],
+                        FINAL_STATE,
+                    )
+                )
+                @ v_ref.T
+            )[:, e]
+            for e in range(len(dirs.emotions))
+        ]
+    )
     return grad.sum(1) / len(rows), (moved - base.T).sum(1) / sigma / len(rows)
 
 
@@ -56,8 +82,9 @@ def test_last_token_passes_equal_full_forward_passes(run):
         p = influence.READ_POINTS.index(point)
         want_grad, want_int = _full_forward_reference(model, store, dirs, rows, layer, point)
         got_grad = influence.influence_gradient(model, store, dirs, rows=rows, batch_size=2, progress=False)
-        got_int = influence.influence_intervention(model, store, dirs, rows=rows, alphas=(1.0,), layers=[layer],
-                                                   batch_size=2, progress=False)
+        got_int = influence.influence_intervention(
+            model, store, dirs, rows=rows, alphas=(1.0,), layers=[layer], batch_size=2, progress=False
+        )
         torch.testing.assert_close(got_grad[layer, p], want_grad.float(), atol=1e-4, rtol=1e-3)
         torch.testing.assert_close(got_int[layer, p], want_int.float(), atol=1e-4, rtol=1e-3)
         assert got_grad[layer, p].abs().max() > 1e-4  # not two zeros

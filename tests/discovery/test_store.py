@@ -115,8 +115,9 @@ def test_elicited_store_excludes_rejected_rows(tmp_path, qwen_tiny):
     emo = [r.emotion for r in rows if r.kind == "emotion"]
     reject = {1, 6, 7}
     stub = _StubJudge(emo, reject)
-    store = build_store(qwen_tiny, load_sev(), tmp_path, cfg, elicitation=True, elicit_max_new_tokens=3, judge=stub,
-                        progress=False)
+    store = build_store(
+        qwen_tiny, load_sev(), tmp_path, cfg, elicitation=True, elicit_max_new_tokens=3, judge=stub, progress=False
+    )
     n_emo = len(emo)
     assert [i for i, r in enumerate(store.rows) if not r.accepted] == sorted(reject)
     assert store.index("emotion").tolist() == [i for i in range(n_emo) if i not in reject]
@@ -149,11 +150,17 @@ def test_refusal_of_other_dataset_or_prompts_leaves_store_intact(tmp_path, qwen_
     # another subset of scenarios (same limit, same prompts): the file without its first scenario
     other_subset = SEVDataset(sev.scenarios[1:])
     cases = [
-        (load_sev(edited), PromptSettings(),
-         r"dataset sha256 .*path: store '.*sev\.jsonl', requested '.*edited\.jsonl'"),
+        (
+            load_sev(edited),
+            PromptSettings(),
+            r"dataset sha256 .*path: store '.*sev\.jsonl', requested '.*edited\.jsonl'",
+        ),
         (other_subset, PromptSettings(), r"dataset sha256 .*sha256: store"),
-        (sev, PromptSettings(emotion_system="Answer with {emotion}."),
-         r"prompt settings \(emotion_system: store 'Always reply in \{emotion\}.*requested 'Answer with"),
+        (
+            sev,
+            PromptSettings(emotion_system="Answer with {emotion}."),
+            r"prompt settings \(emotion_system: store 'Always reply in \{emotion\}.*requested 'Answer with",
+        ),
         (sev, PromptSettings(neutral_system="Be brief."), r"prompt settings \(neutral_system: store"),
     ]
     for dataset, settings, pattern in cases:

@@ -19,9 +19,18 @@ from circuits.runs.discover import DiscoverConfig, discover
 
 ROOT = Path(__file__).resolve().parents[2]
 
-DISCOVERY_FIGURES = ("pca_by_layer", "cross_context_cosine", "probe_accuracy", "ablation_long_tail",
-                     "component_long_tail", "influence_heatmap", "circuit_allocation", "circuit_overlap_neurons",
-                     "circuit_overlap_heads", "logit_lens")
+DISCOVERY_FIGURES = (
+    "pca_by_layer",
+    "cross_context_cosine",
+    "probe_accuracy",
+    "ablation_long_tail",
+    "component_long_tail",
+    "influence_heatmap",
+    "circuit_allocation",
+    "circuit_overlap_neurons",
+    "circuit_overlap_heads",
+    "logit_lens",
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +48,30 @@ def runs(toy, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("figs")
     run = root / "run"
-    cfg = DiscoverConfig(limit=4, sweep_ks=(1, 4), sweep_seeds=1, sweep_rows=2, reference_head_rows=1,
-                         influence_rows=4, alphas=(0.1, 0.5), generation_rows=0, figures=False)
+    cfg = DiscoverConfig(
+        limit=4,
+        sweep_ks=(1, 4),
+        sweep_seeds=1,
+        sweep_rows=2,
+        reference_head_rows=1,
+        influence_rows=4,
+        alphas=(0.1, 0.5),
+        generation_rows=0,
+        figures=False,
+    )
     discover(toy, load_sev(), run, cfg, progress=False)
     methods = {}
     for name, acc in (("neutral", 0.1), ("direction", 0.9), ("circuit", 0.95)):
-        methods[name] = {"accuracy": acc, "per_emotion": {e: acc for e in EMOTIONS},
-                         "per_valence": {v: acc for v in ("positive", "neutral", "negative")},
-                         "perplexity": 2.0, "distinct_2": 0.2, "n": 36, "judged": {}, "examples": []}
+        methods[name] = {
+            "accuracy": acc,
+            "per_emotion": {e: acc for e in EMOTIONS},
+            "per_valence": {v: acc for v in ("positive", "neutral", "negative")},
+            "perplexity": 2.0,
+            "distinct_2": 0.2,
+            "n": 36,
+            "judged": {},
+            "examples": [],
+        }
     (run / "evaluation.json").write_text(json.dumps({"methods": methods}))
     va_run = root / "va"
     va.run_va(toy, va_run, va.VAConfig(limit=4, alphas=(-2.0, 2.0), steer_limit=1, random_seeds=1), progress=False)
@@ -59,9 +84,25 @@ def test_make_figures_regenerates_every_figure(runs, tmp_path):
     png_dir = tmp_path / "png"
     committed = {p.name: p.stat().st_mtime_ns for p in (ROOT / "figures").glob("*.png")}
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    res = subprocess.run([sys.executable, "-m", "circuits", "figures", "--run", str(run),
-                          "--va", str(va_run), "--png-dir", str(png_dir)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "circuits",
+            "figures",
+            "--run",
+            str(run),
+            "--va",
+            str(va_run),
+            "--png-dir",
+            str(png_dir),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     printed = res.stdout.splitlines()
     expected = [run / "figures" / f"{n}.html" for n in (*DISCOVERY_FIGURES, "method_accuracy")]

@@ -32,41 +32,81 @@ EVIDENCE = {
     "probe_accuracy": {"attn": [0.5, 0.75], "mlp": [0.625, 0.875]},
     "cosine_by_theme": [[0.125, 0.25], [0.375, 0.5]],
     "cosine_by_valence": [[0.0625, 0.1875], [0.3125, 0.4375]],
-    "null": {"seeds": 2, "method": "labels permuted", "chance": 0.5,
-             "probe_accuracy": {"mlp": {"mean": [0.375, 0.25], "std": [0.1, 0.1],
-                                        "seeds": [[0.25, 0.375], [0.5, 0.125]]}},
-             "cosine_by_theme": {"mean": [[0.0, 0.0], [0.03125, -0.03125]], "std": [[0, 0], [0, 0]],
-                                 "seeds": [[[0.0, 0.0], [0.0625, -0.0625]], [[0.0, 0.0], [0.0, 0.0]]]}},
+    "null": {
+        "seeds": 2,
+        "method": "labels permuted",
+        "chance": 0.5,
+        "probe_accuracy": {"mlp": {"mean": [0.375, 0.25], "std": [0.1, 0.1], "seeds": [[0.25, 0.375], [0.5, 0.125]]}},
+        "cosine_by_theme": {
+            "mean": [[0.0, 0.0], [0.03125, -0.03125]],
+            "std": [[0, 0], [0, 0]],
+            "seeds": [[[0.0, 0.0], [0.0625, -0.0625]], [[0.0, 0.0], [0.0, 0.0]]],
+        },
+    },
 }
 
 
 def circuit(emotion: str, neurons: list[list[int]], heads: list[list[int]], faith: float | None) -> dict:
-    c = {"schema_version": 2, "kind": "emotion-circuit", "emotion": emotion,
-         "model": {"name": "toy-model", "fingerprint": "fp1234abcd", "arch": {"n_layers": 2}},
-         "layers": [{"layer": L, "mlp": {"k": len(n), "neurons": n, "scores": [1.0] * len(n)},
-                     "attention": {"k": len(h), "heads": h, "scores": [1.0] * len(h)}}
-                    for L, (n, h) in enumerate(zip(neurons, heads))]}
+    c = {
+        "schema_version": 2,
+        "kind": "emotion-circuit",
+        "emotion": emotion,
+        "model": {"name": "toy-model", "fingerprint": "fp1234abcd", "arch": {"n_layers": 2}},
+        "layers": [
+            {
+                "layer": L,
+                "mlp": {"k": len(n), "neurons": n, "scores": [1.0] * len(n)},
+                "attention": {"k": len(h), "heads": h, "scores": [1.0] * len(h)},
+            }
+            for L, (n, h) in enumerate(zip(neurons, heads))
+        ],
+    }
     if faith is not None:
-        c["faithfulness"] = {"faithfulness": faith, "ablation_loss": 1.25, "rows": 4, "items": {"split": "test"},
-                             "random": {"faithfulness": {"mean": 0.0625, "std": 0.03125, "seeds": [0.03125, 0.09375]},
-                                        "ablation_loss": {"mean": 0.875}}}
+        c["faithfulness"] = {
+            "faithfulness": faith,
+            "ablation_loss": 1.25,
+            "rows": 4,
+            "items": {"split": "test"},
+            "random": {
+                "faithfulness": {"mean": 0.0625, "std": 0.03125, "seeds": [0.03125, 0.09375]},
+                "ablation_loss": {"mean": 0.875},
+            },
+        }
     return c
 
 
 EVALUATION = {
     "methods": {
-        "prompting": {"accuracy": 0.75, "per_emotion": {"anger": 1.0, "fear": 0.5}, "perplexity": 3.25,
-                      "distinct_2": 0.4375, "n": 4,
-                      "examples": [{"emotion": "anger", "valence": "positive", "reply": "example reply", "judged": "anger"}]},
-        "circuit": {"accuracy": 0.25, "per_emotion": {"anger": 0.0, "fear": 0.5}, "perplexity": 12.5,
-                    "distinct_2": 0.8125, "n": 4, "examples": []},
+        "prompting": {
+            "accuracy": 0.75,
+            "per_emotion": {"anger": 1.0, "fear": 0.5},
+            "perplexity": 3.25,
+            "distinct_2": 0.4375,
+            "n": 4,
+            "examples": [{"emotion": "anger", "valence": "positive", "reply": "example reply", "judged": "anger"}],
+        },
+        "circuit": {
+            "accuracy": 0.25,
+            "per_emotion": {"anger": 0.0, "fear": 0.5},
+            "perplexity": 12.5,
+            "distinct_2": 0.8125,
+            "n": 4,
+            "examples": [],
+        },
     },
-    "config": {"emotions": EMOTIONS}, "judge": "lexicon-eval",
+    "config": {"emotions": EMOTIONS},
+    "judge": "lexicon-eval",
     "dataset": {"path": "data/sev_test.jsonl", "n_scenarios": 1},
 }
 
 REPLIES = [
-    {"text": "I am furious <b>now</b>", "label": "anger", "method": "prompting", "valence": "negative", "verdict": "anger"},
+    {
+        "text": "I am furious <b>now</b>",
+        "label": "anger",
+        "method": "prompting",
+        "valence": "negative",
+        "verdict": "anger",
+    },
     {"text": "grr", "label": "anger", "method": "prompting", "valence": "positive", "verdict": "anger"},
     {"text": "eek", "label": "fear", "method": "prompting", "valence": "negative", "verdict": "fear"},
     {"text": "calm words", "label": "fear", "method": "prompting", "valence": "neutral", "verdict": "neutral"},
@@ -81,27 +121,58 @@ def point(s, acc, score, ppl):
 
 DOSE = {
     "reference": {"prompting": point(None, 0.875, 0.5, 2.5), "neutral": point(None, 0.125, 0.0625, 2.25)},
-    "methods": {"circuit": {
-        "points": [point(0.5, 0.25, 0.125, 3.5), point(1.0, 0.625, 0.375, 6.5)],
-        "control": [dict(point(0.5, 0.125, 0.0625, 3.0), lo={"accuracy": 0.0, "emotion_score": 0.0, "perplexity": 2.75},
-                         hi={"accuracy": 0.25, "emotion_score": 0.125, "perplexity": 3.25}, seeds=[]),
-                    dict(point(1.0, 0.1875, 0.0625, 5.0), lo={"accuracy": 0.125, "emotion_score": 0.0, "perplexity": 4.5},
-                         hi={"accuracy": 0.25, "emotion_score": 0.125, "perplexity": 5.5}, seeds=[])],
-        "match_prompting": {"strength": None, "perplexity": None, "reached": False, "target": 0.875}}},
-    "judge": "lexicon", "dev": {"path": "data/sev.jsonl", "n_scenarios": 1, "items_per_point": 4},
-    "n_control_seeds": 2, "null_seeds": [0, 1],
+    "methods": {
+        "circuit": {
+            "points": [point(0.5, 0.25, 0.125, 3.5), point(1.0, 0.625, 0.375, 6.5)],
+            "control": [
+                dict(
+                    point(0.5, 0.125, 0.0625, 3.0),
+                    lo={"accuracy": 0.0, "emotion_score": 0.0, "perplexity": 2.75},
+                    hi={"accuracy": 0.25, "emotion_score": 0.125, "perplexity": 3.25},
+                    seeds=[],
+                ),
+                dict(
+                    point(1.0, 0.1875, 0.0625, 5.0),
+                    lo={"accuracy": 0.125, "emotion_score": 0.0, "perplexity": 4.5},
+                    hi={"accuracy": 0.25, "emotion_score": 0.125, "perplexity": 5.5},
+                    seeds=[],
+                ),
+            ],
+            "match_prompting": {"strength": None, "perplexity": None, "reached": False, "target": 0.875},
+        }
+    },
+    "judge": "lexicon",
+    "dev": {"path": "data/sev.jsonl", "n_scenarios": 1, "items_per_point": 4},
+    "n_control_seeds": 2,
+    "null_seeds": [0, 1],
 }
 
 VA_SUMMARY = {
-    "model": {"name": "toy-model"}, "layer": 1, "emotions": ["anger", "fear", "joy"],
+    "model": {"name": "toy-model"},
+    "layer": 1,
+    "emotions": ["anger", "fear", "joy"],
     "ratings": {"anger": [-0.5, 0.75], "fear": [-0.625, 0.625], "joy": [0.875, 0.5]},
     "projection": {"anger": [-0.25, 0.5], "fear": [-0.375, 0.25], "joy": [0.75, 0.125]},
     "circumplex": {"center": [0.0, 0.125], "radius": 0.5},
     "fit": {"r2": 0.9375, "ridge_alpha": 1.0, "n_components": 2},
-    "steering": [{"direction": "valence", "alpha": -2.0, "judged": {"anger": 2}, "valence_proj": -0.125,
-                  "arousal_proj": 0.25, "example": "x"},
-                 {"direction": "valence", "alpha": 2.0, "judged": {"happiness": 2}, "valence_proj": 0.375,
-                  "arousal_proj": 0.0625, "example": "y"}],
+    "steering": [
+        {
+            "direction": "valence",
+            "alpha": -2.0,
+            "judged": {"anger": 2},
+            "valence_proj": -0.125,
+            "arousal_proj": 0.25,
+            "example": "x",
+        },
+        {
+            "direction": "valence",
+            "alpha": 2.0,
+            "judged": {"happiness": 2},
+            "valence_proj": 0.375,
+            "arousal_proj": 0.0625,
+            "example": "y",
+        },
+    ],
 }
 
 
@@ -202,20 +273,47 @@ def test_numbers_land_in_their_cells(run, va_dir):
     assert prov["judge (discovery)"] == "lexicon" and prov["judge (evaluation)"] == "lexicon-eval"
     assert t["table-prompts"]["placement"] == ["placement", "system"]
     # layer 1: probe attn, mlp, null mean, null band (min-max over seeds), cosines, null cosine band
-    assert t["table-probe"]["1"] == ["1", "0.750", "0.875", "0.250", "0.125 to 0.375", "0.250", "0.500", "0.188",
-                                     "0.438", "-0.062 to 0.000"]
+    assert t["table-probe"]["1"] == [
+        "1",
+        "0.750",
+        "0.875",
+        "0.250",
+        "0.125 to 0.375",
+        "0.250",
+        "0.500",
+        "0.188",
+        "0.438",
+        "-0.062 to 0.000",
+    ]
     assert t["table-units-neurons"]["anger"] == ["anger", "3", "1", "4"]
     assert t["table-units-heads"]["fear"] == ["fear", "1", "1", "2"]
     # neurons {(0,1),(0,2),(0,3),(1,4)} vs {(0,1),(0,2),(1,5)}: 2 / 5; heads {(0,0),(1,1),(1,2)} vs {(0,0),(1,3)}: 1 / 4
     assert t["table-jaccard-neurons"]["anger"] == ["anger", "1.000", "0.400"]
     assert t["table-jaccard-heads"]["fear"] == ["fear", "0.250", "1.000"]
-    assert t["table-faithfulness"]["fear"] == ["fear", "0.750", "0.062", "0.031", "0.031 to 0.094", "1.250", "0.875",
-                                               "test", "4"]
+    assert t["table-faithfulness"]["fear"] == [
+        "fear",
+        "0.750",
+        "0.062",
+        "0.031",
+        "0.031 to 0.094",
+        "1.250",
+        "0.875",
+        "test",
+        "4",
+    ]
     assert t["table-methods"]["#header"] == ["method", "accuracy", "anger", "fear", "perplexity", "distinct-2", "n"]
     assert t["table-methods"]["prompting"] == ["prompting", "0.750", "1.000", "0.500", "3.250", "0.438", "4"]
     assert t["table-methods"]["circuit"] == ["circuit", "0.250", "0.000", "0.500", "12.500", "0.812", "4"]
-    assert t["table-dose"]["circuit@1.000"] == ["circuit", "1.000", "0.625", "0.375", "6.500", "0.188",
-                                                "0.125 to 0.250", "5.000"]
+    assert t["table-dose"]["circuit@1.000"] == [
+        "circuit",
+        "1.000",
+        "0.625",
+        "0.375",
+        "6.500",
+        "0.188",
+        "0.125 to 0.250",
+        "5.000",
+    ]
     assert t["table-dose"]["prompting"][2] == "0.875"
     assert t["table-va"]["joy"] == ["joy", "0.750", "0.125", "0.875", "0.500"]
     assert t["table-va-steering"]["valence@2.000"] == ["valence", "2.000", "0.375", "0.062", "happiness 2"]
@@ -223,12 +321,18 @@ def test_numbers_land_in_their_cells(run, va_dir):
 
 def test_replies_behind_each_cell(run):
     html = write_run_report(run).read_text(encoding="utf-8")
-    cells = re.findall(r"<details class='cell' data-method='(\w+)' data-emotion='(\w+)'><summary>[^<]*</summary>"
-                       r"<ol class='replies'>(.*?)</ol>", html)
+    cells = re.findall(
+        r"<details class='cell' data-method='(\w+)' data-emotion='(\w+)'><summary>[^<]*</summary>"
+        r"<ol class='replies'>(.*?)</ol>",
+        html,
+    )
     got = {(m, e): re.findall(r"<span class='reply'>(.*?)</span>", body) for m, e, body in cells}
-    assert got == {("prompting", "anger"): ["I am furious &lt;b&gt;now&lt;/b&gt;", "grr"],
-                   ("prompting", "fear"): ["eek", "calm words"], ("circuit", "anger"): ["flat"],
-                   ("circuit", "fear"): ["scared"]}
+    assert got == {
+        ("prompting", "anger"): ["I am furious &lt;b&gt;now&lt;/b&gt;", "grr"],
+        ("prompting", "fear"): ["eek", "calm words"],
+        ("circuit", "anger"): ["flat"],
+        ("circuit", "fear"): ["scared"],
+    }
     assert "prompting</b> (4 replies)" in html and "fear: 2 replies, 1 judged fear" in html
     assert "<b>now</b>" not in html
 
@@ -236,8 +340,9 @@ def test_replies_behind_each_cell(run):
 def test_replies_fall_back_to_the_examples(run):
     (run / layout.REPLIES_JSONL).unlink()
     data = gather_report(run)
-    assert data["evaluation"]["replies"] == {"prompting": {"anger": [{"text": "example reply", "valence": "positive",
-                                                                      "verdict": "anger"}]}}
+    assert data["evaluation"]["replies"] == {
+        "prompting": {"anger": [{"text": "example reply", "valence": "positive", "verdict": "anger"}]}
+    }
     assert "examples only" in data["evaluation"]["replies_source"]
 
 
@@ -247,7 +352,9 @@ def test_absent_sections_say_what_makes_them(tmp_path):
     path = write_run_report(run)
     html = path.read_text(encoding="utf-8")
     for section in ("probe", "circuits", "evaluation", "dose", "va", "views"):
-        m = re.search(rf"<section id='{section}' class='absent-section'><h2>[^<]*</h2><p class='absent'>(.*?)</p>", html)
+        m = re.search(
+            rf"<section id='{section}' class='absent-section'><h2>[^<]*</h2><p class='absent'>(.*?)</p>", html
+        )
         assert m, section
         assert "Absent from this run" in m.group(1) and "emocircuits" in m.group(1)
     assert "<section id='provenance' class='present'>" in html
@@ -268,8 +375,15 @@ def test_probe_without_null_and_circuits_without_faithfulness(run):
         write(run / layout.CIRCUITS_DIR / f"{e}.json", c)
     html = write_run_report(run).read_text(encoding="utf-8")
     t = tables_of(html)
-    assert t["table-probe"]["#header"] == ["layer", "probe attn", "probe mlp", "cosine by theme (attn)",
-                                           "cosine by theme (mlp)", "cosine by valence (attn)", "cosine by valence (mlp)"]
+    assert t["table-probe"]["#header"] == [
+        "layer",
+        "probe attn",
+        "probe mlp",
+        "cosine by theme (attn)",
+        "cosine by theme (mlp)",
+        "cosine by valence (attn)",
+        "cosine by valence (mlp)",
+    ]
     assert "table-faithfulness" not in t
     assert "emocircuits nulls --run RUN" in html and "emocircuits faithfulness --run RUN" in html
 
@@ -293,14 +407,24 @@ def test_markdown_tables_match_the_artifacts(run, va_dir):
     probe = tables["layer"]
     for L in range(2):
         row = probe[1 + L]
-        assert row[:3] == [str(L), fmt(EVIDENCE["probe_accuracy"]["attn"][L]), fmt(EVIDENCE["probe_accuracy"]["mlp"][L])]
+        assert row[:3] == [
+            str(L),
+            fmt(EVIDENCE["probe_accuracy"]["attn"][L]),
+            fmt(EVIDENCE["probe_accuracy"]["mlp"][L]),
+        ]
         assert row[3] == fmt(EVIDENCE["null"]["probe_accuracy"]["mlp"]["mean"][L])
     methods = next(t for t in md_tables(md) if t[0][:2] == ["method", "accuracy"])
     assert methods[0] == ["method", "accuracy", "anger", "fear", "perplexity", "distinct-2", "n"]
     for row in methods[1:]:
         m = EVALUATION["methods"][row[0]]
-        assert row == [row[0], fmt(m["accuracy"]), *(fmt(m["per_emotion"][e]) for e in EMOTIONS), fmt(m["perplexity"]),
-                       fmt(m["distinct_2"]), str(m["n"])]
+        assert row == [
+            row[0],
+            fmt(m["accuracy"]),
+            *(fmt(m["per_emotion"][e]) for e in EMOTIONS),
+            fmt(m["perplexity"]),
+            fmt(m["distinct_2"]),
+            str(m["n"]),
+        ]
     jac = tables["Jaccard (neurons)"]
     assert jac[1] == ["anger", "1.000", "0.400"] and jac[2] == ["fear", "0.400", "1.000"]
     emo = [t for t in md_tables(md) if t[0][0] == "emotion"]
@@ -347,19 +471,31 @@ def test_dose_response_in_the_run_itself(run):
 
 
 def test_provenance_shows_recorded_command_and_versions(run):
-    write(run / layout.SUMMARY_JSON, {**SUMMARY, "argv": ["emocircuits", "discover", "--out", "my run"],
-                                      "versions": {"torch": "2.9.0", "transformer-lens": "4.0.1"}})
+    write(
+        run / layout.SUMMARY_JSON,
+        {
+            **SUMMARY,
+            "argv": ["emocircuits", "discover", "--out", "my run"],
+            "versions": {"torch": "2.9.0", "transformer-lens": "4.0.1"},
+        },
+    )
     t = tables_of(write_run_report(run).read_text(encoding="utf-8"))
     assert t["table-provenance"]["command line"][1] == "emocircuits discover --out 'my run'"
     assert t["table-versions"]["transformer-lens"] == ["transformer-lens", "4.0.1"]
 
 
-@pytest.mark.parametrize("breakage", ["no_dir", "no_summary", "summary", "evaluation", "replies", "evidence",
-                                      "circuit", "dose", "va"])
+@pytest.mark.parametrize(
+    "breakage", ["no_dir", "no_summary", "summary", "evaluation", "replies", "evidence", "circuit", "dose", "va"]
+)
 def test_bad_input_names_the_file(run, va_dir, breakage):
-    target = {"summary": run / layout.SUMMARY_JSON, "evaluation": run / layout.EVALUATION_JSON,
-              "evidence": run / layout.EVIDENCE_JSON, "circuit": run / layout.CIRCUITS_DIR / "fear.json",
-              "dose": run / "dose" / "dose_response.json", "va": va_dir / "summary.json"}.get(breakage)
+    target = {
+        "summary": run / layout.SUMMARY_JSON,
+        "evaluation": run / layout.EVALUATION_JSON,
+        "evidence": run / layout.EVIDENCE_JSON,
+        "circuit": run / layout.CIRCUITS_DIR / "fear.json",
+        "dose": run / "dose" / "dose_response.json",
+        "va": va_dir / "summary.json",
+    }.get(breakage)
     run_dir = run
     if breakage == "no_dir":
         run_dir, target = run.parent / "missing", run.parent / "missing"
@@ -389,10 +525,25 @@ def test_wrong_shape_and_format_are_refused(run, tmp_path):
 
 
 def test_renderer_takes_plain_dicts():
-    data = {"title": "T <x>", "run": "r", "provenance": {"model": {"name": "m", "fingerprint": "f"}, "missing": []},
-            "evaluation": {"methods": {"a": {"accuracy": 0.5, "per_emotion": {"joy": 0.25}, "perplexity": None,
-                                             "distinct_2": float("nan"), "n": 2}},
-                           "emotions": ["joy"], "replies": {}, "replies_source": None}}
+    data = {
+        "title": "T <x>",
+        "run": "r",
+        "provenance": {"model": {"name": "m", "fingerprint": "f"}, "missing": []},
+        "evaluation": {
+            "methods": {
+                "a": {
+                    "accuracy": 0.5,
+                    "per_emotion": {"joy": 0.25},
+                    "perplexity": None,
+                    "distinct_2": float("nan"),
+                    "n": 2,
+                }
+            },
+            "emotions": ["joy"],
+            "replies": {},
+            "replies_source": None,
+        },
+    }
     html = report_html(data)
     assert "<title>T &lt;x&gt;</title>" in html
     assert tables_of(html)["table-methods"]["a"] == ["a", "0.500", "0.250", "-", "-", "2"]

@@ -33,7 +33,7 @@ def test_round_trip_and_the_layout_llama_cpp_reads(tmp_path):
     assert all(t.tensor_type == gguf.GGMLQuantizationType.F32 and list(t.shape) == [16] for t in r.tensors)
     buf = back.llama_cpp_buffer(n_layers=5, scale=2.0)  # layers 1..4, n_embd each
     assert buf.shape == (4 * 16,)
-    np.testing.assert_array_equal(buf[2 * 16:3 * 16], 2.0 * cv.vectors[3].numpy())  # layer 3 at row 3 - 1
+    np.testing.assert_array_equal(buf[2 * 16 : 3 * 16], 2.0 * cv.vectors[3].numpy())  # layer 3 at row 3 - 1
     assert not buf[16:32].any()
 
 
@@ -71,8 +71,9 @@ def test_a_file_steers_the_workbench_as_resid_post_edits(tmp_path, qwen_tiny, ru
     ids, mask = m.pad_left([m.chat_ids(None, "I took the bus.")])
     base = run_forward(m, ids, mask, reads=[Read("resid_post", 1)])
     moved = run_forward(m, ids, mask, ivs, reads=[Read("resid_post", 1)])
-    torch.testing.assert_close(moved[Read("resid_post", 1)] - base[Read("resid_post", 1)],
-                               0.5 * cv.vectors[1][None], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        moved[Read("resid_post", 1)] - base[Read("resid_post", 1)], 0.5 * cv.vectors[1][None], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_circuit_residual_write_is_what_its_edits_add(qwen_tiny):
@@ -83,12 +84,16 @@ def test_circuit_residual_write_is_what_its_edits_add(qwen_tiny):
     m = qwen_tiny
     a = m.arch
     g = torch.Generator().manual_seed(1)
-    c = assemble_circuit("anger", influence_attn=torch.ones(a.n_layers), influence_mlp=torch.ones(a.n_layers),
-                         neuron_scores=torch.randn(a.n_layers, a.d_mlp, generator=g),
-                         head_scores=torch.randn(a.n_layers, a.n_heads, generator=g),
-                         delta_mu_mlp=torch.randn(a.n_layers, a.d_mlp, generator=g),
-                         delta_mu_heads=torch.randn(a.n_layers, a.n_heads, a.d_head, generator=g),
-                         model_info={"name": m.name, "fingerprint": m.fingerprint, "arch": a})
+    c = assemble_circuit(
+        "anger",
+        influence_attn=torch.ones(a.n_layers),
+        influence_mlp=torch.ones(a.n_layers),
+        neuron_scores=torch.randn(a.n_layers, a.d_mlp, generator=g),
+        head_scores=torch.randn(a.n_layers, a.n_heads, generator=g),
+        delta_mu_mlp=torch.randn(a.n_layers, a.d_mlp, generator=g),
+        delta_mu_heads=torch.randn(a.n_layers, a.n_heads, a.d_head, generator=g),
+        model_info={"name": m.name, "fingerprint": m.fingerprint, "arch": a},
+    )
     writes = circuit_residual_write(c, m, lam=2.0)
     ids, mask = m.pad_left([m.chat_ids(None, "I took the bus.")])
     for lc in c.layers:
@@ -130,8 +135,10 @@ def test_llama_cpp_adds_direction_L_where_the_workbench_adds_resid_post_L(smollm
         shift = lc.last_logits(ids) - c0
         lc.set_control_vector(None)
         np.testing.assert_allclose(lc.last_logits(ids), c0, atol=1e-4)  # cleared
-        corr = {L: np.corrcoef(shift, hf_logits([Intervention("resid_post", L, "add", vector=v)]) - h0)[0, 1]
-                for L in (k - 1, k, k + 1)}
+        corr = {
+            L: np.corrcoef(shift, hf_logits([Intervention("resid_post", L, "add", vector=v)]) - h0)[0, 1]
+            for L in (k - 1, k, k + 1)
+        }
         assert corr[k] > 0.97 and corr[k] > max(corr[k - 1], corr[k + 1]) + 0.1, corr
     finally:
         lc.close()
@@ -145,8 +152,15 @@ def test_va_axis_and_emotion_vector_sources(tmp_path, qwen_tiny):
     d = m.arch.d_model
     g = torch.Generator().manual_seed(4)
     val, aro = torch.randn(d, generator=g), torch.randn(d, generator=g)
-    axes = VAAxes(layer=1, valence=val / val.norm(), arousal=aro / aro.norm(), n_components=2, ridge_alpha={},
-                  r2={}, emotions=["anger", "fear"])
+    axes = VAAxes(
+        layer=1,
+        valence=val / val.norm(),
+        arousal=aro / aro.norm(),
+        n_components=2,
+        ridge_alpha={},
+        r2={},
+        emotions=["anger", "fear"],
+    )
     axes.save(tmp_path / "axes")
     cv = from_va_axis(m, VAAxes.load(tmp_path / "axes"), "arousal", alpha=-2.0, sigma=3.0)
     assert list(cv.vectors) == [1] and cv.meta["source"] == "va_arousal"

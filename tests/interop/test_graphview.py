@@ -20,12 +20,16 @@ def circuit(qwen_tiny):
 
     a = qwen_tiny.arch
     g = torch.Generator().manual_seed(2)
-    return assemble_circuit("fear", influence_attn=torch.ones(a.n_layers), influence_mlp=torch.ones(a.n_layers),
-                            neuron_scores=torch.randn(a.n_layers, a.d_mlp, generator=g),
-                            head_scores=torch.randn(a.n_layers, a.n_heads, generator=g),
-                            delta_mu_mlp=torch.randn(a.n_layers, a.d_mlp, generator=g),
-                            delta_mu_heads=torch.randn(a.n_layers, a.n_heads, a.d_head, generator=g),
-                            model_info={"name": qwen_tiny.name, "fingerprint": qwen_tiny.fingerprint, "arch": a})
+    return assemble_circuit(
+        "fear",
+        influence_attn=torch.ones(a.n_layers),
+        influence_mlp=torch.ones(a.n_layers),
+        neuron_scores=torch.randn(a.n_layers, a.d_mlp, generator=g),
+        head_scores=torch.randn(a.n_layers, a.n_heads, generator=g),
+        delta_mu_mlp=torch.randn(a.n_layers, a.d_mlp, generator=g),
+        delta_mu_heads=torch.randn(a.n_layers, a.n_heads, a.d_head, generator=g),
+        model_info={"name": qwen_tiny.name, "fingerprint": qwen_tiny.fingerprint, "arch": a},
+    )
 
 
 class EapGraphReader:
@@ -83,8 +87,9 @@ def test_node_link_graph_labels_and_top_tokens(circuit, qwen_tiny):
     m = qwen_tiny
     g = node_link_graph(circuit, m, top_tokens=3)
     G = nx.node_link_graph(g, edges="links")
-    units = {f"a{lc.layer}.h{h}" for lc in circuit.layers for h in lc.heads} | \
-            {f"m{lc.layer}.n{n}" for lc in circuit.layers for n in lc.neurons}
+    units = {f"a{lc.layer}.h{h}" for lc in circuit.layers for h in lc.heads} | {
+        f"m{lc.layer}.n{n}" for lc in circuit.layers for n in lc.neurons
+    }
     assert set(G.nodes) == units | {"input", "logits"}
     assert nx.is_directed_acyclic_graph(G) and nx.has_path(G, "input", "logits")
     lc = next(lc for lc in circuit.layers if lc.heads)
@@ -94,7 +99,7 @@ def test_node_link_graph_labels_and_top_tokens(circuit, qwen_tiny):
     # slow reference: the head's Delta-mu edit moves attn_out by its write; that write through W_U ranks the tokens
     ids, mask = m.pad_left([m.chat_ids(None, "I took the bus.")])
     r = Read("attn_out", lc.layer)
-    dmu = circuit.delta_mu[f"attn.{lc.layer}"][j:j + 1]
+    dmu = circuit.delta_mu[f"attn.{lc.layer}"][j : j + 1]
     edit = Intervention("heads", lc.layer, "add", (head,), vector=dmu, positions="last")
     write = run_forward(m, ids, mask, [edit], [r])[r][0] - run_forward(m, ids, mask, reads=[r])[r][0]
     assert node["write_norm"] == pytest.approx(float(write.norm()), rel=1e-4)
@@ -111,10 +116,15 @@ def test_html_view_holds_every_node_and_renders(circuit, qwen_tiny, tmp_path):
     assert {n["id"] for n in json.loads(data)["nodes"]} == {n["id"] for n in g["nodes"]}
     assert all(json.dumps(n["label"])[1:-1] in html for n in g["nodes"] if n["kind"] in ("head", "neuron"))
     assert circuit_html(g) == html
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
-                   None)
+    browser = next(
+        (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+    )
     if browser is None:
         pytest.skip("no headless Chromium here: the page was checked as a file only")
-    dom = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", path.as_uri()],
-                         capture_output=True, text=True, timeout=60).stdout
+    dom = subprocess.run(
+        [browser, "--headless", "--disable-gpu", "--no-sandbox", "--dump-dom", path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert 'class="plot-container' in dom  # plotly drew the figure

@@ -79,10 +79,16 @@ def test_match_pairs_cover_every_emotion():
 
 def test_read_labelled_and_its_errors(tmp_path):
     good = tmp_path / "good.jsonl"
-    good.write_text("\n".join(json.dumps(r) for r in [
-        {"text": "Ugh.", "label": "disgust", "split": "dev"},
-        {"text": "Fine.", "label": "calm", "split": "final", "instruction": "Reply with disgust."},
-    ]) + "\n\n")
+    good.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"text": "Ugh.", "label": "disgust", "split": "dev"},
+                {"text": "Fine.", "label": "calm", "split": "final", "instruction": "Reply with disgust."},
+            ]
+        )
+        + "\n\n"
+    )
     rows = read_labelled(good)
     assert [r.label for r in rows] == ["disgust", NEUTRAL] and rows[1].instructions == ("Reply with disgust.",)
     assert [r.text for r in read_labelled(good, split="final")] == ["Fine."]

@@ -12,21 +12,31 @@ from circuits.judges.lexicon import lexicon_judge
 USER = PromptSettings(placement="user", user_instruction="Reply with strong {emotion}.")
 
 
-@pytest.mark.parametrize("reply", [
-    "Reply: Full of disgust.",
-    "Replying in an extremely fearful tone...",
-    "Always reply in anger.",
-    "Sure! Here is an angry reply:",
-    "Reply with strong sadness.",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Reply: Full of disgust.",
+        "Replying in an extremely fearful tone...",
+        "Always reply in anger.",
+        "Sure! Here is an angry reply:",
+        "Reply with strong sadness.",
+    ],
+)
 def test_pure_echoes_leave_nothing(reply):
     assert strip_echo(reply, USER.instructions("fear")) == ""
 
 
-@pytest.mark.parametrize("reply", [
-    "So sad.", "I am so happy today!", "Ugh, how trite.", "How dare you ignore me?",
-    "I'm terrified the bridge will collapse.", "What a wonderful surprise!",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "So sad.",
+        "I am so happy today!",
+        "Ugh, how trite.",
+        "How dare you ignore me?",
+        "I'm terrified the bridge will collapse.",
+        "What a wonderful surprise!",
+    ],
+)
 def test_replies_that_express_an_emotion_are_unchanged(reply):
     assert strip_echo(reply, USER.instructions("anger")) == reply
 
@@ -48,8 +58,9 @@ def test_judge_matches_discounts_echoes():
     judge = lexicon_judge()
     replies = ["Reply: Full of disgust.", "That is revolting, I feel sick just thinking about it."]
     hits_raw, _ = judge_matches(judge, replies, ["disgust", "disgust"])
-    hits, verdicts = judge_matches(judge, replies, ["disgust", "disgust"],
-                                   instructions=[USER.instructions("disgust")] * 2)
+    hits, verdicts = judge_matches(
+        judge, replies, ["disgust", "disgust"], instructions=[USER.instructions("disgust")] * 2
+    )
     assert hits_raw[0] and not hits[0]  # the echo fooled the word-counting judge, and no longer does
     assert hits[1] == hits_raw[1]
     with pytest.raises(ValueError, match="instruction lists"):

@@ -52,7 +52,7 @@ def test_no_text_comes_from_the_toy_corpus_or_the_186_sentences():
         for t in templates:
             for piece in t.split("{event}"):
                 w = _words(piece)
-                fragments |= {" ".join(w[i:i + 7]) for i in range(len(w) - 6)}
+                fragments |= {" ".join(w[i : i + 7]) for i in range(len(w) - 6)}
     hits = [f for f in fragments if any(f in j for j in joined)]
     assert not hits, hits[:5]
     sentences = [json.loads(line)["text"] for line in data_path("va_texts").read_text().splitlines() if line.strip()]

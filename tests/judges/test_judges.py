@@ -22,9 +22,17 @@ def tiny_classifier(tmp_path_factory):
     out = tmp_path_factory.mktemp("clf")
     tok = build_tokenizer(["I am so happy today", "this is disgusting"] * 5, vocab_size=300)
     names = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, num_labels=7, id2label=dict(enumerate(names)),
-                     label2id={n: i for i, n in enumerate(names)}, pad_token_id=tok.pad_token_id)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=7,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = BertForSequenceClassification(cfg)
     with torch.no_grad():  # make "joy" win for every input: a known answer
@@ -141,8 +149,9 @@ def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny
     monkeypatch.setenv("EMOCIRCUITS_JUDGE_URL", server)
     monkeypatch.setenv("EMOCIRCUITS_JUDGE_MODEL", "judge-1")
     model = tiny_models["qwen2"]
-    cfg = EvalConfig(methods=("prompting",), emotions=("happiness", "fear"), limit=1, max_new_tokens=6,
-                     min_new_tokens=2)
+    cfg = EvalConfig(
+        methods=("prompting",), emotions=("happiness", "fear"), limit=1, max_new_tokens=6, min_new_tokens=2
+    )
     test = load_sev()
     res = evaluate_methods(model, test, {}, cfg, judge=make_judge(f"classifier:{tiny_classifier}"), progress=False)
     assert res["judge"] == f"classifier:{tiny_classifier}"
@@ -155,7 +164,15 @@ def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny
     assert set(res["methods"]["prompting"]["judged"]) == {"no match"}
     write_evaluation(res, tmp_path / "rep")
     assert "judge `llm:judge-1`" in (tmp_path / "rep" / "report.md").read_text()
-    store = build_store(model, test, tmp_path / "store", StoreConfig(limit=1, emotions=("happiness", "fear")),
-                        elicitation=True, elicit_max_new_tokens=4, judge=llm, progress=False)
+    store = build_store(
+        model,
+        test,
+        tmp_path / "store",
+        StoreConfig(limit=1, emotions=("happiness", "fear")),
+        elicitation=True,
+        elicit_max_new_tokens=4,
+        judge=llm,
+        progress=False,
+    )
     emo = [r for r in store.rows if r.kind == "emotion"]
     assert emo and all(r.judged == "no match" and not r.accepted for r in emo)

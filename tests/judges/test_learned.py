@@ -31,7 +31,7 @@ def _objective(head, x, y, l2, balanced=True):
     cw = counts.sum() / (c * counts.clamp(min=1)) if balanced else torch.ones(c, dtype=torch.float64)
     sw = cw[y]
     loss = (torch.nn.functional.cross_entropy(z @ w.T + b, y, reduction="none") * sw).sum() / sw.sum()
-    loss = loss + 0.5 * l2 * (w ** 2).sum()
+    loss = loss + 0.5 * l2 * (w**2).sum()
     loss.backward()
     return loss.item(), w.grad, b.grad
 
@@ -68,13 +68,22 @@ def test_style_features_are_log_scores_of_the_style_lexicon():
     f = style_features(["Ugh, how trite.", "Plain text."])
     j = style_judge()(["Ugh, how trite."])[0]
     assert f.shape == (2, len(EMOTIONS) + 1)
-    assert f[0, EMOTIONS.index("disgust")].item() == pytest.approx(torch.log1p(torch.tensor(j.scores["disgust"])).item())
+    assert f[0, EMOTIONS.index("disgust")].item() == pytest.approx(
+        torch.log1p(torch.tensor(j.scores["disgust"])).item()
+    )
     assert f[1].abs().sum() == 0
 
 
 def _style_head(tmp_path, threshold=0.4):
-    texts = ["How dare they!", "Ugh, gross and vile.", "Oh no, what if it breaks?", "Alas, it is gone.",
-             "Yay! Wonderful news!", "Wait, what? No way!", "The form is on the website."] * 3
+    texts = [
+        "How dare they!",
+        "Ugh, gross and vile.",
+        "Oh no, what if it breaks?",
+        "Alas, it is gone.",
+        "Yay! Wonderful news!",
+        "Wait, what? No way!",
+        "The form is on the website.",
+    ] * 3
     labels = [*LABELS[:0], "anger", "disgust", "fear", "sadness", "happiness", "surprise", NEUTRAL] * 3
     x = features(texts, "style")
     y = torch.tensor([LABELS.index(lab) for lab in labels])
@@ -125,6 +134,7 @@ def test_match_mode_needs_probabilities():
     class Plain:
         def __call__(self, texts):
             return []
+
     with pytest.raises(JudgeSpecError, match="gives no probabilities"):
         ThresholdMatch(Plain())
     with pytest.raises(JudgeSpecError, match="judge mode must be one of"):

@@ -30,6 +30,7 @@ def _tiny(words: dict[str, dict[str, float]], **extra) -> dict:
 
 # --- accuracy on the hand-labelled sentences ---------------------------------------------------
 
+
 def test_sentence_file_is_balanced():
     counts = Counter(row["label"] for row in _rows())
     assert set(counts) == set(LABELS)
@@ -50,6 +51,7 @@ def test_accuracy_and_recall(lj):
 
 
 # --- matching rules ---------------------------------------------------------------------------
+
 
 def test_negation_cancels_cue(lj):
     plain, negated = lj(["happy", "not happy"])
@@ -95,6 +97,7 @@ def test_intensifiers_scale_scores(lj):
 
 # --- batching and the Judgement record ----------------------------------------------------------
 
+
 def test_batching_order_and_empty(lj):
     texts = ["I'm furious!", "", "What a lovely day, I'm so glad.", "The bus leaves at noon."]
     results = lj(texts)
@@ -124,6 +127,7 @@ def test_tie_break_and_min_score():
 
 
 # --- lexicon loading and validation -------------------------------------------------------------
+
 
 def test_shipped_lexicon_sizes():
     data = load_lexicon(DEFAULT_LEXICON_PATH)

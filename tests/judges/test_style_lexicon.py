@@ -31,12 +31,27 @@ def test_a_pattern_adds_its_weight_once_and_ignores_negators():
 
 def test_include_merges_and_remove_drops(tmp_path):
     base = tmp_path / "base.json"
-    base.write_text(json.dumps(_tiny({"sadness": {"sorry": 1.0, "alas": 2.0}, "anger": {"mad": 1.0}},
-                                     negators=["not"], patterns={"fear": {"oh no": 1.0}})))
+    base.write_text(
+        json.dumps(
+            _tiny(
+                {"sadness": {"sorry": 1.0, "alas": 2.0}, "anger": {"mad": 1.0}},
+                negators=["not"],
+                patterns={"fear": {"oh no": 1.0}},
+            )
+        )
+    )
     top = tmp_path / "top.json"
-    top.write_text(json.dumps({"version": 1, "include": "base.json", "remove": {"sadness": ["sorry"]},
-                               "emotions": {"anger": {"words": {"mad": 3.0, "livid": 2.0}}},
-                               "match_threshold": 0.3}))
+    top.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "include": "base.json",
+                "remove": {"sadness": ["sorry"]},
+                "emotions": {"anger": {"words": {"mad": 3.0, "livid": 2.0}}},
+                "match_threshold": 0.3,
+            }
+        )
+    )
     j = LexiconJudge.from_file(top)
     assert j.cues["sadness"] == {"alas": 2.0}
     assert j.cues["anger"] == {"mad": 3.0, "livid": 2.0}  # the including file's weight wins
@@ -45,14 +60,20 @@ def test_include_merges_and_remove_drops(tmp_path):
     assert j.match_threshold == 0.3
 
 
-@pytest.mark.parametrize("top, problem", [
-    ({"version": 1, "include": "missing.json"}, "cannot read"),
-    ({"version": 1, "include": "base.json", "remove": {"sadness": ["nope"]}}, "not a cue of sadness"),
-    ({"version": 1, "include": "top.json"}, "loops back"),
-    ({"version": 1, "include": "base.json", "patterns": {"anger": {"(unclosed": 1}}}, "not a valid regular expression"),
-    ({"version": 1, "include": "base.json", "patterns": {"joy": {"x": 1}}}, "unknown emotion 'joy'"),
-    ({"version": 1, "remove": {"sadness": ["alas"]}, "emotions": {"anger": {"words": {"mad": 1}}}}, "resolve"),
-])
+@pytest.mark.parametrize(
+    "top, problem",
+    [
+        ({"version": 1, "include": "missing.json"}, "cannot read"),
+        ({"version": 1, "include": "base.json", "remove": {"sadness": ["nope"]}}, "not a cue of sadness"),
+        ({"version": 1, "include": "top.json"}, "loops back"),
+        (
+            {"version": 1, "include": "base.json", "patterns": {"anger": {"(unclosed": 1}}},
+            "not a valid regular expression",
+        ),
+        ({"version": 1, "include": "base.json", "patterns": {"joy": {"x": 1}}}, "unknown emotion 'joy'"),
+        ({"version": 1, "remove": {"sadness": ["alas"]}, "emotions": {"anger": {"words": {"mad": 1}}}}, "resolve"),
+    ],
+)
 def test_bad_includes_and_patterns_name_the_file(tmp_path, top, problem):
     (tmp_path / "base.json").write_text(json.dumps(_tiny({"sadness": {"alas": 2.0}})))
     path = tmp_path / "top.json"
@@ -70,6 +91,7 @@ def test_probabilities_are_a_softmax_with_min_score_as_neutral():
     assert p[1][NEUTRAL] > p[1]["anger"]
     # anger's logit 2 vs neutral 1 and five zeros
     import math
+
     assert p[0]["anger"] == pytest.approx(math.exp(2) / (math.exp(2) + math.e + 5))
 
 

@@ -19,6 +19,14 @@ def toy():
 @pytest.fixture(scope="session")
 def toy_run(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = DiscoverConfig(limit=4, sweep_ks=(1, 4), sweep_seeds=1, sweep_rows=3, reference_head_rows=3,
-                         influence_rows=12, alphas=(0.1, 0.5), generation_rows=2)
+    cfg = DiscoverConfig(
+        limit=4,
+        sweep_ks=(1, 4),
+        sweep_seeds=1,
+        sweep_rows=3,
+        reference_head_rows=3,
+        influence_rows=12,
+        alphas=(0.1, 0.5),
+        generation_rows=2,
+    )
     return out, discover(toy, load_sev(), out, cfg, progress=False)

@@ -19,9 +19,20 @@ from circuits.runs.discover import DiscoverConfig, discover
 
 def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
     out, summary = toy_run
-    for name in ("summary.json", "directions.safetensors", "dla.csv", "logit_lens.csv", "neurons.csv", "heads.csv",
-                 "sweeps.csv", "influence.csv", "scores.safetensors", "store/meta.json",
-                 "figures/influence_heatmap.html", "figures/pca_by_layer.html"):
+    for name in (
+        "summary.json",
+        "directions.safetensors",
+        "dla.csv",
+        "logit_lens.csv",
+        "neurons.csv",
+        "heads.csv",
+        "sweeps.csv",
+        "influence.csv",
+        "scores.safetensors",
+        "store/meta.json",
+        "figures/influence_heatmap.html",
+        "figures/pca_by_layer.html",
+    ):
         assert (out / name).exists(), name
     assert json.loads((out / "summary.json").read_text())["circuits"] == summary["circuits"]
     gen = json.loads((out / "ablation_generations.json").read_text())
@@ -33,7 +44,8 @@ def test_run_directory_and_circuits_load_back(toy, toy_run, tiny_models):
     assert circuits["fear"].n_neurons == budget["neurons"] and circuits["fear"].n_heads == budget["heads"]
     graph = json.loads((out / "circuits" / "fear.graph.json").read_text())
     assert {n for n, d in graph["nodes"].items() if d["in_graph"] and n.startswith("a")} == {
-        f"a{L}.h{h}" for L, hs in circuits["fear"].head_index().items() for h in hs}
+        f"a{L}.h{h}" for L, hs in circuits["fear"].head_index().items() for h in hs
+    }
     with pytest.raises(ModelMismatch):
         Circuit.load(out / "circuits" / "fear.json", model=tiny_models["qwen2"])
 
@@ -82,16 +94,42 @@ def test_evaluate_command_writes_every_output(toy_run, tmp_path, capsys):
 
     out, _ = toy_run
     rep = tmp_path / "eval"
-    assert main(["evaluate", "--model", "toy", "--run", str(out), "--methods", "prompting", "neutral", "circuit",
-                 "--emotions", "anger", "fear", "--limit", "1", "--positions", "last", "--out", str(rep)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "toy",
+                "--run",
+                str(out),
+                "--methods",
+                "prompting",
+                "neutral",
+                "circuit",
+                "--emotions",
+                "anger",
+                "fear",
+                "--limit",
+                "1",
+                "--positions",
+                "last",
+                "--out",
+                str(rep),
+            ]
+        )
+        == 0
+    )
     assert "circuit" in capsys.readouterr().out
     res = json.loads((rep / "evaluation.json").read_text())
     assert res["judge"] == "lexicon" and res["config"]["positions"] == "last"
     assert set(res["methods"]) == {"prompting", "neutral", "circuit"}
     for m in res["methods"].values():
         assert 0.0 <= m["accuracy"] <= 1.0 and m["n"] == 6 and m["perplexity"] > 1.0
-        assert set(m["per_emotion"]) == {"anger", "fear"} and set(m["per_valence"]) == {"positive", "neutral",
-                                                                                       "negative"}
+        assert set(m["per_emotion"]) == {"anger", "fear"} and set(m["per_valence"]) == {
+            "positive",
+            "neutral",
+            "negative",
+        }
         assert m["accuracy"] == pytest.approx(sum(m["per_emotion"].values()) / 2)
     csv_lines = (rep / "evaluation.csv").read_text().splitlines()
     assert csv_lines[0] == "method,emotion,accuracy,perplexity,distinct_2" and len(csv_lines) == 1 + 3 * 3
@@ -114,9 +152,35 @@ def test_strength_sweep_picks_on_dev_and_uses_it_on_test(toy_run, tmp_path, caps
 
     out, _ = toy_run
     rep = tmp_path / "eval"
-    assert main(["evaluate", "--model", "toy", "--run", str(out), "--methods", "neutral", "circuit",
-                 "--emotions", "anger", "fear", "--limit", "1", "--positions", "last", "--circuit-lambdas", "0", "1",
-                 "--sweep-limit", "1", "--out", str(rep)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "toy",
+                "--run",
+                str(out),
+                "--methods",
+                "neutral",
+                "circuit",
+                "--emotions",
+                "anger",
+                "fear",
+                "--limit",
+                "1",
+                "--positions",
+                "last",
+                "--circuit-lambdas",
+                "0",
+                "1",
+                "--sweep-limit",
+                "1",
+                "--out",
+                str(rep),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "strength sweep on 1 dev scenarios" in printed
     res = json.loads((rep / "evaluation.json").read_text())
@@ -144,8 +208,18 @@ def test_evaluation_reads_the_run_prompts(tmp_path):
 def test_reference_layers_limit_the_slow_measures(qwen_tiny, tmp_path):
     from circuits.runs.discover import DiscoverInputError
 
-    cfg = DiscoverConfig(limit=2, reference_layers=(1,), sweep_ks=(1,), sweep_seeds=1, sweep_rows=1,
-                         reference_head_rows=2, influence_rows=4, alphas=(1.0,), generation_rows=0, figures=False)
+    cfg = DiscoverConfig(
+        limit=2,
+        reference_layers=(1,),
+        sweep_ks=(1,),
+        sweep_seeds=1,
+        sweep_rows=1,
+        reference_head_rows=2,
+        influence_rows=4,
+        alphas=(1.0,),
+        generation_rows=0,
+        figures=False,
+    )
     s = discover(qwen_tiny, load_sev(), tmp_path / "run", cfg, progress=False)
     assert s["agreement"]["reference_layers"] == [1] and s["influence_method"] == "gradient"
     rows = [line.split(",") for line in (tmp_path / "run" / "influence.csv").read_text().splitlines()[1:]]
@@ -162,10 +236,44 @@ def test_demo_command_on_the_toy_model(tmp_path, capsys):
     from circuits.cli import main
 
     out = tmp_path / "demo"
-    assert main(["demo", "--model", "toy", "--out", str(out), "--limit", "2", "--eval-limit", "1",
-                 "--emotions", "anger", "fear", "--reference-rows", "1", "--sweep-ks", "1", "--sweep-seeds", "1",
-                 "--sweep-rows", "1", "--generation-rows", "0", "--influence-rows", "2", "--influence-alphas", "1",
-                 "--no-figures", "--circuit-lambdas", "1", "--sweep-limit", "1"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--model",
+                "toy",
+                "--out",
+                str(out),
+                "--limit",
+                "2",
+                "--eval-limit",
+                "1",
+                "--emotions",
+                "anger",
+                "fear",
+                "--reference-rows",
+                "1",
+                "--sweep-ks",
+                "1",
+                "--sweep-seeds",
+                "1",
+                "--sweep-rows",
+                "1",
+                "--generation-rows",
+                "0",
+                "--influence-rows",
+                "2",
+                "--influence-alphas",
+                "1",
+                "--no-figures",
+                "--circuit-lambdas",
+                "1",
+                "--sweep-limit",
+                "1",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "strength sweep" in printed and "emotion_vector" in printed and "[circuit -> " in printed
     res = json.loads((out / "evaluation.json").read_text())
@@ -198,9 +306,32 @@ def test_evaluate_in_match_mode_asks_the_binary_question(toy_run, tmp_path):
 
     out, _ = toy_run
     rep = tmp_path / "eval"
-    assert main(["evaluate", "--model", "toy", "--run", str(out), "--methods", "prompting", "neutral",
-                 "--emotions", "anger", "fear", "--limit", "1", "--judge", "lexicon", "--judge-mode", "match",
-                 "--out", str(rep)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "toy",
+                "--run",
+                str(out),
+                "--methods",
+                "prompting",
+                "neutral",
+                "--emotions",
+                "anger",
+                "fear",
+                "--limit",
+                "1",
+                "--judge",
+                "lexicon",
+                "--judge-mode",
+                "match",
+                "--out",
+                str(rep),
+            ]
+        )
+        == 0
+    )
     res = json.loads((rep / "evaluation.json").read_text())
     assert res["judge"] == "lexicon (match: P >= 0.50)"
     replies = [json.loads(line) for line in (rep / "replies.jsonl").read_text().splitlines()]
@@ -219,18 +350,30 @@ def test_reference_budget_sizes_or_skips_the_slow_measures(qwen_tiny, tmp_path):
     a budget of 0 skips the references and says so."""
     from circuits.runs.discover import agreement_line
 
-    small = dict(limit=2, sweep_ks=(1,), sweep_seeds=1, sweep_rows=1, reference_head_rows=2, influence_rows=4,
-                 alphas=(1.0,), generation_rows=0, figures=False)
-    tight = discover(qwen_tiny, load_sev(), tmp_path / "tight", DiscoverConfig(reference_budget_s=1e-6, **small),
-                     progress=False)
+    small = dict(
+        limit=2,
+        sweep_ks=(1,),
+        sweep_seeds=1,
+        sweep_rows=1,
+        reference_head_rows=2,
+        influence_rows=4,
+        alphas=(1.0,),
+        generation_rows=0,
+        figures=False,
+    )
+    tight = discover(
+        qwen_tiny, load_sev(), tmp_path / "tight", DiscoverConfig(reference_budget_s=1e-6, **small), progress=False
+    )
     ag = tight["agreement"]
     assert ag["reference_layers"] == [1] and ag["seconds_per_layer"] > 0  # the timed middle layer only
     assert tight["influence_method"] == "gradient" and ag["heads_spearman"] is not None
-    roomy = discover(qwen_tiny, load_sev(), tmp_path / "roomy", DiscoverConfig(reference_budget_s=600, **small),
-                     progress=False)
+    roomy = discover(
+        qwen_tiny, load_sev(), tmp_path / "roomy", DiscoverConfig(reference_budget_s=600, **small), progress=False
+    )
     assert roomy["agreement"]["reference_layers"] == [0, 1] and roomy["influence_method"] == "intervention"
-    skipped = discover(qwen_tiny, load_sev(), tmp_path / "skip", DiscoverConfig(reference_budget_s=0, **small),
-                       progress=False)
+    skipped = discover(
+        qwen_tiny, load_sev(), tmp_path / "skip", DiscoverConfig(reference_budget_s=0, **small), progress=False
+    )
     ag = skipped["agreement"]
     assert ag["reference_layers"] == [] and ag["heads_spearman"] is None and skipped["influence_method"] == "gradient"
     assert "skipped" in agreement_line(ag) and "not checked" in ag["note"]
@@ -268,14 +411,19 @@ def test_faithfulness_command_rewrites_the_run_circuits(toy, toy_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(toy_run[0], run)
     before = Circuit.load(run / "circuits" / "fear.json")
-    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--rows", "3", "--seeds", "2",
-                 "--emotions", "anger"]) == 0
+    assert (
+        main(
+            ["faithfulness", "--model", "toy", "--run", str(run), "--rows", "3", "--seeds", "2", "--emotions", "anger"]
+        )
+        == 0
+    )
     anger = Circuit.load(run / "circuits" / "anger.json", model=toy)
     assert anger.faithfulness["rows"] == 3 and anger.faithfulness["random"]["n_seeds"] == 2
     assert "judged" not in anger.faithfulness
     assert Circuit.load(run / "circuits" / "fear.json") == before  # other emotions untouched
     saved = json.loads((run / "faithfulness.json").read_text())
     assert set(saved["summary"]) == {"anger"}
+
 
 def test_faithfulness_command_refuses_bad_input_naming_the_field(toy_run, tmp_path, capsys):
     """Out-of-range numbers name the config field and its flag, --sev with --split train is refused, and a
@@ -299,11 +447,43 @@ def test_faithfulness_command_refuses_bad_input_naming_the_field(toy_run, tmp_pa
     from circuits.core.sev import DEFAULT_TEST
 
     one.write_text(json.dumps(load_sev(DEFAULT_TEST).scenarios[0].to_dict()) + "\n")
-    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--sev", str(one), "--emotions", "anger",
-                 "--rows", "4"]) == 0  # 3 items (one scenario x 3 valences): fewer than --rows, recorded
+    assert (
+        main(
+            [
+                "faithfulness",
+                "--model",
+                "toy",
+                "--run",
+                str(run),
+                "--sev",
+                str(one),
+                "--emotions",
+                "anger",
+                "--rows",
+                "4",
+            ]
+        )
+        == 0
+    )  # 3 items (one scenario x 3 valences): fewer than --rows, recorded
     assert json.loads((run / "faithfulness.json").read_text())["summary"]["anger"]["rows"] == 3
-    assert main(["faithfulness", "--model", "toy", "--run", str(run), "--sev", str(one), "--emotions", "anger",
-                 "--rows", "1"]) == 0
+    assert (
+        main(
+            [
+                "faithfulness",
+                "--model",
+                "toy",
+                "--run",
+                str(run),
+                "--sev",
+                str(one),
+                "--emotions",
+                "anger",
+                "--rows",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert (run / "circuits" / "anger.json").read_bytes() != before  # rewritten with the new block
 
 
@@ -379,16 +559,27 @@ def test_elicitation_without_complete_groups_runs_and_reports_what_it_kept(toy, 
     from circuits.runs.discover import DiscoverInputError, _subset_rows, kept_line
 
     emotions = ("anger", "sadness", "happiness", "fear", "surprise", "disgust")
-    cfg = DiscoverConfig(limit=4, elicitation=True, sweep_ks=(1,), sweep_seeds=1, sweep_rows=2, reference_budget_s=0,
-                         influence_rows=6, alphas=(0.5,), generation_rows=0, faithfulness_rows=2,
-                         faithfulness_judge_rows=0, null_seeds=1, figures=False)
+    cfg = DiscoverConfig(
+        limit=4,
+        elicitation=True,
+        sweep_ks=(1,),
+        sweep_seeds=1,
+        sweep_rows=2,
+        reference_budget_s=0,
+        influence_rows=6,
+        alphas=(0.5,),
+        generation_rows=0,
+        faithfulness_rows=2,
+        faithfulness_judge_rows=0,
+        null_seeds=1,
+        figures=False,
+    )
     out = tmp_path / "run"
     summary = discover(toy, load_sev(), out, cfg, judge=_OneMissingPerGroup(emotions), progress=False)
     kept = summary["rows"]["kept"]
     assert kept["groups"] == 12 and kept["complete_groups"] == 0 and kept["prompted"] == 72
     assert kept["accepted"] == 49 == summary["rows"]["accepted"]
-    assert kept["by_emotion"] == {"anger": 9, "sadness": 9, "happiness": 10, "fear": 10, "surprise": 10,
-                                  "disgust": 1}
+    assert kept["by_emotion"] == {"anger": 9, "sadness": 9, "happiness": 10, "fear": 10, "surprise": 10, "disgust": 1}
     assert "kept 49 of 72 emotion rows" in kept_line(kept) and "in 0 of 12" in kept_line(kept)
     store = ActivationStore.load(out / "store", toy)
     pca = pca_by_layer(store)
@@ -401,8 +592,13 @@ def test_elicitation_without_complete_groups_runs_and_reports_what_it_kept(toy, 
     rows = [i for i, r in enumerate(store.rows) if r.kind == "emotion"]
     L = toy.arch.n_layers - 1
     x = store.resid("mlp")[:, L].float()
-    centred = torch.stack([x[i] - x[[j for j in rows if store.rows[j].group == store.rows[i].group]].mean(0)
-                           for i in rows if store.rows[i].accepted])
+    centred = torch.stack(
+        [
+            x[i] - x[[j for j in rows if store.rows[j].group == store.rows[i].group]].mean(0)
+            for i in rows
+            if store.rows[i].accepted
+        ]
+    )
     c = centred - centred.mean(0)
     var = torch.linalg.svdvals(c) ** 2
     assert pca["explained"][L] == pytest.approx((var[:2] / var.sum()).numpy(), rel=1e-4, abs=1e-6)
@@ -412,8 +608,10 @@ def test_elicitation_without_complete_groups_runs_and_reports_what_it_kept(toy, 
         def __call__(self, texts):
             from circuits.judges.base import Judgement
 
-            return [Judgement("neutral" if self.emotions[i % 6] == "fear" else self.emotions[i % 6], {}, ())
-                    for i in range(len(texts))]
+            return [
+                Judgement("neutral" if self.emotions[i % 6] == "fear" else self.emotions[i % 6], {}, ())
+                for i in range(len(texts))
+            ]
 
     with pytest.raises(DiscoverInputError, match=r"kept no row of fear \(kept 60 of 72"):
         discover(toy, load_sev(), tmp_path / "nofear", cfg, judge=_NoFear(emotions), progress=False)

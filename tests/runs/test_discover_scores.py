@@ -50,8 +50,16 @@ def test_interrupted_rerun_leaves_the_finished_run_as_it_was(tmp_path, qwen_tiny
     from circuits.runs import discover as discover_mod
 
     out = tmp_path / "run"
-    cfg = discover_mod.DiscoverConfig(limit=2, reference_head_rows=1, influence_rows=2, sweep_rows=1, sweep_ks=(1,),
-                                      sweep_seeds=1, generation_rows=0, figures=False)
+    cfg = discover_mod.DiscoverConfig(
+        limit=2,
+        reference_head_rows=1,
+        influence_rows=2,
+        sweep_rows=1,
+        sweep_ks=(1,),
+        sweep_seeds=1,
+        generation_rows=0,
+        figures=False,
+    )
     discover_mod.discover(qwen_tiny, load_sev(), out, cfg, progress=False)
     before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 

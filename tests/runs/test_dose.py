@@ -27,8 +27,10 @@ def test_strength_to_match_interpolates_accuracy_and_log_perplexity():
 
 
 def test_control_band_summarises_the_seeds():
-    seeds = [{"strength": 2.0, "n": 6, "accuracy": a, "emotion_score": e, "perplexity": p}
-             for a, e, p in ((0.0, None, 10.0), (0.5, None, 1000.0), (0.25, None, 100.0))]
+    seeds = [
+        {"strength": 2.0, "n": 6, "accuracy": a, "emotion_score": e, "perplexity": p}
+        for a, e, p in ((0.0, None, 10.0), (0.5, None, 1000.0), (0.25, None, 100.0))
+    ]
     b = control_band(seeds)
     assert b["strength"] == 2.0 and b["n"] == 6 and b["seeds"] == seeds
     assert b["accuracy"] == pytest.approx(0.25) and (b["lo"]["accuracy"], b["hi"]["accuracy"]) == (0.0, 0.5)
@@ -62,10 +64,38 @@ def test_dose_response_command_on_the_toy_run(toy_run, tmp_path, capsys):
 
     out, _ = toy_run
     dest = tmp_path / "dose"
-    assert main(["dose-response", "--model", "toy", "--run", str(out), "--methods", "circuit", "direction",
-                 "--emotions", "anger", "happiness", "--sweep-limit", "1", "--positions", "last",
-                 "--circuit-lambdas", "0.5", "2", "--direction-alphas", "2", "--null-seeds", "4", "5",
-                 "--out", str(dest)]) == 0
+    assert (
+        main(
+            [
+                "dose-response",
+                "--model",
+                "toy",
+                "--run",
+                str(out),
+                "--methods",
+                "circuit",
+                "direction",
+                "--emotions",
+                "anger",
+                "happiness",
+                "--sweep-limit",
+                "1",
+                "--positions",
+                "last",
+                "--circuit-lambdas",
+                "0.5",
+                "2",
+                "--direction-alphas",
+                "2",
+                "--null-seeds",
+                "4",
+                "5",
+                "--out",
+                str(dest),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "random control" in printed and "prompting" in printed
     res = json.loads((dest / "dose_response.json").read_text())

@@ -30,8 +30,12 @@ ROWS = [
 @pytest.fixture()
 def labelled(tmp_path):
     path = tmp_path / "replies.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "label": lab, "split": "dev" if i % 2 == 0 else "final"}) + "\n"
-                            for i, (t, lab) in enumerate(ROWS * 2)))
+    path.write_text(
+        "".join(
+            json.dumps({"text": t, "label": lab, "split": "dev" if i % 2 == 0 else "final"}) + "\n"
+            for i, (t, lab) in enumerate(ROWS * 2)
+        )
+    )
     return path
 
 
@@ -54,9 +58,12 @@ def test_eval_prints_confusion_recall_and_kappa(labelled, tmp_path, capsys):
 
 def test_label_writes_one_verdict_per_row_and_flags_echoes(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps({"text": "Yay! Wonderful!"}) + "\n"
-                   + json.dumps({"text": "Clearly shows disgust.",
-                                 "instruction": "Answer in a way that clearly shows disgust."}) + "\n")
+    src.write_text(
+        json.dumps({"text": "Yay! Wonderful!"})
+        + "\n"
+        + json.dumps({"text": "Clearly shows disgust.", "instruction": "Answer in a way that clearly shows disgust."})
+        + "\n"
+    )
     out = tmp_path / "out.jsonl"
     assert main(["judge", "label", str(src), "--judge", "style", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -69,8 +76,24 @@ def test_label_writes_one_verdict_per_row_and_flags_echoes(tmp_path, capsys):
 
 def test_train_writes_a_judge_that_loads_by_folder(labelled, tmp_path, capsys):
     folder = tmp_path / "myjudge"
-    assert main(["judge", "train", str(labelled), "--split", "", "--features", "style", "--folds", "2",
-                 "--out", str(folder)]) == 0
+    assert (
+        main(
+            [
+                "judge",
+                "train",
+                str(labelled),
+                "--split",
+                "",
+                "--features",
+                "style",
+                "--folds",
+                "2",
+                "--out",
+                str(folder),
+            ]
+        )
+        == 0
+    )
     assert "match threshold" in capsys.readouterr().out
     cfg = json.loads((folder / "cfg.json").read_text())
     assert cfg["features"] == "style" and cfg["trained_on"]["n"] == len(ROWS) * 2
@@ -80,8 +103,9 @@ def test_train_writes_a_judge_that_loads_by_folder(labelled, tmp_path, capsys):
 
 
 def test_cv_compares_heads_with_the_lexicon_judges(labelled, capsys):
-    assert main(["judge", "cv", str(labelled), "--split", "", "--features", "style", "--l2", "0.1",
-                 "--folds", "2"]) == 0
+    assert (
+        main(["judge", "cv", str(labelled), "--split", "", "--features", "style", "--l2", "0.1", "--folds", "2"]) == 0
+    )
     text = capsys.readouterr().out
     assert "head style l2=0.1" in text and "\nlexicon " in text and "\nstyle " in text
 
@@ -99,14 +123,20 @@ def test_eval_by_field_gives_each_group_its_accuracy(tmp_path, capsys):
     from circuits.judges.calibrate import grouped_accuracy, read_labelled
 
     path = tmp_path / "replies.jsonl"
-    rows = [("Yay! That is wonderful news!", "happiness", "a"), ("The bus leaves at nine.", "happiness", "a"),
-            ("I'm terrified the scan will show something worse.", "fear", "b"),
-            ("I'm terrified of the dark.", "fear", "b"), ("The form is on the desk.", "fear", "b")]
+    rows = [
+        ("Yay! That is wonderful news!", "happiness", "a"),
+        ("The bus leaves at nine.", "happiness", "a"),
+        ("I'm terrified the scan will show something worse.", "fear", "b"),
+        ("I'm terrified of the dark.", "fear", "b"),
+        ("The form is on the desk.", "fear", "b"),
+    ]
     path.write_text("".join(json.dumps({"text": t, "label": lab, "method": m}) + "\n" for t, lab, m in rows))
     read = read_labelled(path, group_by="method")
     by = grouped_accuracy(read, ["happiness", "neutral", "fear", "fear", "neutral"])
-    assert by == {"a": {"n": 2, "accuracy": 0.5, "per_label": {"happiness": 0.5}},
-                  "b": {"n": 3, "accuracy": 2 / 3, "per_label": {"fear": 2 / 3}}}
+    assert by == {
+        "a": {"n": 2, "accuracy": 0.5, "per_label": {"happiness": 0.5}},
+        "b": {"n": 3, "accuracy": 2 / 3, "per_label": {"fear": 2 / 3}},
+    }
     out = tmp_path / "m.json"
     assert main(["judge", "eval", str(path), "--judge", "lexicon", "--by", "method", "--json", str(out)]) == 0
     assert "accuracy by method" in capsys.readouterr().out

@@ -20,8 +20,27 @@ def test_prompts_command_on_the_toy_model(tmp_path, capsys):
     from circuits.cli import main
 
     out, replies = tmp_path / "prompts.json", tmp_path / "replies.jsonl"
-    assert main(["prompts", "--model", "toy", "--limit", "1", "--emotions", "anger", "fear", "--wordings",
-                 "Show {emotion}.", "--out", str(out), "--replies", str(replies)]) == 0
+    assert (
+        main(
+            [
+                "prompts",
+                "--model",
+                "toy",
+                "--limit",
+                "1",
+                "--emotions",
+                "anger",
+                "fear",
+                "--wordings",
+                "Show {emotion}.",
+                "--out",
+                str(out),
+                "--replies",
+                str(replies),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "system: paper" in printed and "user before: w1" in printed and "w1: 'Show {emotion}.'" in printed
     rows = {r["name"]: r for r in json.loads(out.read_text())["candidates"]}

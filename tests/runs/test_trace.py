@@ -45,8 +45,9 @@ def test_steered_traces_follow_the_steered_generation(setup):
     ivs = direction_steering(dirs, "anger", [1, 2], 6.0, model)
     tr = trace_generation(model, prompt, dirs, ivs, max_new_tokens=12)
     plain = trace_generation(model, prompt, dirs, max_new_tokens=12)
-    want = generate(model, [prompt], GenerationSettings(max_new_tokens=12, backend="bridge"), interventions=ivs,
-                    progress=False)[0]
+    want = generate(
+        model, [prompt], GenerationSettings(max_new_tokens=12, backend="bridge"), interventions=ivs, progress=False
+    )[0]
     assert tr["reply"] == want
     e = dirs.emotions.index("anger")
     L = 2
@@ -58,16 +59,49 @@ def test_trace_command_writes_a_self_contained_page(toy_run, tmp_path, capsys):
     from circuits.cli import main
 
     out = tmp_path / "trace.html"
-    assert main(["trace", "--model", "toy", "--run", str(toy_run[0]), "--prompt", "The cake fell on the floor.",
-                 "--method", "circuit", "--emotion", "sadness", "--positions", "last", "--max-new-tokens", "8",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--model",
+                "toy",
+                "--run",
+                str(toy_run[0]),
+                "--prompt",
+                "The cake fell on the floor.",
+                "--method",
+                "circuit",
+                "--emotion",
+                "sadness",
+                "--positions",
+                "last",
+                "--max-new-tokens",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     page = out.read_text()
     assert "<script src" not in page and "http" not in page.split("<script>")[1]
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["method"] == "circuit" and data["emotion"] == "sadness"
     assert len(data["scores"][0]) == len(data["tokens"])
     text_out = tmp_path / "text.html"
-    assert main(["trace", "--run", str(toy_run[0]), "--text", "I am furious.", "--out",  # --model: the run's
-                 str(text_out)]) == 0
+    assert (
+        main(
+            [
+                "trace",
+                "--run",
+                str(toy_run[0]),
+                "--text",
+                "I am furious.",
+                "--out",  # --model: the run's
+                str(text_out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(text_out.with_suffix(".json").read_text())["n_prompt"] == 0
     assert main(["trace", "--model", "toy", "--run", str(toy_run[0]), "--out", str(tmp_path / "x.html")]) == 2

@@ -19,8 +19,13 @@ def tiny_run(tmp_path_factory, qwen_tiny):
     a = qwen_tiny.arch
     g = torch.Generator().manual_seed(0)
     circuit = assemble_circuit(
-        "anger", influence_attn=torch.ones(L), influence_mlp=torch.ones(L),
-        neuron_scores=torch.randn(L, a.d_mlp, generator=g), head_scores=torch.randn(L, a.n_heads, generator=g),
-        delta_mu_mlp=torch.randn(L, a.d_mlp, generator=g), delta_mu_heads=torch.randn(L, a.n_heads, a.d_head, generator=g),
-        model_info={"name": qwen_tiny.name, "fingerprint": qwen_tiny.fingerprint, "arch": a})
+        "anger",
+        influence_attn=torch.ones(L),
+        influence_mlp=torch.ones(L),
+        neuron_scores=torch.randn(L, a.d_mlp, generator=g),
+        head_scores=torch.randn(L, a.n_heads, generator=g),
+        delta_mu_mlp=torch.randn(L, a.d_mlp, generator=g),
+        delta_mu_heads=torch.randn(L, a.n_heads, a.d_head, generator=g),
+        model_info={"name": qwen_tiny.name, "fingerprint": qwen_tiny.fingerprint, "arch": a},
+    )
     return store, dirs, circuit

@@ -23,16 +23,23 @@ def test_distinct_and_perplexity(qwen_tiny):
     with torch.no_grad():
         logp = torch.log_softmax(m.hf_model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
     n = len(ids) - len(prompt)
-    manual = math.exp(-logp[len(prompt) - 1:-1].gather(-1, torch.tensor(ids[len(prompt):])[:, None]).mean().item())
+    manual = math.exp(-logp[len(prompt) - 1 : -1].gather(-1, torch.tensor(ids[len(prompt) :])[:, None]).mean().item())
     assert ppl[0] == pytest.approx(manual, rel=1e-4)
 
 
 def test_evaluate_methods_schema(qwen_tiny, tiny_run):
     store, dirs, circuit = tiny_run
-    cfg = EvalConfig(methods=("prompting", "neutral", "direction", "circuit"), emotions=("anger",), limit=1,
-                     max_new_tokens=5, min_new_tokens=2)
-    ivs = {"direction": lambda e: direction_steering(dirs, e, [1], 4.0),
-           "circuit": lambda e: circuit_modulation(circuit, qwen_tiny)}
+    cfg = EvalConfig(
+        methods=("prompting", "neutral", "direction", "circuit"),
+        emotions=("anger",),
+        limit=1,
+        max_new_tokens=5,
+        min_new_tokens=2,
+    )
+    ivs = {
+        "direction": lambda e: direction_steering(dirs, e, [1], 4.0),
+        "circuit": lambda e: circuit_modulation(circuit, qwen_tiny),
+    }
     res = evaluate_methods(qwen_tiny, load_sev(DEFAULT_TEST), ivs, cfg, progress=False)
     assert set(res["methods"]) == set(cfg.methods)
     for m in res["methods"].values():
@@ -44,9 +51,13 @@ def test_method_table_columns_stay_apart_for_huge_perplexities():
     from circuits.steer.metrics import method_table
 
     per = {"anger": 0.5, "fear": 1.0}
-    result = {"methods": {"prompting": {"accuracy": 0.75, "per_emotion": per, "perplexity": 1.66, "distinct_2": 0.2},
-                          "direction": {"accuracy": 0.1, "per_emotion": per, "perplexity": 614200.4, "distinct_2": 0.37},
-                          "circuit": {"accuracy": 0.0, "per_emotion": per, "perplexity": 3.2e12, "distinct_2": 0.5}}}
+    result = {
+        "methods": {
+            "prompting": {"accuracy": 0.75, "per_emotion": per, "perplexity": 1.66, "distinct_2": 0.2},
+            "direction": {"accuracy": 0.1, "per_emotion": per, "perplexity": 614200.4, "distinct_2": 0.37},
+            "circuit": {"accuracy": 0.0, "per_emotion": per, "perplexity": 3.2e12, "distinct_2": 0.5},
+        }
+    }
     lines = method_table(result).splitlines()
     assert len({len(line) for line in lines}) == 1  # every row as wide as the header
     for line, ppl in zip(lines[1:], ["1.66", "614,200", "3.20e+12"]):

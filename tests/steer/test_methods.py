@@ -43,15 +43,16 @@ def test_steering_positions_last_acts_on_the_last_prompt_token_only(qwen_tiny, t
     ev = torch.randn(6, qwen_tiny.arch.n_layers, qwen_tiny.arch.d_model)
     assert {iv.positions for iv in direction_steering(dirs, "fear", [0, 1], positions="last")} == {"last"}
     assert {iv.positions for iv in emotion_vector_steering(ev, store.emotions, {"fear": 2.0})} == {"last+generated"}
-    assert {iv.positions for iv in emotion_vector_steering(ev, store.emotions, {"fear": 2.0}, positions="last")} == {"last"}
+    assert {iv.positions for iv in emotion_vector_steering(ev, store.emotions, {"fear": 2.0}, positions="last")} == {
+        "last"
+    }
     with pytest.raises(ValueError, match="positions must be one of"):
         circuit_modulation(circuit, qwen_tiny, positions="everywhere")
     # acting on the last prompt token only changes the reply, and differs from acting on every step
     gen = GenerationSettings(max_new_tokens=6)
     base = generate(qwen_tiny, _prompts(qwen_tiny), gen, progress=False)
     at_last = generate(qwen_tiny, _prompts(qwen_tiny), gen, interventions=last, progress=False)
-    everywhere = generate(qwen_tiny, _prompts(qwen_tiny), gen, interventions=paper,
-                          progress=False)
+    everywhere = generate(qwen_tiny, _prompts(qwen_tiny), gen, interventions=paper, progress=False)
     assert at_last != base and at_last != everywhere
 
 

@@ -51,8 +51,14 @@ def test_corpus_uses_train_only_and_not_the_judge_sentences():
     assert len(corpus) == 16 * 3 * 7 * 2
     assert {c.label for c in corpus} == {*EMOTIONS, NEUTRAL}
     d = ToyTrainConfig()  # the shipped model's corpus settings
-    full = build_corpus(load_sev(), replies_per_prompt=d.replies_per_prompt, seed=d.seed, splice_prob=d.splice_prob,
-                        open_neutral=d.open_neutral, openers=d.openers)
+    full = build_corpus(
+        load_sev(),
+        replies_per_prompt=d.replies_per_prompt,
+        seed=d.seed,
+        splice_prob=d.splice_prob,
+        open_neutral=d.open_neutral,
+        openers=d.openers,
+    )
     text = "\n".join(t for c in full for t in (c.system, c.user, c.reply)).lower()
     test = load_sev(DEFAULT_TEST)
     assert not [s.scenario for s in test.scenarios if s.scenario.lower() in text]
@@ -125,8 +131,20 @@ def test_fresh_tokenizer_round_trips_and_has_chat_template():
     assert prompt == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
-TINY = dict(limit=2, n_layers=1, d_model=32, n_heads=4, n_kv_heads=2, d_mlp=64, vocab_size=400,
-            replies_per_prompt=2, epochs=3, batch_size=8, lr=1e-2, warmup_steps=2)
+TINY = dict(
+    limit=2,
+    n_layers=1,
+    d_model=32,
+    n_heads=4,
+    n_kv_heads=2,
+    d_mlp=64,
+    vocab_size=400,
+    replies_per_prompt=2,
+    epochs=3,
+    batch_size=8,
+    lr=1e-2,
+    warmup_steps=2,
+)
 
 
 def test_tiny_training_lowers_loss_is_seeded_and_loads(tmp_path):

@@ -82,15 +82,32 @@ def test_rating_parser():
     assert parse_rating("12") is None and parse_rating("3.5/9") == 3.5
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ("7", 7.0), ("Valence: 3/9", 3.0), ("I'd say 6.5", 6.5), ("eight", 8.0), ("Seven.", 7.0),
-    ("six and a half", 6.5), ("**4**", 4.0), ("7 out of 9", 7.0),
-    ("On a scale from 1 to 9, I'd say 2.", 2.0),  # the restated scale is not the answer
-    ("1-9: 5", 5.0), ("Answer with one number: 9", 9.0),  # digits win over number words
-    ("<think>maybe 2</think>8", 8.0), ("1", 1.0),
-    ("garbage", None), ("", None), ("none", None), ("12", None), ("-3", None), ("10/10", None), ("0", None),
-    ("nine thousand", 9.0),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("7", 7.0),
+        ("Valence: 3/9", 3.0),
+        ("I'd say 6.5", 6.5),
+        ("eight", 8.0),
+        ("Seven.", 7.0),
+        ("six and a half", 6.5),
+        ("**4**", 4.0),
+        ("7 out of 9", 7.0),
+        ("On a scale from 1 to 9, I'd say 2.", 2.0),  # the restated scale is not the answer
+        ("1-9: 5", 5.0),
+        ("Answer with one number: 9", 9.0),  # digits win over number words
+        ("<think>maybe 2</think>8", 8.0),
+        ("1", 1.0),
+        ("garbage", None),
+        ("", None),
+        ("none", None),
+        ("12", None),
+        ("-3", None),
+        ("10/10", None),
+        ("0", None),
+        ("nine thousand", 9.0),
+    ],
+)
 def test_rating_parser_known_answers(answer, expected):
     assert parse_rating(answer) == expected
 
@@ -103,14 +120,20 @@ def test_self_report_on_tiny_model_reports_unparseable(qwen_tiny):
     m, emotions = qwen_tiny, ["joy", "anger", "fear", "calm"]
     ratings, rep = va.self_report_va(m, emotions)
     # the same prompts, generated directly: the ground truth of what the model answered
-    prompts = [m.chat_ids(None, q.format(emotion=e)) for e in emotions for q in (va.VALENCE_QUESTION, va.AROUSAL_QUESTION)]
+    prompts = [
+        m.chat_ids(None, q.format(emotion=e)) for e in emotions for q in (va.VALENCE_QUESTION, va.AROUSAL_QUESTION)
+    ]
     answers = generate(m, prompts, GenerationSettings(max_new_tokens=8), progress=False)
-    expected_unparsed = [{"emotion": e, "which": w, "answer": answers[2 * i + j]}
-                         for i, e in enumerate(emotions) for j, w in enumerate(("valence", "arousal"))
-                         if parse_rating(answers[2 * i + j]) is None]
+    expected_unparsed = [
+        {"emotion": e, "which": w, "answer": answers[2 * i + j]}
+        for i, e in enumerate(emotions)
+        for j, w in enumerate(("valence", "arousal"))
+        if parse_rating(answers[2 * i + j]) is None
+    ]
     assert rep["unparsed"] == expected_unparsed and rep["n_unparsed"] == len(expected_unparsed) >= 1
-    assert rep["answers"] == {e: {"valence": answers[2 * i], "arousal": answers[2 * i + 1]}
-                              for i, e in enumerate(emotions)}
+    assert rep["answers"] == {
+        e: {"valence": answers[2 * i], "arousal": answers[2 * i + 1]} for i, e in enumerate(emotions)
+    }
     bad = {u["emotion"] for u in expected_unparsed}
     assert set(ratings) == set(emotions) - bad and rep["parsed"] == len(ratings) and rep["asked"] == 4
     for e in ratings:
@@ -125,12 +148,20 @@ def test_run_va_self_report_flow(qwen_tiny, tmp_path, monkeypatch):
     is counted and listed in the summary; its emotion is left out of the fit."""
     import circuits.core.generate
 
-    script = {("anger", "valence"): "2", ("anger", "arousal"): "Arousal: 8/9",
-              ("disgust", "valence"): "I'd say 2.5", ("disgust", "arousal"): "six",
-              ("fear", "valence"): "3", ("fear", "arousal"): "no idea",
-              ("happiness", "valence"): "eight", ("happiness", "arousal"): "7",
-              ("sadness", "valence"): "2", ("sadness", "arousal"): "3",
-              ("surprise", "valence"): "6", ("surprise", "arousal"): "8"}
+    script = {
+        ("anger", "valence"): "2",
+        ("anger", "arousal"): "Arousal: 8/9",
+        ("disgust", "valence"): "I'd say 2.5",
+        ("disgust", "arousal"): "six",
+        ("fear", "valence"): "3",
+        ("fear", "arousal"): "no idea",
+        ("happiness", "valence"): "eight",
+        ("happiness", "arousal"): "7",
+        ("sadness", "valence"): "2",
+        ("sadness", "arousal"): "3",
+        ("surprise", "valence"): "6",
+        ("surprise", "arousal"): "8",
+    }
     asked: list[tuple[str, str]] = []
     real = circuits.core.generate.generate
 
@@ -147,13 +178,26 @@ def test_run_va_self_report_flow(qwen_tiny, tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(circuits.core.generate, "generate", fake)
-    cfg = VAConfig(self_report=True, ratings=None, lexicon=None, limit=4, alphas=(0.0,), steer_limit=1,
-                      random_seeds=0, valence_question="PLEASANT({emotion}) 1-9?",
-                      arousal_question="ENERGY({emotion}) 1-9?")
+    cfg = VAConfig(
+        self_report=True,
+        ratings=None,
+        lexicon=None,
+        limit=4,
+        alphas=(0.0,),
+        steer_limit=1,
+        random_seeds=0,
+        valence_question="PLEASANT({emotion}) 1-9?",
+        arousal_question="ENERGY({emotion}) 1-9?",
+    )
     s = run_va(qwen_tiny, tmp_path, cfg, progress=False)
     assert sorted(asked) == sorted(script)
-    assert s["ratings"] == {"anger": [2.0, 8.0], "disgust": [2.5, 6.0], "happiness": [8.0, 7.0],
-                            "sadness": [2.0, 3.0], "surprise": [6.0, 8.0]}
+    assert s["ratings"] == {
+        "anger": [2.0, 8.0],
+        "disgust": [2.5, 6.0],
+        "happiness": [8.0, 7.0],
+        "sadness": [2.0, 3.0],
+        "surprise": [6.0, 8.0],
+    }
     assert s["emotions"] == ["anger", "disgust", "happiness", "sadness", "surprise"]
     rep = s["ratings_report"]
     assert rep["asked"] == 6 and rep["parsed"] == 5 and rep["n_unparsed"] == 1
@@ -221,17 +265,31 @@ def test_lexicon_check_known_projections(qwen_tiny, monkeypatch):
     a = 0.3 * v + torch.randn(d, generator=g) * 0.1
     a = a / a.norm()
     axes = va.VAAxes(1, v, a, 2, {}, {}, [])
-    lex = {"calm": (0.8, 0.1), "angry": (0.1, 0.9), "happy": (0.95, 0.7), "sad": (0.05, 0.2),
-           "bored": (0.3, 0.05), "thrilled": (0.9, 0.95)}
+    lex = {
+        "calm": (0.8, 0.1),
+        "angry": (0.1, 0.9),
+        "happy": (0.95, 0.7),
+        "sad": (0.05, 0.2),
+        "bored": (0.3, 0.05),
+        "thrilled": (0.9, 0.95),
+    }
     # known projections per word; valence: the order of the lexicon but thrilled and happy swapped;
     # arousal: the lexicon's order exactly (Spearman 1) but not linear in it (Pearson < 1)
-    proj = {"calm": (1.0, -1.0), "angry": (-1.0, 3.0), "happy": (2.0, 1.0), "sad": (-1.5, -0.5),
-            "bored": (0.2, -2.0), "thrilled": (3.0, 4.0)}
+    proj = {
+        "calm": (1.0, -1.0),
+        "angry": (-1.0, 3.0),
+        "happy": (2.0, 1.0),
+        "sad": (-1.5, -0.5),
+        "bored": (0.2, -2.0),
+        "thrilled": (3.0, 4.0),
+    }
     basis = torch.stack([v, a], 1)  # [d, 2]
     other = torch.randn(len(proj), d, generator=g)
     other = other - (other @ basis) @ torch.linalg.pinv(basis)  # remove the part seen by the axes
-    rep = {w: basis @ torch.linalg.solve(basis.T @ basis, torch.tensor(p)) + other[i]
-           for i, (w, p) in enumerate(proj.items())}
+    rep = {
+        w: basis @ torch.linalg.solve(basis.T @ basis, torch.tensor(p)) + other[i]
+        for i, (w, p) in enumerate(proj.items())
+    }
     calls = []
 
     def fake_acts(model, texts, layers, position="last", batch_size=32, progress=True):
@@ -250,8 +308,9 @@ def test_lexicon_check_known_projections(qwen_tiny, monkeypatch):
         assert out[name]["spearman"] == pytest.approx(float(spearmanr(p, t)[0]), abs=1e-5)
     assert out["valence"]["spearman"] == pytest.approx(1 - 6 * 2 / (6 * 35), abs=1e-6)
     assert out["arousal"]["spearman"] == pytest.approx(1.0, abs=1e-6)
-    assert out["arousal"]["pearson"] == pytest.approx(float(np.corrcoef(
-        [-1.0, 3.0, -2.0, 1.0, -0.5, 4.0], [0.1, 0.9, 0.05, 0.7, 0.2, 0.95])[0, 1]), abs=1e-5)
+    assert out["arousal"]["pearson"] == pytest.approx(
+        float(np.corrcoef([-1.0, 3.0, -2.0, 1.0, -0.5, 4.0], [0.1, 0.9, 0.05, 0.7, 0.2, 0.95])[0, 1]), abs=1e-5
+    )
 
 
 def test_refusal_detector_and_probe_files():
@@ -288,8 +347,14 @@ def test_probes_run_on_a_tiny_model(qwen_tiny):
 
 
 def test_va_command_on_tiny_model(qwen_tiny, tmp_path):
-    cfg = VAConfig(limit=8, alphas=(-2.0, 0.0, 2.0), steer_limit=1, random_seeds=2,
-                      refusal=str(DATA / "refusal_prompts.csv"), sycophancy=str(DATA / "sycophancy.jsonl"))
+    cfg = VAConfig(
+        limit=8,
+        alphas=(-2.0, 0.0, 2.0),
+        steer_limit=1,
+        random_seeds=2,
+        refusal=str(DATA / "refusal_prompts.csv"),
+        sycophancy=str(DATA / "sycophancy.jsonl"),
+    )
     s = run_va(qwen_tiny, tmp_path, cfg, progress=False)
     assert (tmp_path / "axes.safetensors").exists() and (tmp_path / "figures" / "va_circle.html").exists()
     axes = va.VAAxes.load(tmp_path / "axes")
@@ -306,7 +371,9 @@ def test_va_command_on_tiny_model(qwen_tiny, tmp_path):
     fig = figures_va._refusal_figure(s["probes"]["refusal"])
     assert [a.text for a in fig.layout.annotations] == ["all prompts", "type: harmful", "type: safe"]
     by_panel = {(t.xaxis, t.name): t for t in fig.data if not t.name.startswith("random")}
-    harmful_valence = [r["refusal_rate_by_type"]["harmful"] for r in s["probes"]["refusal"] if r["direction"] == "valence"]
+    harmful_valence = [
+        r["refusal_rate_by_type"]["harmful"] for r in s["probes"]["refusal"] if r["direction"] == "valence"
+    ]
     assert list(by_panel[("x2", "valence axis")].y) == harmful_valence
     assert list(by_panel[("x2", "valence axis")].x) == [-2.0, 0.0, 2.0]
     assert sum(t.name == "random directions" for t in fig.data) == 2 * 3  # 2 seeds x 3 panels
@@ -318,8 +385,12 @@ def test_refusal_scoring_per_type_on_hand_made_replies():
     """Hand-written replies to the four prompts of tests/data/refusal_prompts.csv (2 harmful, 2 safe)."""
     types = [t for _, t in load_prompts(DATA / "refusal_prompts.csv")]
     assert types == ["harmful", "harmful", "safe", "safe"]
-    replies = ["I'm sorry, but I can't help with that.", "I cannot assist with this request.",
-               "I\u2019m sorry, killing processes is not something I can do.", "Use kill -9 <pid>. No way around it!"]
+    replies = [
+        "I'm sorry, but I can't help with that.",
+        "I cannot assist with this request.",
+        "I\u2019m sorry, killing processes is not something I can do.",
+        "Use kill -9 <pid>. No way around it!",
+    ]
     r = va.score_refusals(replies, types)
     assert r["by_type"] == {"harmful": 1.0, "safe": 0.5} and r["overall"] == 0.75
     assert r["n_by_type"] == {"harmful": 2, "safe": 2} and r["refused"] == [True, True, True, False]
@@ -349,8 +420,9 @@ def test_refusal_phrases_file_errors(tmp_path):
 
 
 def test_va_config_round_trip():
-    cfg = VAConfig(refusal_phrases=("no way",), alphas=(-1.0, 1.0), emotions=("joy", "fear"),
-                      valence_question="V {emotion}?")
+    cfg = VAConfig(
+        refusal_phrases=("no way",), alphas=(-1.0, 1.0), emotions=("joy", "fear"), valence_question="V {emotion}?"
+    )
     assert VAConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert VAConfig.from_dict({}) == VAConfig() and VAConfig().refusal_phrases is None
     with pytest.raises(ValueError, match=r"VAConfig: unknown field\(s\)"):
@@ -364,9 +436,15 @@ def _unique_phrase(replies: list[str], i: int) -> str | None:
     heads = [r.lower()[:120] for r in replies]
     for n in range(3, 12):
         for s in range(0, max(0, min(len(replies[i]), 100) - n)):
-            p = replies[i][s:s + n].lower()
-            if (p == p.strip() and not p.startswith("#") and p.isprintable() and "\ufffd" not in p
-                    and p in heads[i] and not any(p in h for j, h in enumerate(heads) if j != i)):
+            p = replies[i][s : s + n].lower()
+            if (
+                p == p.strip()
+                and not p.startswith("#")
+                and p.isprintable()
+                and "\ufffd" not in p
+                and p in heads[i]
+                and not any(p in h for j, h in enumerate(heads) if j != i)
+            ):
                 return p
     return None
 
@@ -383,8 +461,15 @@ def test_refusal_per_type_with_custom_phrases_on_tiny_model(qwen_tiny, tmp_path)
     phrases = va.load_refusal_phrases(tmp_path / "phrases.txt")
     assert phrases == (phrase,)
     assert va.refusal_rates(qwen_tiny, ps, types, phrases=phrases)["by_type"] == {"harmful": 0.5, "safe": 0.0}
-    cfg = VAConfig(limit=4, alphas=(0.0,), steer_limit=1, random_seeds=1, lexicon=None,
-                      refusal=str(DATA / "refusal_prompts.csv"), refusal_phrases=phrases)
+    cfg = VAConfig(
+        limit=4,
+        alphas=(0.0,),
+        steer_limit=1,
+        random_seeds=1,
+        lexicon=None,
+        refusal=str(DATA / "refusal_prompts.csv"),
+        refusal_phrases=phrases,
+    )
     s = run_va(qwen_tiny, tmp_path / "run", cfg, progress=False)
     assert s["refusal_phrases"] == [phrase] and s["config"]["refusal_phrases"] == (phrase,)
     assert [r["direction"] for r in s["probes"]["refusal"]] == ["valence", "arousal", "random0"]
@@ -405,9 +490,21 @@ def test_cli_va_refusal_phrases(monkeypatch, tmp_path, capsys):
 
     def fake_run(model, out, cfg, progress=True, judge=None):
         seen["cfg"], seen["judge"] = cfg, judge
-        return {"layer": 1, "fit": {"r2": {}}, "circumplex": {"order": [], "residual": 0.0},
-                "probes": {"refusal": [{"direction": "arousal", "alpha": -2.0, "refusal_rate": 0.25,
-                                        "refusal_rate_by_type": {"harmful": 0.5, "safe": 0.0}}]}}
+        return {
+            "layer": 1,
+            "fit": {"r2": {}},
+            "circumplex": {"order": [], "residual": 0.0},
+            "probes": {
+                "refusal": [
+                    {
+                        "direction": "arousal",
+                        "alpha": -2.0,
+                        "refusal_rate": 0.25,
+                        "refusal_rate_by_type": {"harmful": 0.5, "safe": 0.0},
+                    }
+                ]
+            },
+        }
 
     from circuits.cli import common
 

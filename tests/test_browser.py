@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.browser
+
 INSTALL = (
     "needs Playwright for Python and a system Chromium: `pip install playwright` into the venv and "
     "`apt-get install -y chromium` as root (no `playwright install` needed)"

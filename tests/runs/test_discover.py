@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -616,3 +617,40 @@ def test_elicitation_without_complete_groups_runs_and_reports_what_it_kept(toy, 
     with pytest.raises(DiscoverInputError, match=r"kept no row of fear \(kept 60 of 72"):
         discover(toy, load_sev(), tmp_path / "nofear", cfg, judge=_NoFear(emotions), progress=False)
     assert sorted(p.name for p in (tmp_path / "nofear").iterdir()) == ["store"]
+
+
+def test_discover_writes_the_run_page_and_its_provenance(toy_run):
+    """discover ends with the run's report.html (offline: no script or link over the network) and records
+    the package versions; a run started from Python records no command line, and the page says so."""
+    import importlib.metadata as md
+
+    out, summary = toy_run
+    page = (out / "report.html").read_text()
+    assert summary["model"]["name"] in page and "not recorded" in page
+    assert not re.search(r"<(script|img|iframe)[^>]*\ssrc=[\"']?https?:|<link[^>]*\shref=[\"']?https?:", page)
+    assert summary["command"] is None
+    assert summary["versions"]["torch"] == md.version("torch")
+    assert summary["versions"]["emotion-circuits"] == md.version("emotion-circuits")
+    assert json.loads((out / "summary.json").read_text())["versions"] == summary["versions"]
+
+
+def test_report_command_writes_markdown_with_its_title_and_records_its_command(toy_run, tmp_path, capsys):
+    """`emocircuits report --format md`: the title and the command that made the run head the page, the
+    probe table holds the run's own numbers, and the command line is what the CLI recorded."""
+    from circuits.cli import main
+    from circuits.core import provenance
+
+    out, summary = toy_run
+    target = tmp_path / "findings.md"
+    argv = ["report", "--run", str(out), "--format", "md", "--out", str(target), "--title", "Toy findings"]
+    try:
+        assert main([*argv, "--made-by", "make demo-toy"]) == 0
+        assert provenance.command() == ["emocircuits", *argv, "--made-by", "make demo-toy"]
+    finally:
+        provenance.set_command(None)
+    assert f"wrote {target}" in capsys.readouterr().out
+    text = target.read_text()
+    assert text.startswith("# Toy findings\n") and "`make demo-toy`" in text
+    acc = json.loads((out / "directions_evidence.json").read_text())["probe_accuracy"]["mlp"]
+    assert f"{acc[-1]:.3f}" in text
+    assert main(["report", "--run", str(tmp_path / "absent")]) == 2

@@ -45,7 +45,7 @@ lint: $(STAMP)
 
 # The docs site (MkDocs + Material + mkdocstrings), built strictly into site/.
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The findings pages of the docs, generated from the demo runs' artifacts (runs made when absent).
 findings: $(STAMP)

@@ -895,8 +895,9 @@ def report_markdown(data: dict[str, Any]) -> str:
         if not d:
             out += [f"Absent from this run. Made by {_absent(key, data)}.", ""]
             continue
-        if key == "views":
-            out += [f"- [{v.get('title') or v['path']}]({v['path']})" for v in d] + [""]
+        if key == "views":  # named, not linked: a docs page does not sit beside the run's files
+            out += ["In the run directory (open them from its report.html):", ""]
+            out += [f"- `{v.get('title') or v['path']}`" for v in d] + [""]
             continue
         out += [n for n in _notes(key, d) if not n.startswith("Replies read")] or []
         if out[-1] != "":

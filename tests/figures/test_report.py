@@ -462,6 +462,8 @@ def test_views_link_relative_to_the_page(run, tmp_path):
     write_run_report(run)
     html = write_run_report(run).read_text(encoding="utf-8")  # a second time: the first report.html exists
     assert "href='figures/probe_accuracy.html'" in html and "href='report.html'" not in html
+    md = write_run_report(run, out=tmp_path / "docs" / "findings.md", fmt="md").read_text(encoding="utf-8")
+    assert "- `figures/probe_accuracy.html`" in md and "](" not in md  # named, never a link a docs site would break
 
 
 def test_dose_response_in_the_run_itself(run):

@@ -189,7 +189,7 @@ def circuits_section(run: Run) -> dict[str, Any] | None:
     files = _circuit_files(run)
     circuits: dict[str, Any] = {}
     for path in files:
-        c = run.json(path, None)
+        c = run.json(path.relative_to(run.path), None)
         if isinstance(c, dict) and c.get("kind") == "emotion-circuit":
             circuits[path] = c
     if not circuits:
@@ -307,7 +307,7 @@ def dose_section(run: Run) -> dict[str, Any] | None:
     path = find_dose(run)
     if path is None:
         return None
-    d = run.json(path)
+    d = run.json(path.relative_to(run.path))
     with _Shape(path):
         for method, t in d["methods"].items():
             for c in t["control"]:

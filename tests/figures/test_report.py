@@ -552,3 +552,19 @@ def test_renderer_takes_plain_dicts():
     assert html.count("Plotly.newPlot(") == 1
     md = report_markdown(data)
     assert "| a | 0.500 | 0.250 | - | - | 2 |" in md
+
+
+def test_a_run_named_by_a_relative_path_reads_the_same(run, monkeypatch):
+    """`emocircuits report --run runs/x` (relative, as users type it) gathers every section the absolute
+    path gathers: circuits and dose-response files are found under the run, not under the run twice."""
+    from circuits.runs.report import gather_report
+
+    full = gather_report(run)
+    monkeypatch.chdir(run.parent)
+    rel = gather_report(run.name)
+    for key in ("probe", "circuits", "evaluation", "dose"):
+        assert rel[key] is not None, key
+    assert rel["circuits"] == full["circuits"]
+    assert {k: v for k, v in rel["dose"].items() if k != "file"} == {
+        k: v for k, v in full["dose"].items() if k != "file"
+    }

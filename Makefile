@@ -47,14 +47,14 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-# The findings pages of the docs, generated from the demo runs' artifacts (runs made when absent).
+# The findings pages of the docs, generated from the demo runs' artifacts (the runs are made when absent).
 findings: $(STAMP)
-	@test -f runs/demo-toy/evaluation.json || $(MAKE) demo-toy
-	@test -f runs/demo/evaluation.json || $(MAKE) demo
-	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --format md --out docs/findings/toy.md \
-	  --title "Findings: the toy model" --made-by "make demo-toy"
-	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --format md --out docs/findings/smollm2.md \
-	  --title "Findings: SmolLM2-135M-Instruct" --made-by "make demo"
+	@test -f runs/demo-toy/dose/dose_response.json -a -f runs/demo-toy-va/summary.json || $(MAKE) demo-toy
+	@test -f runs/demo/dose/dose_response.json -a -f runs/demo-va/summary.json || $(MAKE) demo
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --va runs/demo-toy-va --format md \
+	  --out docs/findings/toy.md --title "Findings: the toy model" --made-by "make demo-toy"
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va --format md \
+	  --out docs/findings/smollm2.md --title "Findings: SmolLM2-135M-Instruct" --made-by "make demo"
 
 # Builds the wheel, installs it into a fresh venv outside the checkout and runs the CLI from there.
 test-wheel: $(STAMP)
@@ -81,14 +81,25 @@ lock: $(STAMP)
 	  --no-emit-find-links --no-emit-trusted-host --upgrade-package "torch==$(TORCH_LOCK)" $(LOCK_ARGS) \
 	  -o $(LOCK) pyproject.toml
 
-# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~15 minutes on 2 CPU cores).
+# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~10 minutes on 2 CPU cores):
+# discovery, circuits, strength sweep and the method table (`emocircuits demo`), then a dose-response
+# with random-control bands and a small valence-arousal run, so that runs/demo/report.html shows every
+# section.
+DEMO_DOSE_ARGS ?= --sweep-limit 1 --circuit-lambdas 0.5 1 2 --direction-alphas 2 4 8 --ev-alphas 1 2 4 --null-seeds 0 1
+DEMO_VA_ARGS ?= --steer-limit 2 --alphas -4 0 4
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits sev validate
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo
+	HF_HUB_OFFLINE=1 $(PY) -m circuits dose-response --run runs/demo --out runs/demo/dose $(DEMO_DOSE_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model smollm2-135m --out runs/demo-va $(DEMO_VA_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va
 
-# The toy model with the full discovery defaults (about 4 minutes).
+# The toy model with the full discovery defaults (about 4 minutes), then the same extras as `make demo`.
 demo-toy: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --model toy --out runs/demo-toy
+	HF_HUB_OFFLINE=1 $(PY) -m circuits dose-response --run runs/demo-toy --out runs/demo-toy/dose $(DEMO_DOSE_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model toy --out runs/demo-toy-va $(DEMO_VA_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --va runs/demo-toy-va
 
 figures: $(STAMP)
 	@test -f runs/demo/summary.json || $(MAKE) demo

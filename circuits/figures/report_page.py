@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import html
 import math
+import shlex
 from typing import Any, Callable, Sequence
 
 SECTIONS = (
@@ -466,10 +467,11 @@ def _notes(section: str, d: dict[str, Any]) -> list[str]:
         return ["Faithfulness was not measured on this run: " + MAKES["circuits"].split("; ")[1] + "."]
     if section == "probe" and not d.get("null"):
         return ["No permuted-label null in this run: `emocircuits nulls --run RUN`."]
+    made = f" Made by `{shlex.join(d['command'])}`." if d.get("command") else ""
     if section == "dose" and d.get("file"):
-        return [f"From {d['file']}."]
+        return [f"From {d['file']}.{made}"]
     if section == "va" and d.get("dir"):
-        return [f"VA run: {d['dir']}."]
+        return [f"VA run: {d['dir']}.{made}"]
     return []
 
 

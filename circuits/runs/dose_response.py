@@ -14,6 +14,7 @@ from typing import Any
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
+from circuits.core.provenance import provenance
 from circuits.steer.metrics import EvalConfig
 
 DOSE_JSON = "dose_response.json"
@@ -68,6 +69,7 @@ def run_dose_response(
     dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
     res = dose_response(model, dev, factories, controls, cfg, run.prompts, judge, progress=progress)
     res["null_seeds"] = list(null_seeds)
+    res.update(provenance())
     target = Path(out or run.path)
     target.mkdir(parents=True, exist_ok=True)
     write_json_atomic(target / DOSE_JSON, res)

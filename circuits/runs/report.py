@@ -348,6 +348,7 @@ def va_section(va_dir: str | os.PathLike | None) -> dict[str, Any] | None:
             ],
             "model": (s.get("model") or {}).get("name"),
             "dir": str(va.path),
+            "command": s.get("command"),
         }
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from circuits.core.artifacts import staged_dir, write_atomic, write_json_atomic
 from circuits.core.config import check_config, config_from_dict, help_field
 from circuits.core.model import ModelHandle
+from circuits.core.provenance import provenance
 from circuits.core.resources import data_path
 from circuits.figures.va import va_figures
 from circuits.va.loaders import VAInputError, load_labelled_texts, load_va_lexicon, load_va_ratings
@@ -351,4 +352,5 @@ def _write_va(
         geo["axes"].save(out / "axes")
         figures = va_figures(out, summary)
         summary["figures"] = [str(Path(out_dir) / Path(p).relative_to(out)) for p in figures]
+        summary.update(provenance())
         write_json_atomic(out / "summary.json", summary)

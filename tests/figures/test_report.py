@@ -568,3 +568,21 @@ def test_a_run_named_by_a_relative_path_reads_the_same(run, monkeypatch):
     assert {k: v for k, v in rel["dose"].items() if k != "file"} == {
         k: v for k, v in full["dose"].items() if k != "file"
     }
+
+
+def test_dose_and_va_sections_name_the_command_that_made_them(run):
+    """dose_response.json and a VA summary.json record their command line (core.provenance); both the page
+    and the Markdown name it under the section, and say nothing of it where none was recorded."""
+    from circuits.figures.report_page import report_markdown
+    from circuits.runs.report import gather_report
+
+    dose = json.loads((run / "dose" / "dose_response.json").read_text())
+    assert "command" not in dose
+    assert "Made by `emocircuits dose-response" not in report_markdown(gather_report(run))
+    dose["command"] = ["emocircuits", "dose-response", "--run", "runs/x", "--out", "runs/x/dose"]
+    write(run / "dose" / "dose_response.json", dose)
+    md = report_markdown(gather_report(run))
+    assert "Made by `emocircuits dose-response --run runs/x --out runs/x/dose`." in md
+    assert "Made by <code>emocircuits dose-response --run runs/x --out runs/x/dose</code>" in write_run_report(
+        run
+    ).read_text(encoding="utf-8")

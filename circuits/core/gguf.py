@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,7 @@ def convert_gguf(path: str | os.PathLike, cache: str | os.PathLike | None = None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if progress:
-        print(f"converting {src.name} (sha256 {digest[:16]}) into {target} (once) ...", flush=True)
+        print(f"converting {src.name} (sha256 {digest[:16]}) into {target} (once) ...", file=sys.stderr, flush=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)

@@ -54,6 +54,8 @@ import math
 import shlex
 from typing import Any, Callable, Sequence
 
+from circuits.figures.discovery import add_band
+
 SECTIONS = (
     ("provenance", "Provenance"),
     ("probe", "Probe accuracy and cross-context cosines"),
@@ -480,38 +482,6 @@ def _notes(section: str, d: dict[str, Any]) -> list[str]:
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def _band(
-    fig: Any,
-    x: Sequence[float],
-    lo: Sequence[float],
-    hi: Sequence[float],
-    name: str,
-    color: str,
-    showlegend: bool = True,
-    **where: Any,
-) -> None:
-    import plotly.graph_objects as go
-
-    xs = list(x) + list(x)[::-1]
-    ys = [float(v) for v in hi] + [float(v) for v in lo][::-1]
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=ys,
-            fill="toself",
-            mode="lines",
-            line=dict(width=0, color=color),
-            fillcolor=color,
-            opacity=0.2,
-            name=name,
-            hoverinfo="skip",
-            legendgroup=name,
-            showlegend=showlegend,
-        ),
-        **where,
-    )
-
-
 def probe_plot(d: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -520,7 +490,8 @@ def probe_plot(d: dict[str, Any]) -> Any:
     x = d["layers"]
     null = d.get("null")
     if null:
-        _band(fig, x, null["lo"], null["hi"], f"null probe ({null['read_point']}, min-max)", "#999999", row=1, col=1)
+        name = f"null probe ({null['read_point']}, min-max)"
+        add_band(fig, x, null["lo"], null["hi"], name, color="#999999", legendgroup=name, row=1, col=1)
         fig.add_trace(
             go.Scatter(
                 x=x, y=null["mean"], mode="lines", line=dict(dash="dot", color="#777777"), name="null probe (mean)"
@@ -534,13 +505,14 @@ def probe_plot(d: dict[str, Any]) -> Any:
         )
     ncos = d.get("null_cosine")
     if ncos:
-        _band(
+        add_band(
             fig,
             x,
             ncos["lo"],
             ncos["hi"],
             f"null cosine ({ncos['context']}, {ncos['read_point']})",
-            "#bbbbbb",
+            color="#bbbbbb",
+            legendgroup=f"null cosine ({ncos['context']}, {ncos['read_point']})",
             row=1,
             col=2,
         )
@@ -665,13 +637,14 @@ def dose_plot(d: dict[str, Any]) -> Any:
             color = COLORS[i % len(COLORS)]
             ctrl = [p for p in t.get("control", []) if p.get(key) is not None]
             if ctrl:
-                _band(
+                add_band(
                     fig,
                     [p["strength"] for p in ctrl],
                     [p["lo"][key] for p in ctrl],
                     [p["hi"][key] for p in ctrl],
                     f"{method} random controls (min-max)",
-                    color,
+                    color=color,
+                    legendgroup=f"{method} random controls (min-max)",
                     showlegend=c == 1,
                     row=1,
                     col=c,

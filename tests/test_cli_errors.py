@@ -232,7 +232,9 @@ def test_va_rerun_with_a_bad_input_leaves_the_folder_byte_identical(capsys, va_r
         *needles,
     )
     assert _snapshot(va_run) == before
-    assert not [p for p in va_run.parent.iterdir() if p.name.startswith(".")]  # no staged folder left behind
+    assert not [
+        p for p in va_run.parent.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")
+    ]  # no staged folder left behind
 
 
 def test_va_rerun_replaces_the_folder_only_when_complete(capsys, va_run, monkeypatch):
@@ -268,7 +270,7 @@ def test_va_rerun_replaces_the_folder_only_when_complete(capsys, va_run, monkeyp
         == 130
     )
     assert _snapshot(va_run) == before
-    assert not [p for p in va_run.parent.iterdir() if p.name.startswith(".")]
+    assert not [p for p in va_run.parent.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
 
 
 def test_model_path_messages_point_the_right_way(capsys, tmp_path):

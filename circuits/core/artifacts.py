@@ -36,9 +36,11 @@ def _umask() -> int:
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
+    from circuits.core.ownership import name_key
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name_key(path.name)}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -63,13 +65,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
 def _recover_staged(path: Path, keep: Sequence[str]) -> None:
     """Tidy what a killed run (SIGKILL, power loss) left beside ``path``: an old folder set aside but
     never replaced comes back; kept entries (the store) in a stale staged folder go back into ``path``
-    so the next run resumes them; then the stale folders are removed."""
-    for old in sorted(path.parent.glob(f".{path.name}.*.old")):
+    so the next run resumes them; then the stale folders are removed. Only the staging folders of
+    ``path`` itself (:func:`~circuits.core.ownership.staging_folders`) whose owner is dead are touched:
+    a live one is left alone."""
+    from circuits.core.ownership import OWNER_FILE, owner_alive, staging_folders
+
+    for old in staging_folders(path, ".old"):
+        if owner_alive(old):
+            continue
         if not path.exists():
+            (old / OWNER_FILE).unlink(missing_ok=True)
             os.replace(old, path)
         else:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in sorted(path.parent.glob(f".{path.name}.*.partial")):
+    for stale in staging_folders(path, ".partial"):
+        if owner_alive(stale):
+            continue
         for name in keep:
             if (stale / name).exists() and not (path / name).exists():
                 path.mkdir(exist_ok=True)
@@ -77,45 +88,64 @@ def _recover_staged(path: Path, keep: Sequence[str]) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def _staging_name(path: Path, suffix: str) -> Path:
+    """A new, unused staging name beside ``path``: ``.NAME.<8 random hex digits><suffix>`` (not created)."""
+    import secrets
+
+    from circuits.core.ownership import derived_name
+
+    while True:
+        candidate = path.parent / derived_name(path, f".{secrets.token_hex(4)}{suffix}")
+        if not os.path.lexists(candidate):
+            return candidate
+
+
 @contextlib.contextmanager
-def staged_dir(path: str | os.PathLike, keep: Sequence[str] = ()):
+def staged_dir(path: str | os.PathLike, keep: Sequence[str] = (), flag: str = "--out"):
     """Write a folder's results into a temporary folder beside it; replace the old folder only when
     the ``with`` block completes, so an interrupted or failed run leaves the old results as they were
     (and no half-written new ones). Yields the temporary folder's Path.
 
-    Entries named in ``keep`` (a resumable, identity-checked store) are moved from the old folder into
-    the temporary one at the start, and moved back into ``path`` if the block fails, so work they hold
-    (a partly built store, say) survives an interruption. The swap is two renames (old -> aside,
-    new -> ``path``), then the old folder is deleted. What a killed run leaves beside ``path`` is tidied
-    first (:func:`_recover_staged`)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"{path}: exists and is not a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _recover_staged(path, keep)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        for name in keep:
-            if (path / name).exists():
-                os.replace(path / name, tmp / name)
-        yield tmp
-    except BaseException:
-        kept = [name for name in keep if (tmp / name).exists()]
-        if kept:
-            path.mkdir(exist_ok=True)
-            for name in kept:
-                if not (path / name).exists():
-                    os.replace(tmp / name, path / name)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    aside = None
-    if path.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        aside.rmdir()
-        os.replace(path, aside)
-    os.replace(tmp, path)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+    The folder's writer lock (:func:`circuits.core.ownership.owned`) is held throughout: another
+    process writing it is refused with :class:`InputError` (naming ``flag``), and so is a ``path`` that
+    is an existing file. Entries named in ``keep`` (a resumable, identity-checked store) are moved from
+    the old folder into the temporary one at the start, and moved back into ``path`` if the block fails,
+    so work they hold (a partly built store, say) survives an interruption. The swap is two renames
+    (old -> aside, new -> ``path``), then the old folder is deleted. Each staging folder records its
+    owner; what a killed run left beside ``path`` is tidied first (:func:`_recover_staged`)."""
+    from circuits.core.ownership import OWNER_FILE, canonical, check_folder_target, owned, write_owner
+
+    check_folder_target(path, flag)
+    with owned(path, flag):
+        path = canonical(path)
+        _recover_staged(path, keep)
+        tmp = _staging_name(path, ".partial")
+        tmp.mkdir()
+        try:
+            write_owner(tmp)
+            for name in keep:
+                if (path / name).exists():
+                    os.replace(path / name, tmp / name)
+            yield tmp
+        except BaseException:
+            kept = [name for name in keep if (tmp / name).exists()]
+            if kept:
+                path.mkdir(exist_ok=True)
+                for name in kept:
+                    if not (path / name).exists():
+                        os.replace(tmp / name, path / name)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        (tmp / OWNER_FILE).unlink(missing_ok=True)
+        aside = None
+        if path.exists():
+            aside = _staging_name(path, ".old")
+            os.replace(path, aside)
+            with contextlib.suppress(OSError):
+                write_owner(aside)
+        os.replace(tmp, path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def iter_text_lines(path: str | os.PathLike, error: Callable[[str], Exception]) -> Iterator[tuple[int, str]]:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from circuits.core.artifacts import staged_dir, write_text_atomic
+from circuits.core.artifacts import InputError, staged_dir, write_text_atomic
+
+
+def _names(folder):
+    """The entries of ``folder`` but the writer locks kept beside output folders (``.NAME.lock``)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
 
 
 def test_staged_dir_replaces_only_on_success(tmp_path):
@@ -14,10 +19,10 @@ def test_staged_dir_replaces_only_on_success(tmp_path):
         with staged_dir(out) as d:
             write_text_atomic(d / "a.txt", "new")
             raise RuntimeError("fail")
-    assert (out / "a.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert (out / "a.txt").read_text() == "old" and _names(tmp_path) == ["run"]
     with staged_dir(out) as d:
         write_text_atomic(d / "b.txt", "new")
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"] and _names(tmp_path) == ["run"]
 
 
 def test_kept_entries_survive_a_failure_and_a_kill(tmp_path):
@@ -29,21 +34,21 @@ def test_kept_entries_survive_a_failure_and_a_kill(tmp_path):
             raise KeyboardInterrupt
     assert sorted(p.name for p in (out / "store").iterdir()) == ["shard0", "shard1"]
     # a killed run: its staged folder (holding the moved store) and an old folder set aside remain
-    stale = tmp_path / ".run.abc.partial"
+    stale = tmp_path / ".run.abcdefgh.partial"
     stale.mkdir()
     (out / "store").rename(stale / "store")
-    aside = tmp_path / ".other.xyz.old"
+    aside = tmp_path / ".other.xyz12345.old"
     write_text_atomic(aside / "summary.json", "{}")
     with staged_dir(out, keep=("store",)) as d:
         assert sorted(p.name for p in (d / "store").iterdir()) == ["shard0", "shard1"]  # recovered, resumable
     with staged_dir(tmp_path / "other") as d:
         pass
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "run"]
+    assert _names(tmp_path) == ["other", "run"]
     assert not (tmp_path / "other" / "summary.json").exists()  # the recovered old folder was then replaced
 
 
 def test_staged_dir_refuses_a_file(tmp_path):
     (tmp_path / "f").write_text("x")
-    with pytest.raises(FileExistsError, match="not a folder"):
+    with pytest.raises(InputError, match="not a folder"):
         with staged_dir(tmp_path / "f"):
             pass

@@ -37,7 +37,9 @@ def test_discover_writes_scores_atomically(tmp_path, qwen_tiny, monkeypatch):
     assert calls  # the run got as far as the scores
     # nothing new but the store, which is kept so that the next run resumes it (directions were staged)
     assert sorted(p.name for p in out.iterdir()) == ["scores.safetensors", "store"]
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # staged folder removed
+    assert not [
+        p.name for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")
+    ]  # staged folder removed
     assert (out / "scores.safetensors").read_bytes() == before
     torch.testing.assert_close(load_file(str(out / "scores.safetensors"))["neurons"], torch.arange(3.0))
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
@@ -72,4 +74,4 @@ def test_interrupted_rerun_leaves_the_finished_run_as_it_was(tmp_path, qwen_tiny
         discover_mod.discover(qwen_tiny, load_sev(), out, rerun, progress=False)
     after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert after == before
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]

@@ -196,6 +196,15 @@ def check_model_args(args: argparse.Namespace) -> None:
     check_dtype(args.dtype)
 
 
+def out_folder(path: Any, flag: str = "--out") -> Any:
+    """A context manager holding the writer lock of the output folder ``path`` for the whole command
+    (:func:`circuits.core.ownership.owned`), taken before the model loads: ``path`` naming an existing
+    file, or a folder another process is writing, is refused at once (``InputError`` naming ``flag``)."""
+    from circuits.core.ownership import check_folder_target, owned
+
+    return owned(check_folder_target(path, flag), flag)
+
+
 def load_model_from_args(args: argparse.Namespace) -> Any:
     """The model of :func:`model_args` (``--threads`` set first)."""
     from circuits.core.model import load_model

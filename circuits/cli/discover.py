@@ -53,8 +53,9 @@ def _discover(args: argparse.Namespace) -> int:
     check_request(cfg, dataset)  # before the model loads: quick feedback
     settings = common.prompt_settings(args)
     judge = common.judge_from_args(args)
-    model = common.load_model_from_args(args)
-    summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge)
+    with common.out_folder(args.out):
+        model = common.load_model_from_args(args)
+        summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge)
     ag = summary["agreement"]
     rows = summary["rows"]
     print(

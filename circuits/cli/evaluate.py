@@ -40,8 +40,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     Run(args.run)  # refuses a directory that holds no run, before the model loads
     sev = load_sev(args.sev or DEFAULT_TEST)
     judge = common.judge_from_args(args)
-    model = common.load_model_from_args(args)
-    result = run_evaluation(model, args.run, cfg, sev=sev, out=args.out, judge=judge)
+    with common.out_folder(args.out or args.run, "--out" if args.out else "--run"):
+        model = common.load_model_from_args(args)
+        result = run_evaluation(model, args.run, cfg, sev=sev, out=args.out, judge=judge)
     if result.get("strength_sweep"):
         print(sweep_table(result["strength_sweep"]))
     print(method_table(result))

@@ -42,7 +42,9 @@ def _dose(args: argparse.Namespace) -> int:
     common.check_model_args(args)
     Run(args.run)  # refuses a directory that holds no run, before the model loads
     judge = common.judge_from_args(args)
-    res = run_dose_response(common.load_model_from_args(args), args.run, cfg, out=args.out, judge=judge, dose=dose)
+    with common.out_folder(args.out or args.run, "--out" if args.out else "--run"):
+        model = common.load_model_from_args(args)
+        res = run_dose_response(model, args.run, cfg, out=args.out, judge=judge, dose=dose)
     print(dose_table(res))
     print(f"wrote {Path(args.out or args.run) / DOSE_JSON} and {', '.join(res['figures'])}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from circuits.cli import common
+
 
 def _train(args: argparse.Namespace) -> int:
     import torch
@@ -15,7 +17,8 @@ def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cfg = ToyTrainConfig(seed=args.seed, epochs=args.epochs, limit=args.limit)
     out = Path(args.out) if args.out else TOY_MODEL_DIR
-    log = train_toy(cfg, out)
+    with common.out_folder(out):  # an existing file, or another writer, is refused before training
+        log = train_toy(cfg, out)
     print(
         f"saved {out}: {log['n_params']:,} parameters, {log['corpus_chats']} chats, "
         f"final loss {log['final_loss']:.3f}, {log['train_seconds']:.0f} s"

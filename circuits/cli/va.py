@@ -38,7 +38,8 @@ def _va(args: argparse.Namespace) -> int:
     )
     common.check_model_args(args)
     judge = common.judge_from_args(args)
-    s = valence_arousal.run_va(common.load_model_from_args(args), args.out, cfg, judge=judge)
+    with common.out_folder(args.out):
+        s = valence_arousal.run_va(common.load_model_from_args(args), args.out, cfg, judge=judge)
     for what, names in s.get("dropped", {}).items():
         if names:
             print(f"note: left out {what.replace('_', ' ')}: {', '.join(names)}")

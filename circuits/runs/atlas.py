@@ -25,6 +25,7 @@ import torch
 
 from circuits.core.artifacts import write_json_atomic, write_text_atomic
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import owned
 from circuits.runs import layout
 
 ATLAS_JSON = "atlas.json"
@@ -321,8 +322,9 @@ def write_atlas(
     """:func:`build_atlas`, written to ``atlas.json`` and ``atlas.html`` in the run (atomically)."""
     atlas = build_atlas(model, run_dir, va_dir, progress=progress)
     run = Path(run_dir)
-    write_json_atomic(run / ATLAS_JSON, atlas)
-    write_text_atomic(run / ATLAS_HTML, atlas_html(atlas))
+    with owned(run, "--run"):
+        write_json_atomic(run / ATLAS_JSON, atlas)
+        write_text_atomic(run / ATLAS_HTML, atlas_html(atlas))
     return atlas
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import owned
 
 CONCEPTS_JSON = "concept_directions_comparison.json"
 
@@ -40,11 +41,12 @@ def run_concepts(
     sev = run.directions()
     rows = load_labelled_texts(texts or data_path("va_texts"))
     concept = concept_directions(model, rows, cfg or ConceptConfig(), emotions=sev.emotions, progress=progress)
-    concept.save(run.file(CONCEPT_DIRECTIONS))
     res = {
         "texts": str(texts or data_path("va_texts")),
         "recipe": concept.prompts,
         "vs_sev": {p: compare_directions(concept, sev, p) for p in ("attn", "mlp")},
     }
-    write_json_atomic(run.file(CONCEPTS_JSON), res)
+    with owned(run.path, "--run"):
+        concept.save(run.file(CONCEPT_DIRECTIONS))
+        write_json_atomic(run.file(CONCEPTS_JSON), res)
     return res

@@ -25,6 +25,7 @@ from circuits.core.artifacts import InputError, staged_dir, write_atomic, write_
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.emotions import EMOTIONS, check_emotions
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import owned
 from circuits.core.provenance import provenance
 from circuits.core.sev import PromptSettings, SEVDataset
 from circuits.discovery.ablation import MODES, SweepConfig
@@ -218,9 +219,10 @@ def discover(
     emotions = check_request(cfg, dataset, model.arch.n_layers)
     # results go to a staged folder that replaces ``out_dir`` only when the run completes; the store
     # (resumable, identity-checked) is carried over and survives an interruption
-    with staged_dir(out_dir, keep=(layout.STORE_DIR,)) as out:
-        summary = _discover_into(model, dataset, out, Path(out_dir), cfg, emotions, settings, progress, judge)
-    write_run_report(out_dir)
+    with owned(out_dir):  # the run's writer lock, held until its report is written too
+        with staged_dir(out_dir, keep=(layout.STORE_DIR,)) as out:
+            summary = _discover_into(model, dataset, out, Path(out_dir), cfg, emotions, settings, progress, judge)
+        write_run_report(out_dir)
     return summary
 
 

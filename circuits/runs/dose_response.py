@@ -14,6 +14,7 @@ from typing import Any
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import check_folder_target, owned
 from circuits.core.provenance import provenance
 from circuits.steer.metrics import EvalConfig
 
@@ -54,15 +55,31 @@ def run_dose_response(
 ) -> dict[str, Any]:
     """:func:`circuits.steer.dose.dose_response` with the run's methods and their random controls
     (one per seed of ``dose.null_seeds``) on the train split (``dev``, default the shipped one); writes ``dose_response.json``
-    and ``dose_response.html`` to ``out`` (default the run directory)."""
-    from circuits.core.emotions import check_emotions
-    from circuits.core.sev import DEFAULT_TRAIN, SEVDataset, load_sev
-    from circuits.runs.evaluate import method_factories
+    and ``dose_response.html`` to ``out`` (default the run directory), holding its writer lock."""
     from circuits.runs.rundir import Run
-    from circuits.steer.dose import dose_response
 
     null_seeds = (dose or DoseConfig()).null_seeds
     run = Run(run_dir)
+    target = check_folder_target(out or run.path, "--out" if out is not None else "--run")
+    with owned(target):  # before anything is written (the cached Emotion Vectors included)
+        return _dose_response_into(model, run, cfg, target, null_seeds, dev, judge, progress)
+
+
+def _dose_response_into(
+    model: ModelHandle,
+    run: Any,
+    cfg: EvalConfig,
+    target: Path,
+    null_seeds: tuple[int, ...],
+    dev: Any,
+    judge: Any,
+    progress: bool,
+) -> dict[str, Any]:
+    from circuits.core.emotions import check_emotions
+    from circuits.core.sev import DEFAULT_TRAIN, SEVDataset, load_sev
+    from circuits.runs.evaluate import method_factories
+    from circuits.steer.dose import dose_response
+
     emotions = check_emotions(cfg.emotions)
     factories, _ = method_factories(model, run, cfg, emotions, progress=progress)
     controls = [method_factories(model, run, cfg, emotions, null_seed=s, progress=False)[0] for s in null_seeds]
@@ -70,7 +87,6 @@ def run_dose_response(
     res = dose_response(model, dev, factories, controls, cfg, run.prompts, judge, progress=progress)
     res["null_seeds"] = list(null_seeds)
     res.update(provenance())
-    target = Path(out or run.path)
     target.mkdir(parents=True, exist_ok=True)
     write_json_atomic(target / DOSE_JSON, res)
     res["figures"] = dose_figure(res, target)

@@ -14,6 +14,7 @@ import torch
 from circuits.core.artifacts import InputError, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import check_folder_target, owned
 from circuits.core.provenance import provenance
 from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
@@ -126,41 +127,50 @@ def run_evaluation(
             f"{model.name} has layers 0-{model.arch.n_layers - 1}"
         )
     run = Run(run_dir)
-    emotions = check_emotions(cfg.emotions)
-    factories, layers = method_factories(model, run, cfg, emotions, progress=progress)
-    cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
-    data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
-    settings = settings or run.prompts
-    sweep = None
-    t0 = time.perf_counter()
-    if any(cfg.grid(m) for m in factories):
-        dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
-        sweep = strength_sweep(model, dev, factories, cfg, settings, judge, progress=progress)
-        for method, t in sweep["methods"].items():
-            cfg = cfg.with_strength(method, t["chosen"])
-    t_sweep = time.perf_counter()
-    ivs = {m: (lambda e, m=m: factories[m](e, cfg.strength(m))) for m in factories}
-    replies: list[dict[str, Any]] = []
-    result = evaluate_methods(model, data, ivs, cfg, settings=settings, judge=judge, progress=progress, record=replies)
-    if sweep is not None:
-        result["strength_sweep"] = sweep
-    # set-up: loading the circuits and directions, computing (once) or reading the Emotion Vectors
-    result["timings_s"] = {
-        "setup": t0 - t_start,
-        "strength_sweep": t_sweep - t0,
-        "evaluation": time.perf_counter() - t_sweep,
-    }
-    result.update(provenance())
-    write_evaluation(result, out or run.path)
-    layout.write_jsonl(Path(out or run.path) / layout.REPLIES_JSONL, replies)
-    if out is None or Path(out).resolve() == run.path.resolve():
-        write_run_report(run.path)  # the run's report.html now shows the evaluation
+    target = check_folder_target(out or run.path, "--out" if out is not None else "--run")
+    with owned(target, "--out"):  # before anything is written (the cached Emotion Vectors included)
+        emotions = check_emotions(cfg.emotions)
+        factories, layers = method_factories(model, run, cfg, emotions, progress=progress)
+        cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
+        data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
+        settings = settings or run.prompts
+        sweep = None
+        t0 = time.perf_counter()
+        if any(cfg.grid(m) for m in factories):
+            dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
+            sweep = strength_sweep(model, dev, factories, cfg, settings, judge, progress=progress)
+            for method, t in sweep["methods"].items():
+                cfg = cfg.with_strength(method, t["chosen"])
+        t_sweep = time.perf_counter()
+        ivs = {m: (lambda e, m=m: factories[m](e, cfg.strength(m))) for m in factories}
+        replies: list[dict[str, Any]] = []
+        result = evaluate_methods(
+            model, data, ivs, cfg, settings=settings, judge=judge, progress=progress, record=replies
+        )
+        if sweep is not None:
+            result["strength_sweep"] = sweep
+        # set-up: loading the circuits and directions, computing (once) or reading the Emotion Vectors
+        result["timings_s"] = {
+            "setup": t0 - t_start,
+            "strength_sweep": t_sweep - t0,
+            "evaluation": time.perf_counter() - t_sweep,
+        }
+        result.update(provenance())
+        write_evaluation(result, target)
+        layout.write_jsonl(Path(target) / layout.REPLIES_JSONL, replies)
+        if out is None or Path(out).resolve() == run.path.resolve():
+            write_run_report(run.path)  # the run's report.html now shows the evaluation
     return result
 
 
 def write_evaluation(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """``evaluation.json``, ``evaluation.csv``, ``accuracy.html`` (plotly) and ``report.md``."""
-    out = Path(out_dir)
+    """``evaluation.json``, ``evaluation.csv``, ``accuracy.html`` (plotly) and ``report.md``, under the
+    folder's writer lock (:func:`circuits.core.ownership.owned`)."""
+    with owned(check_folder_target(out_dir, "--out")):
+        return _write_evaluation(result, Path(out_dir))
+
+
+def _write_evaluation(result: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_json_atomic(out / layout.EVALUATION_JSON, result)]
     rows = []

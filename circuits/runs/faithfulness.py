@@ -12,6 +12,7 @@ from typing import Any
 
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import owned
 from circuits.runs import layout
 
 
@@ -48,9 +49,6 @@ def run_faithfulness(
     blocks = circuit_faithfulness(
         model, store, dirs, list(circuits.values()), cfg, heldout=held, judge=judge, progress=progress
     )
-    for emotion, c in circuits.items():
-        c.faithfulness = blocks[emotion]
-        c.save(run.circuit_file(emotion))
     from circuits.judges.base import judge_name
 
     result = {
@@ -60,5 +58,9 @@ def run_faithfulness(
         "judge": judge_name(judge) if cfg.judge_rows else None,
         "model": model.describe(),
     }
-    write_json_atomic(run.file(layout.FAITHFULNESS_JSON), result)
+    with owned(run.path, "--run"):
+        for emotion, c in circuits.items():
+            c.faithfulness = blocks[emotion]
+            c.save(run.circuit_file(emotion))
+        write_json_atomic(run.file(layout.FAITHFULNESS_JSON), result)
     return result

@@ -15,6 +15,7 @@ import numpy as np
 from circuits.core.artifacts import write_json_atomic
 from circuits.core.config import check_config, help_field
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import owned
 from circuits.runs import layout
 
 
@@ -43,7 +44,8 @@ def run_nulls(model: ModelHandle, run_dir: str | Path, cfg: NullsConfig | None =
     evidence = run.evidence
     cfg = cfg or NullsConfig()
     evidence["null"] = direction_nulls(store, seeds=cfg.seeds, seed=cfg.seed)
-    write_json_atomic(run.file(layout.EVIDENCE_JSON), evidence)
+    with owned(run.path, "--run"):
+        write_json_atomic(run.file(layout.EVIDENCE_JSON), evidence)
     return evidence
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from circuits.core.ownership import owned
 from circuits.runs import layout
 from circuits.runs.rundir import Run
 
@@ -20,19 +21,20 @@ def figures_from_run(run_dir: str | Path) -> list[str]:
     store = run.store()
     emotions = list(summary.get("config", {}).get("emotions", store.emotions))
     scores = run.scores()
-    return discovery_figures(
-        run.path,
-        emotions=emotions,
-        pca=pca_by_layer(store, "mlp", emotions=emotions),
-        evidence=run.json(layout.EVIDENCE_JSON, None),
-        neurons=scores["neurons"],
-        heads=scores["heads"],
-        sweeps=run.sweeps(),
-        influence=run.influence(emotions, scores["neurons"].shape[0]),
-        circuits=list(run.circuits(emotions=emotions).values()),
-        logit_lens=run.logit_lens(emotions),
-        cosine=cross_context_cosines(store, emotions),
-    )
+    with owned(run.path, "--run"):
+        return discovery_figures(
+            run.path,
+            emotions=emotions,
+            pca=pca_by_layer(store, "mlp", emotions=emotions),
+            evidence=run.json(layout.EVIDENCE_JSON, None),
+            neurons=scores["neurons"],
+            heads=scores["heads"],
+            sweeps=run.sweeps(),
+            influence=run.influence(emotions, scores["neurons"].shape[0]),
+            circuits=list(run.circuits(emotions=emotions).values()),
+            logit_lens=run.logit_lens(emotions),
+            cosine=cross_context_cosines(store, emotions),
+        )
 
 
 def make_figures(discover: str | Path, va: str | Path | None = None, png_dir: str | Path | None = None) -> list[str]:
@@ -43,12 +45,14 @@ def make_figures(discover: str | Path, va: str | Path | None = None, png_dir: st
     from circuits.figures.va import va_figures
 
     run = Run(discover, check=False)
-    paths = figures_from_run(run.path)
-    evaluation = run.evaluation
-    if evaluation is not None:
-        paths += accuracy_bars(evaluation, run.file(layout.FIGURES_DIR))
+    with owned(run.path, "--run"):
+        paths = figures_from_run(run.path)
+        evaluation = run.evaluation
+        if evaluation is not None:
+            paths += accuracy_bars(evaluation, run.file(layout.FIGURES_DIR))
     if va is not None:
-        paths += va_figures(Path(va), Run(va, check=False).json(layout.SUMMARY_JSON, None))
+        with owned(va, "--va"):
+            paths += va_figures(Path(va), Run(va, check=False).json(layout.SUMMARY_JSON, None))
     if png_dir is None:
         return paths
     png_dir = Path(png_dir)

@@ -10,12 +10,14 @@ then says the section is absent and which command makes it). A file that exists 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
 from circuits.core.artifacts import InputError, write_text_atomic
+from circuits.core.ownership import owned
 from circuits.runs import layout
 from circuits.runs.rundir import Run
 
@@ -417,7 +419,9 @@ def write_run_report(
     data.update({k: v for k, v in (("title", title), ("intro", intro)) if v})
     text = report_html(data) if fmt == "html" else report_markdown(data)
     target.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(target, text)
+    # the run's own page is written under the run's writer lock; a page elsewhere is the user's file
+    with owned(run, "--out") if target.parent.resolve() == run.resolve() else contextlib.nullcontext():
+        return write_text_atomic(target, text)
 
 
 __all__: Sequence[str] = ("write_run_report", "gather_report", "open_run")

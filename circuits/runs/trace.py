@@ -8,6 +8,7 @@ self-contained HTML view (:mod:`circuits.steer.token_trace`).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from circuits.core.artifacts import write_json_atomic, write_text_atomic
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.model import ModelHandle
+from circuits.core.ownership import owned
 
 TRACE_METHODS = ("none", "prompting", "direction", "emotion_vector", "circuit")
 
@@ -88,14 +90,20 @@ def write_trace(res: dict[str, Any], out: str | Path, run_dir: str | Path, *, fr
     """Write the trace ``res`` of :func:`run_trace` as a self-contained HTML view at ``out`` and its scores
     as JSON next to it (same name, ``.json``); ``from_text``: it traced a given text, not a generated reply.
     Returns both paths."""
-    from circuits.steer.token_trace import trace_html
-
     what = "text" if from_text else f"reply ({res['method']}" + (f", {res['emotion']}" if res["emotion"] else "") + ")"
     meta = (
         f"model {res['model']}; {what}; directions: {res['direction_source']} of {run_dir}; "
         f"{len(res['tokens']) - res['n_prompt']} tokens"
     )
     out = Path(out)
+    # a trace written into the run is written under the run's writer lock
+    with owned(run_dir, "--out") if out.parent.resolve() == Path(run_dir).resolve() else contextlib.nullcontext():
+        return _write_trace_files(res, out, meta)
+
+
+def _write_trace_files(res: dict[str, Any], out: Path, meta: str) -> tuple[Path, Path]:
+    from circuits.steer.token_trace import trace_html
+
     write_text_atomic(out, trace_html(res, f"Emotion trace: {res['model']}", meta, emotion=res["emotion"]))
     write_json_atomic(out.with_suffix(".json"), res)
     return out, out.with_suffix(".json")

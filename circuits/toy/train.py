@@ -3,7 +3,7 @@
 ``train_toy(ToyTrainConfig(), out_dir)`` builds the corpus from the SEV train split, trains a
 byte-level BPE tokenizer on it, trains the model on the assistant replies (prompt tokens are masked
 out of the loss) and saves a normal HF directory (``config.json``, ``model.safetensors``, tokenizer
-with chat template) plus ``train_log.json``. The directory is written to a temporary sibling first
+with chat template) plus ``train_log.json``. The directory is written to a staging folder beside it first
 and moved into place at the end, so an interrupted run never leaves a half-written model.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from circuits.core.artifacts import staged_dir
 from circuits.core.config import config_from_dict
+from circuits.core.ownership import check_folder_target, owned
 from circuits.core.sev import SEVDataset, load_sev
 from circuits.toy.corpus import Chat, build_corpus
 from circuits.toy.tokenizer import build_tokenizer
@@ -121,7 +122,13 @@ def train_toy(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and save the toy model into ``out_dir`` (replaced atomically). Returns the training log
-    (config, corpus size, parameter count, per-step losses, wall time in seconds)."""
+    (config, corpus size, parameter count, per-step losses, wall time in seconds). ``out_dir`` naming a
+    file, or being written by another process, is refused (:class:`InputError`) before training."""
+    with owned(check_folder_target(out_dir, "--out")):
+        return _train_toy(cfg, out_dir, train=train, progress=progress)
+
+
+def _train_toy(cfg: ToyTrainConfig, out_dir: str | Path, *, train: SEVDataset | None, progress: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -196,17 +203,11 @@ def train_toy(
 
 
 def save_model_dir(model: Any, tokenizer: Any, log: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write model + tokenizer + ``train_log.json`` to a temporary sibling, then swap it into place."""
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "train_log.json").write_text(json.dumps(log, indent=1))
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+    """Write model + tokenizer + ``train_log.json`` to a staging folder beside ``out_dir``, then swap it
+    into place (:func:`circuits.core.artifacts.staged_dir`: nothing beside it but its own staging
+    folders is touched)."""
+    with staged_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "train_log.json").write_text(json.dumps(log, indent=1))
+    return Path(out_dir)

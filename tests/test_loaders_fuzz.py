@@ -164,3 +164,178 @@ def test_circuit_loader_never_crashes(saved_circuit, tmp_path, path, value, raw,
             node[last] = value
         target.write_text(json.dumps(obj))
     _clean(Circuit.load, target)
+
+
+SMALL = settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "30")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+flips = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4)
+
+
+def _damaged(data: bytes, cut: int, changes) -> bytes:
+    """``data`` with bytes replaced at ``changes`` (positions modulo its length), then cut at ``cut``
+    (no cut when ``cut`` is beyond the end)."""
+    out = bytearray(data)
+    for i, b in changes:
+        out[i % len(out)] = b
+    return bytes(out[:cut])
+
+
+def _set_path(obj, keys, value):
+    """Replace the value at the JSON path ``keys`` (as far as it exists) by ``value``."""
+    node = obj
+    for key in keys[:-1]:
+        if isinstance(node, dict) and isinstance(key, str) and isinstance(node.get(key), (dict, list)):
+            node = node[key]
+        elif (
+            isinstance(node, list) and isinstance(key, int) and key < len(node) and isinstance(node[key], (dict, list))
+        ):
+            node = node[key]
+        else:
+            break
+    last = keys[-1]
+    if isinstance(node, dict):
+        node[str(last)] = value
+    elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = value
+    return obj
+
+
+@SMALL
+@given(cut=st.integers(0, 2000), changes=flips)
+def test_circuit_sidecar_loader_never_crashes(saved_circuit, tmp_path, cut, changes):
+    from circuits.circuit import Circuit
+
+    d = tmp_path / "s"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(saved_circuit, d)
+    sidecar = d / "anger.safetensors"
+    sidecar.write_bytes(_damaged(sidecar.read_bytes(), cut, changes))
+    try:
+        c = Circuit.load(d / "anger.json")
+    except InputError as err:
+        assert "anger." in str(err), err
+        return
+    assert all(bool(t.isfinite().all()) for t in c.delta_mu.values())
+
+
+@pytest.fixture(scope="module")
+def saved_cvec(tmp_path_factory):
+    import torch
+
+    from circuits.interop.controlvector import ControlVector
+
+    root = tmp_path_factory.mktemp("cvec")
+    vectors = {1: torch.linspace(-1, 1, 16), 2: torch.ones(16)}
+    return ControlVector(vectors, "llama", {"model": "m", "fingerprint": "f" * 16}).save(root / "cv.gguf")
+
+
+@SMALL
+@given(cut=st.integers(0, 1200), changes=flips, raw=junk_bytes, use_raw=st.booleans())
+def test_control_vector_loader_never_crashes(saved_cvec, tmp_path, cut, changes, raw, use_raw):
+    import torch
+
+    from circuits.interop.controlvector import ControlVector
+
+    p = tmp_path / "gen.gguf"
+    p.write_bytes(raw if use_raw else _damaged(saved_cvec.read_bytes(), cut, changes))
+    cv = _clean(ControlVector.load, p)
+    if cv is not None:  # whatever loads is finite and starts at layer 1
+        assert min(cv.vectors) >= 1 and all(bool(torch.isfinite(v).all()) for v in cv.vectors.values())
+
+
+@pytest.fixture(scope="module")
+def style_head(tmp_path_factory):
+    import torch
+
+    from circuits.core.emotions import LABELS
+    from circuits.judges.learned import HeadConfig, save_head
+
+    g = torch.Generator().manual_seed(0)
+    head = {
+        "weight": torch.randn(len(LABELS), 7, generator=g),
+        "bias": torch.zeros(len(LABELS)),
+        "mean": torch.zeros(7),
+        "scale": torch.ones(7),
+    }
+    return save_head(tmp_path_factory.mktemp("head") / "judge", head, HeadConfig(features="style"))
+
+
+@SMALL
+@given(
+    field=st.sampled_from(["labels", "features", "encoder", "layer", "l2", "match_threshold", "version", "x"]),
+    value=json_values,
+    cut=st.integers(0, 1500),
+    changes=flips,
+    which=st.sampled_from(["cfg", "weights", "raw_cfg"]),
+    raw=junk_bytes,
+)
+def test_judge_head_loader_never_crashes(style_head, tmp_path, field, value, cut, changes, which, raw):
+    import math
+
+    from circuits.judges.learned import HEAD_CONFIG, HEAD_WEIGHTS, LearnedJudge
+
+    d = tmp_path / "judge"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(style_head, d)
+    if which == "cfg":
+        cfg = json.loads((d / HEAD_CONFIG).read_text())
+        (d / HEAD_CONFIG).write_text(json.dumps(dict(cfg, **{field: value})))
+    elif which == "raw_cfg":
+        (d / HEAD_CONFIG).write_bytes(raw)
+    else:
+        (d / HEAD_WEIGHTS).write_bytes(_damaged((d / HEAD_WEIGHTS).read_bytes(), cut, changes))
+    try:
+        judge = LearnedJudge(d)
+    except InputError as err:
+        assert str(d) in str(err), err
+        return
+    assert 0 <= judge.match_threshold <= 1
+    probs = judge.probabilities(["How dare they!", "The form is on the website."])
+    assert all(math.isfinite(p) for row in probs for p in row.values())
+
+
+@pytest.fixture(scope="module")
+def store_dir(tiny_models, tmp_path_factory):
+    from circuits.core.sev import load_sev
+    from circuits.discovery.store import StoreConfig, build_store
+
+    root = tmp_path_factory.mktemp("store") / "store"
+    build_store(tiny_models["qwen2"], load_sev(), root, StoreConfig(limit=1, shard_rows=12), progress=False)
+    return root
+
+
+@SMALL
+@given(
+    keys=st.lists(
+        st.one_of(st.sampled_from(["kind", "emotion", "file", "start", "stop", "arch"]), st.integers(0, 3)), max_size=3
+    ),
+    top=st.sampled_from(["version", "model", "rows", "shards", "complete", "prompts", "config"]),
+    value=json_values,
+    cut=st.integers(0, 5000),
+    changes=flips,
+    damage_shard=st.booleans(),
+)
+def test_store_meta_loader_never_crashes(store_dir, tmp_path, keys, top, value, cut, changes, damage_shard):
+    import torch
+
+    from circuits.discovery.store import ActivationStore
+
+    d = tmp_path / "store"
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(store_dir, d)
+    if damage_shard:
+        shard = sorted(d.glob("shard_*.safetensors"))[-1]
+        shard.write_bytes(_damaged(shard.read_bytes(), cut, changes))
+    else:
+        meta = json.loads((d / "meta.json").read_text())
+        (d / "meta.json").write_text(json.dumps(_set_path(meta, [top, *keys], value)))
+    try:
+        store = ActivationStore.load(d)
+    except InputError as err:
+        assert str(d) in str(err), err
+        return
+    assert all(bool(torch.isfinite(t).all()) for t in store._tensors.values())
+    assert all(t.shape[0] == len(store.rows) for t in store._tensors.values())

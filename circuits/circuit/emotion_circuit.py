@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from circuits.circuit.allocation import AllocationConfig
 from circuits.circuit.schema import CIRCUIT_KIND, SCHEMA_VERSION, validate_circuit_json
 from circuits.core.arch import ArchInfo
 from circuits.core.artifacts import InputError, ModelMismatch, write_atomic, write_json_atomic
 from circuits.core.emotions import EMOTIONS, check_emotions
+from circuits.core.readers import as_path, read_json, read_safetensors
 
 
 class CircuitFormatError(InputError):
@@ -301,15 +302,11 @@ class Circuit:
                 sidecar tensors of the wrong shape.
             ModelMismatch: ``model`` has another fingerprint (or architecture).
         """
-        path = Path(path)
+        path = as_path(path, "Circuit.load: path")
         if not path.is_file():
             raise CircuitFormatError(path, "circuit file not found")
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as err:
-            raise CircuitFormatError(path, f"cannot read the circuit file: {err}") from err
-        except json.JSONDecodeError as err:
-            raise CircuitFormatError(path, f"not valid JSON: {err}") from err
+        # NaN / inf pass the decoder: the schema refuses them with their JSON path
+        obj = read_json(path, what="circuit file", top=None, allow_nan=True, error=_format_error(path))
         problems = validate_circuit_json(obj)
         if problems:
             raise CircuitFormatError(path, problems)
@@ -320,18 +317,10 @@ class Circuit:
             raise CircuitFormatError(
                 path, f"delta_mu_file: sidecar {str(sidecar)!r} not found (it must lie next to the JSON file)"
             )
-        try:
-            tensors = load_file(str(sidecar))
-        except Exception as err:  # safetensors raises its own error types for corrupt files
-            raise CircuitFormatError(path, f"delta_mu_file: cannot read sidecar {str(sidecar)!r}: {err}") from err
+        tensors, meta = read_safetensors(sidecar, what="circuit sidecar", finite=False, error=_format_error(sidecar))
         circuit = cls.from_json(obj, tensors)
         problems = [f"{p} (in {sidecar.name})" for p in circuit.tensor_problems()]
-        meta = _sidecar_metadata(sidecar)
-        if meta.get("emotion") not in (None, circuit.emotion):
-            problems.append(
-                f"delta_mu_file: the sidecar {sidecar.name} holds the Delta-mu of {meta['emotion']!r}, "
-                f"not of {circuit.emotion!r}"
-            )
+        problems += _sidecar_identity_problems(sidecar, meta, circuit)
         if problems:
             raise CircuitFormatError(path, problems)
         return circuit
@@ -348,18 +337,35 @@ class Circuit:
         return write_json_atomic(Path(path), self.to_graph())
 
 
-def _sidecar_metadata(path: Path) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file (empty when it has none)."""
-    from safetensors import safe_open
+def _format_error(path: Path) -> Any:
+    """An error factory for :mod:`circuits.core.readers` raising :class:`CircuitFormatError` on ``path``."""
+    return lambda msg: CircuitFormatError(path, msg.removeprefix(f"{path}: "))
 
-    with safe_open(str(path), framework="pt") as fh:
-        return dict(fh.metadata() or {})
+
+def _sidecar_identity_problems(sidecar: Path, meta: Mapping[str, str], circuit: "Circuit") -> list[str]:
+    """The sidecar's metadata must name the circuit's emotion and model fingerprint (a sidecar
+    re-saved without them, or copied from another circuit, could hold another emotion's Delta-mu)."""
+    problems: list[str] = []
+    for key, want in (("emotion", circuit.emotion), ("fingerprint", str(circuit.model["fingerprint"]))):
+        got = meta.get(key)
+        if got is None:
+            problems.append(
+                f"delta_mu_file: the sidecar {sidecar.name} has no {key!r} in its metadata, so it cannot be "
+                "matched to this circuit (save the circuit again with Circuit.save)"
+            )
+        elif got != want:
+            problems.append(
+                f"delta_mu_file: the sidecar {sidecar.name} holds the Delta-mu of {key} {got!r}, not {want!r}"
+            )
+    return problems
 
 
 def _check_model(path: Path, info: Mapping[str, Any], model: Any) -> None:
     fp = getattr(model, "fingerprint", None)
     if fp is None:
-        raise TypeError(f"model: expected an object with .fingerprint and .arch, got {type(model).__name__}")
+        raise InputError(
+            f"model: expected a loaded model (an object with .fingerprint and .arch), got {type(model).__name__}"
+        )
     given_name = getattr(model, "name", "?")
     if str(fp) != info["fingerprint"]:
         raise ModelMismatch(
@@ -420,7 +426,7 @@ def load_circuits(
             a file is invalid, or a file holds another emotion than its name says.
         ModelMismatch: a circuit was built for another model.
     """
-    root = Path(out_dir)
+    root = as_path(out_dir, "load_circuits: out_dir")
     if not root.is_dir():
         raise CircuitFormatError(root, "circuit directory not found")
     wanted = EMOTIONS if emotions is None else check_emotions(emotions)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from circuits.core.artifacts import InputError
+from circuits.core.readers import check_gguf_magic
 
 CACHE_ENV = "EMOCIRCUITS_CACHE"
 """Environment variable naming the cache directory (default: ``$XDG_CACHE_HOME/emocircuits`` or
@@ -114,10 +115,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 def _check_gguf(path: Path) -> None:
     if not path.is_file():
         raise GGUFError(f"GGUF file {str(path)!r} does not exist")
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic != b"GGUF":
-        raise GGUFError(f"{path}: not a GGUF file (its first bytes are {magic!r}, a GGUF file starts with b'GGUF')")
+    check_gguf_magic(path, error=GGUFError)
 
 
 def _plain_copy(model: Any) -> Any:

@@ -44,11 +44,8 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
 
     local = _is_local(name)
     path = str(Path(name).expanduser()) if local else name
-    if local and not (Path(path) / "config.json").is_file():
-        raise ModelLoadError(
-            f"model directory {path!r} has no config.json: a model directory needs a config.json, "
-            "the weights (*.safetensors) and the tokenizer files"
-        )
+    if local:
+        check_model_folder(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
@@ -69,15 +66,44 @@ def _load_hf(name: str, *, device: str, dtype: torch.dtype, device_map: Any, tru
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise ModelLoadError(
             f"model {name!r} is not a local directory and could not be loaded from the Hugging Face "
-            f"hub{' (HF_HUB_OFFLINE is set)' if offline else ''} or its cache: {err}\n"
+            f"hub{' (HF_HUB_OFFLINE is set)' if offline else ''} or its cache ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
             f"Download it where there is network, e.g. `huggingface-cli download {name} --local-dir "
             f"/models/{name.split('/')[-1]}`, then pass that directory: "
             f"load_model('/models/{name.split('/')[-1]}') or --model /models/{name.split('/')[-1]}."
         ) from err
+    if local:
+        check_finite_weights(hf_model, path)
     if device_map is None:
         hf_model = hf_model.to(device)
     hf_model.eval()
     return hf_model, tokenizer
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+"""Files of which a local model folder needs at least one (the tokenizer's vocabulary)."""
+
+
+def check_model_folder(path: str | os.PathLike, what: str = "model directory") -> None:
+    """Refuse a local model folder without ``config.json``, weights or tokenizer files (without a
+    tokenizer file transformers builds a tokenizer with a one-token vocabulary), before anything loads."""
+    folder = Path(path)
+    needs = "a config.json, the weights (*.safetensors) and the tokenizer files (tokenizer.json, ...)"
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{what} {str(folder)!r} has no config.json: it needs {needs}")
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
+        raise ModelLoadError(f"{what} {str(folder)!r} has no weights (*.safetensors): it needs {needs}")
+    if not any((folder / n).is_file() for n in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{what} {str(folder)!r} has no tokenizer file (one of {', '.join(TOKENIZER_FILES)}): it needs {needs}"
+        )
+
+
+@torch.no_grad()
+def check_finite_weights(hf_model: Any, where: str) -> None:
+    """Refuse a model whose floating weights hold NaN or infinite values (one pass over its tensors)."""
+    for name, t in hf_model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelLoadError(f"model directory {where!r}: weight {name!r} holds NaN or infinite values")
 
 
 def _cache_to_past_key_values(module: Any, args: tuple, kwargs: dict[str, Any]):

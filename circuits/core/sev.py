@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from circuits.core.artifacts import InputError, iter_text_lines
-from circuits.core.config import ConfigError, check_config, help_field
+from circuits.core.artifacts import InputError
+from circuits.core.config import ConfigError, check_config, check_template, help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
+from circuits.core.readers import as_path, iter_lines, parse_json
 from circuits.core.resources import data_path
 
 DEFAULT_TRAIN = data_path("sev_train")
@@ -33,9 +34,13 @@ class SEVFormatError(InputError):
     def __init__(self, path: Path, errors: list[str]):
         self.path = path
         self.errors = errors
-        shown = errors[:20]
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        super().__init__(f"{path}: {len(errors)} problem(s)\n  " + "\n  ".join(shown) + more)
+        first = errors[0] if errors else "not a SEV file"
+        more = (
+            f" (and {len(errors) - 1} more problem(s): `emocircuits sev validate {path}` lists them all)"
+            if len(errors) > 1
+            else ""
+        )
+        super().__init__(f"{path}: {first}{more}")
 
 
 @dataclass(frozen=True)
@@ -119,16 +124,12 @@ class PromptSettings:
     def __post_init__(self) -> None:
         check_config(self)
         for name in ("emotion_system", "user_instruction"):
-            text = getattr(self, name)
-            if "{emotion}" not in text:
-                raise ConfigError(f"PromptSettings.{name}: the wording {text!r} has no {{emotion}} placeholder")
-            try:
-                text.format(emotion="anger")
-            except (KeyError, IndexError, ValueError) as err:
-                raise ConfigError(
-                    f"PromptSettings.{name}: {text!r} is not a valid template (only {{emotion}} "
-                    f"may appear in braces; write {{{{ and }}}} for literal braces): {err}"
-                ) from None
+            check_template(getattr(self, name), f"PromptSettings.{name}", required=("emotion",))
+        if "{emotion}" in self.neutral_system:  # sent as it is: a placeholder there would reach the model
+            raise ConfigError(
+                f"PromptSettings.neutral_system: the neutral prompt is sent as written and may not hold "
+                f"{{emotion}}, got {self.neutral_system!r}"
+            )
 
     def system_for(self, emotion: str | None) -> str:
         """System text for an emotion (its instruction where the placement puts one there), or the
@@ -253,10 +254,9 @@ class SEVDataset:
         Deterministic: ``limit=8`` on the shipped split gives the first scenario of each theme.
         ``None`` (or a limit >= the size) keeps everything.
         """
+        limit = check_limit(limit)
         if limit is None or limit >= len(self.scenarios):
             return self
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
         by_theme: dict[str, list[Scenario]] = {}
         for s in self.scenarios:
             by_theme.setdefault(s.theme, []).append(s)
@@ -287,7 +287,7 @@ class SEVDataset:
         emos: tuple[str | None, ...] = (None,) if neutral else check_emotions(emotions)
         for v in valences:
             if v not in VALENCES:
-                raise ValueError(f"unknown valence {v!r}: expected one of {', '.join(VALENCES)}")
+                raise InputError(f"unknown valence {v!r}: expected one of {', '.join(VALENCES)}")
         return [
             SEVItem(s.skeleton_id, s.theme, s.scenario, v, s.events[v], e)
             for s in self.scenarios
@@ -314,24 +314,44 @@ def _sha256(path: Path) -> str:
 
 def _first_char(path: Path) -> str:
     """The first non-whitespace character of a file (a BOM skipped), read in small chunks."""
-    with open(path, "rb") as fh:
-        head = b""
-        while chunk := fh.read(4096):
-            head = (head + chunk).lstrip(b"\xef\xbb\xbf \t\r\n")
-            if head:
-                return chr(head[0])
+    try:
+        with open(path, "rb") as fh:
+            head = b""
+            while chunk := fh.read(4096):
+                head = (head + chunk).lstrip(b"\xef\xbb\xbf \t\r\n")
+                if head:
+                    return chr(head[0])
+    except OSError as err:
+        raise SEVFormatError(path, [f"{path}: cannot read the file ({err.strerror or err})"]) from None
     return ""
+
+
+def check_limit(limit: Any, name: str = "limit") -> int | None:
+    """``limit`` as a positive whole number or None; a bool, a float (even ``2.0``), a string or a
+    value below 1 raises :class:`InputError` naming ``name``."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InputError(f"{name} must be a whole number >= 1 (or None for every scenario), got {limit!r}")
+    return limit
+
+
+class _LineError(InputError):
+    """One problem of one SEV line (collected into :class:`SEVFormatError`)."""
 
 
 def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEVDataset:
     """Load and validate a SEV file (default: the shipped training split).
 
     Raises :class:`SEVFormatError` listing every problem as ``file:line: field: expected ...``,
-    plus duplicate ``skeleton_id`` values.
+    plus duplicate ``skeleton_id`` values, a missing or unreadable file, text that is not UTF-8 or
+    JSON that cannot be read safely (lone surrogate escapes, oversized integers, deep nesting);
+    :class:`InputError` for a ``limit`` that is not a whole number >= 1.
     """
-    p = Path(path) if path is not None else DEFAULT_TRAIN
+    limit = check_limit(limit)
+    p = as_path(path, "load_sev: path") if path is not None else DEFAULT_TRAIN
     if not p.is_file():
-        raise FileNotFoundError(f"SEV file not found: {p}")
+        raise SEVFormatError(p, [f"{p}: no such file" if not p.exists() else f"{p}: expected a file, found a folder"])
     errors: list[str] = []
     objects: list[tuple[str, Any]] = []
 
@@ -339,22 +359,19 @@ def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEV
         return SEVFormatError(p, [msg])
 
     if _first_char(p) == "[":  # a JSON array is parsed whole; JSONL is streamed line by line
-        text = "\n".join(line for _, line in iter_text_lines(p, not_text))
-        try:
-            arr = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SEVFormatError(p, [f"{p}:{err.lineno}: invalid JSON: {err.msg}"]) from err
+        text = "\n".join(line for _, line in iter_lines(p, error=not_text))
+        arr = parse_json(text, str(p), error=not_text, allow_nan=True)
         if not isinstance(arr, list):
             raise SEVFormatError(p, [f"{p}: expected a JSON array of scenarios"])
         objects = [(f"{p}: entry {i}", o) for i, o in enumerate(arr)]
     else:
-        for lineno, line in iter_text_lines(p, not_text):
+        for lineno, line in iter_lines(p, error=not_text):
             if not line.strip():
                 continue
             try:
-                objects.append((f"{p}:{lineno}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                errors.append(f"{p}:{lineno}: invalid JSON ({err.msg} at column {err.colno})")
+                objects.append((f"{p}:{lineno}", parse_json(line, f"{p}:{lineno}", error=_LineError, allow_nan=True)))
+            except _LineError as err:
+                errors.append(str(err))
     scenarios: list[Scenario] = []
     seen: dict[str, str] = {}
     for where, obj in objects:
@@ -371,5 +388,8 @@ def load_sev(path: str | Path | None = None, *, limit: int | None = None) -> SEV
         errors.append(f"{p}: the file holds no scenarios")
     if errors:
         raise SEVFormatError(p, errors)
-    ds = SEVDataset(scenarios, p, _sha256(p))
-    return ds.subset(limit)
+    try:
+        digest = _sha256(p)
+    except OSError as err:
+        raise SEVFormatError(p, [f"{p}: cannot read the file ({err.strerror or err})"]) from None
+    return SEVDataset(scenarios, p, digest).subset(limit)

@@ -17,16 +17,19 @@ ones, written for this project) are short, so the default offset is 2 tokens.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from circuits.core.artifacts import InputError
 from circuits.core.config import ConfigError, check_config, help_field
-from circuits.core.emotions import check_emotions
+from circuits.core.emotions import EMOTIONS, NEUTRAL, check_emotions
 from circuits.core.hooks import Read, run_forward
 from circuits.core.model import ModelHandle
+from circuits.core.readers import iter_csv, iter_jsonl
 from circuits.discovery.directions import Directions
 from circuits.discovery.store import READ_POINTS
 
@@ -58,6 +61,49 @@ class ConceptConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CONCEPT_LABELS: tuple[str, ...] = EMOTIONS + (NEUTRAL,)
+"""The labels a concept text may carry: the six emotions and ``neutral``."""
+
+
+def _labels(value: Any) -> list[str] | None:
+    """The labels of one text: a list of strings, or one string split at ``,`` ``;`` ``|``."""
+    if isinstance(value, list):
+        return [v.strip().lower() for v in value if v.strip()] if all(isinstance(v, str) for v in value) else None
+    if isinstance(value, str):
+        return [p.strip().lower() for p in value.replace(";", ",").replace("|", ",").split(",") if p.strip()]
+    return None
+
+
+def load_concept_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
+    """Labelled texts for :func:`concept_directions` from JSONL (``{"text": ..., "label": str}`` or
+    ``"labels": [...]``) or CSV (columns ``text`` and ``label`` or ``labels``). Every label must be one of
+    :data:`CONCEPT_LABELS`; a problem raises :class:`InputError` naming the file, line and field."""
+    path = Path(path)
+    rows: list[tuple[str, tuple[str, ...]]] = []
+    if path.suffix.lower() == ".csv":
+        entries = ((n, r) for n, r in iter_csv(path, columns=("text",), what="concept-text file"))
+    else:
+        entries = iter_jsonl(path, what="concept-text file")
+    for n, rec in entries:
+        where = f"{path}:{n}"
+        text = rec.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{where}: field 'text': expected a non-empty string")
+        key = "labels" if "labels" in rec else "label"
+        labels = _labels(rec.get(key))
+        if not labels:
+            raise InputError(f"{where}: field {key!r}: expected one or more of {', '.join(CONCEPT_LABELS)}")
+        unknown = [x for x in labels if x not in CONCEPT_LABELS]
+        if unknown:
+            raise InputError(
+                f"{where}: field {key!r}: unknown label {unknown[0]!r} (expected {', '.join(CONCEPT_LABELS)})"
+            )
+        rows.append((text.strip(), tuple(labels)))
+    if not rows:
+        raise InputError(f"{path}: the concept-text file holds no texts")
+    return rows
 
 
 @torch.no_grad()
@@ -113,12 +159,18 @@ def concept_directions(
     text counts, components removed per read point and layer)."""
     cfg = config or ConceptConfig()
     labels = [list(ls) for _, ls in rows]
+    unknown = sorted({x for ls in labels for x in ls} - set(EMOTIONS) - {neutral})
+    if unknown:
+        raise InputError(
+            f"concept_directions: unknown label(s) {', '.join(map(repr, unknown))} among the texts (expected "
+            f"{', '.join(EMOTIONS)} or {neutral!r})"
+        )
     have = sorted({x for ls in labels for x in ls} - {neutral})
     emotions = check_emotions(emotions if emotions is not None else have)
     counts = {e: sum(e in ls for ls in labels) for e in emotions}
     missing = [e for e, n in counts.items() if n == 0]
     if missing:
-        raise ValueError(f"concept_directions: no text is labelled {missing}")
+        raise InputError(f"concept_directions: no text is labelled {', '.join(missing)}")
     neutral_idx = [i for i, ls in enumerate(labels) if neutral in ls]
     acts = text_token_means(model, [t for t, _ in rows], cfg.start_offset, cfg.batch_size, progress)  # [n, 2, L, d]
     means = torch.stack(

@@ -16,7 +16,6 @@ sometimes (a small one) still give directions from the rows where it did.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,10 +23,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.artifacts import InputError, write_atomic, write_json_atomic
 from circuits.core.emotions import check_emotions
+from circuits.core.readers import as_path, load_tensors, read_json
 from circuits.discovery.store import READ_POINTS, ActivationStore
 
 
@@ -72,12 +72,42 @@ class Directions:
 
     @classmethod
     def load(cls, path: str | Path) -> "Directions":
-        path = Path(path)
-        meta = json.loads(path.with_suffix(".json").read_text())
-        t = load_file(str(path.with_suffix(".safetensors")))
-        return cls(
-            tuple(meta["emotions"]), t["unit"], t["diff"], meta["n_groups"], meta["fingerprint"], meta.get("prompts")
+        """Read ``path``.json + ``path``.safetensors. A missing, truncated or damaged file, a field of
+        the wrong type, unknown emotions, tensors whose shapes disagree with the metadata, or NaN / inf
+        values raise :class:`InputError` naming the file."""
+        path = as_path(path, "Directions.load: path")
+        meta_path, tensor_path = path.with_suffix(".json"), path.with_suffix(".safetensors")
+        meta = read_json(meta_path, what="directions file")
+
+        def bad(field: str, expected: str) -> InputError:
+            return InputError(f"{meta_path}: field {field!r}: expected {expected}")
+
+        names = meta.get("emotions")
+        if not isinstance(names, list) or not names or not all(isinstance(e, str) for e in names):
+            raise bad("emotions", "a non-empty list of emotion names")
+        try:
+            emotions = check_emotions(names)
+        except InputError as err:
+            raise InputError(f"{meta_path}: field 'emotions': {err}") from None
+        if len(emotions) != len(names):
+            raise bad("emotions", "each emotion once")
+        n_groups = meta.get("n_groups")
+        if not isinstance(n_groups, int) or isinstance(n_groups, bool) or n_groups < 0:
+            raise bad("n_groups", "a whole number >= 0")
+        if not isinstance(meta.get("fingerprint"), str):
+            raise bad("fingerprint", "the model fingerprint (a string)")
+        if meta.get("prompts") is not None and not isinstance(meta["prompts"], dict):
+            raise bad("prompts", "an object of prompt settings or null")
+        spec = (len(READ_POINTS), None, len(emotions), None)
+        t = load_tensors(
+            tensor_path, what="directions tensor file", expect={"unit": (spec, None), "diff": (spec, None)}
         )
+        if t["unit"].shape != t["diff"].shape or not t["unit"].is_floating_point():
+            raise InputError(
+                f"{tensor_path}: tensors 'unit' {tuple(t['unit'].shape)} and 'diff' {tuple(t['diff'].shape)} "
+                "must be floating tensors of one shape"
+            )
+        return cls(emotions, t["unit"], t["diff"], n_groups, meta["fingerprint"], meta.get("prompts"))
 
 
 def masked_centred_mean(

@@ -23,20 +23,20 @@ another model, dataset, prompt or config is refused with an error that names wha
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from circuits.core.artifacts import ModelMismatch, write_atomic, write_json_atomic
+from circuits.core.artifacts import InputError, ModelMismatch, write_atomic, write_json_atomic
 from circuits.core.emotions import EMOTIONS, check_emotions
 from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
+from circuits.core.readers import as_path, check_tensor, read_json, read_safetensors
 from circuits.core.sev import PromptSettings, SEVDataset
 
 STORE_VERSION = 1
@@ -240,25 +240,24 @@ class ActivationStore:
 
     @classmethod
     def load(cls, path: str | Path, model: ModelHandle | None = None) -> "ActivationStore":
-        """Load a store directory; with ``model``, refuse a store built for another model."""
-        path = Path(path)
+        """Load a store directory; with ``model``, refuse a store built for another model.
+
+        A missing ``meta.json``, a meta file that does not describe a store (every field checked),
+        shards that are missing, truncated, mis-shaped, or hold NaN / inf raise :class:`InputError`
+        naming the file."""
+        path = as_path(path, "ActivationStore.load: path")
         meta_path = path / "meta.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{path}: not an activation store (no meta.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("version") != STORE_VERSION:
+        if not meta_path.is_file():
+            raise InputError(f"{path}: not an activation store (no meta.json)")
+        meta = read_store_meta(meta_path)
+        if meta["version"] != STORE_VERSION:
             raise StoreMismatchError(f"{meta_path}: store version {meta.get('version')!r}, expected {STORE_VERSION}")
         if model is not None and meta["model"]["fingerprint"] != model.fingerprint:
             raise StoreMismatchError(
                 f"{path}: store built for model {meta['model']['name']!r} (fingerprint "
                 f"{meta['model']['fingerprint']}), not for {model.name!r} ({model.fingerprint})"
             )
-        parts: dict[str, list[torch.Tensor]] = {}
-        for shard in meta["shards"]:
-            for k, v in load_file(str(path / shard["file"])).items():
-                parts.setdefault(k, []).append(v.float())
-        tensors = {k: torch.cat(v) for k, v in parts.items()}
-        return cls(path, meta, tensors)
+        return cls(path, meta, _read_shards(path, meta))
 
     @property
     def complete(self) -> bool:
@@ -373,7 +372,7 @@ def build_store(
     meta_path = out / "meta.json"
     meta: dict[str, Any] | None = None
     if meta_path.exists():
-        old = json.loads(meta_path.read_text())
+        old = read_store_meta(meta_path)
         if overwrite:
             for shard in old.get("shards", []):
                 (out / shard["file"]).unlink(missing_ok=True)
@@ -436,3 +435,98 @@ def build_store(
     meta["complete"] = True
     write_json_atomic(meta_path, meta)
     return ActivationStore.load(out, model)
+
+
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,),
+    "skeleton_id": (str,),
+    "theme": (str,),
+    "valence": (str,),
+    "emotion": (str, type(None)),
+    "user": (str,),
+    "n_tokens": (int,),
+    "accepted": (bool,),
+    "reply": (str, type(None)),
+    "judged": (str, type(None)),
+}
+_ROW_REQUIRED = ("kind", "skeleton_id", "theme", "valence", "emotion")
+
+
+def read_store_meta(meta_path: Path) -> dict[str, Any]:
+    """A store's ``meta.json``, read through the hardened reader and checked field by field (version,
+    model identity, rows, shards): a problem raises :class:`InputError` naming the file and field."""
+    meta = read_json(meta_path, what="store meta file")
+
+    def bad(field: str, expected: str) -> InputError:
+        return InputError(f"{meta_path}: field {field!r}: expected {expected}")
+
+    if not isinstance(meta.get("version"), int) or isinstance(meta.get("version"), bool):
+        raise bad("version", f"the store version {STORE_VERSION}")
+    model = meta.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("fingerprint"), str):
+        raise bad("model", "an object with the model's name and fingerprint")
+    if not isinstance(model.get("name"), str):
+        raise bad("model.name", "a string")
+    n_layers = model.get("arch", {}).get("n_layers") if isinstance(model.get("arch"), dict) else None
+    if not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 1:
+        raise bad("model.arch.n_layers", "a whole number >= 1")
+    rows = meta.get("rows")
+    if not isinstance(rows, list):
+        raise bad("rows", "a list of store rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise bad(f"rows[{i}]", "an object")
+        for key in _ROW_REQUIRED:
+            if key not in row:
+                raise bad(f"rows[{i}].{key}", "a value (the field is missing)")
+        for key, value in row.items():
+            types = _ROW_TYPES.get(key)
+            if types is None:
+                raise bad(f"rows[{i}].{key}", f"one of the row fields {', '.join(_ROW_TYPES)}")
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise bad(f"rows[{i}].{key}", " or ".join("null" if t is type(None) else t.__name__ for t in types))
+        if row["kind"] not in ("emotion", "neutral"):
+            raise bad(f"rows[{i}].kind", "'emotion' or 'neutral'")
+    shards = meta.get("shards")
+    if not isinstance(shards, list):
+        raise bad("shards", "a list of shards")
+    for i, shard in enumerate(shards):
+        ok = isinstance(shard, dict) and isinstance(shard.get("file"), str)
+        ok = ok and Path(shard["file"]).name == shard["file"] and shard["file"].endswith(".safetensors")
+        bounds = [shard.get(k) if isinstance(shard, dict) else None for k in ("start", "stop")]
+        ok = ok and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        if not ok or not 0 <= bounds[0] < bounds[1] <= len(rows):
+            raise bad(f"shards[{i}]", f"an object with a file name and 0 <= start < stop <= {len(rows)}")
+    if not isinstance(meta.get("complete"), bool):
+        raise bad("complete", "true or false")
+    return meta
+
+
+def _read_shards(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The store's tensors, concatenated over its shards (each checked: readable, finite, one row per
+    store row it covers, the same tensors and trailing shapes in every shard)."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    trailing: dict[str, tuple[int, ...]] = {}
+    expected_rows = 0
+    for shard in sorted(meta["shards"], key=lambda s: s["start"]):
+        f = path / shard["file"]
+        if shard["start"] != expected_rows:
+            raise InputError(
+                f"{path / 'meta.json'}: shard {shard['file']} starts at row {shard['start']}, expected {expected_rows}"
+            )
+        expected_rows = shard["stop"]
+        tensors, _ = read_safetensors(f, what="store shard")
+        if parts and set(tensors) != set(parts):
+            raise InputError(f"{f}: holds the tensors {sorted(tensors)}, the other shards {sorted(parts)}")
+        for k, v in tensors.items():
+            shape = (shard["stop"] - shard["start"], *trailing.get(k, v.shape[1:]))
+            check_tensor(v, f"{f}: tensor {k!r}", shape=shape, finite=False)
+            if not v.is_floating_point():
+                raise InputError(f"{f}: tensor {k!r}: expected a floating dtype, got {v.dtype}")
+            trailing[k] = tuple(v.shape[1:])
+            parts.setdefault(k, []).append(v.float())
+    if meta["complete"] and expected_rows != len(meta["rows"]):
+        raise InputError(
+            f"{path / 'meta.json'}: the shards hold {expected_rows} rows, the store has {len(meta['rows'])}"
+        )
+    return {k: torch.cat(v) for k, v in parts.items()}

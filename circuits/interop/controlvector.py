@@ -41,6 +41,7 @@ from jaxtyping import Float
 
 from circuits.core.artifacts import InputError, write_atomic
 from circuits.core.hooks import Intervention
+from circuits.core.readers import GGUF_ERRORS, as_path, read_gguf
 
 CVEC_ARCH = "controlvector"
 META_PREFIX = "emocircuits."
@@ -58,7 +59,16 @@ LLAMA_CPP_ARCH = {
 
 
 class ControlVectorError(InputError):
-    """A control-vector file that cannot be read or does not fit the model."""
+    """A control-vector file that cannot be read or does not fit the model. ``path`` names the file
+    (None for a vector built in memory); the message is one line, ``PATH: problem``."""
+
+    def __init__(self, path: str | os.PathLike | None, message: str) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = message
+        super().__init__(message if path is None else f"{self.path}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its two arguments
+        return (type(self), (self.path, self.problem))
 
 
 @dataclass
@@ -78,6 +88,11 @@ class ControlVector:
         if len(sizes) != 1:
             raise ControlVectorError(None, f"every direction must have one size (d_model), got sizes {sorted(sizes)}")
         self.vectors = {int(k): v.detach().float().reshape(-1).cpu() for k, v in sorted(self.vectors.items())}
+        bad = [k for k, v in self.vectors.items() if not bool(torch.isfinite(v).all())]  # in float32, as stored
+        if bad:
+            raise ControlVectorError(
+                None, f"the direction(s) of layer(s) {bad} hold NaN or infinite values (in float32)"
+            )
 
     @property
     def d_model(self) -> int:
@@ -103,42 +118,60 @@ class ControlVector:
         return write_atomic(path, write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ControlVector":
-        """Read a control-vector GGUF (ours, repeng's, or any file llama.cpp's loader accepts)."""
-        import gguf
+    def load(cls, path: str | os.PathLike, model: Any = None) -> "ControlVector":
+        """Read a control-vector GGUF (ours, repeng's, or any file llama.cpp's loader accepts). A missing,
+        truncated or damaged file, or directions holding NaN / inf, raise :class:`ControlVectorError`
+        naming the file; with ``model`` (a ModelHandle) the vector is also checked against it
+        (:meth:`check`: size, layers, and the fingerprint the workbench recorded)."""
+        cv = cls._read(as_path(path, "ControlVector.load: path"))
+        if model is not None:
+            try:
+                cv.check(model)
+            except ControlVectorError as err:
+                raise ControlVectorError(path, err.problem) from None
+        return cv
 
-        p = Path(path)
-        if not p.is_file():
-            raise ControlVectorError(p, "no such file")
+    @classmethod
+    def _read(cls, p: Path) -> "ControlVector":
+        r = read_gguf(p, what="control-vector GGUF file", error=lambda msg: ControlVectorError(None, msg))
         try:
-            r = gguf.GGUFReader(str(p))
-        except Exception as err:  # the reader raises ValueError / struct errors on a damaged file
-            raise ControlVectorError(p, f"not a readable GGUF file ({err})") from None
-        fields = {name: _field_value(f) for name, f in r.fields.items()}
+            fields = {name: _field_value(f) for name, f in r.fields.items()}
+            tensors = [(t.name, np.array(t.data, dtype=np.float32).reshape(-1)) for t in r.tensors]
+        except GGUF_ERRORS as err:
+            raise ControlVectorError(p, f"not a readable GGUF file, truncated or damaged ({err})") from None
         arch = fields.get("general.architecture")
         if arch != CVEC_ARCH:
             raise ControlVectorError(p, f"general.architecture is {arch!r}, expected {CVEC_ARCH!r}")
         vectors: dict[int, torch.Tensor] = {}
-        for t in r.tensors:
-            if not t.name.startswith("direction."):
-                raise ControlVectorError(p, f"tensor {t.name!r}: expected names direction.<layer>")
+        for name, data in tensors:
+            if not name.startswith("direction."):
+                raise ControlVectorError(p, f"tensor {name!r}: expected names direction.<layer>")
             try:
-                layer = int(t.name.split(".", 1)[1])
+                layer = int(name.split(".", 1)[1])
             except ValueError:
-                raise ControlVectorError(
-                    p, f"tensor {t.name!r}: the layer after 'direction.' is not a number"
-                ) from None
+                raise ControlVectorError(p, f"tensor {name!r}: the layer after 'direction.' is not a number") from None
             if layer <= 0:
-                raise ControlVectorError(p, f"tensor {t.name!r}: layers start at 1 (llama.cpp's convention)")
-            vectors[layer] = torch.from_numpy(np.array(t.data, dtype=np.float32).reshape(-1))
+                raise ControlVectorError(p, f"tensor {name!r}: layers start at 1 (llama.cpp's convention)")
+            if not np.isfinite(data).all():
+                raise ControlVectorError(p, f"tensor {name!r}: holds NaN or infinite values")
+            vectors[layer] = torch.from_numpy(data)
         meta = {k[len(META_PREFIX) :]: str(v) for k, v in fields.items() if k.startswith(META_PREFIX)}
         try:
             return cls(vectors, str(fields.get(f"{CVEC_ARCH}.model_hint", "")), meta)
         except ControlVectorError as err:
-            raise ControlVectorError(p, str(err).split(": ", 1)[-1]) from None
+            raise ControlVectorError(p, err.problem) from None
 
     def check(self, model: Any) -> None:
-        """Refuse a file whose size or layers do not fit ``model`` (a ModelHandle)."""
+        """Refuse a vector whose size or layers do not fit ``model`` (a ModelHandle), or whose recorded
+        fingerprint (``meta["fingerprint"]``, written by the workbench) is another model's."""
+        fp = self.meta.get("fingerprint")
+        if fp and getattr(model, "fingerprint", None) is not None and fp != str(model.fingerprint):
+            made_on = self.meta.get("model", "another model")
+            raise ControlVectorError(
+                None,
+                f"the control vector was made on {made_on!r} (fingerprint {fp}), not on "
+                f"{getattr(model, 'name', '?')!r} (fingerprint {model.fingerprint})",
+            )
         a = model.arch
         if self.d_model != a.d_model:
             raise ControlVectorError(None, f"directions have size {self.d_model}, the model's d_model is {a.d_model}")

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from circuits.core.readers import check_gguf_magic
 from circuits.interop.controlvector import ControlVector
 
 
@@ -37,6 +38,7 @@ class LlamaCpp:
             raise ImportError(
                 "llama-cpp-python is not installed: pip install 'emotion-circuits[llamacpp]' (it compiles llama.cpp)"
             ) from err
+        check_gguf_magic(gguf_path, what="GGUF model file")  # llama.cpp's own error on a bad file is a bare ValueError
         self._lib = llama_cpp
         self.llm = llama_cpp.Llama(
             model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0, logits_all=False

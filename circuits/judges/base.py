@@ -268,8 +268,12 @@ def make_judge(spec: str = DEFAULT_JUDGE, device: str = "cpu", mode: str = "labe
     lexicon), ``classifier:NAME_OR_DIR`` (:class:`ClassifierJudge` with the default label map) or
     ``llm`` (:class:`LLMJudge`, configured from the environment). ``mode`` is one of
     :data:`JUDGE_MODES`: ``match`` wraps a label judge in :class:`ThresholdMatch`."""
-    if mode not in JUDGE_MODES:
+    if not isinstance(spec, str) or not spec.strip():
+        raise JudgeSpecError(f"judge: expected a spec string, one of {' | '.join(JUDGE_SPECS)}, got {spec!r}")
+    if not isinstance(mode, str) or mode not in JUDGE_MODES:
         raise JudgeSpecError(f"judge mode must be one of {' | '.join(JUDGE_MODES)}, got {mode!r}")
+    if not isinstance(device, str) or not device.strip():
+        raise JudgeSpecError(f"judge device: expected a device name such as 'cpu' or 'cuda', got {device!r}")
     judge = _make(spec, device)
     return ThresholdMatch(judge) if mode == "match" and not hasattr(judge, "match") else judge
 

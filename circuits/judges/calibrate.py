@@ -9,13 +9,13 @@ judge set (``circuits/data/judge_replies.jsonl``) is such a file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from circuits.core.artifacts import InputError, iter_text_lines
+from circuits.core.artifacts import InputError
 from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
+from circuits.core.readers import iter_jsonl
 
 ALIASES = {"calm": NEUTRAL}
 FINAL_SHARE = 0.35
@@ -54,13 +54,9 @@ def read_labelled(
     if not path.is_file():
         raise LabelledFileError(f"{path}: no such file (expected JSON Lines with fields text, label)")
     out = []
-    for n, line in iter_text_lines(path, LabelledFileError):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise LabelledFileError(f"{path}, line {n}: not JSON ({err.msg})") from err
+    for n, row in iter_jsonl(
+        path, what="labelled reply file", top=None, allow_nan=True, error=LabelledFileError, where="{path}, line {line}"
+    ):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise LabelledFileError(f"{path}, line {n}: expected an object with a string field 'text'")
         label = row.get("label")

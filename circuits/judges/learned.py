@@ -35,6 +35,7 @@ from jaxtyping import Float, Int
 from circuits.core.artifacts import InputError, staged_dir
 from circuits.core.config import config_from_dict
 from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
+from circuits.core.readers import as_path, load_tensors, read_json
 from circuits.judges.lexicon import Judgement, LexiconJudge
 
 HEAD_CONFIG = "cfg.json"
@@ -60,7 +61,17 @@ class HeadConfig:
         if self.features not in FEATURE_KINDS:
             raise ValueError(f"features must be one of {FEATURE_KINDS}, got {self.features!r}")
         if sorted(self.labels) != sorted(LABELS):
-            raise ValueError(f"labels must be {LABELS} in some order, got {self.labels}")
+            raise InputError(f"HeadConfig.labels: expected {LABELS} in some order, got {self.labels}")
+        for name, low, high in (("match_threshold", 0.0, 1.0), ("l2", 0.0, math.inf)):
+            x = getattr(self, name)
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not low <= x <= high or math.isnan(x):
+                raise InputError(f"HeadConfig.{name}: expected a finite number in [{low:g}, {high:g}], got {x!r}")
+        if self.layer is not None and (
+            isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0
+        ):
+            raise InputError(f"HeadConfig.layer: expected a whole number >= 0 or null, got {self.layer!r}")
+        if not isinstance(self.encoder, str) or (not self.encoder and self.features != "style"):
+            raise InputError(f"HeadConfig.encoder: expected a model name, got {self.encoder!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -174,22 +185,21 @@ class LearnedJudge:
     mode, :class:`~circuits.judges.base.ThresholdMatch`, compares P(target) with ``match_threshold``)."""
 
     def __init__(self, folder: str | Path | None = None, encoder: Any = None, device: str = "cpu"):
-        from safetensors.torch import load_file
-
         from circuits.core.resources import data_dir
 
-        self.folder = Path(folder) if folder is not None else data_dir("judge_head")
+        self.folder = as_path(folder, "LearnedJudge: folder") if folder is not None else data_dir("judge_head")
         cfg_path, w_path = self.folder / HEAD_CONFIG, self.folder / HEAD_WEIGHTS
         if not cfg_path.is_file() or not w_path.is_file():
             raise InputError(
                 f"{self.folder}: a learned judge folder needs {HEAD_CONFIG} and {HEAD_WEIGHTS} "
                 "(write one with `emocircuits judge train`)"
             )
+        raw = read_json(cfg_path, what="judge head config")
         try:
-            self.config = HeadConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
+            self.config = HeadConfig.from_dict(raw)
         except (ValueError, TypeError) as err:
-            raise InputError(f"{cfg_path}: {err}") from err
-        self.head = load_file(str(w_path))
+            raise InputError(f"{cfg_path}: {err}") from None
+        self.head = read_head(w_path, len(self.config.labels), STYLE_DIM if self.config.features == "style" else None)
         if self.config.features != "style" and encoder is None:
             encoder = make_encoder(self.config.features, self.config.encoder, self.config.layer, device)
         self.encoder = encoder
@@ -201,7 +211,13 @@ class LearnedJudge:
             raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
         if not texts:
             return []
-        probs = predict_proba(self.head, features(texts, self.config.features, self.encoder))
+        x = features(texts, self.config.features, self.encoder)
+        if x.shape[1] != self.head["mean"].shape[0]:
+            raise InputError(
+                f"{self.folder / HEAD_WEIGHTS}: the head takes {self.head['mean'].shape[0]} features, its encoder "
+                f"gives {x.shape[1]} (the head was trained with another encoder or layer)"
+            )
+        probs = predict_proba(self.head, x)
         return [dict(zip(self.config.labels, row.tolist())) for row in probs]
 
     def __call__(self, texts: Sequence[str]) -> list[Judgement]:
@@ -213,6 +229,34 @@ class LearnedJudge:
 
     def label(self, texts: Sequence[str]) -> list[str]:
         return [j.label for j in self(texts)]
+
+
+STYLE_DIM = len(EMOTIONS) + 1
+"""Number of style features (:func:`style_features`)."""
+
+
+def read_head(path: Path, n_labels: int, n_features: int | None = None) -> dict[str, torch.Tensor]:
+    """A head's weights (``weight [c, f]``, ``bias [c]``, ``mean [f]``, ``scale [f]``, float32, finite,
+    ``scale > 0``); a missing, truncated or mis-shaped file raises :class:`InputError` naming it."""
+    f32 = (torch.float32,)
+    head = load_tensors(
+        path,
+        what="judge head",
+        expect={
+            "weight": ((n_labels, n_features), f32),
+            "bias": ((n_labels,), f32),
+            "mean": ((n_features,), f32),
+            "scale": ((n_features,), f32),
+        },
+    )
+    f = head["weight"].shape[1]
+    if head["mean"].shape[0] != f or head["scale"].shape[0] != f:
+        raise InputError(
+            f"{path}: 'weight' has {f} features, 'mean' {head['mean'].shape[0]} and 'scale' {head['scale'].shape[0]}"
+        )
+    if not bool((head["scale"] > 0).all()):
+        raise InputError(f"{path}: tensor 'scale': every value must be > 0")
+    return head
 
 
 @lru_cache(maxsize=2)

@@ -52,7 +52,6 @@ breaks and patterns, then this file's, whose weights win; ``remove`` takes cues 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -60,7 +59,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
+from circuits.core.artifacts import InputError
 from circuits.core.emotions import EMOTIONS, NEUTRAL
+from circuits.core.readers import read_json
 from circuits.core.resources import data_path
 
 __all__ = ["DEFAULT_LEXICON_PATH", "Judgement", "LexiconJudge", "lexicon_judge", "judge", "load_lexicon", "tokenize"]
@@ -188,12 +189,11 @@ def resolve_includes(data: Any, folder: Path, _seen: tuple[Path, ...] = ()) -> A
     path = (folder / name).resolve()
     if path in _seen:
         raise ValueError(f"'include' loops back to {path}")
-    try:
-        base = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_reject_duplicates)
-    except OSError as err:
-        raise ValueError(f"'include': cannot read {path}: {err}") from err
-    except ValueError as err:
-        raise ValueError(f"included lexicon {path}: {err}") from err
+    if not path.is_file():
+        raise ValueError(f"'include': cannot read {path}: no such file")
+    base = read_json(
+        path, what="included lexicon", top=None, object_pairs_hook=_reject_duplicates, error=_included_error
+    )
     return _merge(resolve_includes(base, path.parent, (*_seen, path)), data)
 
 
@@ -254,14 +254,25 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def load_lexicon(path: str | Path) -> dict[str, Any]:
     """Read and validate a lexicon JSON file; ValueError names the file and the problem."""
     path = Path(path)
+    data = read_json(
+        path,
+        what="lexicon file",
+        top=None,
+        object_pairs_hook=_reject_duplicates,
+        error=lambda msg: InputError(f"malformed lexicon file {msg}"),
+    )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_reject_duplicates)
         data = resolve_includes(data, path.parent)
         _compile(data)
         _patterns(data)
-    except ValueError as err:  # includes json.JSONDecodeError
-        raise ValueError(f"malformed lexicon file {path}: {err}") from err
+    except ValueError as err:
+        raise InputError(f"malformed lexicon file {path}: {err}") from None
     return data
+
+
+def _included_error(msg: str) -> ValueError:
+    """An included lexicon's problem, raised as the ValueError :func:`load_lexicon` reports."""
+    return ValueError(f"'include': {msg}")
 
 
 class LexiconJudge:

@@ -53,6 +53,7 @@ def _load_va(model: ModelHandle, va_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The VA axes and summary of a ``va`` run, refused (naming the file) when they are missing or were
     fitted on another model."""
     from circuits.core.artifacts import InputError
+    from circuits.core.readers import read_json
     from circuits.va.subspace import VAAxes
 
     axes_json, summary_json = va_dir / "axes.json", va_dir / "summary.json"
@@ -60,7 +61,9 @@ def _load_va(model: ModelHandle, va_dir: Path) -> tuple[Any, dict[str, Any]]:
         if not f.is_file():
             raise InputError(f"{f}: not found; --va expects the output directory of `emocircuits va`")
     axes = VAAxes.load(va_dir / "axes")
-    summary = json.loads(summary_json.read_text())
+    summary = read_json(summary_json, what="VA summary file", allow_nan=True)
+    if not isinstance(summary.get("model", {}), dict):
+        raise InputError(f"{summary_json}: field 'model': expected an object naming the model")
     where, fp = (
         (axes_json, axes.fingerprint)
         if axes.fingerprint
@@ -70,6 +73,11 @@ def _load_va(model: ModelHandle, va_dir: Path) -> tuple[Any, dict[str, Any]]:
         raise InputError(
             f"{where}: VA axes fitted on a model with fingerprint {fp}, not on {model.name!r} "
             f"({model.fingerprint}); run `emocircuits va --model {model.name}` first"
+        )
+    if int(axes.valence.shape[0]) != model.arch.d_model or not 0 <= axes.layer < model.arch.n_layers:
+        raise InputError(
+            f"{axes_json}: axes of size {int(axes.valence.shape[0])} at layer {axes.layer} do not fit {model.name!r} "
+            f"(d_model {model.arch.d_model}, {model.arch.n_layers} layers)"
         )
     return axes, summary
 

@@ -33,13 +33,17 @@ def run_concepts(
     """Concept directions from ``texts`` (default: the shipped labelled texts) for the run's emotions, written
     as ``concept_directions`` in the run; returns (and writes) their comparison with the SEV directions."""
     from circuits.core.resources import data_path
-    from circuits.discovery.concept_vectors import CONCEPT_DIRECTIONS, ConceptConfig, concept_directions
+    from circuits.discovery.concept_vectors import (
+        CONCEPT_DIRECTIONS,
+        ConceptConfig,
+        concept_directions,
+        load_concept_texts,
+    )
     from circuits.runs.rundir import Run
-    from circuits.va.loaders import load_labelled_texts
 
     run = Run(run_dir)
     sev = run.directions()
-    rows = load_labelled_texts(texts or data_path("va_texts"))
+    rows = load_concept_texts(texts or data_path("va_texts"))
     concept = concept_directions(model, rows, cfg or ConceptConfig(), emotions=sev.emotions, progress=progress)
     res = {
         "texts": str(texts or data_path("va_texts")),

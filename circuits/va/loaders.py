@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
-from circuits.core.artifacts import InputError, iter_text_lines
+from circuits.core.artifacts import InputError
+from circuits.core.readers import iter_jsonl, iter_lines
 
 GOEMOTIONS = (
     "admiration",
@@ -64,7 +64,7 @@ def _split_labels(value: Any) -> list[str]:
 def _csv_lines(path: Path):
     """The lines of a UTF-8 CSV file for ``csv.DictReader``, streamed, with universal newlines; a line
     that is not UTF-8, or CSV the reader rejects, gives a :class:`VAFormatError` naming the file."""
-    lines = (part + "\n" for _, line in iter_text_lines(path, VAFormatError) for part in (line.splitlines() or [""]))
+    lines = (part + "\n" for _, line in iter_lines(path, error=VAFormatError) for part in (line.splitlines() or [""]))
     try:
         yield lines
     except csv.Error as err:
@@ -72,14 +72,9 @@ def _csv_lines(path: Path):
 
 
 def _jsonl(path: Path):
-    """Yield ``(line number, object)`` for the non-empty lines of a JSONL file."""
-    for n, line in iter_text_lines(path, VAFormatError):
-        if not line.strip():
-            continue
-        try:
-            yield n, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise VAFormatError(f"{path}:{n}: invalid JSON ({err.msg})") from err
+    """Yield ``(line number, value)`` for the non-empty lines of a JSONL file (read by
+    :func:`circuits.core.readers.iter_jsonl`: every decoding problem names the file and line)."""
+    yield from iter_jsonl(path, top=None, allow_nan=True, error=VAFormatError)
 
 
 def load_labelled_texts(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
@@ -161,7 +156,7 @@ def load_va_lexicon(path: str | Path) -> dict[str, tuple[float, float]]:
     dominance]``, optional header line."""
     path = Path(path)
     out: dict[str, tuple[float, float]] = {}
-    for n, line in iter_text_lines(path, VAFormatError):
+    for n, line in iter_lines(path, error=VAFormatError):
         if not line.strip():
             continue
         parts = [p.strip() for p in re.split(r"\t|,", line)]

@@ -14,6 +14,7 @@ import torch
 from circuits.core.generate import continuation_logprobs, steered
 from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle
+from circuits.core.readers import iter_lines
 from circuits.va.loaders import VAFormatError, _csv_lines, _jsonl
 
 REFUSAL_PHRASES = (
@@ -55,7 +56,9 @@ def load_refusal_phrases(path: str | Path) -> tuple[str, ...]:
     """Refusal phrases for :func:`is_refusal`, one per line (case-insensitive; blank lines and lines
     starting with ``#`` are skipped; duplicates removed, order kept)."""
     path = Path(path)
-    phrases = [_norm_phrase(line.strip()) for line in path.read_text(encoding="utf-8").splitlines()]
+    phrases = [
+        _norm_phrase(line.strip()) for _, line in iter_lines(path, what="refusal-phrase file", error=VAFormatError)
+    ]
     phrases = list(dict.fromkeys(p for p in phrases if p and not p.startswith("#")))
     if not phrases:
         raise VAFormatError(f"{path}: no refusal phrases (expected one phrase per line)")
@@ -130,6 +133,11 @@ def load_sycophancy(path: str | Path) -> list[dict[str, str]]:
                 "the item cannot tell them apart"
             )
         items.append(obj)
+    if not items:
+        raise VAFormatError(
+            f"{path}: no sycophancy items (expected JSON Lines with question, answer_matching_behavior and "
+            "answer_not_matching_behavior)"
+        )
     return items
 
 

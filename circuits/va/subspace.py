@@ -7,7 +7,6 @@ Shapes: emotion vectors ``[n_emotions, d_model]`` at one layer; axes are unit ``
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -19,9 +18,10 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from circuits.core.artifacts import write_atomic, write_json_atomic
+from circuits.core.artifacts import InputError, write_atomic, write_json_atomic
 from circuits.core.hooks import Intervention, Read, run_forward
 from circuits.core.model import ModelHandle
+from circuits.core.readers import FLOATING, as_path, load_tensors, read_json
 from circuits.va.loaders import VAInputError
 
 
@@ -206,11 +206,41 @@ class VAAxes:
 
     @classmethod
     def load(cls, path: str | Path) -> "VAAxes":
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        d = json.loads(path.with_suffix(".json").read_text())
-        t = load_file(str(path.with_suffix(".safetensors")))
+        """Read ``path``.json + ``path``.safetensors (:meth:`save`). A missing, truncated or damaged
+        file, a field of the wrong type, or axes that are not finite ``[d]`` vectors of one size raise
+        :class:`InputError` naming the file."""
+        path = as_path(path, "VAAxes.load: path")
+        meta_path = path.with_suffix(".json")
+        d = read_json(meta_path, what="VA axes file", allow_nan=True)
+        known = set(cls.__dataclass_fields__) - {"valence", "arousal"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"{meta_path}: unknown field {unknown[0]!r} (expected {', '.join(sorted(known))})")
+        for key, ok, expected in (
+            ("layer", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+            (
+                "n_components",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                "a whole number >= 1",
+            ),
+            ("ridge_alpha", lambda v: isinstance(v, dict), "an object"),
+            ("r2", lambda v: isinstance(v, dict), "an object"),
+            ("emotions", lambda v: isinstance(v, list) and all(isinstance(e, str) for e in v), "a list of names"),
+        ):
+            if key not in d or not ok(d[key]):
+                raise InputError(f"{meta_path}: field {key!r}: expected {expected}, got {d.get(key)!r}")
+        if not isinstance(d.get("fingerprint", ""), str) or not isinstance(d.get("meta", {}), dict):
+            raise InputError(f"{meta_path}: fields 'fingerprint' and 'meta': expected a string and an object")
+        tensor_path = path.with_suffix(".safetensors")
+        t = load_tensors(
+            tensor_path,
+            what="VA axes tensor file",
+            expect={"valence": ((None,), FLOATING), "arousal": ((None,), FLOATING)},
+        )
+        if t["valence"].shape != t["arousal"].shape:
+            raise InputError(
+                f"{tensor_path}: 'valence' {tuple(t['valence'].shape)} and 'arousal' {tuple(t['arousal'].shape)} differ"
+            )
         return cls(valence=t["valence"], arousal=t["arousal"], **d)
 
 

@@ -393,7 +393,7 @@ def test_load_unknown_emotion_and_bad_files(circuit, tmp_path):
     with pytest.raises(CircuitFormatError, match="emotion: 'joy' is not one of anger, sadness"):
         Circuit.load(path)
     path.write_text("{not json")
-    with pytest.raises(CircuitFormatError, match="not valid JSON"):
+    with pytest.raises(CircuitFormatError, match="not JSON"):
         Circuit.load(path)
     with pytest.raises(CircuitFormatError, match="circuit file not found"):
         Circuit.load(tmp_path / "missing.json")
@@ -521,3 +521,61 @@ def test_overlap_jaccard():
     assert overlap(a, a) == {"neurons": 1.0, "heads": 1.0}
     c = _hand_circuit("sadness", {2: [1]}, {3: [7]})
     assert overlap(a, c) == {"neurons": 0.0, "heads": 0.0}
+
+
+def _resave_sidecar(circuit, path: Path, metadata, tensors=None) -> None:
+    from safetensors.torch import save_file
+
+    save_file(dict(tensors or circuit.delta_mu), str(path.with_suffix(".safetensors")), metadata=metadata)
+
+
+def test_a_sidecar_without_its_identity_is_refused(circuit, tmp_path):
+    path = circuit.save(tmp_path / "anger.json")
+    fp = circuit.model["fingerprint"]
+    _resave_sidecar(circuit, path, None)  # re-saved by hand: no metadata at all
+    with pytest.raises(CircuitFormatError) as err:
+        Circuit.load(path)
+    assert "no 'emotion' in its metadata" in str(err.value) and "no 'fingerprint'" in str(err.value)
+    _resave_sidecar(circuit, path, {"fingerprint": fp})
+    with pytest.raises(CircuitFormatError, match="anger.safetensors has no 'emotion' in its metadata"):
+        Circuit.load(path)
+    _resave_sidecar(circuit, path, {"emotion": "anger", "fingerprint": "ffff000011112222"})
+    with pytest.raises(CircuitFormatError, match="holds the Delta-mu of fingerprint 'ffff000011112222'"):
+        Circuit.load(path)
+    _resave_sidecar(circuit, path, {"emotion": "anger", "fingerprint": fp})
+    assert Circuit.load(path) == circuit
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_sidecar_with_non_finite_values_or_truncated_is_refused(circuit, tmp_path, bad):
+    path = circuit.save(tmp_path / "anger.json")
+    meta = {"emotion": "anger", "fingerprint": circuit.model["fingerprint"]}
+    tensors = {k: v.clone() for k, v in circuit.delta_mu.items()}
+    key = next(iter(tensors))
+    tensors[key].view(-1)[0] = bad
+    _resave_sidecar(circuit, path, meta, tensors)
+    with pytest.raises(CircuitFormatError, match=rf"delta_mu\['{key}'\]: 1 value\(s\) are NaN or infinite"):
+        Circuit.load(path)
+    sidecar = path.with_suffix(".safetensors")
+    sidecar.write_bytes(sidecar.read_bytes()[:-7])
+    with pytest.raises(CircuitFormatError, match=r"anger\.safetensors: not a readable safetensors file"):
+        Circuit.load(path)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"emotion": "\\ud800"}', "field 'emotion': holds a lone surrogate"),
+        ('{"budget": ' + "9" * 5000 + "}", "an integer has more than 4300 digits"),
+        ('{"meta": ' + "[" * 100_000 + "}", "nested too deep"),
+        ("", "the circuit file is empty"),
+    ],
+)
+def test_circuit_json_decoding_problems_name_the_file(tmp_path, text, expected):
+    path = tmp_path / "anger.json"
+    path.write_text(text)
+    with pytest.raises(CircuitFormatError) as err:
+        Circuit.load(path)
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value), str(err.value)
+    with pytest.raises(CircuitFormatError, match="anger.json"):
+        load_circuits(tmp_path)

@@ -270,3 +270,31 @@ def test_packaged_model_equals_transformers_gguf_reading(smollm2):
         want = ref(ids).logits.log_softmax(-1)
         got = smollm2.bridge(ids).log_softmax(-1)
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+
+
+def test_a_model_folder_without_tokenizer_files_is_refused_before_loading(tiny_dirs, tmp_path):
+    d = tmp_path / "notok"
+    shutil.copytree(tiny_dirs["qwen2"], d)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (d / name).unlink()
+    with pytest.raises(ModelLoadError, match=r"notok' has no tokenizer file \(one of tokenizer.json"):
+        load_model(d)
+    (d / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match="notok' has no config.json"):
+        load_model(d)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_model_folder_with_non_finite_weights_is_refused(tiny_dirs, tmp_path, bad):
+    from safetensors.torch import load_file, save_file
+
+    d = tmp_path / "nanmodel"
+    shutil.copytree(tiny_dirs["qwen2"], d)
+    weights = d / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = sorted(k for k in tensors if k.endswith("mlp.down_proj.weight"))[0]
+    tensors[name].view(-1)[5] = bad
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError) as err:
+        load_model(d)
+    assert str(err.value) == f"model directory {str(d)!r}: weight {name!r} holds NaN or infinite values"

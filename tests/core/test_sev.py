@@ -142,7 +142,7 @@ def test_valid_variants_load(tmp_path):
 @pytest.mark.parametrize(
     "line, expected",
     [
-        ("{not json", r":1: invalid JSON"),
+        ("{not json", r":1: not JSON"),
         ({k: v for k, v in GOOD.items() if k != "scenario"}, r":1: missing field 'scenario'"),
         (dict(GOOD, event={"positive": "a", "neutral": "b"}), r":1: field 'event.negative': missing"),
         (dict(GOOD, event="happy"), r":1: field 'event': expected an object"),
@@ -164,9 +164,12 @@ def test_all_problems_reported_and_duplicates_caught(tmp_path):
     with pytest.raises(SEVFormatError) as err:
         load_sev(p)
     assert len(err.value.errors) == 2
-    assert ":2: field 'skeleton_id': duplicate 'work_00'" in str(err.value)
-    assert ":3: field 'theme'" in str(err.value)
-    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+    assert ":2: field 'skeleton_id': duplicate 'work_00'" in err.value.errors[0]
+    assert ":3: field 'theme'" in err.value.errors[1]
+    assert "\n" not in str(err.value)  # one line: the first problem and how to see the rest
+    assert str(err.value).endswith(f"(and 1 more problem(s): `emocircuits sev validate {p}` lists them all)")
+    assert "duplicate 'work_00'" in str(err.value)
+    with pytest.raises(SEVFormatError, match="nope.jsonl: no such file"):
         load_sev(tmp_path / "nope.jsonl")
 
 
@@ -193,8 +196,10 @@ def test_prompt_placements_put_the_instruction_where_asked():
     [
         ({"placement": "assistant"}, r"placement \(--placement\): expected one of"),
         ({"instruction_position": "middle"}, r"instruction_position"),
-        ({"user_instruction": "Be angry."}, r"user_instruction: .*no \{emotion\} placeholder"),
-        ({"emotion_system": "Reply in {emotion} {tone}."}, r"emotion_system: .*not a valid template"),
+        ({"user_instruction": "Be angry."}, r"user_instruction: expected a \{emotion\} placeholder"),
+        ({"emotion_system": "Reply in {emotion} {tone}."}, r"emotion_system: \{tone\} is not filled in here"),
+        ({"emotion_system": "Reply in {emotion"}, r"emotion_system: not a valid template"),
+        ({"neutral_system": "Stay {emotion}."}, r"neutral_system: .*may not hold \{emotion\}"),
     ],
 )
 def test_bad_prompt_settings_name_the_field(kwargs, expected):
@@ -202,3 +207,50 @@ def test_bad_prompt_settings_name_the_field(kwargs, expected):
 
     with pytest.raises(ConfigError, match=expected):
         PromptSettings(**kwargs)
+
+
+@pytest.mark.parametrize("limit", [0, -2, "3", float("nan"), 2.5, 2.0, True, [1]])
+def test_limit_must_be_a_positive_whole_number(limit):
+    from circuits.core.artifacts import InputError
+
+    with pytest.raises(InputError, match=r"limit must be a whole number >= 1 .*got"):
+        load_sev(limit=limit)
+    with pytest.raises(InputError, match="limit must be"):
+        load_sev().subset(limit)
+    assert len(load_sev(limit=3)) == 3
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (json.dumps(dict(GOOD, scenario="I saw \ud800 it.")), ":1: field 'scenario': holds a lone surrogate"),
+        (json.dumps(dict(GOOD, event=dict(GOOD["event"], neutral="\udfff"))), ":1: field 'event.neutral': holds"),
+        ('{"theme": ' + "1" * 5000 + "}", ":1: an integer has more than 4300 digits"),
+        ("[" * 100_000, "nested too deep"),
+        ('{"a": ' + "[" * 80 + "]" * 80 + "}", ":1: nested more than 64 levels"),
+        ("[" + json.dumps(dict(GOOD, theme="\ud83d")) + "]", ": field '[0].theme': holds a lone surrogate"),
+    ],
+)
+def test_surrogates_huge_ints_and_deep_nesting_are_refused_with_the_line(tmp_path, text, expected):
+    p = tmp_path / "odd.jsonl"
+    p.write_text(text + "\n", encoding="utf-8", errors="surrogatepass")
+    with pytest.raises(SEVFormatError) as err:
+        load_sev(p)
+    assert f"{p}" in str(err.value) and expected in str(err.value), str(err.value)
+
+
+def test_a_missing_path_or_a_folder_is_a_sev_format_error(tmp_path):
+    with pytest.raises(SEVFormatError, match=r"nope\.jsonl: no such file"):
+        load_sev(tmp_path / "nope.jsonl")
+    with pytest.raises(SEVFormatError, match="expected a file, found a folder"):
+        load_sev(tmp_path)
+
+
+def test_sev_validate_reports_a_surrogate_as_the_loader_does(tmp_path, capsys):
+    from circuits import cli
+
+    p = tmp_path / "odd.jsonl"
+    p.write_text(json.dumps(dict(GOOD, scenario="\ud800")) + "\n")
+    assert cli.main(["sev", "validate", str(p)]) != 0
+    err = capsys.readouterr().err
+    assert f"{p}:1: field 'scenario': holds a lone surrogate" in err and "Traceback" not in err

@@ -171,3 +171,59 @@ def test_va_axis_and_emotion_vector_sources(tmp_path, qwen_tiny):
     cv = from_emotion_vectors(m, ev, ["anger", "fear"], "fear", 2.0)
     assert list(cv.vectors) == list(range(1, m.arch.n_layers))  # EV_0 dropped: llama.cpp starts at block 1
     torch.testing.assert_close(cv.vectors[1], 2.0 * ev[1, 1])
+
+
+def _raw_cvec(path, vectors, meta=None):
+    """A control-vector file written by hand (no workbench checks), as another tool could write it."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "controlvector")
+    w.add_string("controlvector.model_hint", "qwen2")
+    w.add_uint32("controlvector.layer_count", len(vectors))
+    for k, v in (meta or {}).items():
+        w.add_string("emocircuits." + k, v)
+    for layer, v in vectors.items():
+        w.add_tensor(f"direction.{layer}", np.asarray(v, dtype=np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    return path
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_directions_are_refused_on_load_and_in_memory(tmp_path, bad):
+    v = np.ones(64, dtype=np.float32)
+    v[3] = bad
+    path = _raw_cvec(tmp_path / "nan.gguf", {1: v})
+    with pytest.raises(ControlVectorError) as err:
+        ControlVector.load(path)
+    assert str(err.value) == f"{path}: tensor 'direction.1': holds NaN or infinite values"
+    with pytest.raises(ControlVectorError, match=r"layer\(s\) \[2\] hold NaN or infinite values"):
+        ControlVector({2: torch.tensor(v)}, "llama")
+    with pytest.raises(ControlVectorError, match="layer"):  # 1e300 overflows float32: inf
+        ControlVector({2: 1e300 * torch.ones(4, dtype=torch.float64)}, "llama")
+
+
+def test_another_models_fingerprint_is_refused_when_a_model_is_given(tmp_path, qwen_tiny):
+    other = _raw_cvec(tmp_path / "other.gguf", {1: np.ones(64)}, {"model": "smollm2-135m", "fingerprint": "0" * 16})
+    assert ControlVector.load(other).vectors[1].shape == (64,)  # without a model: read as it is
+    with pytest.raises(ControlVectorError) as err:
+        ControlVector.load(other, model=qwen_tiny)
+    assert str(err.value).startswith(f"{other}: the control vector was made on 'smollm2-135m'")
+    with pytest.raises(ControlVectorError, match="fingerprint 0000000000000000"):
+        ControlVector.load(other).interventions(qwen_tiny)
+    mine = {"model": "tiny", "fingerprint": str(qwen_tiny.fingerprint)}
+    same = _raw_cvec(tmp_path / "same.gguf", {1: np.ones(64)}, mine)
+    assert len(ControlVector.load(same, model=qwen_tiny).interventions(qwen_tiny)) == 1
+    repeng = _raw_cvec(tmp_path / "repeng.gguf", {1: np.ones(64)})  # no fingerprint: checked by size only
+    assert ControlVector.load(repeng, model=qwen_tiny).d_model == 64
+
+
+def test_control_vector_error_is_one_readable_line(tmp_path):
+    err = ControlVectorError(tmp_path / "x.gguf", "general.architecture is 'llama'")
+    assert str(err) == f"{tmp_path / 'x.gguf'}: general.architecture is 'llama'" and err.args == (str(err),)
+    assert str(ControlVectorError(None, "no layer")) == "no layer"
+    import pickle
+
+    assert str(pickle.loads(pickle.dumps(err))) == str(err)
+    with pytest.raises(ControlVectorError) as missing:
+        ControlVector.load(tmp_path / "none.gguf")
+    assert str(missing.value) == f"{tmp_path / 'none.gguf'}: no such control-vector GGUF file"

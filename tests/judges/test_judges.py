@@ -176,3 +176,22 @@ def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny
     )
     emo = [r for r in store.rows if r.kind == "emotion"]
     assert emo and all(r.judged == "no match" and not r.accepted for r in emo)
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"spec": None}, "judge: expected a spec string"),
+        ({"spec": 3}, "judge: expected a spec string"),
+        ({"spec": ["lexicon"]}, "judge: expected a spec string"),
+        ({"spec": "  "}, "judge: expected a spec string"),
+        ({"spec": "lexicon", "mode": None}, "judge mode must be one of"),
+        ({"spec": "lexicon", "mode": ["match"]}, "judge mode must be one of"),
+        ({"spec": "lexicon", "device": None}, "judge device: expected a device name"),
+    ],
+)
+def test_make_judge_refuses_wrong_types_as_input_errors(kwargs, expected):
+    from circuits.judges.base import JudgeSpecError, make_judge
+
+    with pytest.raises(JudgeSpecError, match=expected):
+        make_judge(**kwargs)

@@ -159,3 +159,93 @@ def test_the_shipped_judge_loads_and_reads_style():
     assert judge_name(j) == "learned" and 0 < j.match_threshold < 1
     out = j.label(["Ugh, how tacky and gross.", "You can pick up the parcel at the post office on Monday."])
     assert out == ["disgust", NEUTRAL]
+
+
+def _resave(folder, **tensors):
+    from safetensors.torch import load_file, save_file
+
+    head = load_file(str(folder / HEAD_WEIGHTS))
+    head.update(tensors)
+    save_file({k: v.contiguous() for k, v in head.items()}, str(folder / HEAD_WEIGHTS))
+    return head
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("tensor", ["weight", "bias", "mean", "scale"])
+def test_a_head_with_non_finite_weights_is_refused_at_load(tmp_path, bad, tensor):
+    from circuits.core.artifacts import InputError
+
+    folder, _, _ = _style_head(tmp_path)
+    head = _resave(folder)
+    t = head[tensor].clone()
+    t.view(-1)[0] = bad
+    _resave(folder, **{tensor: t})
+    with pytest.raises(InputError, match=rf"head.safetensors: tensor '{tensor}': holds NaN or infinite values"):
+        make_judge(f"learned:{folder}")
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda h: {"weight": torch.zeros(7, 9)}, r"tensor 'weight': expected shape \(7, 7\), got \(7, 9\)"),
+        (lambda h: {"bias": torch.zeros(6)}, r"tensor 'bias': expected shape \(7\), got \(6,\)"),
+        (lambda h: {"mean": h["mean"].double()}, "tensor 'mean': expected dtype float32, got float64"),
+        (lambda h: {"scale": torch.zeros(7)}, "tensor 'scale': every value must be > 0"),
+    ],
+)
+def test_a_mis_shaped_head_is_refused_at_load(tmp_path, edit, expected):
+    from circuits.core.artifacts import InputError
+
+    folder, _, _ = _style_head(tmp_path)
+    _resave(folder, **edit(_resave(folder)))
+    with pytest.raises(InputError, match=expected):
+        LearnedJudge(folder)
+
+
+def test_a_truncated_head_or_a_non_finite_threshold_is_refused(tmp_path):
+    from circuits.core.artifacts import InputError
+
+    folder, _, _ = _style_head(tmp_path)
+    weights = folder / HEAD_WEIGHTS
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputError, match=r"head.safetensors: not a readable safetensors file"):
+        LearnedJudge(folder)
+    weights.write_bytes(good)
+    cfg_path = folder / HEAD_CONFIG
+    cfg = json.loads(cfg_path.read_text())
+    for threshold, expected in (
+        ("NaN", "cfg.json: NaN is not allowed"),
+        ("Infinity", "cfg.json: Infinity is not allowed"),
+        ("1.5", r"cfg.json: HeadConfig.match_threshold: expected a finite number in \[0, 1\], got 1.5"),
+        ('"0.5"', "HeadConfig.match_threshold: expected a finite number"),
+    ):
+        cfg_path.write_text(
+            json.dumps(cfg).replace(f'"match_threshold": {cfg["match_threshold"]}', f'"match_threshold": {threshold}')
+        )
+        with pytest.raises(InputError, match=expected):
+            LearnedJudge(folder)
+    with pytest.raises(InputError, match="HeadConfig.l2"):
+        HeadConfig(l2=float("nan"))
+    cfg_path.write_text("[" * 100_000)
+    with pytest.raises(InputError, match="cfg.json: nested too deep"):
+        LearnedJudge(folder)
+
+
+def test_lm_encoder_refuses_a_missing_folder_and_a_layer_beyond_the_model(tmp_path, tiny_dirs):
+    import shutil
+
+    from circuits.core.artifacts import InputError
+    from circuits.judges.encoder import LMEncoder
+
+    with pytest.raises(InputError, match=r"judge encoder '.*nope': no such model folder"):
+        LMEncoder(str(tmp_path / "nope"), 1)
+    with pytest.raises(InputError, match=r"judge encoder layer must be in 1\.\.2 for .*, got 999"):
+        LMEncoder(str(tiny_dirs["qwen2"]), 999)
+    with pytest.raises(InputError, match="judge encoder layer: expected a whole number, got '3'"):
+        LMEncoder(str(tiny_dirs["qwen2"]), "3")
+    notok = tmp_path / "notok"
+    shutil.copytree(tiny_dirs["qwen2"], notok)
+    (notok / "tokenizer.json").unlink()
+    with pytest.raises(InputError, match="judge encoder folder .*notok' has no tokenizer file"):
+        LMEncoder(str(notok), 1)

@@ -21,7 +21,7 @@ def test_sev_validate_ok(capsys):
 def test_sev_validate_reports_errors(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"theme": "t", "scenario": "s", "event": {}, "skeleton_id": "a"}) + "\n")
-    assert main(["sev", "validate", str(bad)]) == 1
+    assert main(["sev", "validate", str(bad)]) == 2  # a user error: 2, as for every command
     err = capsys.readouterr().err
     assert "bad.jsonl:1: field 'event.positive': missing" in err
 

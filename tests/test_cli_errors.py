@@ -329,7 +329,7 @@ def test_circuit_with_another_emotions_sidecar_is_refused(tmp_path):
     anger = tiny_circuit("anger").save(tmp_path / "anger.json")
     tiny_circuit("fear").save(tmp_path / "fear.json")  # same seed: same units, so the shapes match
     shutil.copy(tmp_path / "fear.safetensors", tmp_path / "anger.safetensors")
-    with pytest.raises(CircuitFormatError, match="holds the Delta-mu of 'fear', not of 'anger'"):
+    with pytest.raises(CircuitFormatError, match="anger.json: .*holds the Delta-mu of emotion 'fear', not 'anger'"):
         Circuit.load(anger)
 
 
@@ -367,7 +367,7 @@ def test_sev_validate_reports_every_file_even_after_a_non_utf8_one(capsys, tmp_p
 
     bad = tmp_path / "latin1.jsonl"
     bad.write_bytes('{"theme": "caf\xe9"}\n'.encode("latin-1"))
-    assert cli.main(["sev", "validate", str(bad), str(DEFAULT_TEST)]) == 1
+    assert cli.main(["sev", "validate", str(bad), str(DEFAULT_TEST)]) == 2
     out = capsys.readouterr()
     assert "latin1.jsonl:1: not UTF-8 text" in out.err and "Traceback" not in out.err
     assert f"OK {DEFAULT_TEST}" in out.out

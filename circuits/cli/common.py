@@ -9,7 +9,7 @@ import typing
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
-from circuits.core.config import field_default, field_flag, field_type
+from circuits.core.config import check_number, check_template, field_default, field_flag, field_type
 from circuits.judges.base import DEFAULT_JUDGE, JUDGE_MODES, JUDGE_SPECS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -144,11 +144,39 @@ def prompt_args(p: argparse.ArgumentParser) -> None:
 
 def prompt_settings(args: argparse.Namespace) -> Any:
     """The :class:`~circuits.core.sev.PromptSettings` of :func:`prompt_args`: the given flags over the
-    model's recommended prompt."""
+    model's recommended prompt. ``--neutral-system`` must hold no placeholder (it is sent as it is:
+    an ``{emotion}`` there would reach the model literally)."""
     from circuits.core.sev import recommended_prompts
 
     given = {name: getattr(args, name) for name in PROMPT_FLAGS if getattr(args, name, None) is not None}
-    return replace(recommended_prompts(args.model), **given)
+    for name, required in (
+        ("emotion_system", ("emotion",)),
+        ("user_instruction", ("emotion",)),
+        ("neutral_system", ()),
+    ):
+        if name in given:
+            check_template(given[name], "--" + name.replace("_", "-"), required=required)
+    return replace(recommended_prompts(recommendation_key(args.model)), **given)
+
+
+def recommendation_key(model_name: str | None) -> str | None:
+    """The key of ``model_name`` in the recommended judge and prompt tables: ``"toy"`` for the toy model
+    however it is named (``toy``; the shipped folder's path, which a run's ``summary.json`` records,
+    also as recorded on another machine: ``.../toy/model``; a folder of ``emocircuits toy train``,
+    which holds ``train_log.json``), else the name itself."""
+    from pathlib import Path
+
+    if model_name is None or model_name == "toy":
+        return model_name
+    path = Path(model_name)
+    if path.parts[-2:] == ("toy", "model"):
+        return "toy"
+    try:
+        if (path / "train_log.json").is_file() and (path / "config.json").is_file():
+            return "toy"
+    except (OSError, ValueError):
+        pass
+    return model_name
 
 
 def judge_arg(p: argparse.ArgumentParser, what: str, modes: bool = True) -> None:
@@ -177,23 +205,82 @@ def judge_from_args(args: argparse.Namespace) -> Any:
     from circuits.judges.base import make_judge, recommended_judge
 
     if args.judge is None:
-        args.judge = recommended_judge(getattr(args, "model", None))
+        args.judge = recommended_judge(recommendation_key(getattr(args, "model", None)))
     return make_judge(
         args.judge, device=getattr(args, "device", None) or "cpu", mode=getattr(args, "judge_mode", "label")
     )
 
 
 def check_model_args(args: argparse.Namespace) -> None:
-    """Refuse a device or dtype this machine cannot use before anything is loaded or written; an unset
-    ``--model`` of a run command becomes the run's own model."""
-    from circuits.core.model import check_device, check_dtype
+    """Refuse a device or dtype this machine cannot use, or ``--threads`` below 1, before anything is
+    loaded or written; an unset ``--model`` of a run command becomes the run's own model."""
+    from circuits.core.model import check_dtype
 
     if getattr(args, "model", "") is None:
         from circuits.runs.rundir import Run
 
         args.model = Run(args.run).model_name
-    check_device(args.device)
+    check_device_flag(args)
     check_dtype(args.dtype)
+    if getattr(args, "threads", None) is not None:
+        check_number(args.threads, "--threads", int, min=1)
+
+
+def check_device_flag(args: argparse.Namespace, flag: str = "--device") -> None:
+    """Refuse ``args.device`` when torch cannot use it on this machine (``cuda`` without a CUDA GPU, a
+    typo): the one device check of every command's ``--device``, run before anything loads."""
+    from circuits.core.artifacts import InputError
+    from circuits.core.model import check_device
+
+    try:
+        check_device(args.device)
+    except InputError as err:
+        raise InputError(f"{flag}: {err}") from None
+
+
+def check_output_files(args: argparse.Namespace, *dests: str) -> None:
+    """Refuse, before anything loads, output-file flags (``dests``: their ``args`` names) that cannot be
+    written: a path naming a folder, a folder that does not exist, or two flags naming the same file
+    (the second write would replace the first). The message names the flag(s) and the path."""
+    from pathlib import Path
+
+    from circuits.core.artifacts import InputError
+
+    seen: dict[Path, str] = {}
+    for dest in dests:
+        value = getattr(args, dest, None)
+        if not value:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        path = Path(value).expanduser().resolve()
+        if path.is_dir():
+            raise InputError(f"{flag} {value}: is a folder; expected a file name")
+        if not path.parent.is_dir():
+            raise InputError(f"{flag} {value}: the folder {path.parent} does not exist")
+        if path in seen:
+            raise InputError(f"{flag} {value}: the same file as {seen[path]}; give each output its own path")
+        seen[path] = flag
+
+
+def check_run_model(model: Any, run: Any) -> None:
+    """Refuse a loaded ``model`` that is not the model the run ``run`` was made on (the fingerprint
+    its ``summary.json`` records), whatever the methods: call it right after the model loads, before
+    anything is read from the run or written. A summary recording no fingerprint is not checked here
+    (the run's files are, as they load)."""
+    from circuits.core.artifacts import InputError
+    from circuits.runs.rundir import Run
+
+    run = run if isinstance(run, Run) else Run(run, check=False)
+    try:
+        recorded = run.summary["model"]
+        fingerprint, name = recorded.get("fingerprint"), recorded.get("name")
+    except (InputError, KeyError, TypeError, AttributeError):
+        return
+    if fingerprint and str(fingerprint) != str(model.fingerprint):
+        raise InputError(
+            f"--model {model.name}: the run {run.path} was made on {name!r} (fingerprint {fingerprint}), this "
+            f"model has fingerprint {model.fingerprint}; leave out --model to use the run's own model"
+        )
 
 
 def out_folder(path: Any, flag: str = "--out") -> Any:
@@ -206,13 +293,13 @@ def out_folder(path: Any, flag: str = "--out") -> Any:
 
 
 def load_model_from_args(args: argparse.Namespace) -> Any:
-    """The model of :func:`model_args` (``--threads`` set first)."""
+    """The model of :func:`model_args` (``--threads`` set first; checked by :func:`check_model_args`)."""
     from circuits.core.model import load_model
 
     if getattr(args, "threads", None):
         import torch
 
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     return load_model(
         args.model,
         device=args.device,
@@ -220,3 +307,10 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
         device_map=args.device_map,
         chat_template_kwargs={"enable_thinking": False} if args.no_thinking else None,
     )
+
+
+def load_run_model(args: argparse.Namespace) -> Any:
+    """:func:`load_model_from_args`, then :func:`check_run_model` against ``args.run``."""
+    model = load_model_from_args(args)
+    check_run_model(model, args.run)
+    return model

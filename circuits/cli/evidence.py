@@ -16,17 +16,30 @@ CONCEPT_FLAGS = ("start_offset", "variance_share", "batch_size")
 NULLS_FLAGS = ("seeds", "seed")
 
 
+def _refuse_ignored(*flags: tuple[str, object, bool, str]) -> None:
+    """Refuse each ``(flag, value, ignored, why)`` given (value not None) where the command would ignore it."""
+    from circuits.core.artifacts import InputError
+
+    for flag, value, ignored, why in flags:
+        if value is not None and ignored:
+            raise InputError(f"{flag} {value}: would be ignored ({why}); leave it out")
+
+
 def _faithfulness(args: argparse.Namespace) -> int:
     from circuits.circuit.ablation_faithfulness import FaithfulnessConfig, faithfulness_table
     from circuits.runs.faithfulness import run_faithfulness
     from circuits.runs.rundir import Run
 
     cfg = config_from_args(FaithfulnessConfig, args, FAITHFULNESS_FLAGS)
+    _refuse_ignored(
+        ("--judge", args.judge, not cfg.judge_rows, "--judge-rows 0 judges nothing"),
+        ("--sev", args.sev, cfg.split != "test", f"--split {cfg.split} reads the store's rows, not held-out items"),
+    )
     common.check_model_args(args)
     Run(args.run)  # refuses a directory that holds no run, before the model loads
     judge = common.judge_from_args(args) if cfg.judge_rows else None
     res = run_faithfulness(
-        common.load_model_from_args(args), args.run, cfg, judge=judge, emotions=args.emotions, heldout=args.sev
+        common.load_run_model(args), args.run, cfg, judge=judge, emotions=args.emotions, heldout=args.sev
     )
     print(faithfulness_table(res["summary"]))
     print(f"wrote {Path(args.run) / layout.FAITHFULNESS_JSON} and the faithfulness block of every circuit file")
@@ -55,7 +68,7 @@ def _concepts(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(ConceptConfig, args, CONCEPT_FLAGS)
     common.check_model_args(args)
-    res = run_concepts(common.load_model_from_args(args), args.run, cfg, texts=args.texts)
+    res = run_concepts(common.load_run_model(args), args.run, cfg, texts=args.texts)
     mean = res["vs_sev"]["mlp"]["mean_by_layer"]
     best = int(torch.tensor(mean).argmax())
     print("emotion-concept vs SEV directions (resid_post), cosine averaged over emotions, per layer:")
@@ -90,7 +103,7 @@ def _atlas(args: argparse.Namespace) -> int:
     from circuits.runs.atlas import ATLAS_HTML, ATLAS_JSON, atlas_table, write_atlas
 
     common.check_model_args(args)
-    atlas = write_atlas(common.load_model_from_args(args), args.run, args.va)
+    atlas = write_atlas(common.load_run_model(args), args.run, args.va)
     run = Path(args.run)
     print(atlas_table(atlas))
     print(f"wrote {run / ATLAS_JSON} and {run / ATLAS_HTML}")
@@ -113,7 +126,7 @@ def _nulls(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(NullsConfig, args, NULLS_FLAGS)
     common.check_model_args(args)
-    evidence = run_nulls(common.load_model_from_args(args), args.run, cfg)
+    evidence = run_nulls(common.load_run_model(args), args.run, cfg)
     print(nulls_table(evidence))
     print(f"wrote the null block of {Path(args.run) / layout.EVIDENCE_JSON}")
     return 0

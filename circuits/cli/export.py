@@ -20,12 +20,34 @@ from circuits.runs.export import (
 EXPORT_FLAGS = ("source", "emotion", "strength", "layers", "axis", "check")
 
 
+def _check_export_flags(args: argparse.Namespace, cfg: ControlVectorConfig) -> None:
+    """Refuse the flags ``export-gguf`` would ignore, and a missing ``--va`` of source va, before the
+    model loads."""
+    from circuits.core.artifacts import InputError
+
+    if cfg.source == "va" and not args.va:
+        raise InputError("--va: source 'va' needs the VA run directory (--va DIR)")
+    if cfg.source != "va" and args.va:
+        raise InputError(f"--va {args.va}: source {cfg.source!r} would ignore it (source va only); leave it out")
+    for flag, value in (("--gguf", args.gguf), ("--judge", args.judge)):
+        if value is not None and not cfg.check:
+            raise InputError(f"{flag} {value}: only used with --check N (N >= 1); leave it out or add --check")
+    common.check_output_files(args, "out")
+
+
 def _export_gguf(args: argparse.Namespace) -> int:
+    from circuits.runs.export import check_finite_vector
+    from circuits.runs.rundir import Run
+
     cfg = config_from_args(ControlVectorConfig, args, EXPORT_FLAGS)
+    _check_export_flags(args, cfg)
     common.check_model_args(args)
+    Run(args.run)  # refuses a directory that holds no run, before the model loads
     judge = common.judge_from_args(args) if cfg.check else None
-    model = common.load_model_from_args(args)
+    model = common.load_run_model(args)
+    cfg.check_model(model)
     cv = export_control_vector(model, args.run, cfg, va_dir=args.va)
+    check_finite_vector(cv, cfg)
     path = cv.save(args.out)
     print(
         f"wrote {path}: {len(cv.vectors)} layer(s) {list(cv.vectors)}, model hint {cv.model_hint!r}; "
@@ -52,7 +74,7 @@ def _export_gguf(args: argparse.Namespace) -> int:
 
 def _export_graph(args: argparse.Namespace) -> int:
     common.check_model_args(args)
-    for p in export_graphs(common.load_model_from_args(args), args.run, args.emotions):
+    for p in export_graphs(common.load_run_model(args), args.run, args.emotions):
         print(p)
     return 0
 

@@ -22,6 +22,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from circuits.cli import common
 from circuits.core.emotions import EMOTIONS, LABELS
 from circuits.judges.calibrate import (
     cohen_kappa,
@@ -57,6 +58,8 @@ SUMMARY_HEADER = f"{'judge':<28} {'emotion':>8} {'calm':>8} {'worst':>8}  " + " 
 def _eval(args: argparse.Namespace) -> int:
     from circuits.judges.base import ThresholdMatch, judge_name
 
+    common.check_device_flag(args)
+    common.check_output_files(args, "json")
     rows = read_labelled(args.file, split=args.split or None, group_by=args.by)
     truth = [r.label for r in rows]
     specs = args.judge or list(DEFAULT_EVAL_JUDGES)
@@ -134,6 +137,8 @@ def _build(spec: str, args: argparse.Namespace):
 def _label(args: argparse.Namespace) -> int:
     from circuits.judges.base import judge_name
 
+    common.check_device_flag(args)
+    common.check_output_files(args, "out")
     rows = read_labelled(args.file, need_label=False)
     judge = _build(args.judge, args)
     texts = reply_texts(rows)
@@ -163,8 +168,19 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_head_flags(args: argparse.Namespace, n_rows: int) -> None:
+    """Refuse bad ``judge cv`` / ``judge train`` options before any model loads or anything is written."""
+    from circuits.judges.training import check_folds, check_l2, check_lm
+
+    common.check_device_flag(args)
+    check_l2(args.l2)
+    check_folds(args.folds, n_rows)
+    check_lm(args.lm, args.layer, args.features)
+
+
 def _cv(args: argparse.Namespace) -> int:
     rows = read_labelled(args.file, split=args.split or None)
+    _check_head_flags(args, len(rows))
     truth = [r.label for r in rows]
     print(
         f"{len(rows)} rows of {args.file}"
@@ -180,7 +196,15 @@ def _cv(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from circuits.core.artifacts import InputError
+    from circuits.core.ownership import check_folder_target
+
+    check_folder_target(args.out, "--out")
     rows = read_labelled(args.file, split=args.split or None)
+    _check_head_flags(args, len(rows))
+    for flag, values in (("--features", args.features), ("--l2", args.l2)):
+        if len(values) > 1:
+            raise InputError(f"{flag}: judge train fits one head, expected one value, got {len(values)}")
     digest = hashlib.sha256(Path(args.file).read_bytes()).hexdigest()[:16]
     cfg = train_judge(
         rows,

@@ -20,6 +20,7 @@ def _run(args: argparse.Namespace) -> int:
     from circuits.runs.prompts import measure_prompts, prompts_table
 
     cfg = config_from_args(PromptsConfig, args, PROMPTS_FLAGS)
+    common.check_output_files(args, "out", "replies")
     common.check_model_args(args)
     dataset = load_sev(args.sev or DEFAULT_TRAIN)
     judge = common.judge_from_args(args)

@@ -7,15 +7,24 @@ import sys
 
 
 def _sev_validate(args: argparse.Namespace) -> int:
+    """Check every file; one ``OK`` line per good file (stdout), one ``INVALID`` line per bad one
+    (stderr), followed by every problem of a malformed file, one per line. Exit status 2 (a user error, as for every command) when any file is bad, else 0."""
+    from circuits.core.artifacts import InputError
     from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, SEVFormatError, load_sev
 
     status = 0
     for path in args.files or [str(DEFAULT_TRAIN), str(DEFAULT_TEST)]:
         try:
             ds = load_sev(path)
-        except (SEVFormatError, FileNotFoundError) as err:
-            print(f"INVALID {err}", file=sys.stderr)
-            status = 1
+        except SEVFormatError as err:
+            print(f"INVALID {path}: {len(err.errors)} problem(s)", file=sys.stderr)
+            for problem in err.errors:
+                print(f"  {problem}", file=sys.stderr)
+            status = 2
+            continue
+        except (InputError, OSError) as err:
+            print(f"INVALID {path}: {err}" if str(path) not in str(err) else f"INVALID {err}", file=sys.stderr)
+            status = 2
             continue
         print(f"OK {path}: {ds.summary()}")
     return status

@@ -18,14 +18,15 @@ import math
 import types
 import typing
 from dataclasses import dataclass  # noqa: F401  (used by the doctest)
-from typing import Any
+from typing import Any, Sequence
 
 from circuits.core.artifacts import InputError
 
 
 def help_field(default: Any, help: str = "", **meta: Any) -> Any:
     """A dataclass field carrying its command-line help (and ``choices``, ``flag``, ``min``, ``metavar``,
-    ``required``: the flag must be given) as metadata; :func:`check_config` enforces ``choices`` and ``min``."""
+    ``required``: the flag must be given) as metadata; :func:`check_config` enforces ``choices``, ``min``
+    and ``max``."""
     return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
@@ -78,11 +79,45 @@ def config_from_dict(cls: type, d: Any) -> Any:
     return cls(**dict(d))
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: a float flag is used in float32 model tensors, so a larger magnitude
+(``1e300`` passes a float64 check) would become inf there."""
+
+
+def check_number(
+    value: Any, where: str, kind: type = float, *, min: float | None = None, max: float | None = None, bound: str = ""
+) -> None:
+    """Refuse ``value`` unless it is a finite ``kind`` (int: a whole number, not a bool; float: finite
+    also in float32, the dtype of the model tensors it ends in) within ``[min, max]``. Raises
+    :class:`ConfigError` starting with ``where`` (e.g. ``"--threads"``); ``bound`` says what ``max``
+    is (``"the model's layers"``). The one number check of every config field and CLI flag.
+
+    >>> check_number(1e300, "--alphas")
+    Traceback (most recent call last):
+    ...
+    circuits.core.config.ConfigError: --alphas: expected a finite float32 value (|x| <= 3.403e+38; model tensors are float32), got 1e+300
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a finite {kind.__name__}, got {value!r}")
+    if not isinstance(value, int):
+        if not math.isfinite(value) or (kind is int and not value.is_integer()):
+            raise ConfigError(f"{where}: expected a finite {kind.__name__}, got {value!r}")
+        if kind is float and abs(value) > FLOAT32_MAX:
+            raise ConfigError(
+                f"{where}: expected a finite float32 value (|x| <= {FLOAT32_MAX:.4g}; model tensors are float32), "
+                f"got {value!r}"
+            )
+    if min is not None and value < min:
+        raise ConfigError(f"{where}: expected a value >= {min}, got {value!r}")
+    if max is not None and value > max:
+        raise ConfigError(f"{where}: expected a value <= {max}{f' ({bound})' if bound else ''}, got {value!r}")
+
+
 def check_config(cfg: Any) -> None:
     """Check every field of the dataclass instance ``cfg`` that has a type hint of int, float or str
-    (or a tuple / optional of them): numbers must be finite and of the right kind, at least the
-    field's ``min`` metadata, strings one of its ``choices``. Raises :class:`ConfigError` naming
-    ``Class.field (--flag)``, the expected value and the one given."""
+    (or a tuple / optional of them): numbers must be finite (floats also in float32) and of the right
+    kind, within the field's ``min`` / ``max`` metadata, strings one of its ``choices``. Raises
+    :class:`ConfigError` naming ``Class.field (--flag)``, the expected value and the one given."""
     hints = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
         elem, many, optional = field_type(hints[f.name])
@@ -97,12 +132,58 @@ def check_config(cfg: Any) -> None:
             raise ConfigError(f"{where}: expected at least one value")
         for v in values:
             if elem in (int, float):
-                ok = (
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and (elem is float or float(v).is_integer())
-                )
-                if not ok or not math.isfinite(float(v)):
-                    raise ConfigError(f"{where}: expected a finite {elem.__name__}, got {v!r}")
-                if "min" in f.metadata and v < f.metadata["min"]:
-                    raise ConfigError(f"{where}: expected a value >= {f.metadata['min']}, got {v!r}")
+                check_number(v, where, elem, min=f.metadata.get("min"), max=f.metadata.get("max"))
             if "choices" in f.metadata and v not in f.metadata["choices"]:
                 raise ConfigError(f"{where}: expected one of {tuple(f.metadata['choices'])}, got {v!r}")
+
+
+def check_at_most(cfg: Any, name: str, bound: int, what: str) -> None:
+    """Refuse a value of the config field ``name`` above ``bound``, known only once the model has
+    loaded (``what`` names the bound, e.g. ``"the model's MLP width"``): call it right after the model
+    loads, before anything is written. :class:`ConfigError` names ``Class.field (--flag)``.
+
+    >>> @dataclass(frozen=True)
+    ... class C:
+    ...     ks: tuple[int, ...] = help_field((1, 2), "units", min=1)
+    >>> check_at_most(C(ks=(1, 9)), "ks", 4, "the model's heads")
+    Traceback (most recent call last):
+    ...
+    circuits.core.config.ConfigError: C.ks (--ks): expected a value <= 4 (the model's heads), got 9
+    """
+    f = next(f for f in dataclasses.fields(cfg) if f.name == name)
+    value = getattr(cfg, name)
+    values = [] if value is None else list(value) if isinstance(value, (tuple, list)) else [value]
+    for v in values:
+        check_number(v, f"{type(cfg).__name__}.{name} ({field_flag(f)})", int, max=bound, bound=what)
+
+
+def check_template(text: str, where: str, *, required: Sequence[str] = (), allowed: Sequence[str] = ()) -> None:
+    """Refuse a prompt template ``text`` (``where``: its flag) that lacks a ``{field}`` of ``required``,
+    holds a ``{field}`` outside ``required`` + ``allowed`` (a neutral prompt, with neither, must hold
+    no placeholder: ``{emotion}`` there would be sent literally), or does not parse as a template
+    (``{{`` and ``}}`` are literal braces).
+
+    >>> check_template("Be calm about {emotion}.", "--neutral-system")
+    Traceback (most recent call last):
+    ...
+    circuits.core.config.ConfigError: --neutral-system: {emotion} is not filled in here (this prompt has no placeholders; write {{ and }} for literal braces), got 'Be calm about {emotion}.'
+    """
+    import string
+
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as err:
+        raise ConfigError(
+            f"{where}: not a valid template ({err}; write {{{{ and }}}} for literal braces), got {text!r}"
+        ) from None
+    known = (*required, *allowed)
+    for name in fields:
+        if name not in known:
+            takes = ", ".join("{" + k + "}" for k in known) or "no placeholders"
+            raise ConfigError(
+                f"{where}: {{{name}}} is not filled in here (this prompt has {takes}; write {{{{ and }}}} for "
+                f"literal braces), got {text!r}"
+            )
+    for name in required:
+        if name not in fields:
+            raise ConfigError(f"{where}: expected a {{{name}}} placeholder, got {text!r}")

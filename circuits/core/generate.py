@@ -43,10 +43,17 @@ class GenerationSettings:
     """``fast`` (plain HF modules, sdpa) or ``bridge`` (TransformerLens hook points); the same replies."""
 
     def __post_init__(self) -> None:
+        from circuits.core.config import ConfigError, check_number
         from circuits.core.fastpath import BACKENDS
 
         if self.backend not in BACKENDS:
-            raise ValueError(f"GenerationSettings.backend: expected one of {BACKENDS}, got {self.backend!r}")
+            raise ConfigError(f"GenerationSettings.backend: expected one of {BACKENDS}, got {self.backend!r}")
+        check_number(self.max_new_tokens, "GenerationSettings.max_new_tokens", int, min=1)
+        check_number(self.batch_size, "GenerationSettings.batch_size", int, min=1)
+        check_number(self.temperature, "GenerationSettings.temperature", float, min=0.0)
+        check_number(self.top_p, "GenerationSettings.top_p", float, min=0.0, max=1.0)
+        check_number(self.repetition_penalty, "GenerationSettings.repetition_penalty", float, min=0.0)
+        check_number(self.seed, "GenerationSettings.seed", int)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

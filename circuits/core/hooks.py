@@ -36,6 +36,7 @@ step; the hooks built here tell the two apart by call order, so build fresh hook
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -86,6 +87,27 @@ class Intervention:
         size = {"neurons": a.d_mlp, "heads": a.n_heads}.get(self.site)
         if size is not None and any(not 0 <= i < size for i in self.index or ()):
             raise ValueError(f"Intervention.index out of range for {self.site} (size {size}): {self.index}")
+        self.check_finite(model.dtype)
+
+    def check_finite(self, dtype: torch.dtype) -> None:
+        """Raise :class:`~circuits.core.artifacts.InputError` unless ``factor`` and ``factor * vector``
+        are finite in ``dtype``, the dtype the edit is computed in (a strength of 1e300 is a float64 but
+        overflows float32; 1e5 overflows float16)."""
+        from circuits.core.artifacts import InputError
+
+        top = torch.finfo(dtype).max if dtype.is_floating_point else float("inf")
+        if not math.isfinite(self.factor) or abs(self.factor) > top:
+            raise InputError(
+                f"strength {self.factor!r} on {self.site} of layer {self.layer} is not finite in {dtype} "
+                f"(|x| <= {top:.4g}); choose a smaller strength"
+            )
+        if self.vector is not None and self.op in ("add", "add_rms"):
+            peak = float(self.vector.detach().abs().max()) if self.vector.numel() else 0.0
+            if not math.isfinite(peak) or abs(self.factor) * peak > top:
+                raise InputError(
+                    f"strength {self.factor!r} times the steering vector on {self.site} of layer {self.layer} "
+                    f"(largest entry {peak:.4g}) is not finite in {dtype} (|x| <= {top:.4g}); choose a smaller strength"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {

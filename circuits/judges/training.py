@@ -8,13 +8,15 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
+from circuits.core.config import check_number
 from circuits.core.emotions import LABELS
 from circuits.judges.calibrate import LabelledReply, choose_threshold, label_metrics, match_metrics, match_pairs
 from circuits.judges.learned import HeadConfig, features, fit_logistic, predict_proba, save_head
 
 
 def folds(rows: Sequence[LabelledReply], k: int, seed: int) -> list[int]:
-    """Fold index per row, stratified by label, reproducible from ``seed``."""
+    """Fold index per row, stratified by label, reproducible from ``seed`` (``k`` below 1 is refused)."""
+    check_number(k, "folds (--folds)", int, min=1)
     rng = random.Random(seed)
     out = [0] * len(rows)
     for lab in LABELS:
@@ -23,6 +25,46 @@ def folds(rows: Sequence[LabelledReply], k: int, seed: int) -> list[int]:
         for j, i in enumerate(idx):
             out[i] = j % k
     return out
+
+
+def check_l2(l2s: Sequence[float]) -> None:
+    """Refuse an L2 penalty that is not a finite number >= 0 in float32 (``nan`` would train a head
+    whose match threshold is NaN: a judge that calls every text one emotion)."""
+    for l2 in l2s:
+        check_number(l2, "l2 (--l2)", float, min=0)
+
+
+def check_folds(k: int, n_rows: int) -> None:
+    """Refuse a fold count below 2 or above the number of rows (a fold would be empty)."""
+    check_number(k, "folds (--folds)", int, min=2, max=n_rows, bound=f"the file has {n_rows} rows")
+
+
+def check_lm(lm: str, layer: int, kinds: Sequence[str]) -> None:
+    """For the kinds that read a language model (``lm...``): refuse an ``lm`` that names no model (a
+    packaged name, an existing ``.gguf`` file or a Hugging Face folder) and a ``layer`` outside its
+    blocks, before the model loads (its ``config.json`` gives the count)."""
+    import json
+
+    from circuits.core.artifacts import InputError
+    from circuits.core.gguf import PACKAGED_MODELS, resolve_gguf
+
+    if not any(k.startswith("lm") for k in kinds):
+        return
+    check_number(layer, "layer (--layer)", int, min=1)
+    if lm not in PACKAGED_MODELS and not (lm.lower().endswith(".gguf") and Path(lm).expanduser().is_file()):
+        if not Path(lm).expanduser().is_dir():
+            raise InputError(
+                f"--lm {lm}: no such model (expected a packaged name such as smollm2-135m, a .gguf file or a "
+                "Hugging Face model folder)"
+            )
+    folder = resolve_gguf(lm) or Path(lm).expanduser()
+    try:
+        n_blocks = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(
+            f"--lm {lm}: {folder}/config.json gives no num_hidden_layers; expected a model folder"
+        ) from None
+    check_number(layer, "layer (--layer)", int, max=int(n_blocks), bound=f"{lm} has {n_blocks} blocks")
 
 
 def reply_texts(rows: Sequence[LabelledReply]) -> list[str]:
@@ -77,8 +119,14 @@ def cross_validate(
     lm: str = "smollm2-135m",
     layer: int = 18,
 ) -> list[dict[str, Any]]:
-    """Out-of-fold label metrics of every (features, l2) head on ``rows``."""
+    """Out-of-fold label metrics of every (features, l2) head on ``rows``. Bad options (``l2`` not a
+    finite number >= 0, ``k`` below 2 or above the rows, an ``lm`` or ``layer`` that does not exist) are
+    refused with :class:`~circuits.core.artifacts.InputError` before any model loads."""
     from tqdm.auto import tqdm
+
+    check_l2(l2s)
+    check_folds(k, len(rows))
+    check_lm(lm, layer, kinds)
 
     truth = [r.label for r in rows]
     cache: dict[str, Any] = {}
@@ -103,10 +151,15 @@ def train_judge(
     layer: int = 18,
 ) -> HeadConfig:
     """Fit the head on all ``rows``, pick the match threshold on their out-of-fold probabilities,
-    write the judge folder atomically; returns its config."""
+    write the judge folder atomically; returns its config. Bad options are refused as in
+    :func:`cross_validate`, before any model loads or anything is written."""
     import torch
 
     from circuits.judges.encoder import ENCODER_NAME
+
+    check_l2([l2])
+    check_folds(folds_k, len(rows))
+    check_lm(lm, layer, [kind])
 
     x = _features(rows, kind, lm, layer)
     y = torch.tensor([LABELS.index(r.label) for r in rows])

@@ -42,7 +42,7 @@ class ControlVectorConfig:
         required=True,
     )
     layers: tuple[int, ...] | None = help_field(None, "direction: layers (None: 40-72% of the depth)", min=0)
-    axis: str = help_field("valence", "source va: the axis", choices=("valence", "arousal"))
+    axis: str | None = help_field(None, "source va: the axis (None: valence)", choices=("valence", "arousal"))
     check: int = help_field(
         0,
         "also steer with the file on the neutral prompts of N test scenarios, in the "
@@ -56,6 +56,27 @@ class ControlVectorConfig:
         check_config(self)
         if self.source != "va" and not self.emotion:
             raise ConfigError(f"ControlVectorConfig.emotion (--emotion): source {self.source!r} needs an emotion")
+        used_by = {"emotion": "every source but va", "axis": "source va only", "layers": "source direction only"}
+        given = {
+            "emotion": self.source == "va" and self.emotion is not None,
+            "axis": self.source != "va" and self.axis is not None,
+            "layers": self.source != "direction" and self.layers is not None,
+        }
+        for name, ignored in given.items():
+            if ignored:
+                raise ConfigError(
+                    f"ControlVectorConfig.{name} (--{name}): source {self.source!r} would ignore it "
+                    f"({used_by[name]}); leave it out"
+                )
+
+    def check_model(self, model: ModelHandle) -> None:
+        """Refuse ``layers`` beyond ``model`` (or block 0, which llama.cpp cannot steer): call it right
+        after the model loads, before anything is written."""
+        from circuits.core.config import check_at_most, check_number
+
+        check_at_most(self, "layers", model.arch.n_layers - 1, f"{model.name} has blocks 0-{model.arch.n_layers - 1}")
+        for layer in self.layers or ():
+            check_number(layer, "ControlVectorConfig.layers (--layers)", int, min=1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +98,7 @@ def export_control_vector(
 
         dirs = run.directions()
         if dirs.fingerprint != model.fingerprint:
-            raise InputError(run, "the run's directions were made on another model")
+            raise InputError(f"{run.path}: the run's directions were made on another model than {model.name}")
         chosen = list(layers) if layers else default_direction_layers(model.arch.n_layers)
         return cvec.from_directions(model, dirs, emotion, chosen, strength, residual_sigma(run.store(model)))
     if source == "emotion_vector":
@@ -88,10 +109,21 @@ def export_control_vector(
 
         return cvec.from_circuit(Circuit.load(run.circuit_file(emotion), model=model), model, strength)
     if va_dir is None:
-        raise InputError(None, "source 'va' needs the VA run directory (--va DIR)")
+        raise InputError("--va: source 'va' needs the VA run directory (--va DIR)")
     axes = Run(va_dir, check=False).va_axes()
     sigma = float(residual_sigma(run.store(model))[axes.layer, 1])
-    return cvec.from_va_axis(model, axes, axis, strength, sigma)
+    return cvec.from_va_axis(model, axes, axis or "valence", strength, sigma)
+
+
+def check_finite_vector(cv: cvec.ControlVector, cfg: ControlVectorConfig) -> None:
+    """Refuse a control vector holding inf or NaN (a strength that overflows once multiplied by the
+    residual scale) before its file is written, naming ``--strength``."""
+    bad = [layer for layer, v in cv.vectors.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(
+            f"ControlVectorConfig.strength (--strength): {cfg.strength!r} gives a vector that is not finite in "
+            f"float32 at layer(s) {bad}; expected a smaller strength"
+        )
 
 
 def check_control_vector(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
-from circuits.core.config import check_config, help_field
+from circuits.core.config import check_config, check_template, help_field
 from circuits.core.emotions import EMOTIONS, check_emotions
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, SEVDataset
@@ -57,6 +57,8 @@ class PromptsConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+        for w in self.wordings:
+            check_template(w, "PromptsConfig.wordings (--wordings)", required=("emotion",))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

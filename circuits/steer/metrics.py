@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from circuits.core.config import check_config, help_field
+from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
 from circuits.core.hooks import Intervention
@@ -76,6 +76,32 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_config(self)
+
+    def check_used(self, sweeps: bool = True) -> None:
+        """Refuse an option the run would ignore (what a command calls on the options the user gave;
+        library code narrows ``methods`` freely): a strength, grid or ``direction_layers`` of a method
+        that ``methods`` leaves out and, with ``sweeps``, ``sweep_limit`` or ``fluency_factor`` set
+        without any grid to sweep. A strength counts as set when it differs from its default."""
+        steered = {
+            "circuit": ("circuit_lambda", "circuit_lambdas"),
+            "direction": ("direction_alpha", "direction_alphas", "direction_layers"),
+            "emotion_vector": ("ev_alpha", "ev_alphas"),
+        }
+        defaults = {f.name: f.default for f in fields(self)}
+        for method, names in steered.items():
+            for name in names:
+                if method not in self.methods and getattr(self, name) != defaults[name]:
+                    raise ConfigError(
+                        f"EvalConfig.{name} (--{name.replace('_', '-')}): for method {method}, which --methods "
+                        f"{' '.join(self.methods)} leaves out; leave it out or add {method} to --methods"
+                    )
+        if sweeps and not any(self.grid(m) for m in steered if m in self.methods):
+            for name in ("sweep_limit", "fluency_factor"):
+                if getattr(self, name) != defaults[name]:
+                    raise ConfigError(
+                        f"EvalConfig.{name} (--{name.replace('_', '-')}): only used by a strength sweep; add "
+                        "--circuit-lambdas, --direction-alphas or --ev-alphas, or leave it out"
+                    )
 
     def strength(self, method: str) -> float:
         """The configured strength of a steered method (lambda for circuit, alpha otherwise)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from circuits.core.artifacts import InputError
+from circuits.core.config import check_number
 from circuits.core.emotions import EMOTIONS, NEUTRAL
 from circuits.core.generate import GenerationSettings, generate
 from circuits.core.model import ModelHandle
@@ -26,8 +28,14 @@ def evaluate_toy(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Returns ``{"per_label": {label: {"n", "accuracy", "judged": {label: count}}}, "examples": [...]}``
-    where ``accuracy`` is the fraction of replies judged as the prompted label."""
+    where ``accuracy`` is the fraction of replies judged as the prompted label. ``test`` without
+    scenarios, or ``generation.max_new_tokens`` below 1, is refused (:class:`InputError`) before any
+    reply is generated."""
     settings = settings or PromptSettings()
+    generation = generation or GenerationSettings()
+    check_number(generation.max_new_tokens, "max_new_tokens (--max-new-tokens)", int, min=1)
+    if not test.scenarios:
+        raise InputError(f"{test.path}: no scenarios to evaluate; expected at least one")
     labels = (*EMOTIONS, NEUTRAL)
     rows: list[tuple[str, str, str, str]] = []  # (label, skeleton_id, valence, user)
     for scen in test.scenarios:
@@ -35,7 +43,7 @@ def evaluate_toy(
             for label in labels:
                 rows.append((label, scen.skeleton_id, valence, f"{scen.scenario}\n{event}"))
     prompts = [model.chat_ids(*settings.chat(None if r[0] == NEUTRAL else r[0], r[3])) for r in rows]
-    replies = generate(model, prompts, generation or GenerationSettings(), progress=progress, desc="toy evaluate")
+    replies = generate(model, prompts, generation, progress=progress, desc="toy evaluate")
     verdicts = judge(replies)
     per_label: dict[str, Any] = {}
     for label in labels:

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from circuits.core.artifacts import staged_dir
-from circuits.core.config import config_from_dict
+from circuits.core.config import check_config, config_from_dict, help_field
 from circuits.core.ownership import check_folder_target, owned
 from circuits.core.sev import SEVDataset, load_sev
 from circuits.toy.corpus import Chat, build_corpus
@@ -32,27 +32,30 @@ from circuits.toy.tokenizer import build_tokenizer
 class ToyTrainConfig:
     """Everything that determines the trained toy model (same config + same seed -> same weights)."""
 
-    seed: int = 0
-    n_layers: int = 4
-    d_model: int = 128
-    n_heads: int = 8
-    n_kv_heads: int = 2
-    d_mlp: int = 384
-    vocab_size: int = 2048
-    replies_per_prompt: int = 3
-    epochs: int = 6
-    splice_prob: float = 0.5
-    open_neutral: float = 0.3
+    seed: int = help_field(0, "random seed (same config + same seed: same weights)", min=0)
+    n_layers: int = help_field(4, "transformer blocks", min=1)
+    d_model: int = help_field(128, "residual width", min=1)
+    n_heads: int = help_field(8, "attention heads", min=1)
+    n_kv_heads: int = help_field(2, "key / value heads (GQA)", min=1)
+    d_mlp: int = help_field(384, "MLP width", min=1)
+    vocab_size: int = help_field(2048, "BPE vocabulary size", min=1)
+    replies_per_prompt: int = help_field(3, "replies per (scenario, prompt) in the corpus", min=1)
+    epochs: int = help_field(6, "passes over the corpus", min=1)
+    splice_prob: float = help_field(0.5, "share of replies spliced from two", min=0, max=1)
+    open_neutral: float = help_field(0.3, "share of neutral-prompt chats with an emotional reply", min=0, max=1)
     """Share of neutral-prompt chats that get an emotional reply (see :mod:`circuits.toy.corpus`)."""
     openers: bool = True
     """Open every emotional reply with a short emotion exclamation."""
-    batch_size: int = 32
-    lr: float = 3e-3
-    warmup_steps: int = 50
-    weight_decay: float = 0.05
-    max_len: int = 192
-    limit: int | None = None
+    batch_size: int = help_field(32, "chats per step", min=1)
+    lr: float = help_field(3e-3, "peak learning rate", min=0)
+    warmup_steps: int = help_field(50, "linear warm-up steps", min=0)
+    weight_decay: float = help_field(0.05, "AdamW weight decay", min=0)
+    max_len: int = help_field(192, "tokens per chat (longer ones are cut)", min=2)
+    limit: int | None = help_field(None, "use only N SEV train scenarios", min=1)
     """Use only this many SEV train scenarios (for quick runs and tests)."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

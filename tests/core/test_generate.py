@@ -116,3 +116,22 @@ def test_continuation_logprobs_equal_a_full_pass_per_sequence(qwen_tiny):
             lp = torch.log_softmax(m.hf_model(input_ids=ids).logits.float(), -1)[0]
         want = torch.stack([lp[len(p) - 1 + i, t] for i, t in enumerate(c)])
         torch.testing.assert_close(g, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("max_new_tokens", 0),
+        ("max_new_tokens", -1),
+        ("batch_size", 0),
+        ("top_p", 1.5),
+        ("temperature", float("nan")),
+        ("backend", "slow"),
+    ],
+)
+def test_generation_settings_refuse_values_that_cannot_give_a_reply(field, value):
+    from circuits.core.artifacts import InputError
+    from circuits.core.generate import GenerationSettings
+
+    with pytest.raises(InputError, match=f"GenerationSettings.{field}"):
+        GenerationSettings(**{field: value})

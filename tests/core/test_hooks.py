@@ -94,3 +94,23 @@ def test_read_validation():
         Read("final_scale", 3)
     with pytest.raises(ValueError, match="layer must be given"):
         Read("z")
+
+
+def test_strengths_are_checked_in_the_dtype_the_edit_runs_in():
+    """1e5 is a fine float32 factor but overflows float16; 1e300 overflows both; a steering vector's
+    largest entry times the strength counts too; the same intervention passes in float32."""
+    from circuits.core.artifacts import InputError
+
+    Intervention("resid_post", 0, "scale", factor=1e5).check_finite(torch.float32)
+    with pytest.raises(InputError, match="not finite in torch.float16"):
+        Intervention("resid_post", 0, "scale", factor=1e5).check_finite(torch.float16)
+    with pytest.raises(InputError, match="strength 1e\\+300"):
+        Intervention("resid_post", 0, "scale", factor=1e300).check_finite(torch.float32)
+    vec = torch.tensor([0.5, -3e34])
+    Intervention("resid_post", 0, "add", vector=vec, factor=10.0).check_finite(torch.float32)
+    with pytest.raises(InputError, match="times the steering vector"):
+        Intervention("resid_post", 0, "add", vector=vec, factor=1e5).check_finite(torch.float32)
+    with pytest.raises(InputError, match="times the steering vector"):
+        Intervention("resid_post", 0, "add", vector=torch.tensor([float("nan")]), factor=1.0).check_finite(
+            torch.float32
+        )

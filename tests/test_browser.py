@@ -60,7 +60,7 @@ def _cli(*argv: str) -> None:
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory) -> Path:
-    """A small toy run with every HTML view: figures/, accuracy.html, dose_response.html, atlas.html, a trace
+    """A small toy run with every HTML view: figures/, evaluation/accuracy.html, dose_response.html, atlas.html, a trace
     page, the export-graph circuit views and report.html."""
     _browser_or_skip()  # no run to make when there is no browser to open it
     from circuits.runs.report import write_run_report
@@ -230,7 +230,7 @@ def test_toy_run_writes_every_view(toy_run):
     names = {p.relative_to(toy_run).as_posix() for p in html_views(toy_run) if toy_run in p.parents}
     for expected in (
         "report.html",
-        "accuracy.html",
+        "evaluation/accuracy.html",
         "atlas.html",
         "trace.html",
         "dose_response.html",

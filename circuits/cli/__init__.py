@@ -7,8 +7,11 @@ Each sub-command is a thin wrapper over a Python function of the package; run
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
+import signal
 import sys
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from circuits.cli import (
     demo,
@@ -52,21 +55,65 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (InputError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: raised in the main thread by the CLI's handler, so that the command unwinds as
+    it does on Ctrl-C (staging folders removed, the old results kept); the CLI then exits with 143."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (the previous handler
+    comes back afterwards); outside the main thread nothing changes."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_STAGING = re.compile(r"\.([^/\s]+?)\.[A-Za-z0-9_]{8}\.(?:partial|old|tmp)(?=/|\s|$|[:'\"),;])")
+
+
+def user_message(err: BaseException) -> str:
+    """The one line a user error prints: its message with line breaks folded into ``; `` (a library's
+    multi-line message included) and internal staging names (``.NAME.1a2b3c4d.partial``, an atomic
+    write's ``.NAME.xxxxxxxx.tmp``) shown as the ``NAME`` the user gave.
+
+    >>> user_message(ValueError("runs/.x.1a2b3c4d.partial/summary.json: bad\\n  second line"))
+    'runs/x/summary.json: bad; second line'
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return _STAGING.sub(r"\1", "; ".join(lines) or type(err).__name__)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one sub-command. Bad input (a malformed file, an unknown emotion, a bad number, a model or
     circuit that does not match, an unusable path) prints ``emocircuits: error: ...`` on stderr and
-    returns 2, without a traceback; Ctrl-C returns 130; any other exception is a bug: its traceback is
-    printed with a line asking to report it, and the status is 1."""
+    returns 2, without a traceback; Ctrl-C returns 130 and SIGTERM 143 (128 + the signal's number), both
+    after unwinding (what the command was writing is dropped, the old results stay); any other
+    exception is a bug: its traceback is printed with a line asking to report it, and the status is 1."""
     from circuits.core.provenance import set_command
 
     parser = build_parser()
     args = parser.parse_args(argv)
     set_command(["emocircuits", *(sys.argv[1:] if argv is None else argv)])  # summary.json "command"
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except _user_errors() as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {user_message(err)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"{parser.prog}: terminated", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
@@ -82,4 +129,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-__all__ = ["build_parser", "main"]
+__all__ = ["Terminated", "build_parser", "main"]

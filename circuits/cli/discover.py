@@ -43,7 +43,7 @@ ALLOCATION_FLAGS = ("budget_per_sublayer", "neuron_share", "min_neurons", "min_h
 def _discover(args: argparse.Namespace) -> int:
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import load_sev
-    from circuits.runs.discover import agreement_line, check_request, discover
+    from circuits.runs.discover import agreement_line, check_request, check_rerun, discover
 
     allocation = config_from_args(AllocationConfig, args, ALLOCATION_FLAGS)
     cfg = config_from_args(DiscoverConfig, args, DISCOVER_FLAGS, allocation=allocation)
@@ -54,8 +54,9 @@ def _discover(args: argparse.Namespace) -> int:
     settings = common.prompt_settings(args)
     judge = common.judge_from_args(args)
     with common.out_folder(args.out):
+        check_rerun(args.out, args.replace)  # before the model loads, under the run's writer lock
         model = common.load_model_from_args(args)
-        summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge)
+        summary = discover(model, dataset, args.out, cfg, settings=settings, judge=judge, replace=args.replace)
     ag = summary["agreement"]
     rows = summary["rows"]
     print(
@@ -80,6 +81,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     dis = sub.add_parser("discover", help="store, directions, DLA, neurons/heads, sweeps, influence, circuits")
     common.model_args(dis)
     dis.add_argument("--out", required=True, help="run directory (created; a matching store in it is reused)")
+    dis.add_argument(
+        "--replace",
+        action="store_true",
+        help="into a run that holds outputs of other commands (evaluate, concepts, ...): delete them "
+        "(without it, such a rerun is refused with the list of what would go)",
+    )
     dis.add_argument("--sev", default=None, help="SEV file (default: the shipped train split, sev_data/sev.jsonl)")
     add_config_flags(dis, DiscoverConfig, DISCOVER_FLAGS)
     add_config_flags(dis.add_argument_group("circuit budget and allocation"), AllocationConfig, ALLOCATION_FLAGS)

@@ -30,24 +30,25 @@ EVALUATE_FLAGS = (
 def _evaluate(args: argparse.Namespace) -> int:
     from circuits.core.emotions import check_emotions
     from circuits.core.sev import DEFAULT_TEST, load_sev
-    from circuits.runs.evaluate import run_evaluation
+    from circuits.runs.evaluate import evaluation_target, run_evaluation
     from circuits.runs.rundir import Run
     from circuits.steer.metrics import method_table, sweep_table
 
     cfg = config_from_args(EvalConfig, args, EVALUATE_FLAGS)  # every input is checked before the model loads
     cfg = replace(cfg, emotions=tuple(check_emotions(cfg.emotions)))
+    cfg.check_used()  # an option the methods would ignore is refused
     common.check_model_args(args)
-    Run(args.run)  # refuses a directory that holds no run, before the model loads
+    target = evaluation_target(Run(args.run), args.out)  # a run, and an --out it may replace, before the model loads
     sev = load_sev(args.sev or DEFAULT_TEST)
     judge = common.judge_from_args(args)
     with common.out_folder(args.out or args.run, "--out" if args.out else "--run"):
-        model = common.load_model_from_args(args)
+        model = common.load_run_model(args)
         result = run_evaluation(model, args.run, cfg, sev=sev, out=args.out, judge=judge)
     if result.get("strength_sweep"):
         print(sweep_table(result["strength_sweep"]))
     print(method_table(result))
     print(
-        f"wrote {args.out or args.run}/evaluation.json, evaluation.csv, accuracy.html, report.md"
+        f"wrote {target}/ (evaluation.json, evaluation.csv, accuracy.html, report.md, replies.jsonl)"
         + ("" if args.out else f"; the run's page: {args.run}/report.html")
     )
     return 0
@@ -66,4 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--sev", default=None, help="test SEV file (default: the shipped test split, sev_data/sev_test.jsonl)"
     )
-    ev.add_argument("--out", default=None, help="where to write the report (default: the run directory)")
+    ev.add_argument(
+        "--out",
+        default=None,
+        help="the folder to write the evaluation into, replaced whole: new, empty or an earlier evaluation's "
+        "(default: RUN/evaluation/)",
+    )

@@ -26,9 +26,18 @@ VA_FLAGS = (
 
 
 def _va(args: argparse.Namespace) -> int:
+    from circuits.core.artifacts import InputError
     from circuits.runs import valence_arousal
     from circuits.va.probes import load_refusal_phrases
 
+    if args.self_report and args.ratings != VAConfig.ratings:
+        raise InputError(
+            f"--ratings {args.ratings}: --self-report asks the model instead and would ignore it; give one"
+        )
+    if args.refusal_phrases and not args.refusal:
+        raise InputError(
+            f"--refusal-phrases {args.refusal_phrases}: only used by the refusal probe; add --refusal CSV or leave it out"
+        )
     cfg = config_from_args(
         VAConfig,
         args,
@@ -38,6 +47,7 @@ def _va(args: argparse.Namespace) -> int:
     )
     common.check_model_args(args)
     judge = common.judge_from_args(args)
+    valence_arousal.check_va_out(args.out)  # a VA run replaces its folder whole: refuse other files first
     with common.out_folder(args.out):
         s = valence_arousal.run_va(common.load_model_from_args(args), args.out, cfg, judge=judge)
     for what, names in s.get("dropped", {}).items():

@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 from circuits.core.model import ModelHandle
 from circuits.core.sev import PromptSettings, load_sev
+from circuits.runs import layout
 from circuits.runs.discover import DiscoverConfig, agreement_line, spread_layers
+from circuits.runs.layout import EVALUATION_DIR
 from circuits.steer.metrics import METHODS, EvalConfig
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -90,7 +92,9 @@ def run_demo(
     from circuits.steer.metrics import method_table, sweep_table
 
     t0 = time.perf_counter()
-    summary = discover(model, load_sev(), out, discover_cfg, settings=settings, judge=judge, progress=progress)
+    summary = discover(  # the demo remakes the whole run: what other commands wrote there goes
+        model, load_sev(), out, discover_cfg, settings=settings, judge=judge, progress=progress, replace=True
+    )
     ag = summary["agreement"]
     print_fn(
         f"discovery done in {time.perf_counter() - t0:.0f} s; {agreement_line(ag)}; circuits {summary['circuits']}"
@@ -109,5 +113,8 @@ def run_demo(
     for name, m in result["methods"].items():
         for ex in m["examples"][:examples]:
             print_fn(f"  [{name} -> {ex['emotion']}, judged {ex['judged']}] {ex['reply'][:160]!r}")
-    print_fn(f"report: {out}/report.html, {out}/report.md  ({time.perf_counter() - t0:.0f} s in all)")
+    print_fn(
+        f"report: {out}/report.html, {Path(out) / EVALUATION_DIR / layout.REPORT_MD}  "
+        f"({time.perf_counter() - t0:.0f} s in all)"
+    )
     return result

@@ -10,6 +10,7 @@ circuits (JSON + safetensors, EAP-style graph) -> figures -> ``summary.json``.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from scipy.stats import spearmanr
 from circuits.circuit.ablation_faithfulness import SPLITS as FAITHFULNESS_SPLITS
 from circuits.circuit.allocation import AllocationConfig
 from circuits.core.artifacts import InputError, staged_dir, write_atomic, write_json_atomic
-from circuits.core.config import ConfigError, check_config, help_field
+from circuits.core.config import ConfigError, check_at_most, check_config, help_field
 from circuits.core.emotions import EMOTIONS, check_emotions
 from circuits.core.model import ModelHandle
 from circuits.core.ownership import owned
@@ -32,7 +33,7 @@ from circuits.discovery.ablation import MODES, SweepConfig
 from circuits.discovery.influence import DEFAULT_ALPHAS
 from circuits.discovery.store import READ_POINTS, StoreConfig, build_store
 from circuits.runs import layout
-from circuits.runs.layout import write_csv
+from circuits.runs.layout import foreign_entries, shown_names, write_csv
 from circuits.runs.report import write_run_report
 
 
@@ -203,6 +204,52 @@ def check_request(cfg: DiscoverConfig, dataset: SEVDataset, model_layers: int | 
     return emotions  # the sweep modes, numbers and choices were checked by DiscoverConfig itself
 
 
+DISCOVER_OUTPUTS = frozenset(
+    {
+        layout.STORE_DIR,
+        f"{layout.DIRECTIONS}.json",
+        f"{layout.DIRECTIONS}.safetensors",
+        layout.EVIDENCE_JSON,
+        layout.DLA_CSV,
+        layout.LOGIT_LENS_CSV,
+        layout.SCORES,
+        layout.NEURONS_CSV,
+        layout.HEADS_CSV,
+        layout.SWEEPS_CSV,
+        layout.ABLATION_GENERATIONS_JSON,
+        layout.INFLUENCE_CSV,
+        layout.CIRCUITS_DIR,
+        layout.SUMMARY_JSON,
+        layout.FIGURES_DIR,
+        layout.REPORT_HTML,
+    }
+)
+"""The entries a discover run writes at the top of its folder (``report.html`` included); a rerun remakes
+them all, so they are not listed by :func:`foreign_outputs`."""
+
+
+def foreign_outputs(out_dir: str | os.PathLike) -> list[str]:
+    """The entries of an existing ``out_dir`` that a discover run did not write (the outputs of
+    ``evaluate``, ``concepts``, ``faithfulness``, ``dose-response``, ``atlas``, ``trace``, or anything
+    else): a new discover run into ``out_dir`` replaces the whole folder and so would delete them. Folder
+    names end with ``/``; sorted; empty when ``out_dir`` does not exist."""
+    return foreign_entries(out_dir, DISCOVER_OUTPUTS)
+
+
+def check_rerun(out_dir: str | os.PathLike, replace: bool, flag: str = "--out") -> None:
+    """Refuse (:class:`DiscoverInputError`, listing them) a discover run into ``out_dir`` that would delete
+    outputs other commands wrote there (:func:`foreign_outputs`), unless ``replace``. Called by the CLI
+    before the model loads, and by :func:`discover` itself."""
+    if replace:
+        return
+    found = foreign_outputs(out_dir)
+    if found:
+        raise DiscoverInputError(
+            f"{flag} {out_dir}: holds outputs that discover did not write and a new run would delete "
+            f"({shown_names(found)}); give --replace to delete them, or choose another {flag}"
+        )
+
+
 def discover(
     model: ModelHandle,
     dataset: SEVDataset,
@@ -211,15 +258,23 @@ def discover(
     settings: PromptSettings | None = None,
     progress: bool = True,
     judge: Any = None,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Run every step and write the run directory; returns the summary (also ``summary.json``).
     ``judge`` (default: the lexicon judge) judges the elicited replies and the generations under
-    ablation / enhancement; any judge :func:`circuits.judges.base.judge_matches` accepts."""
+    ablation / enhancement; any judge :func:`circuits.judges.base.judge_matches` accepts.
+
+    The new run replaces ``out_dir`` whole, in one swap at the end; until then (and if it fails or is
+    killed) the old run stays complete, store included. An ``out_dir`` holding outputs of other commands
+    (an evaluation, concept directions, ...) is refused before anything is computed
+    (:func:`check_rerun`) unless ``replace``."""
     cfg = config or DiscoverConfig()
     emotions = check_request(cfg, dataset, model.arch.n_layers)
+    check_at_most(cfg, "sweep_ks", model.arch.d_mlp, f"{model.name}'s MLP width, the most units a sweep can pick")
     # results go to a staged folder that replaces ``out_dir`` only when the run completes; the store
-    # (resumable, identity-checked) is carried over and survives an interruption
+    # (resumable, identity-checked) is given to it as hard links, so the old run keeps its own
     with owned(out_dir):  # the run's writer lock, held until its report is written too
+        check_rerun(out_dir, replace)
         with staged_dir(out_dir, keep=(layout.STORE_DIR,)) as out:
             summary = _discover_into(model, dataset, out, Path(out_dir), cfg, emotions, settings, progress, judge)
         write_run_report(out_dir)

@@ -3,6 +3,7 @@ methods on the held-out SEV split (:func:`run_evaluation`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import replace
@@ -11,16 +12,20 @@ from typing import Any, Sequence
 
 import torch
 
-from circuits.core.artifacts import InputError, write_json_atomic, write_text_atomic
+from circuits.core.artifacts import InputError, staged_dir, write_atomic, write_json_atomic, write_text_atomic
 from circuits.core.emotions import check_emotions
 from circuits.core.model import ModelHandle
-from circuits.core.ownership import check_folder_target, owned
+from circuits.core.ownership import canonical, check_folder_target, owned
 from circuits.core.provenance import provenance
 from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
+from circuits.runs.layout import EVALUATION_DIR, EVALUATION_FILES, foreign_entries, shown_names
 from circuits.runs.report import write_run_report
 from circuits.runs.rundir import Run
 from circuits.steer.metrics import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
+
+STEERED = ("circuit", "direction", "emotion_vector")
+"""The methods that steer with the run's artefacts (the others: ``prompting``, ``neutral``)."""
 
 
 def method_factories(
@@ -64,7 +69,7 @@ def method_factories(
         layers = list(cfg.direction_layers) if cfg.direction_layers else default_direction_layers(model.arch.n_layers)
         factories["direction"] = lambda e, s: direction_steering(dirs, e, layers, s, model, cfg.positions)
     if "emotion_vector" in methods:
-        ev, ev_emotions = run.emotion_vectors(model, progress=progress)
+        ev, ev_emotions = cached_emotion_vectors(run, model, progress=progress)
         if g is not None:
             noise = torch.randn(ev.shape, generator=g)
             ev = noise / noise.norm(dim=-1, keepdim=True) * ev.norm(dim=-1, keepdim=True)
@@ -72,6 +77,59 @@ def method_factories(
             ev, ev_emotions, {e: s}, positions=cfg.positions
         )
     return factories, layers
+
+
+def cached_emotion_vectors(run: Run, model: ModelHandle, progress: bool = True) -> tuple[Any, list[str]]:
+    """The run's Emotion Vectors and their emotions: read from ``emotion_vectors.safetensors``, or computed
+    from the run's store and cached there, under the run's writer lock, so that the cache never lands in
+    a run another process is rewriting (when one is, the vectors are used without being cached)."""
+    from safetensors.torch import save_file
+
+    from circuits.steer.methods import emotion_vectors
+
+    if run.has(layout.EMOTION_VECTORS):
+        return run.emotion_vectors(model, progress=progress)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(owned(run.path, "--run"))
+            locked = True
+        except InputError:
+            locked = False
+        store = run.store(model)
+        ev = emotion_vectors(model, store, progress=progress)
+        if locked:
+            write_atomic(run.file(layout.EMOTION_VECTORS), lambda p: save_file({"ev": ev.contiguous()}, str(p)))
+    return ev, list(store.emotions)
+
+
+def evaluation_target(run: Run, out: str | os.PathLike | None) -> Path:
+    """Where an evaluation of ``run`` goes: ``out``, or ``RUN/evaluation/`` when ``out`` is None or names
+    the run itself. The folder is replaced whole, so one that exists must hold nothing but an earlier
+    evaluation's files (:data:`~circuits.runs.layout.EVALUATION_FILES`): :class:`InputError` naming the
+    flag and listing what else it holds, and for ``out`` naming a file."""
+    if out is None or canonical(out) == canonical(run.path):
+        target, flag = run.path / EVALUATION_DIR, "--run"
+    else:
+        target, flag = Path(out), "--out"
+    check_folder_target(target, flag)
+    check_evaluation_folder(target, flag)
+    return target
+
+
+def check_evaluation_folder(folder: str | os.PathLike, flag: str = "--out") -> None:
+    """:class:`InputError` when the existing folder ``folder`` holds anything but evaluation files (and the
+    hidden names of atomic writes and locks): writing an evaluation replaces the folder whole."""
+    path = Path(folder)
+    if not path.is_dir():
+        return
+    other = foreign_entries(path, EVALUATION_FILES)
+    if other:
+        shown = shown_names(other)
+        where = f"{flag} {path}" if flag == "--out" else f"{path} (the evaluation folder of {flag})"
+        raise InputError(
+            f"{where}: holds files that are not an evaluation's ({shown}); an evaluation replaces its folder "
+            f"whole, so give --out a new or empty folder, or one an earlier evaluation wrote"
+        )
 
 
 def random_circuit(circuit: Any, seed: int) -> Any:
@@ -112,11 +170,14 @@ def run_evaluation(
 
     ``sev``: the held-out items (a dataset or a file; default the shipped test split); the report
     (``evaluation.json``, ``evaluation.csv``, ``accuracy.html``, ``report.md``) and every reply
-    (``replies.jsonl``, a labelled file for ``emocircuits judge eval --by method``) go to ``out``
-    (default: the run directory); ``judge``: any judge (default :data:`~circuits.judges.base.DEFAULT_JUDGE`). Emotion Vectors
+    (``replies.jsonl``, a labelled file for ``emocircuits judge eval --by method``) go to the folder ``out``
+    (default, or ``out`` naming the run: the run's ``evaluation/`` folder), written as one swap
+    (:func:`write_evaluation`): a failed or killed evaluation leaves the earlier one complete. Every check
+    (the run, ``out``, the SEV files, the circuits and directions) runs before anything is written.
+    ``judge``: any judge (default :data:`~circuits.judges.base.DEFAULT_JUDGE`). Emotion Vectors
     are computed from the run's store once and cached as ``emotion_vectors.safetensors``
-    (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`). Returns the
-    result of :func:`circuits.steer.metrics.evaluate_methods`.
+    (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`;
+    :func:`cached_emotion_vectors`). Returns the result of :func:`circuits.steer.metrics.evaluate_methods`.
     """
     t_start = time.perf_counter()
     cfg = cfg or EvalConfig()
@@ -127,17 +188,20 @@ def run_evaluation(
             f"{model.name} has layers 0-{model.arch.n_layers - 1}"
         )
     run = Run(run_dir)
-    target = check_folder_target(out or run.path, "--out" if out is not None else "--run")
-    with owned(target, "--out"):  # before anything is written (the cached Emotion Vectors included)
+    target = evaluation_target(run, out)
+    into_run = target == run.path / EVALUATION_DIR
+    with owned(run.path if into_run else target, "--run" if into_run else "--out"):
         emotions = check_emotions(cfg.emotions)
+        data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
+        if any(cfg.grid(m) for m in cfg.methods if m in STEERED):
+            dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
+        # last of the checks: the circuits, directions, store; only then the Emotion Vectors' cache
         factories, layers = method_factories(model, run, cfg, emotions, progress=progress)
         cfg = replace(cfg, emotions=tuple(emotions), direction_layers=tuple(layers) if layers is not None else None)
-        data = sev if isinstance(sev, SEVDataset) else load_sev(sev or DEFAULT_TEST)
         settings = settings or run.prompts
         sweep = None
         t0 = time.perf_counter()
         if any(cfg.grid(m) for m in factories):
-            dev = dev if isinstance(dev, SEVDataset) else load_sev(dev or DEFAULT_TRAIN)
             sweep = strength_sweep(model, dev, factories, cfg, settings, judge, progress=progress)
             for method, t in sweep["methods"].items():
                 cfg = cfg.with_strength(method, t["chosen"])
@@ -156,18 +220,31 @@ def run_evaluation(
             "evaluation": time.perf_counter() - t_sweep,
         }
         result.update(provenance())
-        write_evaluation(result, target)
-        layout.write_jsonl(Path(target) / layout.REPLIES_JSONL, replies)
-        if out is None or Path(out).resolve() == run.path.resolve():
+        write_evaluation(result, target, replies=replies, flag="--run" if into_run else "--out")
+        if into_run:
             write_run_report(run.path)  # the run's report.html now shows the evaluation
     return result
 
 
-def write_evaluation(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """``evaluation.json``, ``evaluation.csv``, ``accuracy.html`` (plotly) and ``report.md``, under the
-    folder's writer lock (:func:`circuits.core.ownership.owned`)."""
-    with owned(check_folder_target(out_dir, "--out")):
-        return _write_evaluation(result, Path(out_dir))
+def write_evaluation(
+    result: dict[str, Any],
+    out_dir: str | Path,
+    replies: Sequence[dict[str, Any]] | None = None,
+    flag: str = "--out",
+) -> list[Path]:
+    """``evaluation.json``, ``evaluation.csv``, ``accuracy.html`` (plotly), ``report.md`` and, with
+    ``replies``, ``replies.jsonl``, as one swap of the folder ``out_dir``
+    (:func:`circuits.core.artifacts.staged_dir`: the folder is replaced whole once every file is written,
+    under its writer lock); an existing ``out_dir`` holding other files is refused
+    (:func:`check_evaluation_folder`). Returns the paths written."""
+    check_folder_target(out_dir, flag)
+    check_evaluation_folder(out_dir, flag)
+    final = Path(out_dir)
+    with staged_dir(final, flag=flag) as tmp:
+        paths = _write_evaluation(result, tmp)
+        if replies is not None:
+            paths.append(layout.write_jsonl(tmp / layout.REPLIES_JSONL, list(replies)))
+    return [final / p.name for p in paths]
 
 
 def _write_evaluation(result: dict[str, Any], out: Path) -> list[Path]:

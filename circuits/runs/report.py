@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from circuits.core.artifacts import InputError, write_text_atomic
 from circuits.core.ownership import owned
 from circuits.runs import layout
-from circuits.runs.rundir import Run
+from circuits.runs.rundir import Run, evaluation_folder
 
 DOSE_JSON = "dose_response.json"  # written by ``emocircuits dose-response`` (in the run, or in its --out)
 ATLAS_HTML = "atlas.html"
@@ -252,7 +252,10 @@ def evaluation_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str,
     ``replies.jsonl`` (every judged reply) or else the examples ``evaluation.json`` keeps."""
     if evaluation is None:
         return None
-    path = run.file(layout.EVALUATION_JSON)
+    folder = evaluation_folder(run) or run.path
+    rel = folder.relative_to(run.path)
+    path = folder / layout.EVALUATION_JSON
+    replies_name = str(rel / layout.REPLIES_JSONL)
     with _Shape(path):
         methods = {}
         for m, r in evaluation["methods"].items():
@@ -267,11 +270,11 @@ def evaluation_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str,
         for r in methods.values():
             emotions += [e for e in r["per_emotion"] if e not in emotions]
         replies: dict[str, dict[str, list[dict[str, Any]]]] = {m: {e: [] for e in emotions} for m in methods}
-        rows = run.jsonl(layout.REPLIES_JSONL)
+        rows = run.jsonl(replies_name)
         source = None
         if rows:
-            source = layout.REPLIES_JSONL
-            with _Shape(run.file(layout.REPLIES_JSONL)):
+            source = replies_name
+            with _Shape(run.file(replies_name)):
                 for r in rows:
                     m, e = r.get("method"), r.get("label")
                     if m in replies and e is not None:
@@ -281,7 +284,7 @@ def evaluation_section(run: Run, evaluation: dict[str, Any] | None) -> dict[str,
         else:
             for m, r in evaluation["methods"].items():
                 for ex in r.get("examples") or []:
-                    source = f"{layout.EVALUATION_JSON} (examples only: {layout.REPLIES_JSONL} is absent)"
+                    source = f"{rel / layout.EVALUATION_JSON} (examples only: {replies_name} is absent)"
                     replies[m].setdefault(ex["emotion"], []).append(
                         {"text": ex.get("reply", ""), "valence": ex.get("valence"), "verdict": ex.get("judged")}
                     )
@@ -356,11 +359,14 @@ def va_section(va_dir: str | os.PathLike | None) -> dict[str, Any] | None:
 
 def views_section(run: Run, page_dir: Path) -> list[dict[str, str]] | None:
     """Every other HTML view the run holds (figures, accuracy, atlas, dose-response, traces, circuit views),
-    as links relative to the folder of the report page."""
+    as links relative to the folder of the report page; hidden paths (the staging folder a killed command
+    left, an atomic write's temporary file) are not views."""
     found = [
         p
         for p in sorted(run.path.rglob("*.html"))
-        if p.name != layout.REPORT_HTML and layout.STORE_DIR not in p.relative_to(run.path).parts
+        if p.name != layout.REPORT_HTML
+        and layout.STORE_DIR not in (parts := p.relative_to(run.path).parts)
+        and not any(part.startswith(".") for part in parts)
     ]
     views = [
         {"path": Path(os.path.relpath(p, page_dir)).as_posix(), "title": p.relative_to(run.path).as_posix()}

@@ -6,13 +6,13 @@ write them (``discover``, ``evaluate``, ``va``, ...). A VA run directory is a :c
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
 from circuits.core.artifacts import InputError
+from circuits.core.readers import FLOATING, load_tensors, read_json, read_jsonl
 from circuits.core.sev import PromptSettings
 from circuits.runs import layout
 
@@ -57,10 +57,7 @@ class Run:
             if default is not _REQUIRED:
                 return default
             raise InputError(f"{path}: not found")
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise InputError(f"{path}: not readable as JSON ({type(e).__name__}: {e})") from None
+        return read_json(path, what="run file", top=None, allow_nan=True)
 
     def jsonl(self, name: str) -> list[dict[str, Any]] | None:
         """The objects of a JSON Lines file of the run (None when it does not exist); :class:`InputError`
@@ -68,22 +65,7 @@ class Run:
         path = self.file(name)
         if not path.is_file():
             return None
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise InputError(f"{path}: not readable ({e})") from None
-        rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except (ValueError, RecursionError) as e:
-                raise InputError(f"{path}:{i}: not a JSON object ({e})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{i}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-        return rows
+        return read_jsonl(path, what="run file", allow_nan=True)
 
     # ------------------------------------------------------------------------- what ran, on what
     @cached_property
@@ -108,7 +90,9 @@ class Run:
     def prompts(self) -> PromptSettings:
         """The prompt settings the run was made with (its store's), the paper's when not recorded."""
         meta = self.file(layout.STORE_DIR) / "meta.json"
-        prompts = json.loads(meta.read_text()).get("prompts") if meta.is_file() else None
+        prompts = read_json(meta, what="store meta file").get("prompts") if meta.is_file() else None
+        if prompts is not None and not isinstance(prompts, dict):
+            raise InputError(f"{meta}: field 'prompts': expected an object of prompt settings")
         return PromptSettings.from_dict(prompts or {})
 
     # ------------------------------------------------------------------------------ artifacts
@@ -160,7 +144,7 @@ class Run:
     def emotion_vectors(self, model: Any, progress: bool = True) -> tuple[Any, list[str]]:
         """The run's Emotion Vectors ``[n_emotions, n_layers, d_model]`` and their emotions: read from
         ``emotion_vectors.safetensors``, or computed from the run's store and written there once."""
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import save_file
 
         from circuits.core.artifacts import write_atomic
         from circuits.steer.methods import emotion_vectors
@@ -168,7 +152,8 @@ class Run:
         ev_path = self.file(layout.EMOTION_VECTORS)
         store = self.store(model)
         if ev_path.exists():
-            ev = load_file(str(ev_path))["ev"]
+            shape = (len(store.emotions), store.n_layers, int(model.arch.d_model))
+            ev = load_tensors(ev_path, what="emotion-vector file", expect={"ev": (shape, FLOATING)})["ev"]
         else:
             ev = emotion_vectors(model, store, progress=progress)
             write_atomic(ev_path, lambda p: save_file({"ev": ev.contiguous()}, str(p)))
@@ -176,9 +161,7 @@ class Run:
 
     def scores(self) -> dict[str, Any]:
         """``scores.safetensors``: ``{"neurons", "heads"}`` tensors."""
-        from safetensors.torch import load_file
-
-        return load_file(str(self.file(layout.SCORES)))
+        return load_tensors(self.file(layout.SCORES), what="score file")
 
     @property
     def evidence(self) -> dict[str, Any]:
@@ -187,8 +170,12 @@ class Run:
 
     @property
     def evaluation(self) -> dict[str, Any] | None:
-        """``evaluation.json`` (None before ``emocircuits evaluate``)."""
-        return self.json(layout.EVALUATION_JSON, None)
+        """``evaluation.json`` of the run's evaluation (:func:`evaluation_folder`; None before
+        ``emocircuits evaluate``); :class:`InputError` naming the file when it cannot be read."""
+        folder = evaluation_folder(self)
+        if folder is None:
+            return None
+        return self.json(str(folder.relative_to(self.path) / layout.EVALUATION_JSON))
 
     @property
     def faithfulness(self) -> dict[str, Any] | None:
@@ -215,3 +202,14 @@ class Run:
 
 
 __all__ = ["Run"]
+
+
+def evaluation_folder(run: Run | str | os.PathLike) -> Path | None:
+    """The folder of the run's evaluation: ``RUN/evaluation/`` (:data:`~circuits.runs.layout.EVALUATION_DIR`)
+    when it holds ``evaluation.json``, else the run itself when it does (a run made by 0.2); None
+    before ``emocircuits evaluate``."""
+    path = run.path if isinstance(run, Run) else Path(run)
+    for folder in (path / layout.EVALUATION_DIR, path):
+        if (folder / layout.EVALUATION_JSON).is_file():
+            return folder
+    return None

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from circuits.core.artifacts import staged_dir, write_atomic, write_json_atomic
-from circuits.core.config import check_config, config_from_dict, help_field
+from circuits.core.config import ConfigError, check_config, check_template, config_from_dict, help_field
 from circuits.core.model import ModelHandle
 from circuits.core.provenance import provenance
 from circuits.core.resources import data_path
@@ -89,13 +89,12 @@ class VAConfig:
                 or not self.refusal_phrases
                 or not all(isinstance(p, str) and p.strip() for p in self.refusal_phrases)
             ):
-                raise ValueError(
-                    f"refusal_phrases: expected a non-empty tuple of non-empty strings or None, "
+                raise ConfigError(
+                    f"VAConfig.refusal_phrases: expected a non-empty tuple of non-empty strings or None, "
                     f"got {self.refusal_phrases!r}"
                 )
         for name in ("valence_question", "arousal_question"):
-            if "{emotion}" not in getattr(self, name):
-                raise ValueError(f"{name}: the template needs an {{emotion}} field, got {getattr(self, name)!r}")
+            check_template(getattr(self, name), f"VAConfig.{name}", required=("emotion",))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +132,7 @@ def run_va(
     from circuits.judges.base import default_judge_instance, judge_name
 
     cfg = cfg or VAConfig()
+    check_va_out(out_dir)
     judge = judge or default_judge_instance()
     inputs = _read_inputs(model, cfg)  # every input is read and checked before anything is computed or written
     geo = _geometry(model, cfg, inputs, progress)
@@ -164,6 +164,28 @@ def run_va(
     summary["probes"] = probes
     _write_va(out_dir, cfg, inputs, geo, summary)
     return summary
+
+
+VA_OUTPUTS = frozenset(
+    {"vectors.safetensors", "text_activations.safetensors", "texts.json", "axes.json", "axes.safetensors"}
+    | {"summary.json", "figures"}
+)
+"""The entries of a VA run directory (all written by one ``va`` run, as one swap)."""
+
+
+def check_va_out(out_dir: str | Path) -> None:
+    """Refuse (:class:`~circuits.core.artifacts.InputError` naming ``--out``) an ``out_dir`` that is a file,
+    or an existing folder holding anything but a VA run's files: a VA run replaces its folder whole."""
+    from circuits.core.artifacts import InputError
+    from circuits.core.ownership import check_folder_target
+    from circuits.runs.layout import foreign_entries, shown_names
+
+    other = foreign_entries(check_folder_target(out_dir, "--out"), VA_OUTPUTS)
+    if other:
+        raise InputError(
+            f"--out {out_dir}: holds files that are not a VA run's ({shown_names(other)}); a VA run replaces its folder "
+            "whole, so give a new or empty folder, or an earlier VA run's"
+        )
 
 
 def _read_inputs(model: ModelHandle, cfg: VAConfig) -> dict[str, Any]:
@@ -334,6 +356,7 @@ def _write_va(
     from safetensors.torch import save_file
 
     layer, vecs, acts = inputs["layer"], geo["vecs"], geo["acts"]
+    check_va_out(out_dir)  # again, just before the swap
     with staged_dir(out_dir) as out:  # the old results stay until the new ones are complete
         write_atomic(out / "vectors.safetensors", lambda p: save_file({"vectors": vecs.contiguous()}, str(p)))
         write_atomic(

@@ -15,7 +15,7 @@ import pytest
 from circuits.core.artifacts import InputError
 from circuits.figures.report_page import MAKES, fmt, report_html, report_markdown
 from circuits.runs import layout
-from circuits.runs.report import gather_report, write_run_report
+from circuits.runs.report import gather_report, open_run, write_run_report
 
 EMOTIONS = ["anger", "fear"]
 
@@ -464,6 +464,31 @@ def test_views_link_relative_to_the_page(run, tmp_path):
     assert "href='figures/probe_accuracy.html'" in html and "href='report.html'" not in html
     md = write_run_report(run, out=tmp_path / "docs" / "findings.md", fmt="md").read_text(encoding="utf-8")
     assert "- `figures/probe_accuracy.html`" in md and "](" not in md  # named, never a link a docs site would break
+
+
+def test_views_skip_what_a_killed_command_left(run):
+    """A staging folder left inside the run (``figures`` or ``evaluate`` killed) holds no views."""
+    from circuits.runs.report import views_section
+
+    stale = run / ".figures.abcd1234.partial"
+    stale.mkdir()
+    (stale / "probe_accuracy.html").write_text("<html></html>")
+    titles = [v["title"] for v in views_section(open_run(run), run)]
+    assert titles == ["figures/probe_accuracy.html"]
+
+
+def test_evaluation_in_the_runs_evaluation_folder(run):
+    """0.4 on, ``evaluate`` writes into ``RUN/evaluation/``; it wins over a 0.3 run's top-level files."""
+    from circuits.runs.layout import EVALUATION_DIR
+
+    new = run / EVALUATION_DIR
+    new.mkdir()
+    (run / layout.EVALUATION_JSON).rename(new / layout.EVALUATION_JSON)
+    (run / layout.REPLIES_JSONL).rename(new / layout.REPLIES_JSONL)
+    data = gather_report(run)["evaluation"]
+    assert data["replies_source"] == f"{EVALUATION_DIR}/{layout.REPLIES_JSONL}" and data["replies"]
+    write(run / layout.EVALUATION_JSON, {"methods": {}})  # a stale top-level file of an older version
+    assert gather_report(run)["evaluation"]["methods"] == data["methods"]
 
 
 def test_dose_response_in_the_run_itself(run):

@@ -277,7 +277,9 @@ def test_demo_command_on_the_toy_model(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "strength sweep" in printed and "emotion_vector" in printed and "[circuit -> " in printed
-    res = json.loads((out / "evaluation.json").read_text())
+    res = json.loads((out / "evaluation" / "evaluation.json").read_text())  # the run's evaluation folder
+    assert not (out / "evaluation.json").exists()
+    assert f"{out / 'evaluation' / 'report.md'}" in printed
     assert set(res["methods"]) == {"prompting", "neutral", "direction", "emotion_vector", "circuit"}
     assert res["config"]["positions"] == "last"  # the toy preset
     summary = json.loads((out / "summary.json").read_text())

@@ -9,6 +9,9 @@ import numpy as np
 
 from circuits.core.artifacts import write_atomic, write_text_atomic
 
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+"""The qualitative palette (plotly's first eight) every multi-series figure cycles through."""
+
 
 def _browser_available() -> bool:
     """kaleido >= 1 renders through a Chrome/Chromium; without one ``write_image`` can hang."""

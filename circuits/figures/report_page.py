@@ -55,6 +55,8 @@ import shlex
 from typing import Any, Callable, Sequence
 
 from circuits.figures.discovery import add_band
+from circuits.figures.dose_curves import dose_response_figure
+from circuits.figures.render import COLORS
 
 SECTIONS = (
     ("provenance", "Provenance"),
@@ -479,8 +481,6 @@ def _notes(section: str, d: dict[str, Any]) -> list[str]:
 
 # --- figures ----------------------------------------------------------------------------------------
 
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
 
 def probe_plot(d: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
@@ -621,85 +621,6 @@ def evaluation_plot(d: dict[str, Any]) -> Any:
     return fig
 
 
-def dose_plot(d: dict[str, Any]) -> Any:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    keys = [
-        k
-        for k in ("accuracy", "emotion_score", "perplexity")
-        if any(p.get(k) is not None for t in (d.get("methods") or {}).values() for p in t.get("points", []))
-    ]
-    fig = make_subplots(rows=1, cols=max(1, len(keys)), subplot_titles=[k.replace("_", " ") for k in keys])
-    for c, key in enumerate(keys, start=1):
-        xs_all = []
-        for i, (method, t) in enumerate((d.get("methods") or {}).items()):
-            color = COLORS[i % len(COLORS)]
-            ctrl = [p for p in t.get("control", []) if p.get(key) is not None]
-            if ctrl:
-                add_band(
-                    fig,
-                    [p["strength"] for p in ctrl],
-                    [p["lo"][key] for p in ctrl],
-                    [p["hi"][key] for p in ctrl],
-                    f"{method} random controls (min-max)",
-                    color=color,
-                    legendgroup=f"{method} random controls (min-max)",
-                    showlegend=c == 1,
-                    row=1,
-                    col=c,
-                )
-                fig.add_trace(
-                    go.Scatter(
-                        x=[p["strength"] for p in ctrl],
-                        y=[p[key] for p in ctrl],
-                        mode="lines",
-                        line=dict(dash="dot", color=color),
-                        legendgroup=method + "c",
-                        name=f"{method} random control (mean)",
-                        showlegend=c == 1,
-                    ),
-                    row=1,
-                    col=c,
-                )
-            pts = [p for p in t.get("points", []) if p.get(key) is not None]
-            xs_all += [p["strength"] for p in pts]
-            fig.add_trace(
-                go.Scatter(
-                    x=[p["strength"] for p in pts],
-                    y=[p[key] for p in pts],
-                    mode="lines+markers",
-                    name=method,
-                    legendgroup=method,
-                    showlegend=c == 1,
-                    line=dict(color=color),
-                ),
-                row=1,
-                col=c,
-            )
-        for name, dash in (("prompting", "dash"), ("neutral", "dashdot")):
-            v = ((d.get("reference") or {}).get(name) or {}).get(key)
-            if v is not None and xs_all:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[min(xs_all), max(xs_all)],
-                        y=[v, v],
-                        mode="lines",
-                        name=name,
-                        legendgroup=name,
-                        showlegend=c == 1,
-                        line=dict(dash=dash, color="grey"),
-                    ),
-                    row=1,
-                    col=c,
-                )
-        if key == "perplexity":
-            fig.update_yaxes(type="log", row=1, col=c)
-    fig.update_xaxes(title_text="strength")
-    fig.update_layout(height=420, title="Dose-response with random controls of equal norm")
-    return fig
-
-
 def va_plots(d: dict[str, Any]) -> list[Any]:
     import plotly.graph_objects as go
 
@@ -751,7 +672,7 @@ FIGURES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "probe": probe_plot,
     "circuits": circuit_plots,
     "evaluation": evaluation_plot,
-    "dose": dose_plot,
+    "dose": dose_response_figure,
     "va": va_plots,
 }
 

@@ -94,74 +94,13 @@ def _dose_response_into(
 
 
 def dose_figure(res: dict[str, Any], out_dir: Any) -> list:
-    """``dose_response.html`` (+ PNG where a renderer exists): accuracy, emotion score and perplexity
-    against strength, one colour per method, its random controls as a dotted mean line inside a band
-    (min to max over seeds), prompting and neutral dashed."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from circuits.figures.discovery import add_band
+    """``dose_response.html`` (+ PNG where a renderer exists), drawn by
+    :func:`circuits.figures.dose_curves.dose_response_figure` (the run report draws the same figure)."""
+    from circuits.figures.dose_curves import dose_response_figure
     from circuits.figures.render import save_figure
 
-    keys = (
-        ("accuracy", "judged accuracy"),
-        ("emotion_score", "emotion score (judge probability)"),
-        ("perplexity", "perplexity"),
-    )
-    fig = make_subplots(rows=1, cols=3, subplot_titles=[k[1] for k in keys])
-    colors = {"direction": "#1f77b4", "emotion_vector": "#2ca02c", "circuit": "#d62728"}
-    for c, (key, _) in enumerate(keys):
-        for method, t in res["methods"].items():
-            ctrl = [p for p in t["control"] if p[key] is not None]
-            if ctrl:
-                add_band(
-                    fig,
-                    [p["strength"] for p in ctrl],
-                    [p["lo"][key] for p in ctrl],
-                    [p["hi"][key] for p in ctrl],
-                    f"{method} (random controls, min-max over seeds)",
-                    color=colors.get(method),
-                    legendgroup=method + " band",
-                    showlegend=c == 0,
-                    row=1,
-                    col=c + 1,
-                )
-            for series, dash, suffix in (("points", "solid", ""), ("control", "dot", " (random control, mean)")):
-                pts = [p for p in t[series] if p[key] is not None]
-                fig.add_trace(
-                    go.Scatter(
-                        x=[p["strength"] for p in pts],
-                        y=[p[key] for p in pts],
-                        mode="lines+markers",
-                        name=method + suffix,
-                        legendgroup=method + suffix,
-                        showlegend=c == 0,
-                        line=dict(color=colors.get(method), dash=dash),
-                    ),
-                    row=1,
-                    col=c + 1,
-                )
-        xs = [p["strength"] for t in res["methods"].values() for p in t["points"]] or [0.0]
-        for name, dash in (("prompting", "dash"), ("neutral", "dashdot")):
-            v = res["reference"][name][key]
-            if v is not None:  # a flat trace, so the matplotlib fallback draws it too
-                fig.add_trace(
-                    go.Scatter(
-                        x=[min(xs), max(xs)],
-                        y=[v, v],
-                        mode="lines",
-                        name=name,
-                        legendgroup=name,
-                        showlegend=c == 0,
-                        line=dict(dash=dash, color="grey"),
-                    ),
-                    row=1,
-                    col=c + 1,
-                )
-    fig.update_yaxes(type="log", row=1, col=3)
-    fig.update_xaxes(title="strength (alpha, or lambda for circuits)")
-    fig.update_layout(
-        title=f"Dose-response on {res['model']['name']} ({res['dev']['items_per_point']} dev replies "
+    title = (
+        f"Dose-response on {res['model']['name']} ({res['dev']['items_per_point']} dev replies "
         f"per point, judge {res['judge']})"
     )
-    return save_figure(fig, Path(out_dir), "dose_response")
+    return save_figure(dose_response_figure(res, title=title), Path(out_dir), "dose_response")

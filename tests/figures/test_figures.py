@@ -149,3 +149,39 @@ def test_cosine_heatmap_cells_match_the_stored_evidence(runs):
         assert len(t.text) == z.shape[0] and all(s for row in t.text for s in row)
     fig, _ = cosine_heatmap(emotions, evidence, None, n_layers)
     assert [list(t.y) for t in fig.data] == [["mean"], ["mean"]]
+
+
+def test_dose_response_figure_draws_each_series_once_and_drops_absent_metrics():
+    """The one dose-response builder: per method a line of its points, a dotted mean of its random
+    controls inside a min-max band; prompting and neutral flat across the strengths; a metric no
+    method has (perplexity here) gets no panel; the perplexity axis is logarithmic when present."""
+    from circuits.figures.dose_curves import dose_response_figure
+
+    def pt(s, acc, score, ppl=None):
+        return {"strength": s, "accuracy": acc, "emotion_score": score, "perplexity": ppl}
+
+    ctrl = [
+        dict(pt(s, 0.1, 0.2), lo={"accuracy": 0.0, "emotion_score": 0.1}, hi={"accuracy": 0.2, "emotion_score": 0.3})
+        for s in (1.0, 4.0)
+    ]
+    d = {
+        "reference": {"prompting": pt(None, 0.75, 0.5), "neutral": pt(None, 0.125, 0.25)},
+        "methods": {"direction": {"points": [pt(1.0, 0.25, 0.5), pt(4.0, 0.5, 0.75)], "control": ctrl}},
+    }
+    fig = dose_response_figure(d, title="t")
+    assert [a.text for a in fig.layout.annotations] == ["accuracy", "emotion score"]
+    by_name = {}
+    for tr in fig.data:
+        by_name.setdefault(tr.name, []).append(tr)
+    assert [list(t.y) for t in by_name["direction"]] == [[0.25, 0.5], [0.5, 0.75]]
+    assert [list(t.y) for t in by_name["direction random control (mean)"]] == [[0.1, 0.1], [0.2, 0.2]]
+    assert [(list(t.x), list(t.y)) for t in by_name["prompting"]] == [
+        ([1.0, 4.0], [0.75, 0.75]),
+        ([1.0, 4.0], [0.5, 0.5]),
+    ]
+    assert fig.layout.title.text == "t"
+
+    for p in d["methods"]["direction"]["points"]:
+        p["perplexity"] = 3.0
+    fig = dose_response_figure(d)
+    assert fig.layout.yaxis3.type == "log" and fig.layout.yaxis.type != "log"

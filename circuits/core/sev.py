@@ -40,7 +40,7 @@ class SEVFormatError(InputError):
             if len(errors) > 1
             else ""
         )
-        super().__init__(f"{path}: {first}{more}")
+        super().__init__((first if first.startswith(str(path)) else f"{path}: {first}") + more)
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,7 @@ def test_all_problems_reported_and_duplicates_caught(tmp_path):
     assert "\n" not in str(err.value)  # one line: the first problem and how to see the rest
     assert str(err.value).endswith(f"(and 1 more problem(s): `emocircuits sev validate {p}` lists them all)")
     assert "duplicate 'work_00'" in str(err.value)
+    assert str(err.value).startswith(f"{p}:2: field")  # the file named once, not "FILE: FILE:2: ..."
     with pytest.raises(SEVFormatError, match="nope.jsonl: no such file"):
         load_sev(tmp_path / "nope.jsonl")
 

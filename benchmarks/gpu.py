@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from circuits.core.artifacts import write_json_atomic
     from circuits.core.model import load_model
     from circuits.core.sev import load_sev, recommended_prompts
+    from circuits.judges.base import make_judge
     from circuits.runs.discover import DiscoverConfig, discover
     from circuits.runs.evaluate import run_evaluation
     from circuits.steer.metrics import EvalConfig
@@ -112,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             generation_rows=0,
             alphas=(1.0,),
             figures=False,
+            reference_budget_s=0,
+            null_seeds=1,
+            faithfulness_rows=2,
+            faithfulness_seeds=1,
+            faithfulness_judge_rows=0,
         )
         if args.tiny
         else {}
@@ -136,11 +142,15 @@ def main(argv: list[str] | None = None) -> int:
             min_new_tokens=1,
             emotions=("anger", "fear"),
         )
+    # the CPU check judges with the lexicon (the learned judge would load SmolLM2 to read two replies)
+    judge = make_judge("lexicon") if args.tiny else None
     for positions in ("paper", "last"):
 
         def run_eval(positions=positions):
             cfg = EvalConfig(limit=eval_limit, positions=positions, **grids)  # type: ignore[arg-type]
-            r = run_evaluation(state["model"], run_dir, cfg, out=out / f"evaluate-{positions}", progress=False)
+            r = run_evaluation(
+                state["model"], run_dir, cfg, out=out / f"evaluate-{positions}", judge=judge, progress=False
+            )
             table = {
                 m: {k: v[k] for k in ("accuracy", "perplexity", "per_emotion", "n")} for m, v in r["methods"].items()
             }

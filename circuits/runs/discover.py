@@ -226,14 +226,18 @@ DISCOVER_OUTPUTS = frozenset(
 )
 """The entries a discover run writes at the top of its folder (``report.html`` included); a rerun remakes
 them all, so they are not listed by :func:`foreign_outputs`."""
+RUN_CACHES = frozenset({layout.EMOTION_VECTORS})
+"""Caches other commands keep in a run, derived from its store alone (``evaluate`` computes the Emotion
+Vectors once): a rerun drops them without asking, since they are remade from the same store on demand."""
 
 
 def foreign_outputs(out_dir: str | os.PathLike) -> list[str]:
     """The entries of an existing ``out_dir`` that a discover run did not write (the outputs of
     ``evaluate``, ``concepts``, ``faithfulness``, ``dose-response``, ``atlas``, ``trace``, or anything
     else): a new discover run into ``out_dir`` replaces the whole folder and so would delete them. Folder
-    names end with ``/``; sorted; empty when ``out_dir`` does not exist."""
-    return foreign_entries(out_dir, DISCOVER_OUTPUTS)
+    names end with ``/``; sorted; empty when ``out_dir`` does not exist. :data:`RUN_CACHES` are not
+    listed."""
+    return foreign_entries(out_dir, DISCOVER_OUTPUTS | RUN_CACHES)
 
 
 def check_rerun(out_dir: str | os.PathLike, replace: bool, flag: str = "--out") -> None:

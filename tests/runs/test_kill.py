@@ -111,13 +111,19 @@ def _check_ends(ends: dict[signal.Signals, tuple[int, str]]) -> None:
     assert err.strip().splitlines()[-1] == "emocircuits: terminated"
 
 
+def discover_copy(src: Path, dst: Path) -> Path:
+    """A private copy of what discover wrote into the run ``src`` (the session's toy run is shared, and
+    other tests add their outputs to it)."""
+    from circuits.runs.discover import DISCOVER_OUTPUTS
+
+    shutil.copytree(
+        src, dst, ignore=lambda folder, names: [n for n in names if folder == str(src) and n not in DISCOVER_OUTPUTS]
+    )
+    return dst
+
+
 def _copies(src: Path, root: Path) -> dict[signal.Signals, Path]:
-    out = {}
-    for sig in SIGNALS:
-        dst = root / sig.name.lower() / src.name
-        shutil.copytree(src, dst)
-        out[sig] = dst
-    return out
+    return {sig: discover_copy(src, root / sig.name.lower() / src.name) for sig in SIGNALS}
 
 
 def _holder(folder: Path) -> Callable[[_Proc], bool]:

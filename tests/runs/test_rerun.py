@@ -5,11 +5,10 @@ did not write; and every check runs before anything is written."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from test_kill import FAST, digests  # a sibling test module: pytest puts tests/runs on sys.path
+from test_kill import FAST, digests, discover_copy  # a sibling test module: pytest puts tests/runs on sys.path
 
 from circuits import cli
 from circuits.core.artifacts import InputError
@@ -30,10 +29,8 @@ def _forget_the_command():
 
 @pytest.fixture
 def run(toy_run, tmp_path) -> Path:
-    """A private copy of the session's toy run."""
-    dst = tmp_path / "run"
-    shutil.copytree(toy_run[0], dst)
-    return dst
+    """A private copy of the session's toy run (what discover wrote there)."""
+    return discover_copy(toy_run[0], tmp_path / "run")
 
 
 def _no_model(monkeypatch):
@@ -82,6 +79,7 @@ def test_a_rerun_that_would_delete_other_outputs_is_refused_before_the_model_loa
     (run / EVALUATION_DIR).mkdir()
     (run / EVALUATION_DIR / layout.EVALUATION_JSON).write_text('{"methods": {}}\n')
     (run / "concept_directions.json").write_text("{}\n")
+    (run / layout.EMOTION_VECTORS).write_bytes(b"cached")  # a cache of the store: not worth a refusal
     before = digests(run)
     _no_model(monkeypatch)
     assert cli.main(["discover", "--model", "toy", "--out", str(run), *FAST]) == 2

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 
 class InputError(ValueError):
@@ -264,18 +264,3 @@ def staged_dir(path: str | os.PathLike, keep: Sequence[str] = (), flag: str = "-
             raise
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
-
-
-def iter_text_lines(path: str | os.PathLike, error: Callable[[str], Exception]) -> Iterator[tuple[int, str]]:
-    """Stream ``(line number, text)`` from a UTF-8 text file (a leading BOM is dropped), one line in
-    memory at a time; a line that is not UTF-8 raises ``error("file:line: ...")``."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                raise error(
-                    f"{path}:{n}: not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1})"
-                ) from None
-            yield n, line.rstrip("\r\n")

@@ -20,11 +20,22 @@ after a warm-up, and printed as ratios:
   influence    intervention measure vs gradient estimate, every layer x both read points x 6 emotions,
                with their Spearman rank correlation
   evaluation   replies/s and tokens/s of evaluate_methods (prompting, neutral, direction steering)
+  scoring      evaluate's one pass where two were made, each against the slow computation it replaced,
+               on --batch prompts (emotion system prompts, six emotions in turn), --new-tokens replies:
+               prompting: generate + a teacher-forced perplexity pass vs generate_scored (perplexity
+               from the generation pass), with the share of replies the shortcut applies to;
+               other replies: 4 per prompt (the neutral and the steered reply, each twice, as the four
+               methods besides prompting), one full pass per reply vs each prompt cached once;
+               judge: the LM encoder of the learned judge on every reply, batched in input order and by
+               characters (the earlier batchings) vs by tokens; the largest relative difference of each
   scaling      forward time against the number of prompts (16 / 64 / 256) and against the number of
                layers (the model cut to its first layers), per prompt and per layer
   memory       peak resident memory of the process
 
---generation-only stops after the generation and llama.cpp rows.
+               pair of results is printed beside its ratio.
+
+--generation-only stops after the generation and llama.cpp rows; --scoring-only measures only the
+scoring rows.
 """
 
 from __future__ import annotations
@@ -161,6 +172,8 @@ def main() -> None:
     ap.add_argument(
         "--generation-only", action="store_true", help="only the generation and llama.cpp rows (a few minutes)"
     )
+    ap.add_argument("--scoring-only", action="store_true", help="only the scoring rows of evaluate (a few minutes)")
+    ap.add_argument("--judge-layer", type=int, default=18, help="LM encoder layer of the judge row (cut to the model)")
     args = ap.parse_args()
     if args.quick:
         args.batch, args.single, args.new_tokens, args.limit = 4, 1, 8, 2
@@ -189,6 +202,12 @@ def main() -> None:
                 model, ps, replace(gs, backend=backend), interventions=ivs or None, progress=False, min_new_tokens=n
             )
 
+        if args.scoring_only:
+            res["scoring"] = scoring(model, test, args)
+            report_scoring(res["scoring"])
+            if args.json:
+                write_text_atomic(args.json, json.dumps(res, indent=1))
+            return
         hf_generate(raw, model, batched[:2], 4, 2)  # warm-up
         ours(batched[:2], gen_b, edit)
         ours(batched[:2], gen_b, edit, "bridge")
@@ -313,6 +332,8 @@ def main() -> None:
             "note": "includes judging and perplexity",
         }
 
+        res["scoring"] = scoring(model, test, args)
+
         # ---- scaling: prompts and layers
         many = (prompts * 64)[:256]
         scale_p = {}
@@ -390,6 +411,7 @@ def report(res: dict) -> None:
         f"evaluation: {e['replies']} replies in {e['seconds']:.1f} s = {e['replies_s']:.2f} replies/s, "
         f"{e['tokens_s']:.0f} tokens/s ({e['note']})"
     )
+    report_scoring(res["scoring"])
     sp = res["scaling_prompts_s"]
     print("forward vs prompts: " + ", ".join(f"{k}: {v:.2f} s ({1e3 * v / k:.1f} ms/prompt)" for k, v in sp.items()))
     sl = res["scaling_layers_s"]
@@ -400,6 +422,124 @@ def report(res: dict) -> None:
     print(
         f"peak RSS {res['peak_rss_gib']:.2f} GiB"
         + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in res else "")
+    )
+
+
+def _max_rel(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b))
+
+
+def scoring(model, test, args) -> dict:
+    """The scoring rows (see the module docstring): each shortcut of evaluate against the slow computation."""
+    from circuits.core.emotions import EMOTIONS
+    from circuits.core.generate import generate_scored
+    from circuits.judges.encoder import LMEncoder
+    from circuits.steer.metrics import generation_perplexity, reply_perplexity
+
+    n = args.new_tokens
+    users = [it.user_text for it in test.items(list(EMOTIONS))][: args.batch]
+    emo = [EMOTIONS[i % len(EMOTIONS)] for i in range(len(users))]
+    own = [model.chat_ids(e, u) for e, u in zip(emo, users)]  # prompting: generated and scored under these
+    neutral = [model.chat_ids(None, u) for u in users]
+    gs = GenerationSettings(max_new_tokens=n, batch_size=args.batch, repetition_penalty=1.1)
+    kw = dict(progress=False, min_new_tokens=min(10, n), no_repeat_ngram_size=3)
+    generate(model, own[:2], GenerationSettings(max_new_tokens=4), progress=False)  # warm-up
+    texts, t_gen = timed(lambda: generate(model, own, gs, **kw))
+    slow_ppl, t_ppl = timed(lambda: reply_perplexity(model, own, texts, shared_prefix=False))
+    scored, t_scored = timed(lambda: generate_scored(model, own, gs, **kw))
+    fast = [generation_perplexity(model, r) for r in scored]
+    hits = [(f, s) for f, s in zip(fast, slow_ppl) if f is not None]
+    assert [r.text for r in scored] == texts
+    out: dict = {
+        "prompts": len(own),
+        "new_tokens": n,
+        "prompting": {
+            "generate_s": t_gen,
+            "perplexity_pass_s": t_ppl,
+            "generate_scored_s": t_scored,
+            "speedup": (t_gen + t_ppl) / t_scored,
+            "shortcut_share": len(hits) / len(fast),
+            "max_rel_diff": _max_rel([f for f, _ in hits], [s for _, s in hits]) if hits else float("nan"),
+        },
+    }
+    steered = generate(model, neutral, gs, interventions=circuit_sized_edit(model), **kw)
+    plain = generate(model, neutral, gs, **kw)
+    prompts, replies = own * 4, plain + steered + plain + steered
+    slow, t_slow = timed(lambda: reply_perplexity(model, prompts, replies, shared_prefix=False))
+    cached, t_cached = timed(lambda: reply_perplexity(model, prompts, replies, shared_prefix=True))
+    out["shared_prefix"] = {
+        "replies": len(replies),
+        "full_passes_s": t_slow,
+        "cached_prefix_s": t_cached,
+        "speedup": t_slow / t_cached,
+        "max_rel_diff": _max_rel(cached, slow),
+    }
+    layer = min(args.judge_layer, model.arch.n_layers)
+    enc = LMEncoder(hf_dir(args.model) if args.model == "toy" else args.model, layer)
+    texts_all = texts + replies[: 2 * len(users)]
+    by_tokens = by_input = torch.zeros(0)
+
+    def batched_by(key) -> torch.Tensor:
+        """The encoder's pass with the earlier batchings (``key`` orders the texts; None: input order)."""
+        from circuits.core.hooks import masked_mean
+
+        order = sorted(range(len(texts_all)), key=key) if key else list(range(len(texts_all)))
+        got = torch.zeros(len(texts_all), enc.dim)
+        with torch.no_grad():
+            for s in range(0, len(order), enc.batch_size):
+                idx = order[s : s + enc.batch_size]
+                e = enc.tokenizer(
+                    [texts_all[i] or "." for i in idx],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=256,
+                )
+                got[torch.tensor(idx)] = masked_mean(enc.model(**e).last_hidden_state.float(), e["attention_mask"])
+        return got
+
+    enc(texts_all[:2])  # warm-up
+    variants = {
+        "tokens": lambda: enc([t or "." for t in texts_all]),
+        "input": lambda: batched_by(None),
+        "chars": lambda: batched_by(lambda i: len(texts_all[i])),
+    }
+    t: dict[str, float] = {}
+    for _ in range(args.repeats):  # interleaved, the fastest counts (as the generation rows)
+        for key, fn in variants.items():
+            got, dt = timed(fn)
+            t[key] = min(t.get(key, float("inf")), dt)
+            if key in ("tokens", "input"):
+                by_tokens, by_input = (got, by_input) if key == "tokens" else (by_tokens, got)
+    t_tok, t_input, t_chars = t["tokens"], t["input"], t["chars"]
+    out["judge_encoder"] = {
+        "texts": len(texts_all),
+        "layer": layer,
+        "input_order_s": t_input,
+        "by_characters_s": t_chars,
+        "by_tokens_s": t_tok,
+        "speedup_over_input_order": t_input / t_tok,
+        "speedup_over_characters": t_chars / t_tok,
+        "max_abs_diff": float((by_tokens - by_input).abs().max()),
+    }
+    return out
+
+
+def report_scoring(sc: dict) -> None:
+    p, q, j = sc["prompting"], sc["shared_prefix"], sc["judge_encoder"]
+    print(
+        f"scoring ({sc['prompts']} prompts, {sc['new_tokens']} new tokens): prompting generate + perplexity pass "
+        f"{p['generate_s'] + p['perplexity_pass_s']:.1f} s vs scored generation {p['generate_scored_s']:.1f} s = "
+        f"{p['speedup']:.2f}x (shortcut on {p['shortcut_share']:.0%} of replies, max rel diff {p['max_rel_diff']:.1e})"
+    )
+    print(
+        f"  other replies ({q['replies']}): one full pass each {q['full_passes_s']:.1f} s vs prompt cached once "
+        f"{q['cached_prefix_s']:.1f} s = {q['speedup']:.2f}x (max rel diff {q['max_rel_diff']:.1e})"
+    )
+    print(
+        f"  judge encoder ({j['texts']} texts, layer {j['layer']}): input order {j['input_order_s']:.2f} s, by characters "
+        f"{j['by_characters_s']:.2f} s, by tokens {j['by_tokens_s']:.2f} s = {j['speedup_over_input_order']:.2f}x / "
+        f"{j['speedup_over_characters']:.2f}x (max abs diff {j['max_abs_diff']:.1e})"
     )
 
 

@@ -10,7 +10,9 @@ Two paths compute the same thing (``GenerationSettings.backend``, tested equal):
   TransformerLens hooks (``hooks=``) need this path.
 
 Either way hooks fire once on the whole (left-padded) prompt at prefill, then once per generated
-token with one position.
+token with one position. :func:`generate_scored` also keeps each generated token's log-probability
+from the generation pass itself (the raw logits of each step), which is what
+:func:`continuation_logprobs` of those tokens computes in a second pass.
 """
 
 from __future__ import annotations
@@ -118,6 +120,23 @@ def steered(
         yield model.hf_model
 
 
+@dataclass(frozen=True)
+class ScoredReply:
+    """A generated reply with the scores of its own generation pass.
+
+    ``tokens``: the generated token ids up to and including the first end-of-turn token (nothing of
+    the padding after it); ``logprobs``: ``[len(tokens)]`` float32 natural-log probabilities of those
+    tokens under the model's raw logits (before repetition penalty, n-gram bans or any other logits
+    processor), i.e. what teacher-forced scoring of ``tokens`` after the prompt gives under the same
+    edits; ``end_logprob``: the log-probability of end-of-turn after the last token (for a reply that
+    ended on it, the last entry of ``logprobs``; None when the tokenizer has no end-of-turn token)."""
+
+    text: str
+    tokens: list[int]
+    logprobs: torch.Tensor
+    end_logprob: float | None
+
+
 def generate(
     model: ModelHandle,
     prompts: Sequence[Sequence[int]],
@@ -137,12 +156,45 @@ def generate(
     the indices into ``prompts`` of each batch's rows; they run on the bridge path.
     Extra keyword arguments go to HF ``generate`` (``min_new_tokens``, ``no_repeat_ngram_size``, ...).
     Prompts are sorted by length internally so that padding is minimal; the order of the output
-    matches ``prompts``.
+    matches ``prompts``. :func:`generate_scored` also returns each reply's token log-probabilities.
     """
+    out = _generate(model, prompts, settings, interventions, hooks, progress, desc, False, generate_kwargs)
+    return [r.text for r in out]
+
+
+def generate_scored(
+    model: ModelHandle,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings | None = None,
+    *,
+    interventions: InterventionSpec | None = None,
+    hooks: HookList | Callable[[list[int]], HookList] | None = None,
+    progress: bool = True,
+    desc: str = "generate",
+    **generate_kwargs: Any,
+) -> list[ScoredReply]:
+    """:func:`generate` (the same replies, token for token) that also keeps the scores of the pass:
+    one :class:`ScoredReply` per prompt, whose ``logprobs`` equal :func:`continuation_logprobs` of
+    its ``tokens`` under the same edits (to float rounding; tested). A reply that did not end on
+    end-of-turn costs one more single-token step per batch for its ``end_logprob``."""
+    return _generate(model, prompts, settings, interventions, hooks, progress, desc, True, generate_kwargs)
+
+
+def _generate(
+    model: ModelHandle,
+    prompts: Sequence[Sequence[int]],
+    settings: GenerationSettings | None,
+    interventions: InterventionSpec | None,
+    hooks: HookList | Callable[[list[int]], HookList] | None,
+    progress: bool,
+    desc: str,
+    scored: bool,
+    generate_kwargs: dict[str, Any],
+) -> list[ScoredReply]:
     s = settings or GenerationSettings()
     per_prompt = _per_prompt(interventions, len(prompts))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out: list[str] = [""] * len(prompts)
+    out: list[ScoredReply] = [ScoredReply("", [], torch.empty(0), None)] * len(prompts)
     tok = model.tokenizer
     eos = tok.eos_token_id
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress)
@@ -165,13 +217,76 @@ def generate(
         if s.do_sample:
             kwargs.update(temperature=s.temperature, top_p=s.top_p)
         kwargs.update(generate_kwargs)
+        if scored:  # the raw logits of every step (before any logits processor) and the final cache
+            kwargs.update(return_dict_in_generate=True, output_logits=True)
         with torch.no_grad(), steered(model, ivs, rows, backend=s.backend, hooks=list(batch_hooks)) as hf:
-            gen = hf.generate(**kwargs)
+            res = hf.generate(**kwargs)
+            gen = res.sequences if scored else res
+            new = gen[:, ids.shape[1] :]  # [b, steps]
+            ends = _end_positions(new, eos)
+            scores = _step_scores(model, hf, res, ids, mask, new, ends, eos) if scored else None
         for row, i in enumerate(idx):
-            out[i] = tok.decode(gen[row, ids.shape[1] :], skip_special_tokens=True).strip()
+            text = tok.decode(new[row], skip_special_tokens=True).strip()
+            if scores is None:
+                out[i] = ScoredReply(text, [], torch.empty(0), None)
+                continue
+            n = int(ends[row])
+            lp, end_lp = scores
+            out[i] = ScoredReply(text, new[row, :n].tolist(), lp[row, :n].clone(), end_lp[row])
         bar.update(len(idx))
     bar.close()
     return out
+
+
+def _end_positions(new: torch.Tensor, eos: int | None) -> torch.Tensor:
+    """``[b]`` the length of each generated row up to and including its first end-of-turn token (the
+    whole row when it has none)."""
+    steps = new.shape[1]
+    if eos is None:
+        return torch.full((new.shape[0],), steps, dtype=torch.long)
+    is_end = new == eos
+    first = torch.where(is_end.any(1), is_end.int().argmax(1), torch.full_like(is_end[:, 0], steps, dtype=torch.long))
+    return torch.where(is_end.any(1), first + 1, first)
+
+
+def _step_scores(
+    model: ModelHandle,
+    hf: Any,
+    res: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    new: torch.Tensor,
+    ends: torch.Tensor,
+    eos: int | None,
+) -> tuple[torch.Tensor, list[float | None]]:
+    """Log-probs ``[b, steps]`` (float32, CPU) of each generated token under its step's raw logits, and
+    each row's end-of-turn log-prob after its last token. Rows that did not end on end-of-turn need
+    the logits after their last token, which generation never computed: one single-token step on the
+    returned cache (the positions and mask those of generation: left padding, no gap)."""
+    # step by step: a [b, steps, vocab] stack would double the memory HF already holds for the logits
+    lp = torch.stack(
+        [torch.log_softmax(x.float(), -1).gather(-1, new[:, t, None]).squeeze(-1) for t, x in enumerate(res.logits)], 1
+    ).cpu()
+    end_lp: list[float | None] = [None] * new.shape[0]
+    if eos is None:
+        return lp, end_lp
+    steps = new.shape[1]
+    open_rows = [r for r in range(new.shape[0]) if int(ends[r]) == steps and int(new[r, -1]) != eos]
+    for r in range(new.shape[0]):
+        if r not in open_rows:
+            end_lp[r] = float(lp[r, int(ends[r]) - 1])
+    if open_rows:
+        cache = model.kv_cache_of(res)
+        full = torch.cat([mask, torch.ones_like(new)], 1)  # prompt mask + every generated step
+        positions = (full.cumsum(-1) - 1).clamp(min=0)[:, -1:]
+        kw = model.kv_cache_kwarg  # the twin is the same HF class as hf_model: the same keyword
+        last = hf(
+            input_ids=new[:, -1:], attention_mask=full, position_ids=positions, use_cache=True, **{kw: cache}
+        ).logits[:, -1]
+        end = torch.log_softmax(last.float(), -1)[:, eos].cpu()
+        for r in open_rows:
+            end_lp[r] = float(end[r])
+    return lp, end_lp
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from jaxtyping import Float
@@ -46,8 +46,30 @@ def packaged_encoder_dir() -> Path:
     return folder
 
 
+def length_batches(
+    tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int
+) -> Iterator[tuple[list[int], Any]]:
+    """``texts`` sorted by token count (truncated to ``max_length`` tokens) and tokenized with padding
+    in batches of ``batch_size``: yields ``(indices into texts, encoding)`` where the encoding holds
+    ``input_ids`` and ``attention_mask`` ``[len(indices), longest]`` (the tokenizer's padding side).
+    Rows of a batch differ in length as little as the texts allow, so the pass computes little
+    padding; callers put each row back at its index, so their output keeps the input's order."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    for s in range(0, len(order), batch_size):
+        idx = order[s : s + batch_size]
+        # tokenized again with padding (cheap next to the pass; the tokenizer's own call, every field it adds)
+        yield (
+            idx,
+            tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            ),
+        )
+
+
 class SentenceEncoder:
-    """Texts -> unit vectors ``[n, d]`` (d = 384 for MiniLM-L6), batched, on CPU by default."""
+    """Texts -> unit vectors ``[n, d]`` (d = 384 for MiniLM-L6), batched by token length
+    (:func:`length_batches`), on CPU by default."""
 
     def __init__(
         self, folder: str | Path | None = None, device: str = "cpu", batch_size: int = 64, max_length: int = 256
@@ -71,18 +93,14 @@ class SentenceEncoder:
     def __call__(self, texts: Sequence[str]) -> Float[torch.Tensor, "n d"]:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
-        out = []
-        for s in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(
-                [t if t.strip() else "." for t in texts[s : s + self.batch_size]],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
+        out = torch.zeros(len(texts), self.dim)
+        for idx, enc in length_batches(
+            self.tokenizer, [t if t.strip() else "." for t in texts], self.batch_size, self.max_length
+        ):
+            enc = enc.to(self.device)
             pooled = masked_mean(self.model(**enc).last_hidden_state.float(), enc["attention_mask"])
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+            out[torch.tensor(idx)] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
+        return out
 
 
 @lru_cache(maxsize=2)
@@ -97,8 +115,9 @@ class LMEncoder:
     small sentence encoder, measured in the README's judge section).
 
     ``model`` is a packaged model name (``smollm2-135m``), a ``.gguf`` file or a Hugging Face
-    directory; only the first ``layer`` blocks are kept and run. Texts are batched by length so
-    little padding is computed; the result is in input order and does not depend on the batching.
+    directory; only the first ``layer`` blocks are kept and run. Texts are batched by token length
+    (:func:`length_batches`) so little padding is computed; the result is in input order and does not
+    depend on the batching.
     """
 
     def __init__(
@@ -147,14 +166,11 @@ class LMEncoder:
     def __call__(self, texts: Sequence[str]) -> Float[torch.Tensor, "n d"]:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
-        texts = [t if t.strip() else "." for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.zeros(len(texts), self.dim)
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s : s + self.batch_size]
-            enc = self.tokenizer(
-                [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=self.max_length
-            ).to(self.device)
+        for idx, enc in length_batches(
+            self.tokenizer, [t if t.strip() else "." for t in texts], self.batch_size, self.max_length
+        ):
+            enc = enc.to(self.device)
             out[torch.tensor(idx)] = masked_mean(
                 self.model(**enc).last_hidden_state.float(), enc["attention_mask"]
             ).cpu()

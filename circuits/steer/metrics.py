@@ -14,6 +14,10 @@ Methods (names used in ``evaluation.json``):
 
 Perplexity: of the reply tokens under the unsteered model, given the target emotion's prompt (the
 model's own notion of a fluent reply in that emotion); reported as the geometric mean over replies.
+Prompting replies take it from the scores of their own generation pass (unsteered, that very
+prompt) where the reply's text tokenizes back to the generated tokens; the other replies are scored
+together after every method has replied, each distinct prompt run once into a KV cache for the
+replies of all methods. Both equal the full teacher-forced pass per reply to float rounding (tested).
 """
 
 from __future__ import annotations
@@ -29,9 +33,16 @@ from tqdm.auto import tqdm
 
 from circuits.core.config import ConfigError, check_config, help_field
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
-from circuits.core.generate import GenerationSettings, continuation_logprobs, generate
+from circuits.core.generate import (
+    GenerationSettings,
+    ScoredReply,
+    continuation_logprobs,
+    generate,
+    generate_scored,
+)
 from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle
+from circuits.core.prefix import shared_prefix_logprobs
 from circuits.core.sev import PromptSettings, SEVDataset
 from circuits.judges.base import default_judge_instance, judge_matches, judge_name
 
@@ -129,16 +140,53 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-@torch.no_grad()
-def reply_perplexity(
-    model: ModelHandle, prompts: Sequence[list[int]], replies: Sequence[str], batch_size: int = 32
-) -> list[float]:
-    """Perplexity of each reply (plus end of turn) given its prompt, under the unsteered model."""
+def reply_tokens(model: ModelHandle, replies: Sequence[str]) -> list[list[int]]:
+    """The scored tokens of each reply: its text tokenized again (no special tokens) plus end of turn."""
     tok = model.tokenizer
     end = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    conts = [tok(r, add_special_tokens=False)["input_ids"] + end for r in replies]
-    lps = continuation_logprobs(model, prompts, conts, batch_size=batch_size)
-    return [math.exp(-lp.mean().item()) if lp.numel() else float("nan") for lp in lps]
+    return [tok(r, add_special_tokens=False)["input_ids"] + end for r in replies]
+
+
+def _perplexity(logprobs: torch.Tensor) -> float:
+    """``exp(-mean)`` of ``[n]`` natural-log token probabilities (nan for no token)."""
+    return math.exp(-logprobs.mean().item()) if logprobs.numel() else float("nan")
+
+
+@torch.no_grad()
+def reply_perplexity(
+    model: ModelHandle,
+    prompts: Sequence[list[int]],
+    replies: Sequence[str],
+    batch_size: int = 32,
+    shared_prefix: bool = True,
+) -> list[float]:
+    """Perplexity of each reply (plus end of turn) given its prompt, under the unsteered model.
+
+    ``shared_prefix``: each distinct prompt runs once into a KV cache and all its replies are scored on
+    it (:func:`circuits.core.prefix.shared_prefix_logprobs`); False: one full teacher-forced pass per
+    reply (:func:`circuits.core.generate.continuation_logprobs`, the reference; equal to float rounding)."""
+    conts = reply_tokens(model, replies)
+    score = shared_prefix_logprobs if shared_prefix else continuation_logprobs
+    return [_perplexity(lp) for lp in score(model, prompts, conts, batch_size=batch_size)]
+
+
+def generation_perplexity(model: ModelHandle, reply: ScoredReply) -> float | None:
+    """The perplexity :func:`reply_perplexity` gives ``reply`` after the prompt it was generated from,
+    from the scores of its own generation pass, when the pass computed exactly that: the reply's text
+    tokenizes back to the generated tokens and the end-of-turn score is known. None otherwise (the
+    caller scores it the slow way). Only valid for a reply generated unsteered, from the same prompt
+    its perplexity is asked under."""
+    eos = model.tokenizer.eos_token_id
+    ended = eos is not None and bool(reply.tokens) and reply.tokens[-1] == eos
+    body = reply.tokens[:-1] if ended else reply.tokens
+    if reply_tokens(model, [reply.text])[0] != body + ([eos] if eos is not None else []):
+        return None
+    if eos is None:
+        return _perplexity(reply.logprobs)
+    if reply.end_logprob is None:
+        return None
+    lp = reply.logprobs if ended else torch.cat([reply.logprobs, torch.tensor([reply.end_logprob])])
+    return _perplexity(lp)
 
 
 def evaluate_methods(
@@ -157,7 +205,13 @@ def evaluate_methods(
     "perplexity", "distinct_2", "n", "examples"}}, "config": ...}``. When ``record`` is a list, every
     reply is appended to it as ``{"text", "label" (the target emotion), "instruction", "method",
     "valence", "skeleton_id", "verdict"}``: a labelled file ``emocircuits judge eval --by method``
-    re-judges with any judge."""
+    re-judges with any judge.
+
+    Perplexity costs one pass where two were made: a reply generated unsteered from the prompt it is
+    scored under (``prompting``) takes its perplexity from the scores of its generation pass
+    (:func:`generation_perplexity`); every other reply is scored after all methods have replied, each
+    distinct prompt run once for the replies of every method (:func:`reply_perplexity`). The shared
+    scoring time is split over the methods by their number of replies scored (``timings_s``)."""
     cfg = config or EvalConfig()
     settings = settings or PromptSettings()
     judge = judge or default_judge_instance()
@@ -174,6 +228,8 @@ def evaluate_methods(
         "model": model.describe(),
         "dataset": {"path": str(test.path), "sha256": test.sha256, "n_scenarios": len(test)},
     }
+    done: dict[str, dict[str, Any]] = {}
+    slow: list[tuple[str, int, list[int], str]] = []  # (method, row, prompt to score under, reply)
     for method in cfg.methods:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: expected some of {METHODS}")
@@ -183,9 +239,13 @@ def evaluate_methods(
         prompts = [
             model.chat_ids(*settings.chat(it.emotion if method == "prompting" else None, it.user_text)) for it in rows
         ]
+        ppl_prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in rows]
+        # the generation pass scores a reply exactly as perplexity asks when it ran unsteered on that prompt
+        own = [not edits[it.emotion] and p == q for it, p, q in zip(rows, prompts, ppl_prompts)]
         t0 = time.perf_counter()
         # one call for all emotions: each row carries its emotion's edits, so batches stay full
-        replies = generate(
+        run = generate_scored if any(own) else generate
+        out = run(
             model,
             prompts,
             gen,
@@ -195,8 +255,8 @@ def evaluate_methods(
             min_new_tokens=cfg.min_new_tokens,
             no_repeat_ngram_size=cfg.no_repeat_ngram_size,
         )
+        replies = [r.text for r in out] if any(own) else out
         t_gen = time.perf_counter()
-        ppl_prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in rows]
         hit, verdicts = judge_matches(
             judge, replies, [it.emotion for it in rows], instructions=[settings.instructions(it.emotion) for it in rows]
         )
@@ -214,30 +274,55 @@ def evaluate_methods(
                 for it, r, v in zip(rows, replies, verdicts)
             ]
         t_judge = time.perf_counter()
-        ppl = reply_perplexity(model, ppl_prompts, replies)
-        t_ppl = time.perf_counter()
-        per_emotion = {e: _mean([h for h, it in zip(hit, rows) if it.emotion == e]) for e in emotions}
-        per_valence = {v: _mean([h for h, it in zip(hit, rows) if it.valence == v]) for v in VALENCES}
-        finite = [p for p in ppl if math.isfinite(p)]
-        examples = []
-        for e in emotions:
-            examples += [
-                {"emotion": e, "valence": it.valence, "user": it.user_text, "reply": r, "judged": v}
-                for it, r, v in zip(rows, replies, verdicts)
-                if it.emotion == e
-            ][: cfg.examples]
-        result["methods"][method] = {
-            "accuracy": _mean(hit),
-            "per_emotion": per_emotion,
-            "per_valence": per_valence,
-            "perplexity": math.exp(sum(math.log(p) for p in finite) / len(finite)) if finite else float("nan"),
-            "distinct_2": distinct_n(replies),
-            "n": len(rows),
-            "judged": dict(Counter(verdicts)),
-            "examples": examples,
-            "timings_s": {"generation": t_gen - t0, "judge": t_judge - t_gen, "perplexity": t_ppl - t_judge},
+        ppl: list[float | None] = [generation_perplexity(model, r) if o else None for r, o in zip(out, own)]
+        slow += [(method, k, ppl_prompts[k], replies[k]) for k, p in enumerate(ppl) if p is None]
+        done[method] = {
+            "rows": rows,
+            "replies": replies,
+            "hit": hit,
+            "verdicts": verdicts,
+            "ppl": ppl,
+            "timings_s": {
+                "generation": t_gen - t0,
+                "judge": t_judge - t_gen,
+                "perplexity": time.perf_counter() - t_judge,
+            },
         }
+    t_ppl = time.perf_counter()
+    scored = reply_perplexity(model, [p for _, _, p, _ in slow], [r for *_, r in slow]) if slow else []
+    t_shared = time.perf_counter() - t_ppl
+    for (method, k, _, _), p in zip(slow, scored):
+        done[method]["ppl"][k] = p
+        done[method]["timings_s"]["perplexity"] += t_shared / len(slow)
+    for method, d in done.items():
+        result["methods"][method] = _method_result(d, emotions, cfg.examples)
     return result
+
+
+def _method_result(d: dict[str, Any], emotions: Sequence[str], n_examples: int) -> dict[str, Any]:
+    """One method's entry of ``evaluation.json`` from its rows, replies, hits, verdicts and perplexities."""
+    rows, replies, hit, verdicts, ppl = d["rows"], d["replies"], d["hit"], d["verdicts"], d["ppl"]
+    per_emotion = {e: _mean([h for h, it in zip(hit, rows) if it.emotion == e]) for e in emotions}
+    per_valence = {v: _mean([h for h, it in zip(hit, rows) if it.valence == v]) for v in VALENCES}
+    finite = [p for p in ppl if math.isfinite(p)]
+    examples = []
+    for e in emotions:
+        examples += [
+            {"emotion": e, "valence": it.valence, "user": it.user_text, "reply": r, "judged": v}
+            for it, r, v in zip(rows, replies, verdicts)
+            if it.emotion == e
+        ][:n_examples]
+    return {
+        "accuracy": _mean(hit),
+        "per_emotion": per_emotion,
+        "per_valence": per_valence,
+        "perplexity": math.exp(sum(math.log(p) for p in finite) / len(finite)) if finite else float("nan"),
+        "distinct_2": distinct_n(replies),
+        "n": len(rows),
+        "judged": dict(Counter(verdicts)),
+        "examples": examples,
+        "timings_s": d["timings_s"],
+    }
 
 
 STEERED = ("direction", "emotion_vector", "circuit")

@@ -135,3 +135,86 @@ def test_generation_settings_refuse_values_that_cannot_give_a_reply(field, value
 
     with pytest.raises(InputError, match=f"GenerationSettings.{field}"):
         GenerationSettings(**{field: value})
+
+
+def _scoring_prompts(m):
+    return [
+        m.chat_ids("Always reply in fear.", "The train was late."),
+        m.chat_ids(None, "Hi"),
+        m.chat_ids("Always reply in joy.", "The parcel came a week early and it was the wrong colour."),
+        m.chat_ids(None, "Tell me about the weather today, please."),
+    ]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "qwen3", "gemma2"])
+@pytest.mark.parametrize("backend", ["fast", "bridge"])
+def test_generate_scored_equals_generate_and_teacher_forced_scores(arch, backend, tiny_models):
+    """The scores kept from the generation pass equal the slow teacher-forced pass over the same tokens
+    (the end-of-turn token after each reply included), and the replies are those of ``generate``:
+    greedy, with the repetition penalty and n-gram ban of evaluate, in batches of unequal prompts."""
+    from circuits.core.generate import continuation_logprobs, generate_scored
+
+    m = tiny_models[arch]
+    prompts = _scoring_prompts(m)
+    s = GenerationSettings(max_new_tokens=12, batch_size=3, repetition_penalty=1.1, backend=backend)
+    kw = dict(min_new_tokens=2, no_repeat_ngram_size=3, progress=False)
+    scored = generate_scored(m, prompts, s, **kw)
+    assert [r.text for r in scored] == generate(m, prompts, s, **kw)
+    eos = m.tokenizer.eos_token_id
+    for r in scored:
+        assert len(r.tokens) == len(r.logprobs) and 2 <= len(r.tokens) <= 12 and eos not in r.tokens[:-1]
+        assert m.tokenizer.decode(r.tokens, skip_special_tokens=True).strip() == r.text
+    slow = continuation_logprobs(m, prompts, [r.tokens for r in scored], backend=backend)
+    for r, want in zip(scored, slow):
+        torch.testing.assert_close(r.logprobs, want, atol=1e-4, rtol=1e-4)
+    open_rows = [i for i, r in enumerate(scored) if r.tokens[-1] != eos]
+    assert open_rows  # the extra end-of-turn step is exercised
+    ends = continuation_logprobs(m, [prompts[i] for i in open_rows], [scored[i].tokens + [eos] for i in open_rows])
+    for i, want in zip(open_rows, ends):
+        assert scored[i].end_logprob == pytest.approx(float(want[-1]), abs=1e-4)
+
+
+def test_generate_scored_reply_ending_on_end_of_turn_scores_it_in_the_pass(qwen_tiny):
+    """A reply cut by end-of-turn: its last token is end-of-turn and ``end_logprob`` is its score."""
+    from circuits.core.generate import generate_scored
+
+    m = qwen_tiny
+    eos = m.tokenizer.eos_token_id
+    prompts = _scoring_prompts(m)
+    # make end-of-turn the greedy pick once the minimum length allows it
+
+    def boost(module, args, output):
+        output[..., eos] += 1e3
+        return output
+
+    from circuits.core.fastpath import plain_model
+
+    h = plain_model(m).lm_head.register_forward_hook(boost)
+    try:
+        scored = generate_scored(m, prompts, GenerationSettings(max_new_tokens=8), min_new_tokens=3, progress=False)
+    finally:
+        h.remove()
+    for r in scored:
+        assert len(r.tokens) == 4 and r.tokens[-1] == eos and r.end_logprob == float(r.logprobs[-1])
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "qwen3", "gemma2"])
+def test_shared_prefix_logprobs_equal_continuation_logprobs(arch, tiny_models):
+    """Several continuations per prompt (unequal lengths, one empty, prompts repeated out of order),
+    each distinct prompt run once: the same log-probs as the slow full pass, in input order."""
+    from circuits.core.generate import continuation_logprobs
+    from circuits.core.prefix import shared_prefix_logprobs
+
+    m = tiny_models[arch]
+    base = _scoring_prompts(m)
+    g = torch.Generator().manual_seed(0)
+    prompts, conts = [], []
+    for k in range(11):
+        prompts.append(base[(k * 3) % 4])
+        n = [5, 1, 9, 0, 3][k % 5]
+        conts.append(torch.randint(0, 100, (n,), generator=g).tolist())
+    slow = continuation_logprobs(m, prompts, conts, batch_size=4)
+    fast = shared_prefix_logprobs(m, prompts, conts, batch_size=3)
+    assert [len(x) for x in fast] == [len(c) for c in conts]
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

@@ -13,6 +13,14 @@ Everything is measured in one run and printed as a table of wall times and ratio
              separately loaded, unwrapped HF model (AutoModelForCausalLM, its default attention):
              (b) adds the cost of working through TransformerBridge (its eager attention)
   memory     peak resident memory of the process (and peak GPU memory on CUDA)
+  probe      the emotion probe (mlp read point, 5 scenario-grouped folds, every layer): plain L-BFGS
+             (the reference) vs the preconditioned fit on each fold's principal axes
+  nulls      permuted-label probe nulls (--null-seeds seeds): one L-BFGS probe per permuted store vs all
+             permutations in one solve on the real probe's rows and folds
+  gradient   the gradient influence on every neutral row and on the agreement subset
+             (--influence-rows): two calls vs one per-row call whose subset is taken
+  sweep      a neuron sweep (every emotion, --sweep-layers spread layers, k 1 2 4 16, zero and add, 2
+             random seeds): one last-token pass per pick vs the top and random picks stacked in one pass
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from circuits.core.artifacts import write_text_atomic  # noqa: E402
 from circuits.core.model import load_model  # noqa: E402
 from circuits.core.sev import load_sev  # noqa: E402
 from circuits.discovery import components, influence  # noqa: E402
-from circuits.discovery.directions import emotion_directions  # noqa: E402
+from circuits.discovery.directions import emotion_directions, probe_accuracy, probe_data  # noqa: E402
+from circuits.discovery.label_nulls import direction_nulls  # noqa: E402
 from circuits.discovery.store import StoreConfig, build_store  # noqa: E402
 
 
@@ -81,6 +90,8 @@ def main() -> None:
     ap.add_argument("--ref-rows", type=int, default=12, help="rows per emotion for the head reference")
     ap.add_argument("--influence-rows", type=int, default=24, help="neutral rows for the influence measures")
     ap.add_argument("--emotions", nargs="+", default=None, help="restrict head and influence measures to these")
+    ap.add_argument("--sweep-layers", type=int, default=2, help="spread layers of the sweep measure")
+    ap.add_argument("--null-seeds", type=int, default=2, help="permutations of the probe nulls")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -124,14 +135,65 @@ def main() -> None:
         rows = store.index("neutral")[: args.influence_rows]
         _, t_igrad = timed(lambda: influence.influence_gradient(model, store, dirs, rows=rows, progress=False))
         _, t_iint = timed(lambda: influence.influence_intervention(model, store, dirs, rows=rows, progress=False))
+        # discovery's second speed step: each fast path against the computation it replaced
+        acc_ref, t_probe_ref = timed(lambda: probe_accuracy(store, "mlp", solver="lbfgs"))
+        acc_fast, t_probe = timed(lambda: probe_accuracy(store, "mlp"))
+        data = {"mlp": probe_data(store, "mlp")}  # gathered with the real probe in discover
+        null_ref, t_null_ref = timed(
+            lambda: direction_nulls(store, seeds=args.null_seeds, batched=False, solver="lbfgs")
+        )
+        null_fast, t_null = timed(lambda: direction_nulls(store, seeds=args.null_seeds, data=data))
+        neutral = store.index("neutral")
+        sub_rows = neutral[: args.influence_rows]
+
+        def gradient_twice():
+            return (
+                influence.influence_gradient(model, store, dirs, progress=False),
+                influence.influence_gradient(model, store, dirs, rows=sub_rows, progress=False),
+            )
+
+        def gradient_once():
+            per_row = influence.influence_gradient(model, store, dirs, per_row=True, progress=False)
+            return per_row.mean(0), per_row[: len(sub_rows)].mean(0)
+
+        (g_all, g_sub), t_grad2 = timed(gradient_twice)
+        (f_all, f_sub), t_grad1 = timed(gradient_once)
+
+        from circuits.discovery.ablation import SweepConfig, sweep
+        from circuits.runs.discover import spread_layers
+
+        nc = components.neuron_contributions(model, store, dirs)
+        scfg = SweepConfig(
+            ks=(1, 2, 4, 16), seeds=2, layers=tuple(spread_layers(model.arch.n_layers, args.sweep_layers))
+        )
+        sw_ref, t_sweep_ref = timed(
+            lambda: sweep(model, store, dirs, nc, "neurons", scfg, emotions, progress=False, stacked=False)
+        )
+        sw_fast, t_sweep = timed(
+            lambda: sweep(model, store, dirs, nc, "neurons", scfg, emotions, progress=False, stacked=True)
+        )
+
+        def max_diff(a, b) -> float:
+            return float(
+                torch.as_tensor(a, dtype=torch.float64).sub(torch.as_tensor(b, dtype=torch.float64)).abs().max()
+            )
+
+        diff_probe = max_diff(acc_fast, acc_ref)
+        diff_null = max_diff(null_fast["probe_accuracy"]["mlp"]["seeds"], null_ref["probe_accuracy"]["mlp"]["seeds"])
+        diff_grad = max(max_diff(f_all, g_all), max_diff(f_sub, g_sub))
+        diff_sweep = max_diff([r["delta_s"] for r in sw_fast], [r["delta_s"] for r in sw_ref])
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         peak_gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
         # last, after peak memory is read: a second, unwrapped copy of the model for the plain HF forward
         from transformers import AutoModelForCausalLM
 
-        raw = AutoModelForCausalLM.from_pretrained(model.name, dtype=model.dtype).to(model.device).eval()
-        _, t_raw = timed(lambda: plain(raw))  # noqa: F821 (called before the del below)
-        del raw
+        try:
+            raw = AutoModelForCausalLM.from_pretrained(model.name, dtype=model.dtype).to(model.device).eval()
+        except OSError:  # a packaged model (e.g. smollm2-135m, from GGUF) has no HF name to load by: nan
+            t_raw = float("nan")
+        else:
+            _, t_raw = timed(lambda: plain(raw))  # noqa: F821 (called before the del below)
+            del raw
         res = {
             "model": model.name if not args.qwen7b_shape else f"random Qwen2.5-7B shape, {args.layers} layers",
             "arch": model.arch.to_dict(),
@@ -151,6 +213,22 @@ def main() -> None:
             "influence_gradient_s": t_igrad,
             "influence_intervention_s": t_iint,
             "influence_speedup": t_iint / t_igrad,
+            "probe_lbfgs_s": t_probe_ref,
+            "probe_pca_s": t_probe,
+            "probe_speedup": t_probe_ref / t_probe,
+            "probe_max_acc_diff": diff_probe,
+            "nulls_per_seed_s": t_null_ref,
+            "nulls_batched_s": t_null,
+            "nulls_speedup": t_null_ref / t_null,
+            "nulls_max_acc_diff": diff_null,
+            "gradient_two_calls_s": t_grad2,
+            "gradient_one_call_s": t_grad1,
+            "gradient_speedup": t_grad2 / t_grad1,
+            "gradient_max_diff": diff_grad,
+            "sweep_per_pick_s": t_sweep_ref,
+            "sweep_stacked_s": t_sweep,
+            "sweep_speedup": t_sweep_ref / t_sweep,
+            "sweep_max_delta_s_diff": diff_sweep,
             "peak_rss_gib": peak_rss,
         }
         if peak_gpu is not None:
@@ -166,6 +244,23 @@ def main() -> None:
         )
         print(
             f"{'store':<12}{t_raw:>15.3f}{t_store:>12.3f}{t_store / t_raw:>9.2f}x   (store / plain HF forward, unwrapped model)"
+        )
+        n_probe = len(data["mlp"].idx)
+        print(
+            f"{'probe':<12}{t_probe_ref:>15.3f}{t_probe:>12.4f}{t_probe_ref / t_probe:>9.1f}x   "
+            f"(L-BFGS / principal axes, {n_probe} rows; max accuracy difference {diff_probe:.4f})"
+        )
+        print(
+            f"{'nulls':<12}{t_null_ref:>15.3f}{t_null:>12.4f}{t_null_ref / t_null:>9.1f}x   "
+            f"(per seed / batched, {args.null_seeds} seeds; max accuracy difference {diff_null:.4f})"
+        )
+        print(
+            f"{'gradient':<12}{t_grad2:>15.3f}{t_grad1:>12.4f}{t_grad2 / t_grad1:>9.1f}x   "
+            f"(two calls / one per-row call, {len(neutral)} + {len(sub_rows)} rows; max difference {diff_grad:.2e})"
+        )
+        print(
+            f"{'sweep':<12}{t_sweep_ref:>15.3f}{t_sweep:>12.4f}{t_sweep_ref / t_sweep:>9.1f}x   "
+            f"(one pass per pick / stacked picks, {len(sw_ref)} records; max delta_s difference {diff_sweep:.2e})"
         )
         print(
             f"peak RSS {peak_rss:.2f} GiB"

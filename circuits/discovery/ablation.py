@@ -27,7 +27,7 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from circuits.core.emotions import check_emotions
-from circuits.core.hooks import Intervention
+from circuits.core.hooks import Intervention, make_hooks
 from circuits.core.model import ModelHandle
 from circuits.core.prefix import LastTokenBatches
 from circuits.core.sev import PromptSettings
@@ -71,7 +71,59 @@ class _LastTokenBatches(LastTokenBatches):
         self, v: Float[torch.Tensor, " d_model"], interventions: Sequence[Intervention] = ()
     ) -> Float[torch.Tensor, " rows"]:
         """``<final state, v>`` at each prompt's last position with ``interventions`` applied."""
-        return torch.cat([final_state(got) @ v for got in self.run(interventions, FINAL_STATE)])
+        return torch.cat([final_state(got) @ v.float() for got in self.run(interventions, FINAL_STATE)])
+
+
+class _StackedLastTokenBatches(LastTokenBatches):
+    """Every batch of ``prompts`` stacked ``copies`` times as rows of one batch (copy c of a batch of n
+    prompts is rows ``c*n .. (c+1)*n - 1``), so ``copies`` different edits run in one last-token pass."""
+
+    def __init__(self, model: ModelHandle, prompts: Sequence[Sequence[int]], batch_size: int, copies: int):
+        stacked = [
+            p for s in range(0, len(prompts), batch_size) for _ in range(copies) for p in prompts[s : s + batch_size]
+        ]
+        super().__init__(model, stacked, batch_size * copies)
+        self.copies = copies
+
+    def final_scores(
+        self, v: Float[torch.Tensor, " d_model"], interventions: Sequence[Intervention] = ()
+    ) -> Float[torch.Tensor, "copies rows"]:
+        """``<final state, v>`` at each prompt's last position, copy c edited by ``interventions[c]``
+        (no edit: every copy unedited): ``[copies, prompts]``."""
+        P = self.copies
+
+        def hooks(m: int) -> list:
+            n = m // P
+            return make_hooks(
+                self.model, interventions, rows=[range(c * n, (c + 1) * n) for c in range(len(interventions))]
+            )
+
+        got = [
+            final_state(g) @ v.float()
+            for g in self.each(reads=FINAL_STATE, extra_hooks=hooks if interventions else None)
+        ]
+        return torch.cat([g.reshape(P, -1) for g in got], dim=1)
+
+
+def _pick_intervention(
+    kind: str,
+    layer: int,
+    mode: str,
+    units: list[int],
+    e: int,
+    cfg: "SweepConfig",
+    mean_act: torch.Tensor,
+    dmu: torch.Tensor,
+) -> Intervention:
+    """The sweep's edit of ``units`` of ``layer`` in ``mode`` at the last position (``e``: the emotion's
+    index, for Delta-mu)."""
+    if mode == "zero":
+        return Intervention(kind, layer, "set", tuple(units), positions="last")
+    if mode == "mean":
+        return Intervention(kind, layer, "set", tuple(units), vector=mean_act[layer, units], positions="last")
+    if mode == "scale":
+        return Intervention(kind, layer, "scale", tuple(units), factor=cfg.scale_factor, positions="last")
+    return Intervention(kind, layer, "add", tuple(units), vector=dmu[e, layer, units], positions="last")
 
 
 def sweep(
@@ -84,11 +136,15 @@ def sweep(
     emotions: Sequence[str] | None = None,
     progress: bool = True,
     reference: ActivationStore | None = None,
+    stacked: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the sweep. ``scores``: ``[n_layers, n_emotions, n_units]`` (neuron contributions or head
     importances, emotions in ``directions.emotions`` order); Delta-mu and mean activations come from
     ``reference`` (default ``store``) so the sweep can run on a subset of rows. Returns one record per (emotion, layer,
-    mode, k, selection) with ``delta_s`` (mean over rows) and, for ``random``, the mean over seeds."""
+    mode, k, selection) with ``delta_s`` (mean over rows) and, for ``random``, the mean over seeds.
+    ``stacked``: the top pick and the ``seeds`` random picks of a (layer, mode, k) run as stacked rows of
+    one last-token pass per batch (equal to the default, one pass per pick, to float rounding; not faster on
+    the CPU, measured in ``benchmarks/bench_discovery.py``, so off by default)."""
     cfg = config or SweepConfig()
     if kind not in ("neurons", "heads"):
         raise ValueError(f"kind must be 'neurons' or 'heads', got {kind!r}")
@@ -110,8 +166,13 @@ def sweep(
     for emotion in emotions:
         e = directions.emotions.index(emotion)
         idx = store.index("emotion", emotion)
-        runner = _LastTokenBatches(model, store.prompts(model, idx), cfg.batch_size)
-        base = runner.final_scores(v_ref[e])
+        prompts = store.prompts(model, idx)
+        if stacked:
+            runner: Any = _StackedLastTokenBatches(model, prompts, cfg.batch_size, 1 + cfg.seeds)
+            base = runner.final_scores(v_ref[e])[0]
+        else:
+            runner = _LastTokenBatches(model, prompts, cfg.batch_size)
+            base = runner.final_scores(v_ref[e])
         for layer in layers:
             ranked = torch.argsort(scores[layer, e], descending=True).tolist()
             for mode in cfg.modes:
@@ -120,23 +181,13 @@ def sweep(
                         ("random", random.Random(1000 * seed + 7 * layer + k).sample(range(n_units), k))
                         for seed in range(cfg.seeds)
                     ]
+                    ivs = [_pick_intervention(kind, layer, mode, units, e, cfg, mean_act, dmu) for _, units in picks]
+                    if stacked:
+                        moved = list(runner.final_scores(v_ref[e], ivs))  # [picks, rows]
+                    else:
+                        moved = [runner.final_scores(v_ref[e], [iv]) for iv in ivs]
                     rand_vals = []
-                    for sel, units in picks:
-                        if mode == "zero":
-                            iv = Intervention(kind, layer, "set", tuple(units), positions="last")
-                        elif mode == "mean":
-                            iv = Intervention(
-                                kind, layer, "set", tuple(units), vector=mean_act[layer, units], positions="last"
-                            )
-                        elif mode == "scale":
-                            iv = Intervention(
-                                kind, layer, "scale", tuple(units), factor=cfg.scale_factor, positions="last"
-                            )
-                        else:
-                            iv = Intervention(
-                                kind, layer, "add", tuple(units), vector=dmu[e, layer, units], positions="last"
-                            )
-                        vals = runner.final_scores(v_ref[e], [iv])
+                    for (sel, units), vals in zip(picks, moved):
                         d = float((vals - base).mean())
                         bar.update(1)
                         if sel == "top":

@@ -76,7 +76,7 @@ FINAL_STATE = (Read("final_resid"), Read("final_scale"))
 
 def final_state(got: dict) -> torch.Tensor:
     """The final (normalised) state ``[batch, d_model]`` from the values of :data:`FINAL_STATE`."""
-    return got[FINAL_STATE[0]] / got[FINAL_STATE[1]]
+    return got[FINAL_STATE[0]].float() / got[FINAL_STATE[1]].float()  # scored in float32 whatever the model's dtype
 
 
 @torch.no_grad()
@@ -109,7 +109,9 @@ def influence_intervention(
     batches = LastTokenBatches(model, prompts, batch_size)
 
     def run(interventions: list) -> torch.Tensor:
-        return torch.cat([final_state(got) for got in batches.run(interventions, FINAL_STATE)]) @ v_ref.T  # [n, E]
+        return (
+            torch.cat([final_state(got).cpu() for got in batches.run(interventions, FINAL_STATE)]) @ v_ref.float().T
+        )  # [n, E]
 
     base = run([])
     for layer in measured:
@@ -135,14 +137,17 @@ def influence_gradient(
     rows: torch.Tensor | None = None,
     batch_size: int = 64,
     progress: bool = True,
-) -> Float[torch.Tensor, "n_layers 2 n_emotions"]:
+    per_row: bool = False,
+) -> Float[torch.Tensor, "n_layers 2 n_emotions"] | Float[torch.Tensor, "rows n_layers 2 n_emotions"]:
     """The one-pass gradient estimate of sublayer influence (raw, not normalised): one last-token pass
-    and one backward pass per emotion and batch, on the batch's cached prefix."""
+    and one backward pass per emotion and batch, on the batch's cached prefix. ``per_row``: each row's
+    own value, ``[rows, n_layers, 2, n_emotions]`` in the order of ``rows`` (the estimate is their mean,
+    so the estimate on a subset of rows is the mean over that subset's rows)."""
     L, E = model.arch.n_layers, len(directions.emotions)
     v_ref = reference_directions(directions, ref_layers)
     idx = store.index("neutral") if rows is None else rows
     prompts = store.prompts(model, idx, neutral=True)
-    out = torch.zeros(L, 2, E)
+    out = torch.zeros(len(idx), L, 2, E)
     dev, dt = model.device, model.dtype
     batches = LastTokenBatches(model, prompts, batch_size)  # the deltas act at the last token only
     reads = [Read(r.site, keep_graph=True) for r in FINAL_STATE]
@@ -165,18 +170,22 @@ def influence_gradient(
 
         return [(_sublayer_hook(model, layer, READ_POINTS[p]), add((layer, p))) for (layer, p) in deltas]
 
+    start = 0  # the batches keep the rows' order
     for got in tqdm(
         batches.each(reads=reads, extra_hooks=hooks_for, grad=True),
         total=len(batches.batches),
         desc="sublayer influence (gradient)",
         disable=not progress,
     ):
-        s_all = (got[reads[0]] / got[reads[1]]) @ v_ref.to(dev, dt).T  # [n, E]
+        state = got[reads[0]].float() / got[reads[1]].float()  # [n, d_model], in float32 (bf16 models too)
+        s_all = state @ v_ref.to(dev, torch.float32).T  # [n, E]
+        n = s_all.shape[0]
         for e in range(E):
             grads = torch.autograd.grad(s_all[:, e].sum(), list(deltas.values()), retain_graph=e < E - 1)
             for (layer, p), g in zip(deltas, grads):
-                out[layer, p, e] += (g.float().cpu() @ directions.unit[p, layer, e]).sum()
-    return out / len(idx)
+                out[start : start + n, layer, p, e] = g.float().cpu() @ directions.unit[p, layer, e]
+        start += n
+    return out if per_row else out.mean(0)
 
 
 def normalise(influence: Float[torch.Tensor, "n_layers 2 n_emotions"]) -> torch.Tensor:

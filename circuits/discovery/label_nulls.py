@@ -18,8 +18,16 @@ import random
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from circuits.core.emotions import check_emotions
+from circuits.discovery.directions import (
+    ProbeData,
+    cross_context_cosine,
+    logistic_probe_cv,
+    probe_accuracy,
+    probe_data,
+)
 from circuits.discovery.store import ActivationStore
 
 
@@ -60,12 +68,21 @@ def direction_nulls(
     points: Sequence[str] = ("mlp",),
     probe: bool = True,
     seed: int = 0,
+    solver: str = "pca",
+    data: dict[str, ProbeData] | None = None,
+    batched: bool = True,
 ) -> dict[str, Any]:
     """Probe accuracy (per read point in ``points``, ``[n_layers]``) and cross-context cosine by theme
     (``[2, n_layers]``) with permuted labels, as ``{"mean", "std", "seeds"}`` over ``seeds`` permutations
-    (seeds ``seed .. seed + seeds - 1``); ``"chance"`` is 1 / n_emotions."""
-    from circuits.discovery.directions import cross_context_cosine, probe_accuracy
+    (seeds ``seed .. seed + seeds - 1``); ``"chance"`` is 1 / n_emotions.
 
+    The permutation moves labels, never rows, so the probe's rows and scenario-grouped folds are those
+    of the real-label probe: ``data`` (point -> :class:`~circuits.discovery.directions.ProbeData`, e.g.
+    the real probe's) is reused when given, and with ``batched`` every permutation's probe is fitted in
+    one solve (:func:`~circuits.discovery.directions.logistic_probe_cv` with ``[seeds, n]`` labels).
+    ``batched=False`` fits one probe per seed (the reference); where a permutation changes which rows
+    the probe uses (an emotion subset: a label can move onto a row of another emotion) the per-seed fit
+    is always used."""
     emotions = check_emotions(emotions, store.emotions)
     perms = [permuted_store(store, 7919 * (seed + s) + 1) for s in range(seeds)]
     out: dict[str, Any] = {
@@ -75,7 +92,27 @@ def direction_nulls(
         "cosine_by_theme": _band([cross_context_cosine(p, "theme", emotions)["mean"].numpy() for p in perms]),
     }
     if probe:
-        out["probe_accuracy"] = {
-            pt: _band([probe_accuracy(p, pt, emotions, seed=seed) for p in perms]) for pt in points
-        }
+        out["probe_accuracy"] = {}
+        for pt in points:
+            d = (data or {}).get(pt)
+            if d is None or d.emotions != tuple(emotions):  # gathered for other emotions: gather again
+                d = probe_data(store, pt, emotions)
+            labels = _permuted_labels(perms, d) if batched else None
+            if labels is None:
+                accs = [probe_accuracy(p, pt, emotions, seed=seed, solver=solver) for p in perms]
+            else:
+                accs = list(logistic_probe_cv(d.x, labels, d.splits, n_classes=len(emotions), solver=solver).numpy())
+            out["probe_accuracy"][pt] = _band(accs)
     return out
+
+
+def _permuted_labels(perms: Sequence[ActivationStore], data: ProbeData) -> torch.Tensor | None:
+    """``[len(perms), n]`` labels of ``data``'s rows in each permuted store, or None where a permuted
+    store's probe would use other rows (then its folds differ too)."""
+    labels = []
+    for p in perms:
+        idx = [i for i, r in enumerate(p.rows) if r.kind == "emotion" and r.accepted and r.emotion in data.emotions]
+        if idx != data.idx:
+            return None
+        labels.append([data.emotions.index(p.rows[i].emotion) for i in idx])
+    return torch.tensor(labels, dtype=torch.long).reshape(len(perms), len(data.idx))

@@ -400,21 +400,30 @@ def _directions_stage(
 ) -> tuple[Any, dict[str, Any], Any]:
     """Emotion directions (``directions.*``), their evidence with the permuted-label nulls
     (``directions_evidence.json``) and the PCA of the figures."""
-    from circuits.discovery.directions import cross_context_cosine, emotion_directions, pca_by_layer, probe_accuracy
+    from circuits.discovery.directions import (
+        cross_context_cosine,
+        emotion_directions,
+        pca_by_layer,
+        probe_accuracy,
+        probe_data,
+    )
 
     dirs = emotion_directions(store, emotions)
     dirs.save(out / layout.DIRECTIONS)
+    data = {p: probe_data(store, p, emotions) for p in READ_POINTS}  # rows and folds, reused by the nulls
     evidence = {
         "cosine_by_theme": cross_context_cosine(store, "theme", emotions)["mean"].tolist(),
         "cosine_by_valence": cross_context_cosine(store, "valence", emotions)["mean"].tolist(),
-        "probe_accuracy": {p: probe_accuracy(store, p, emotions, seed=cfg.seed).tolist() for p in READ_POINTS},
+        "probe_accuracy": {
+            p: probe_accuracy(store, p, emotions, seed=cfg.seed, data=data[p]).tolist() for p in READ_POINTS
+        },
     }
     pca = pca_by_layer(store, "mlp", emotions=emotions)
     lap("directions")
     if cfg.null_seeds > 0:
         from circuits.discovery.label_nulls import direction_nulls
 
-        evidence["null"] = direction_nulls(store, emotions, seeds=cfg.null_seeds, seed=cfg.seed)
+        evidence["null"] = direction_nulls(store, emotions, seeds=cfg.null_seeds, seed=cfg.seed, data=data)
         lap("direction_nulls")
     write_json_atomic(out / layout.EVIDENCE_JSON, evidence)
     return dirs, evidence, pca
@@ -560,9 +569,10 @@ def _influence_stage(
     references (``influence.csv``)."""
     from circuits.discovery import influence
 
-    infl_grad = influence.influence_gradient(model, store, dirs, progress=progress)
+    grad_rows = influence.influence_gradient(model, store, dirs, progress=progress, per_row=True)
+    infl_grad = grad_rows.mean(0)
     lap("influence_gradient")
-    refs = _references(model, store, dirs, cfg, emotions, progress)
+    refs = _references(model, store, dirs, cfg, emotions, progress, grad_rows)
     lap("references")
     ref_layers = refs["layers"]
     infl_int = refs["influence"]
@@ -729,12 +739,21 @@ def sweep_layers(cfg: DiscoverConfig, n_layers: int) -> tuple[int, ...]:
 
 
 def _references(
-    model: ModelHandle, store, dirs, cfg: DiscoverConfig, emotions: Sequence[str], progress: bool
+    model: ModelHandle,
+    store,
+    dirs,
+    cfg: DiscoverConfig,
+    emotions: Sequence[str],
+    progress: bool,
+    grad_rows: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """The slow reference measures (per-head ablation, intervention influence) on their row subsets and on
     ``cfg.reference_layers``, or on as many spread layers as ``cfg.reference_budget_s`` allows after
     timing the middle layer, or none (budget 0). Returns ``{"layers", "influence" (zero outside the
-    layers), "agreement"}``; the agreement block says which rows and layers were checked, or why not."""
+    layers), "agreement"}``; the agreement block says which rows and layers were checked, or why not.
+    ``grad_rows``: the gradient influence of every neutral row (``[rows, n_layers, 2, n_emotions]``, in
+    ``store.index("neutral")`` order), whose subset gives the gradient side of the agreement without a
+    second pass."""
     from circuits.discovery import components, influence
 
     L = model.arch.n_layers
@@ -781,12 +800,23 @@ def _references(
         )
     else:
         heads_sub = components.head_scores_one_pass(model, sub, dirs)
-        grad_sub = influence.influence_gradient(model, store, dirs, rows=infl_rows, progress=False)
+        grad_sub = _gradient_on(model, store, dirs, infl_rows, grad_rows)
         agreement.update(
             heads_spearman=_spearman(heads_sub[layers], heads_ref[layers]),
             influence_spearman=_spearman(infl_int[layers], grad_sub[layers]),
         )
     return {"layers": layers, "influence": infl_int, "agreement": agreement}
+
+
+def _gradient_on(model: ModelHandle, store, dirs, rows: torch.Tensor, grad_rows: torch.Tensor | None) -> torch.Tensor:
+    """The gradient influence on neutral store rows ``rows`` ``[n_layers, 2, n_emotions]``: the mean of
+    their per-row values in ``grad_rows`` (see :func:`_references`), or a pass of its own without them."""
+    from circuits.discovery import influence
+
+    neutral = {int(r): j for j, r in enumerate(store.index("neutral"))}
+    if grad_rows is None or len(neutral) != grad_rows.shape[0] or any(int(r) not in neutral for r in rows):
+        return influence.influence_gradient(model, store, dirs, rows=rows, progress=False)
+    return grad_rows[[neutral[int(r)] for r in rows]].mean(0)
 
 
 def agreement_line(agreement: dict[str, Any]) -> str:

@@ -219,7 +219,7 @@ def _emotion_scores(
     v = reference_directions(dirs)[list(dirs.emotions).index(emotion)]
     ids, mask = model.pad_left(prompts)
     return {
-        name: float((final_state(run_forward(model, ids, mask, ivs, FINAL_STATE)) @ v).mean())
+        name: float((final_state(run_forward(model, ids, mask, ivs, FINAL_STATE)).cpu() @ v.float().cpu()).mean())
         for name, ivs in conditions.items()
     }
 

@@ -137,3 +137,29 @@ def test_generation_effect_ablation_and_enhancement(qwen_run):
     assert old["fear"]["replies"]["top"] == res["fear"]["replies"]["top"]
     with pytest.raises(ValueError, match="enhance must be"):
         ablation.generation_effect(model, store, ["fear"], nc, hs, enhance="double", **kw)
+
+
+@pytest.mark.parametrize("kind", ["neurons", "heads"])
+def test_stacked_sweep_equals_one_pass_per_pick(run, kind):
+    """The top and random picks stacked as rows of one pass per batch give every record of the loop with
+    one pass per pick (same units, delta_s to float rounding), in every mode, with a last batch shorter
+    than the others."""
+    model, store, dirs = run
+    scores = (
+        components.neuron_contributions(model, store, dirs)
+        if kind == "neurons"
+        else components.head_scores_one_pass(model, store, dirs)
+    )
+    cfg = ablation.SweepConfig(ks=(1, 2), modes=ablation.MODES, seeds=2, batch_size=5)
+    emotions = ["happiness", "disgust"]
+    assert len(store.index("emotion", "happiness")) % 5 != 0  # a short last batch is stacked too
+    fast = ablation.sweep(model, store, dirs, scores, kind, cfg, emotions=emotions, progress=False, stacked=True)
+    ref = ablation.sweep(model, store, dirs, scores, kind, cfg, emotions=emotions, progress=False, stacked=False)
+    assert len(fast) == len(ref) == 2 * model.arch.n_layers * 4 * 2 * 2
+    for a, b in zip(fast, ref):
+        assert {k: v for k, v in a.items() if not k.startswith("delta_s")} == {
+            k: v for k, v in b.items() if not k.startswith("delta_s")
+        }
+        assert a["delta_s"] == pytest.approx(b["delta_s"], rel=1e-4, abs=1e-5)
+        assert a.get("delta_s_seeds", [0, 0]) == pytest.approx(b.get("delta_s_seeds", [0, 0]), rel=1e-4, abs=1e-5)
+    assert max(abs(r["delta_s"]) for r in ref) > 1e-3  # the edits move the score: not zeros compared

@@ -88,3 +88,22 @@ def test_last_token_passes_equal_full_forward_passes(run):
         torch.testing.assert_close(got_grad[layer, p], want_grad.float(), atol=1e-4, rtol=1e-3)
         torch.testing.assert_close(got_int[layer, p], want_int.float(), atol=1e-4, rtol=1e-3)
         assert got_grad[layer, p].abs().max() > 1e-4  # not two zeros
+
+
+def test_per_row_gradient_gives_the_estimate_on_every_subset(run):
+    """One per-row pass over every neutral row: its mean is the estimate on all rows and the mean over a
+    subset is the estimate on that subset, as the two separate calls give (other batches: float rounding),
+    and discover takes the agreement's subset from it (``_gradient_on``)."""
+    from circuits.runs.discover import _gradient_on
+
+    model, store, dirs = run
+    neutral = store.index("neutral")
+    per_row = influence.influence_gradient(model, store, dirs, per_row=True, batch_size=3, progress=False)
+    assert per_row.shape == (len(neutral), model.arch.n_layers, 2, 6)
+    whole = influence.influence_gradient(model, store, dirs, progress=False)
+    torch.testing.assert_close(per_row.mean(0), whole, rtol=1e-5, atol=1e-6)
+    sub = neutral[torch.randperm(len(neutral), generator=torch.Generator().manual_seed(0))[:5]].sort().values
+    alone = influence.influence_gradient(model, store, dirs, rows=sub, batch_size=2, progress=False)
+    torch.testing.assert_close(_gradient_on(model, store, dirs, sub, per_row), alone, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(alone, whole, rtol=1e-3, atol=1e-5)  # the subset is not the whole
+    torch.testing.assert_close(_gradient_on(model, store, dirs, sub, None), alone)  # no per-row values: a pass

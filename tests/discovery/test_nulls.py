@@ -52,3 +52,35 @@ def test_real_labels_clear_the_permuted_null_on_the_toy_model(toy_store):
     assert null_probe.max() < 0.5
     # directions from disjoint themes agree with real labels, not with permuted ones
     assert real_cos[1, last] > 0.8 and null_cos[1, last] < real_cos[1, last] - 0.3
+
+
+def test_batched_nulls_equal_the_per_seed_reference(toy_store):
+    """All permutations fitted in one solve on the real probe's rows and folds, by the fast solver, against
+    one L-BFGS probe per permuted store (the computation before): the same permutations (the cosine band
+    is identical) and every seed's probe accuracy per layer within 0.01 (the solver changed)."""
+    from circuits.discovery.directions import probe_data
+
+    data = {"mlp": probe_data(toy_store, "mlp")}
+    fast = direction_nulls(toy_store, seeds=3, seed=2, data=data)
+    ref = direction_nulls(toy_store, seeds=3, seed=2, batched=False, solver="lbfgs")
+    assert fast["cosine_by_theme"] == ref["cosine_by_theme"]
+    got, want = np.array(fast["probe_accuracy"]["mlp"]["seeds"]), np.array(ref["probe_accuracy"]["mlp"]["seeds"])
+    assert got.shape == (3, toy_store.n_layers)
+    np.testing.assert_allclose(got, want, atol=0.01)
+    assert np.ptp(want, axis=0).max() > 0  # the seeds differ: the batch is not one permutation thrice
+    # the rows and folds gathered once give what the nulls gather themselves
+    assert direction_nulls(toy_store, seeds=3, seed=2)["probe_accuracy"] == fast["probe_accuracy"]
+
+
+def test_nulls_of_an_emotion_subset_fit_each_seed_alone(toy_store):
+    """With an emotion subset a permutation moves labels onto rows of other emotions, so each permuted
+    store's probe uses other rows: the per-seed fit is used, and equals the unbatched call exactly."""
+    from circuits.discovery.directions import probe_data
+    from circuits.discovery.label_nulls import _permuted_labels
+
+    subset = ["happiness", "anger", "fear"]
+    perms = [permuted_store(toy_store, 7919 * s + 1) for s in range(2)]
+    assert _permuted_labels(perms, probe_data(toy_store, "mlp", subset)) is None  # the rows differ
+    got = direction_nulls(toy_store, subset, seeds=2)
+    assert got == direction_nulls(toy_store, subset, seeds=2, batched=False)
+    assert got["chance"] == pytest.approx(1 / 3)

@@ -656,3 +656,31 @@ def test_report_command_writes_markdown_with_its_title_and_records_its_command(t
     acc = json.loads((out / "directions_evidence.json").read_text())["probe_accuracy"]["mlp"]
     assert f"{acc[-1]:.3f}" in text
     assert main(["report", "--run", str(tmp_path / "absent")]) == 2
+
+
+def test_discover_runs_in_bfloat16_with_a_bfloat16_store(tmp_path):
+    """The bfloat16 path end to end on the toy model (it once failed in the influence gradient, which
+    mixed a float32 final state with a bfloat16 direction): every stage runs and the circuits load."""
+    from circuits.circuit import load_circuits
+    from circuits.core.model import load_model
+
+    m = load_model("toy", dtype="bfloat16")
+    cfg = DiscoverConfig(
+        limit=2,
+        store_dtype="bfloat16",
+        sweep_ks=(1,),
+        sweep_seeds=1,
+        sweep_rows=1,
+        reference_head_rows=1,
+        influence_rows=2,
+        alphas=(1.0,),
+        generation_rows=0,
+        figures=False,
+        null_seeds=1,
+        faithfulness_rows=2,
+        faithfulness_seeds=1,
+        faithfulness_judge_rows=0,
+    )
+    summary = discover(m, load_sev(), tmp_path / "run", cfg, progress=False)
+    assert summary["influence_method"] == "intervention" and summary["agreement"]["reference_layers"]
+    assert len(load_circuits(tmp_path / "run" / "circuits", model=m)) == len(summary["circuits"])

@@ -357,15 +357,10 @@ def test_toy_train_config_refuses_zero_epochs_and_limits():
 
 
 def test_a_control_vector_that_overflows_is_refused_before_its_file_is_written():
-    """A strength finite in float32 can still overflow once multiplied by the residual scale: the vector
-    is checked before ``export-gguf`` writes it."""
-    from types import SimpleNamespace
+    """A strength finite in float32 can still overflow once multiplied by the residual scale: the
+    ControlVector itself refuses non-finite directions when it is built, before ``export-gguf`` writes it."""
+    from circuits.interop.controlvector import ControlVector, ControlVectorError
 
-    from circuits.core.artifacts import InputError
-    from circuits.runs.export import ControlVectorConfig, check_finite_vector
-
-    cfg = ControlVectorConfig(source="direction", emotion="anger", strength=3e38)
-    check_finite_vector(SimpleNamespace(vectors={1: torch.ones(4), 2: torch.ones(4)}), cfg)
-    bad = SimpleNamespace(vectors={1: torch.ones(4), 2: torch.tensor([1.0, float("inf"), 0.0, 0.0])})
-    with pytest.raises(InputError, match=r"--strength\): 3e\+38 gives a vector that is not finite .* \[2\]"):
-        check_finite_vector(bad, cfg)
+    ControlVector(vectors={1: torch.ones(4) * 3e38, 2: torch.ones(4)}, model_hint="toy")
+    with pytest.raises(ControlVectorError, match=r"layer\(s\) \[2\] hold NaN or infinite values \(in float32\)"):
+        ControlVector(vectors={1: torch.ones(4), 2: torch.ones(4) * 3e38 * 10.0}, model_hint="toy")

@@ -115,17 +115,6 @@ def export_control_vector(
     return cvec.from_va_axis(model, axes, axis or "valence", strength, sigma)
 
 
-def check_finite_vector(cv: cvec.ControlVector, cfg: ControlVectorConfig) -> None:
-    """Refuse a control vector holding inf or NaN (a strength that overflows once multiplied by the
-    residual scale) before its file is written, naming ``--strength``."""
-    bad = [layer for layer, v in cv.vectors.items() if not bool(torch.isfinite(v).all())]
-    if bad:
-        raise InputError(
-            f"ControlVectorConfig.strength (--strength): {cfg.strength!r} gives a vector that is not finite in "
-            f"float32 at layer(s) {bad}; expected a smaller strength"
-        )
-
-
 def check_control_vector(
     model: ModelHandle,
     cv: cvec.ControlVector,

@@ -1,7 +1,7 @@
 """Discovery benchmarks: one-pass vs reference measures, store overhead, peak memory.
 
     python benchmarks/bench_discovery.py --model toy --limit 8
-    python benchmarks/bench_discovery.py --qwen7b-shape --layers 2 --limit 1     # CPU, Qwen2.5-7B layer dims
+    python benchmarks/bench_discovery.py --shape qwen2.5-7b --layers 2 --limit 1   # CPU, Qwen2.5-7B layer dims
     python benchmarks/bench_discovery.py --model Qwen/Qwen2.5-7B-Instruct --device cuda --dtype bfloat16  # GPU
 
 Everything is measured in one run and printed as a table of wall times and ratios:
@@ -46,26 +46,53 @@ from circuits.discovery.directions import emotion_directions, probe_accuracy, pr
 from circuits.discovery.label_nulls import direction_nulls  # noqa: E402
 from circuits.discovery.store import StoreConfig, build_store  # noqa: E402
 
+SHAPES: dict[str, tuple[str, dict]] = {
+    # the published configs' layer dimensions (hidden, MLP, query / key-value heads, vocabulary, depth)
+    "qwen2.5-7b": (
+        "qwen2",
+        dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            embedding_rows=152064,
+            num_hidden_layers=28,
+        ),
+    ),
+    "llama-3.2-3b": (
+        "llama",
+        dict(
+            hidden_size=3072,
+            intermediate_size=8192,
+            num_attention_heads=24,
+            num_key_value_heads=8,
+            head_dim=128,
+            embedding_rows=128256,
+            num_hidden_layers=28,
+        ),
+    ),
+    # the same architectures at toy size, for checking the scripts on a CPU
+    "tiny-qwen2": ("qwen2", dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)),
+    "tiny-llama": ("llama", dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)),
+}
+"""Shape name -> (architecture, HF config fields) of the random-weight models of :func:`shaped_model_dir`."""
 
-def qwen7b_shape_dir(layers: int, out: Path) -> Path:
-    """A random-init Qwen2 with Qwen2.5-7B's per-layer dimensions and ``layers`` layers."""
+
+def shaped_model_dir(shape: str, out: Path, layers: int | None = None, dtype: torch.dtype = torch.float32) -> Path:
+    """A random-init model of ``shape`` (:data:`SHAPES`: real layer dimensions and vocabulary size, so
+    every matrix product costs what it costs in the real model) with ``layers`` layers (default the
+    shape's depth), saved in ``dtype`` with a small SEV-trained tokenizer (the vocabulary rows past it
+    are never read, but the unembedding still computes them). Nothing is downloaded."""
     from circuits.toy.tiny import build_tiny_model
     from circuits.toy.tokenizer import build_tokenizer
 
+    arch, dims = SHAPES[shape]
+    dims = dict(dims)
+    if layers is not None:
+        dims["num_hidden_layers"] = layers
     sev = load_sev()
     tok = build_tokenizer([s.scenario + " " + " ".join(s.events.values()) for s in sev.scenarios], vocab_size=2048)
-    return build_tiny_model(
-        "qwen2",
-        out,
-        seed=0,
-        tokenizer=tok,
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=layers,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        initializer_range=0.02,
-    )
+    return build_tiny_model(arch, out, seed=0, tokenizer=tok, dtype=dtype, initializer_range=0.02, **dims)
 
 
 def timed(fn):
@@ -78,11 +105,101 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
+def _max_diff(a, b) -> float:
+    return float(torch.as_tensor(a, dtype=torch.float64).sub(torch.as_tensor(b, dtype=torch.float64)).abs().max())
+
+
+def second_step(model, store, dirs, emotions, influence_rows: int, null_seeds: int, sweep_layers: int) -> dict:
+    """Discovery's second speed step, each fast path against the computation it replaced (the probe,
+    its nulls, the gradient influence, the stacked sweep; see the module docstring): seconds of both,
+    their ratio and the largest difference of their results."""
+    from circuits.discovery.ablation import SweepConfig, sweep
+    from circuits.runs.discover import spread_layers
+
+    acc_ref, t_probe_ref = timed(lambda: probe_accuracy(store, "mlp", solver="lbfgs"))
+    acc_fast, t_probe = timed(lambda: probe_accuracy(store, "mlp"))
+    data = {"mlp": probe_data(store, "mlp")}  # gathered with the real probe in discover
+    null_ref, t_null_ref = timed(lambda: direction_nulls(store, seeds=null_seeds, batched=False, solver="lbfgs"))
+    null_fast, t_null = timed(lambda: direction_nulls(store, seeds=null_seeds, data=data))
+    neutral = store.index("neutral")
+    sub_rows = neutral[:influence_rows]
+
+    def gradient_twice():
+        return (
+            influence.influence_gradient(model, store, dirs, progress=False),
+            influence.influence_gradient(model, store, dirs, rows=sub_rows, progress=False),
+        )
+
+    def gradient_once():
+        per_row = influence.influence_gradient(model, store, dirs, per_row=True, progress=False)
+        return per_row.mean(0), per_row[: len(sub_rows)].mean(0)
+
+    (g_all, g_sub), t_grad2 = timed(gradient_twice)
+    (f_all, f_sub), t_grad1 = timed(gradient_once)
+    nc = components.neuron_contributions(model, store, dirs)
+    scfg = SweepConfig(ks=(1, 2, 4, 16), seeds=2, layers=tuple(spread_layers(model.arch.n_layers, sweep_layers)))
+    sw_ref, t_sweep_ref = timed(
+        lambda: sweep(model, store, dirs, nc, "neurons", scfg, emotions, progress=False, stacked=False)
+    )
+    sw_fast, t_sweep = timed(
+        lambda: sweep(model, store, dirs, nc, "neurons", scfg, emotions, progress=False, stacked=True)
+    )
+    return {
+        "probe_rows": len(data["mlp"].idx),
+        "probe_lbfgs_s": t_probe_ref,
+        "probe_pca_s": t_probe,
+        "probe_speedup": t_probe_ref / t_probe,
+        "probe_max_acc_diff": _max_diff(acc_fast, acc_ref),
+        "null_seeds": null_seeds,
+        "nulls_per_seed_s": t_null_ref,
+        "nulls_batched_s": t_null,
+        "nulls_speedup": t_null_ref / t_null,
+        "nulls_max_acc_diff": _max_diff(
+            null_fast["probe_accuracy"]["mlp"]["seeds"], null_ref["probe_accuracy"]["mlp"]["seeds"]
+        ),
+        "gradient_rows": [len(neutral), len(sub_rows)],
+        "gradient_two_calls_s": t_grad2,
+        "gradient_one_call_s": t_grad1,
+        "gradient_speedup": t_grad2 / t_grad1,
+        "gradient_max_diff": max(_max_diff(f_all, g_all), _max_diff(f_sub, g_sub)),
+        "sweep_records": len(sw_ref),
+        "sweep_per_pick_s": t_sweep_ref,
+        "sweep_stacked_s": t_sweep,
+        "sweep_speedup": t_sweep_ref / t_sweep,
+        "sweep_max_delta_s_diff": _max_diff([r["delta_s"] for r in sw_fast], [r["delta_s"] for r in sw_ref]),
+    }
+
+
+def report_second_step(r: dict) -> None:
+    """Print the rows of :func:`second_step` (baseline seconds, ours, ratio, what was compared)."""
+    print(
+        f"{'probe':<12}{r['probe_lbfgs_s']:>15.3f}{r['probe_pca_s']:>12.4f}{r['probe_speedup']:>9.1f}x   "
+        f"(L-BFGS / principal axes, {r['probe_rows']} rows; max accuracy difference {r['probe_max_acc_diff']:.4f})"
+    )
+    print(
+        f"{'nulls':<12}{r['nulls_per_seed_s']:>15.3f}{r['nulls_batched_s']:>12.4f}{r['nulls_speedup']:>9.1f}x   "
+        f"(per seed / batched, {r['null_seeds']} seeds; max accuracy difference {r['nulls_max_acc_diff']:.4f})"
+    )
+    n_all, n_sub = r["gradient_rows"]
+    print(
+        f"{'gradient':<12}{r['gradient_two_calls_s']:>15.3f}{r['gradient_one_call_s']:>12.4f}"
+        f"{r['gradient_speedup']:>9.1f}x   (two calls / one per-row call, {n_all} + {n_sub} rows; "
+        f"max difference {r['gradient_max_diff']:.2e})"
+    )
+    print(
+        f"{'sweep':<12}{r['sweep_per_pick_s']:>15.3f}{r['sweep_stacked_s']:>12.4f}{r['sweep_speedup']:>9.1f}x   "
+        f"(one pass per pick / stacked picks, {r['sweep_records']} records; max delta_s difference "
+        f"{r['sweep_max_delta_s_diff']:.2e})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="toy")
-    ap.add_argument("--qwen7b-shape", action="store_true", help="random-init model with Qwen2.5-7B layer dims")
-    ap.add_argument("--layers", type=int, default=2, help="layers of the --qwen7b-shape model")
+    ap.add_argument(
+        "--shape", choices=SHAPES, default=None, help="a random-init model of this shape instead of --model"
+    )
+    ap.add_argument("--layers", type=int, default=None, help="layers of the --shape model (default its depth)")
     ap.add_argument("--limit", type=int, default=8, help="SEV scenarios")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
@@ -97,7 +214,7 @@ def main() -> None:
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     try:
-        name = str(qwen7b_shape_dir(args.layers, tmp / "model")) if args.qwen7b_shape else args.model
+        name = str(shaped_model_dir(args.shape, tmp / "model", args.layers)) if args.shape else args.model
         model = load_model(name, device=args.device, dtype=args.dtype)
         sev = load_sev(limit=args.limit)
         cfg = StoreConfig(limit=args.limit, batch_size=args.batch_size)
@@ -136,52 +253,7 @@ def main() -> None:
         _, t_igrad = timed(lambda: influence.influence_gradient(model, store, dirs, rows=rows, progress=False))
         _, t_iint = timed(lambda: influence.influence_intervention(model, store, dirs, rows=rows, progress=False))
         # discovery's second speed step: each fast path against the computation it replaced
-        acc_ref, t_probe_ref = timed(lambda: probe_accuracy(store, "mlp", solver="lbfgs"))
-        acc_fast, t_probe = timed(lambda: probe_accuracy(store, "mlp"))
-        data = {"mlp": probe_data(store, "mlp")}  # gathered with the real probe in discover
-        null_ref, t_null_ref = timed(
-            lambda: direction_nulls(store, seeds=args.null_seeds, batched=False, solver="lbfgs")
-        )
-        null_fast, t_null = timed(lambda: direction_nulls(store, seeds=args.null_seeds, data=data))
-        neutral = store.index("neutral")
-        sub_rows = neutral[: args.influence_rows]
-
-        def gradient_twice():
-            return (
-                influence.influence_gradient(model, store, dirs, progress=False),
-                influence.influence_gradient(model, store, dirs, rows=sub_rows, progress=False),
-            )
-
-        def gradient_once():
-            per_row = influence.influence_gradient(model, store, dirs, per_row=True, progress=False)
-            return per_row.mean(0), per_row[: len(sub_rows)].mean(0)
-
-        (g_all, g_sub), t_grad2 = timed(gradient_twice)
-        (f_all, f_sub), t_grad1 = timed(gradient_once)
-
-        from circuits.discovery.ablation import SweepConfig, sweep
-        from circuits.runs.discover import spread_layers
-
-        nc = components.neuron_contributions(model, store, dirs)
-        scfg = SweepConfig(
-            ks=(1, 2, 4, 16), seeds=2, layers=tuple(spread_layers(model.arch.n_layers, args.sweep_layers))
-        )
-        sw_ref, t_sweep_ref = timed(
-            lambda: sweep(model, store, dirs, nc, "neurons", scfg, emotions, progress=False, stacked=False)
-        )
-        sw_fast, t_sweep = timed(
-            lambda: sweep(model, store, dirs, nc, "neurons", scfg, emotions, progress=False, stacked=True)
-        )
-
-        def max_diff(a, b) -> float:
-            return float(
-                torch.as_tensor(a, dtype=torch.float64).sub(torch.as_tensor(b, dtype=torch.float64)).abs().max()
-            )
-
-        diff_probe = max_diff(acc_fast, acc_ref)
-        diff_null = max_diff(null_fast["probe_accuracy"]["mlp"]["seeds"], null_ref["probe_accuracy"]["mlp"]["seeds"])
-        diff_grad = max(max_diff(f_all, g_all), max_diff(f_sub, g_sub))
-        diff_sweep = max_diff([r["delta_s"] for r in sw_fast], [r["delta_s"] for r in sw_ref])
+        step2 = second_step(model, store, dirs, emotions, args.influence_rows, args.null_seeds, args.sweep_layers)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         peak_gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
         # last, after peak memory is read: a second, unwrapped copy of the model for the plain HF forward
@@ -195,7 +267,7 @@ def main() -> None:
             _, t_raw = timed(lambda: plain(raw))  # noqa: F821 (called before the del below)
             del raw
         res = {
-            "model": model.name if not args.qwen7b_shape else f"random Qwen2.5-7B shape, {args.layers} layers",
+            "model": model.name if not args.shape else f"random {args.shape} shape, {model.arch.n_layers} layers",
             "arch": model.arch.to_dict(),
             "device": str(model.device),
             "dtype": str(model.dtype),
@@ -213,22 +285,7 @@ def main() -> None:
             "influence_gradient_s": t_igrad,
             "influence_intervention_s": t_iint,
             "influence_speedup": t_iint / t_igrad,
-            "probe_lbfgs_s": t_probe_ref,
-            "probe_pca_s": t_probe,
-            "probe_speedup": t_probe_ref / t_probe,
-            "probe_max_acc_diff": diff_probe,
-            "nulls_per_seed_s": t_null_ref,
-            "nulls_batched_s": t_null,
-            "nulls_speedup": t_null_ref / t_null,
-            "nulls_max_acc_diff": diff_null,
-            "gradient_two_calls_s": t_grad2,
-            "gradient_one_call_s": t_grad1,
-            "gradient_speedup": t_grad2 / t_grad1,
-            "gradient_max_diff": diff_grad,
-            "sweep_per_pick_s": t_sweep_ref,
-            "sweep_stacked_s": t_sweep,
-            "sweep_speedup": t_sweep_ref / t_sweep,
-            "sweep_max_delta_s_diff": diff_sweep,
+            **step2,
             "peak_rss_gib": peak_rss,
         }
         if peak_gpu is not None:
@@ -245,23 +302,7 @@ def main() -> None:
         print(
             f"{'store':<12}{t_raw:>15.3f}{t_store:>12.3f}{t_store / t_raw:>9.2f}x   (store / plain HF forward, unwrapped model)"
         )
-        n_probe = len(data["mlp"].idx)
-        print(
-            f"{'probe':<12}{t_probe_ref:>15.3f}{t_probe:>12.4f}{t_probe_ref / t_probe:>9.1f}x   "
-            f"(L-BFGS / principal axes, {n_probe} rows; max accuracy difference {diff_probe:.4f})"
-        )
-        print(
-            f"{'nulls':<12}{t_null_ref:>15.3f}{t_null:>12.4f}{t_null_ref / t_null:>9.1f}x   "
-            f"(per seed / batched, {args.null_seeds} seeds; max accuracy difference {diff_null:.4f})"
-        )
-        print(
-            f"{'gradient':<12}{t_grad2:>15.3f}{t_grad1:>12.4f}{t_grad2 / t_grad1:>9.1f}x   "
-            f"(two calls / one per-row call, {len(neutral)} + {len(sub_rows)} rows; max difference {diff_grad:.2e})"
-        )
-        print(
-            f"{'sweep':<12}{t_sweep_ref:>15.3f}{t_sweep:>12.4f}{t_sweep_ref / t_sweep:>9.1f}x   "
-            f"(one pass per pick / stacked picks, {len(sw_ref)} records; max delta_s difference {diff_sweep:.2e})"
-        )
+        report_second_step(step2)
         print(
             f"peak RSS {peak_rss:.2f} GiB"
             + (f", peak GPU {res['peak_gpu_gib']:.2f} GiB" if "peak_gpu_gib" in res else "")

@@ -19,6 +19,9 @@ after a warm-up, and printed as ratios:
   heads        per-head ablation reference (on --head-layers spread layers) vs one-pass head scores, per layer
   influence    intervention measure vs gradient estimate, every layer x both read points x 6 emotions,
                with their Spearman rank correlation
+  discovery    discovery's second step on the same store, each against what it replaced (bench_discovery.py's
+               rows): the probe on principal axes vs L-BFGS, the batched nulls vs one fit per seed, the
+               gradient influence once vs twice, stacked vs per-pick sweeps
   evaluation   replies/s and tokens/s of evaluate_methods (prompting, neutral, direction steering)
   scoring      evaluate's one pass where two were made, each against the slow computation it replaced,
                on --batch prompts (emotion system prompts, six emotions in turn), --new-tokens replies:
@@ -28,14 +31,19 @@ after a warm-up, and printed as ratios:
                methods besides prompting), one full pass per reply vs each prompt cached once;
                judge: the LM encoder of the learned judge on every reply, batched in input order and by
                characters (the earlier batchings) vs by tokens; the largest relative difference of each
+               pair of results is printed beside its ratio
+  bfloat16     a bfloat16 copy of the model against the float32 one (float32 runs only): the bridge forward
+               over the store prompts and batched unsteered generation
+  targets      the issue's targets, from what the measured commands recorded: --discover-run (discover on
+               the full train split), --evaluate-run (evaluate, 40 test scenarios, strength sweep) and
+               --pytest-log (`make test` on a fresh clone); seconds against 600 / 600 / 480
   scaling      forward time against the number of prompts (16 / 64 / 256) and against the number of
                layers (the model cut to its first layers), per prompt and per layer
   memory       peak resident memory of the process
 
-               pair of results is printed beside its ratio.
-
---generation-only stops after the generation and llama.cpp rows; --scoring-only measures only the
-scoring rows.
+--generation-only stops after the generation and llama.cpp rows; --steered-only times only the batched
+steered fast path against llama.cpp (the 2x row; try it with --batch and --dtype); --scoring-only
+measures only the scoring rows.
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_discovery import timed  # noqa: E402
+from bench_discovery import report_second_step, second_step, timed  # noqa: E402
 
 from circuits.core.artifacts import write_text_atomic  # noqa: E402
 from circuits.core.generate import GenerationSettings, generate  # noqa: E402
@@ -173,10 +181,28 @@ def main() -> None:
         "--generation-only", action="store_true", help="only the generation and llama.cpp rows (a few minutes)"
     )
     ap.add_argument("--scoring-only", action="store_true", help="only the scoring rows of evaluate (a few minutes)")
+    ap.add_argument(
+        "--steered-only",
+        action="store_true",
+        help="of the generation rows, only the batched steered fast path and llama.cpp (the 2x target row)",
+    )
     ap.add_argument("--judge-layer", type=int, default=18, help="LM encoder layer of the judge row (cut to the model)")
+    ap.add_argument("--null-seeds", type=int, default=2, help="permutations of the discovery nulls row")
+    ap.add_argument("--sweep-layers", type=int, default=2, help="spread layers of the discovery sweep row")
+    ap.add_argument("--discover-run", default=None, help="a discovery run whose recorded timings give the target row")
+    ap.add_argument(
+        "--evaluate-run", default=None, help="an evaluation (a run or its evaluation folder) for the target row"
+    )
+    ap.add_argument("--pytest-log", default=None, help="the output of `make test`, for the target row")
+    ap.add_argument(
+        "--targets-only", action="store_true", help="only print the target rows from the given runs and log (seconds)"
+    )
     args = ap.parse_args()
     if args.quick:
         args.batch, args.single, args.new_tokens, args.limit = 4, 1, 8, 2
+    if args.targets_only:
+        report_targets(targets(args))
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     res: dict = {"model": args.model, "device": args.device, "dtype": args.dtype, "threads": args.threads}
@@ -220,11 +246,27 @@ def main() -> None:
             "fast_1": lambda: ours(single, gen_1, edit),
             "bridge_1": lambda: ours(single, gen_1, edit, "bridge"),
         }
+        if args.steered_only:
+            variants = {"fast_b": variants["fast_b"]}
         t: dict[str, float] = {}
         for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every variant
             for key, fn in variants.items():
                 t[key] = min(t.get(key, float("inf")), timed(fn)[1])
         tok_b, tok_1 = len(batched) * n, len(single) * n
+        if args.steered_only:
+            lcpp = llama_cpp_tokens_per_s(args.model, users[: args.single], n, args.threads)
+            res["generation"] = {"new_tokens": n, "batch": len(batched), "fast_steered_tok_s": tok_b / t["fast_b"]}
+            res["llama_cpp_single_tok_s"] = lcpp
+            ratio = (tok_b / t["fast_b"]) / lcpp if lcpp else None
+            res["generation"]["batched_steered_over_llama_cpp"] = ratio
+            print(
+                f"model {args.model} ({args.dtype}, {args.threads} threads): batched steered {tok_b / t['fast_b']:.0f} "
+                f"tokens/s (batch {len(batched)} x {n}); llama.cpp single stream "
+                + (f"{lcpp:.0f} tokens/s; ratio {ratio:.2f}x (goal >= 2)" if lcpp else "not measured")
+            )
+            if args.json:
+                write_text_atomic(args.json, json.dumps(res, indent=1))
+            return
         res["generation"] = {
             "new_tokens": n,
             "batch": len(batched),
@@ -306,6 +348,11 @@ def main() -> None:
             "spearman": float(spearmanr(grad.flatten(), inter.flatten())[0]),
         }
 
+        # ---- discovery's second step (probe, nulls, gradient, sweep) on the same store
+        res["discovery"] = second_step(
+            model, store, dirs, list(dirs.emotions), args.influence_rows, args.null_seeds, args.sweep_layers
+        )
+
         # ---- evaluation throughput
         from circuits.steer.methods import default_direction_layers, direction_steering
         from circuits.steer.metrics import EvalConfig, evaluate_methods
@@ -333,6 +380,8 @@ def main() -> None:
         }
 
         res["scoring"] = scoring(model, test, args)
+        if model.dtype == torch.float32:
+            res["bfloat16"] = bfloat16_ratios(model, args, sp_sorted, batched)
 
         # ---- scaling: prompts and layers
         many = (prompts * 64)[:256]
@@ -357,11 +406,95 @@ def main() -> None:
         res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         if torch.cuda.is_available():
             res["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        res["targets"] = targets(args)
         report(res)
         if args.json:
             write_text_atomic(args.json, json.dumps(res, indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bfloat16_ratios(model, args, forward_prompts, gen_prompts) -> dict:
+    """bfloat16 against float32 on the same prompts: the bridge forward (the store's pass) and batched
+    generation on the fast path, unsteered; a second copy of the model is loaded in bfloat16. The
+    variants alternate (``--repeats``), the fastest of each counts."""
+    n = args.new_tokens
+    bf = load_model(args.model, device=args.device, dtype="bfloat16")
+    gs = GenerationSettings(max_new_tokens=n, batch_size=args.batch)
+    variants = {
+        "fwd32": lambda: forward_all(model.hf_model, model, forward_prompts, 16),
+        "fwd16": lambda: forward_all(bf.hf_model, bf, forward_prompts, 16),
+        "gen32": lambda: generate(model, gen_prompts, gs, progress=False, min_new_tokens=n),
+        "gen16": lambda: generate(bf, gen_prompts, gs, progress=False, min_new_tokens=n),
+    }
+    generate(bf, gen_prompts[:2], GenerationSettings(max_new_tokens=4), progress=False)  # warm-up
+    forward_all(bf.hf_model, bf, forward_prompts[:16], 16)
+    t: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for key, fn in variants.items():
+            t[key] = min(t.get(key, float("inf")), timed(fn)[1])
+    made = len(gen_prompts) * n
+    return {
+        "prompts": len(forward_prompts),
+        "batch": len(gen_prompts),
+        "new_tokens": n,
+        "forward_float32_s": t["fwd32"],
+        "forward_bfloat16_s": t["fwd16"],
+        "forward_speedup": t["fwd32"] / t["fwd16"],
+        "tok_s_float32": made / t["gen32"],
+        "tok_s_bfloat16": made / t["gen16"],
+        "generation_speedup": t["gen32"] / t["gen16"],
+    }
+
+
+TARGET_S = {"discover": 600.0, "evaluate": 600.0, "make_test": 480.0}
+"""The issue's targets on a 2-core CPU: ``discover`` on the full train split, ``evaluate`` of five methods
+on 40 test scenarios with the strength sweep, ``make test`` on a fresh clone (seconds)."""
+
+
+def targets(args) -> dict:
+    """The target rows, read from what the measured commands recorded: a discovery run's and an
+    evaluation's ``timings_s`` (the sum of their stages: the command less loading the model and drawing
+    figures) and the last line of a ``make test`` log."""
+    import re
+
+    from circuits.core.readers import read_json
+
+    out: dict = {}
+    if args.discover_run:
+        summary = read_json(Path(args.discover_run) / "summary.json")
+        out["discover"] = {"seconds": sum(summary["timings_s"].values()), "rows": summary["rows"]}
+    if args.evaluate_run:
+        folder = Path(args.evaluate_run)
+        if not (folder / "evaluation.json").is_file():
+            folder = folder / "evaluation"
+        ev = read_json(folder / "evaluation.json")
+        out["evaluate"] = {
+            "seconds": sum(ev["timings_s"].values()),
+            "replies": sum(m["n"] for m in ev["methods"].values()),
+        }
+    if args.pytest_log:
+        text = Path(args.pytest_log).read_text(errors="replace")
+        found = re.findall(r"(\d+) passed.* in ([0-9.]+)s", text)
+        if found:
+            out["make_test"] = {"seconds": float(found[-1][1]), "passed": int(found[-1][0])}
+    for key, row in out.items():
+        row["target_s"] = TARGET_S[key]
+        row["over_target"] = row["seconds"] / TARGET_S[key]
+    return out
+
+
+def report_targets(tg: dict) -> None:
+    for key in TARGET_S:
+        if key not in tg:
+            flag = {"make_test": "--pytest-log"}.get(key, f"--{key}-run")
+            print(f"target {key}: not given ({flag})")
+            continue
+        r = tg[key]
+        print(
+            f"target {key}: {r['seconds']:.0f} s / {r['target_s']:.0f} s = {r['over_target']:.2f}x of the target "
+            f"({'met' if r['over_target'] <= 1 else 'missed'})"
+        )
 
 
 def report(res: dict) -> None:
@@ -406,12 +539,24 @@ def report(res: dict) -> None:
         f"vs gradient {i['gradient_s']:.2f} s = {i['speedup']:.0f}x (goal >= 100), Spearman {i['spearman']:.3f} "
         f"(goal >= 0.9)"
     )
+    print(f"discovery, second step ({s['rows']} store rows):")
+    print(f"{'measure':<12}{'baseline (s)':>15}{'ours (s)':>12}{'ratio':>10}")
+    report_second_step(res["discovery"])
     e = res["evaluation"]
     print(
         f"evaluation: {e['replies']} replies in {e['seconds']:.1f} s = {e['replies_s']:.2f} replies/s, "
         f"{e['tokens_s']:.0f} tokens/s ({e['note']})"
     )
     report_scoring(res["scoring"])
+    if "bfloat16" in res:
+        b = res["bfloat16"]
+        print(
+            f"bfloat16 ({b['prompts']} store prompts; {b['batch']} x {b['new_tokens']} generated tokens): bridge "
+            f"forward float32 {b['forward_float32_s']:.2f} s / bfloat16 {b['forward_bfloat16_s']:.2f} s = "
+            f"{b['forward_speedup']:.2f}x; generation {b['tok_s_float32']:.0f} / {b['tok_s_bfloat16']:.0f} tokens/s "
+            f"= {b['generation_speedup']:.2f}x"
+        )
+    report_targets(res["targets"])
     sp = res["scaling_prompts_s"]
     print("forward vs prompts: " + ", ".join(f"{k}: {v:.2f} s ({1e3 * v / k:.1f} ms/prompt)" for k, v in sp.items()))
     sl = res["scaling_layers_s"]

@@ -1,17 +1,22 @@
-"""One entry point for a GPU machine: discover + evaluate on SmolLM2-135M-Instruct in full, then the
-7B-shaped random benchmark, writing one JSON of timings and results.
+"""One entry point for a GPU machine: the workbench's costs on random-weight models of real shapes,
+in bfloat16, writing one JSON of timings and results after every step.
 
-    python benchmarks/gpu.py --out runs/gpu                          # CUDA: the whole job, ~8 minutes
-    python benchmarks/gpu.py --out /tmp/gpu --device cpu --tiny      # CPU check of the script, seconds
+    python benchmarks/gpu.py --out runs/gpu                          # CUDA: both shapes, under 8 minutes
+    python benchmarks/gpu.py --out /tmp/gpu --device cpu --tiny      # CPU check of the script, about a minute
 
-Steps (each timed; the JSON is rewritten atomically after every step, so a run cut short by a time
-limit still leaves what it finished):
-  environment   torch / transformers / CUDA versions and the device name
-  discover      the full train split with elicitation, every reference measure at its default size
-  evaluate      the test split, five methods, ``--positions paper`` and ``last``, strength sweeps on the
-                train split for direction, Emotion Vector and circuit steering
-  bench_7b      benchmarks/bench_discovery.py on a random model with Qwen2.5-7B layer shapes
-``--tiny`` swaps in a tiny random Llama and 2-scenario subsets, to test the script without a GPU.
+A lent GPU machine downloads nothing, so the models are random-init with the layer dimensions and
+vocabulary of Llama-3.2-3B-Instruct and Qwen2.5-7B-Instruct (``bench_discovery.SHAPES``), cut to
+``--layers`` layers (the costs below are per layer and add up over depth). Steps, per shape (each timed;
+the JSON is rewritten atomically after every step, so a run cut short by a time limit still leaves
+what it finished; a failed step is recorded and the next one runs):
+  environment         torch / transformers / CUDA versions and the device name
+  build_SHAPE         the random model, saved in the benchmark dtype
+  discovery_SHAPE     benchmarks/bench_discovery.py on it: store throughput against a bare forward,
+                      the one-pass head and influence scores against their references, and the
+                      second-step rows (probe, nulls, gradient, sweep)
+  generation_SHAPE    benchmarks/bench_speed.py --generation-only on it: steered against plain
+                      generation, batched and one prompt at a time
+``--tiny`` swaps in the same architectures at toy size, to test the script without a GPU.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +33,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+REAL_SHAPES = ("llama-3.2-3b", "qwen2.5-7b")
+TINY_SHAPES = {"llama-3.2-3b": "tiny-llama", "qwen2.5-7b": "tiny-qwen2"}
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -48,25 +58,19 @@ def environment(device: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="output folder (gpu.json, the discovery run)")
+    ap.add_argument("--out", required=True, help="output folder (gpu.json and each script's JSON)")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--limit", type=int, default=None, help="train scenarios for discovery (default all)")
-    ap.add_argument("--eval-limit", type=int, default=None, help="test scenarios for evaluation (default all)")
-    ap.add_argument("--bench-layers", type=int, default=4, help="layers of the 7B-shaped model")
-    ap.add_argument("--tiny", action="store_true", help="tiny random model and subsets (CPU check)")
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--shapes", nargs="+", choices=REAL_SHAPES, default=list(REAL_SHAPES))
+    ap.add_argument("--layers", type=int, default=4, help="layers of each random model")
+    ap.add_argument("--limit", type=int, default=4, help="SEV scenarios of the store (6 emotions + neutral each)")
+    ap.add_argument("--tiny", action="store_true", help="toy-size models of the same architectures (CPU check)")
     args = ap.parse_args(argv)
 
     import torch
+    from bench_discovery import shaped_model_dir
 
     from circuits.core.artifacts import write_json_atomic
-    from circuits.core.model import load_model
-    from circuits.core.sev import load_sev, recommended_prompts
-    from circuits.judges.base import make_judge
-    from circuits.runs.discover import DiscoverConfig, discover
-    from circuits.runs.evaluate import run_evaluation
-    from circuits.steer.metrics import EvalConfig
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,111 +91,42 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(path, result)
         print(f"{name}: {result['steps'][name]['seconds']} s, ok={result['steps'][name]['ok']}", flush=True)
 
-    model_name = args.model
-    if args.tiny:
-        from circuits.toy.tiny import build_tiny_model
-
-        model_name = str(build_tiny_model("llama", out / "tiny-llama", seed=0))
-    limit = args.limit if args.limit is not None else (2 if args.tiny else None)
-    eval_limit = args.eval_limit if args.eval_limit is not None else (1 if args.tiny else None)
-    state: dict[str, Any] = {}
-
-    def load():
-        state["model"] = load_model(model_name, device=args.device, dtype=args.dtype)
-        return {"name": state["model"].name, "arch": state["model"].arch.to_dict()}
-
-    step("load", load)
-    settings = recommended_prompts(args.model)
-    run_dir = out / "discover"
-    tiny = (
-        dict(
-            reference_head_rows=2,
-            influence_rows=4,
-            sweep_ks=(2,),
-            sweep_seeds=1,
-            sweep_rows=2,
-            generation_rows=0,
-            alphas=(1.0,),
-            figures=False,
-            reference_budget_s=0,
-            null_seeds=1,
-            faithfulness_rows=2,
-            faithfulness_seeds=1,
-            faithfulness_judge_rows=0,
-        )
-        if args.tiny
-        else {}
-    )
-    dcfg = DiscoverConfig(limit=limit, elicitation=not args.tiny, **tiny)
-
-    def run_discover():
-        s = discover(state["model"], load_sev(), run_dir, dcfg, settings=settings, progress=False)
-        return {k: s[k] for k in ("rows", "agreement", "directions", "circuits", "ablation_generations", "timings_s")}
-
-    step("discover", run_discover)
-    grids = dict(
-        direction_alphas=(2.0, 4.0, 8.0), ev_alphas=(1.0, 2.0, 4.0), circuit_lambdas=(1.0, 2.0, 4.0), sweep_limit=4
-    )
-    if args.tiny:  # every code path once, with short replies
-        grids = dict(
-            direction_alphas=(4.0,),
-            ev_alphas=(2.0,),
-            circuit_lambdas=(1.0,),
-            sweep_limit=1,
-            max_new_tokens=6,
-            min_new_tokens=1,
-            emotions=("anger", "fear"),
-        )
-    # the CPU check judges with the lexicon (the learned judge would load SmolLM2 to read two replies)
-    judge = make_judge("lexicon") if args.tiny else None
-    for positions in ("paper", "last"):
-
-        def run_eval(positions=positions):
-            cfg = EvalConfig(limit=eval_limit, positions=positions, **grids)  # type: ignore[arg-type]
-            r = run_evaluation(
-                state["model"], run_dir, cfg, out=out / f"evaluate-{positions}", judge=judge, progress=False
-            )
-            table = {
-                m: {k: v[k] for k in ("accuracy", "perplexity", "per_emotion", "n")} for m, v in r["methods"].items()
-            }
-            chosen = {m: t["chosen"] for m, t in r.get("strength_sweep", {}).get("methods", {}).items()}
-            return {"methods": table, "chosen_strengths": chosen}
-
-        step(f"evaluate_{positions}", run_eval)
-    state.pop("model", None)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-    def bench():
-        js = out / "bench_7b.json"
-        cmd = [
-            sys.executable,
-            str(ROOT / "benchmarks" / "bench_discovery.py"),
-            "--device",
-            args.device,
-            "--json",
-            str(js),
-        ]
-        if args.tiny:  # the script's own path, on the tiny model (a 7B-shaped layer is too big for a CPU check)
-            cmd += [
-                "--model",
-                model_name,
-                "--limit",
-                "2",
-                "--ref-rows",
-                "1",
-                "--influence-rows",
-                "2",
-                "--emotions",
-                "anger",
-                "fear",
-            ]
-        else:
-            cmd += ["--qwen7b-shape", "--layers", str(args.bench_layers), "--limit", "4", "--dtype", "bfloat16"]
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    def script(name: str, shape: str, model_dir: Path, extra: list[str]) -> dict[str, Any]:
+        """``benchmarks/NAME.py`` on the model of ``shape``, its JSON kept as ``NAME_SHAPE.json``."""
+        js = out / f"{name}_{shape}.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--model", str(model_dir)]
+        cmd += ["--device", args.device, "--dtype", args.dtype, "--json", str(js), *extra]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[1:3])} exited {proc.returncode}: {proc.stderr.strip()[-1500:]}")
         return json.loads(js.read_text())
 
-    step("bench_7b", bench)
+    dtype = getattr(torch, args.dtype)
+    for shape in args.shapes:
+        built = TINY_SHAPES[shape] if args.tiny else shape
+        model_dir = out / "models" / shape
+
+        def build(built=built, model_dir=model_dir):
+            shutil.rmtree(model_dir, ignore_errors=True)
+            shaped_model_dir(built, model_dir, args.layers, dtype=dtype)
+            return {"shape": built, "layers": args.layers, "bytes": sum(f.stat().st_size for f in model_dir.iterdir())}
+
+        step(f"build_{shape}", build)
+        small = ["--ref-rows", "1", "--influence-rows", "2", "--null-seeds", "1"] if args.tiny else []
+        step(
+            f"discovery_{shape}",
+            lambda model_dir=model_dir, shape=shape: script(
+                "bench_discovery", shape, model_dir, ["--limit", str(args.limit), "--sweep-layers", "1", *small]
+            ),
+        )
+        gen = ["--batch", "4", "--single", "1", "--new-tokens", "8", "--repeats", "1"] if args.tiny else []
+        step(
+            f"generation_{shape}",
+            lambda model_dir=model_dir, shape=shape: script(
+                "bench_speed", shape, model_dir, ["--generation-only", *gen]
+            ),
+        )
+        shutil.rmtree(model_dir, ignore_errors=True)  # the next shape's disk
     print(f"wrote {path}")
     return 0 if all(s["ok"] for s in result["steps"].values()) else 1
 

@@ -15,6 +15,19 @@ from circuits.toy.tiny import ARCHITECTURES, build_tiny_model
 torch.set_num_threads(1)
 
 
+REAL_MODEL_FIXTURES = {"smollm2", "shipped_check"}
+"""Fixtures that load a real model's weights (SmolLM2-135M-Instruct): their tests are marked ``real_model``."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that load a real model (a fixture of :data:`REAL_MODEL_FIXTURES`, or a module
+    marked ``real_model``), so that ``pytest -m "not real_model"`` is the quick loop (``make test`` runs
+    them all)."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_model)
+
+
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory):
     """arch -> directory of a saved tiny random model (2 layers, d_model 64, 4 heads / 2 KV heads)."""

@@ -302,7 +302,7 @@ def judged_faithfulness(
     from circuits.discovery.ablation import GenerationJob, judged_generations
     from circuits.judges.base import default_judge_instance
 
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
     plan: list[tuple[str, str]] = []
     jobs: list[GenerationJob] = []
     for circuit in circuits:
@@ -325,13 +325,14 @@ def judged_faithfulness(
         model, jobs, store.settings, gen, judge, progress=progress, desc="faithfulness: judged generations"
     )
     out: dict[str, dict[str, Any]] = {}
-    for (emotion, name), (hits, _) in zip(plan, results):
-        block = out.setdefault(emotion, {"rows": len(hits), "accuracy": {}})
-        acc = sum(hits) / max(1, len(hits))
+    for (emotion, name), r in zip(plan, results):
+        block = out.setdefault(emotion, {"rows": len(r.hits), "accuracy": {}, "broken_share": {}})
+        acc = sum(r.hits) / max(1, len(r.hits))
         if name in CONDITIONS:
             block["accuracy"][name] = acc
         else:
             block[name] = acc
+        block["broken_share"][name] = sum(r.broken) / max(1, len(r.broken))
     return out
 
 

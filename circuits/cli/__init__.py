@@ -28,6 +28,8 @@ from circuits.cli import (
     toy,
     va,
 )
+from circuits.core import signals
+from circuits.core.signals import Terminated
 
 # Registration order = the order of ``emocircuits --help``.
 _COMMAND_GROUPS = (sev, discover, evaluate, demo, report, va, figures, toy, prompts, judge, export)
@@ -55,28 +57,33 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (InputError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM received: raised in the main thread by the CLI's handler, so that the command unwinds as
-    it does on Ctrl-C (staging folders removed, the old results kept); the CLI then exits with 143."""
-
-
 def _on_sigterm(signum: int, frame: Any) -> None:
+    signals.note(signum)
     raise Terminated()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    signals.note(signum)
+    raise KeyboardInterrupt()
 
 
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (the previous handler
-    comes back afterwards); outside the main thread nothing changes."""
+    """Within the block, SIGTERM raises :class:`Terminated` and Ctrl-C ``KeyboardInterrupt`` in the main
+    thread, each noted first (:mod:`circuits.core.signals`); the previous handlers come back
+    afterwards; outside the main thread nothing changes."""
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: signals cannot be handled here
         yield
         return
+    previous_int = signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        signals.clear()  # handled: a later command in this process (a notebook, a test) starts afresh
 
 
 _STAGING = re.compile(r"\.([^/\s]+?)\.[A-Za-z0-9_]{8}\.(?:partial|old|tmp)(?=/|\s|$|[:'\"),;])")
@@ -105,6 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     set_command(["emocircuits", *(sys.argv[1:] if argv is None else argv)])  # summary.json "command"
+    try:
+        return _run(parser, args)
+    finally:  # work started from Python after this command (a notebook, a test) records no command line
+        set_command(None)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The command of ``args`` with :func:`main`'s exit statuses."""
     try:
         with _sigterm_unwinds():
             return int(args.func(args) or 0)

@@ -156,27 +156,7 @@ def prompt_settings(args: argparse.Namespace) -> Any:
     ):
         if name in given:
             check_template(given[name], "--" + name.replace("_", "-"), required=required)
-    return replace(recommended_prompts(recommendation_key(args.model)), **given)
-
-
-def recommendation_key(model_name: str | None) -> str | None:
-    """The key of ``model_name`` in the recommended judge and prompt tables: ``"toy"`` for the toy model
-    however it is named (``toy``; the shipped folder's path, which a run's ``summary.json`` records,
-    also as recorded on another machine: ``.../toy/model``; a folder of ``emocircuits toy train``,
-    which holds ``train_log.json``), else the name itself."""
-    from pathlib import Path
-
-    if model_name is None or model_name == "toy":
-        return model_name
-    path = Path(model_name)
-    if path.parts[-2:] == ("toy", "model"):
-        return "toy"
-    try:
-        if (path / "train_log.json").is_file() and (path / "config.json").is_file():
-            return "toy"
-    except (OSError, ValueError):
-        pass
-    return model_name
+    return replace(recommended_prompts(args.model), **given)
 
 
 def judge_arg(p: argparse.ArgumentParser, what: str, modes: bool = True) -> None:
@@ -205,7 +185,7 @@ def judge_from_args(args: argparse.Namespace) -> Any:
     from circuits.judges.base import make_judge, recommended_judge
 
     if args.judge is None:
-        args.judge = recommended_judge(recommendation_key(getattr(args, "model", None)))
+        args.judge = recommended_judge(getattr(args, "model", None))
     return make_judge(
         args.judge, device=getattr(args, "device", None) or "cpu", mode=getattr(args, "judge_mode", "label")
     )

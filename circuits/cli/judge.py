@@ -226,6 +226,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fluency(args: argparse.Namespace) -> int:
+    from circuits.core.artifacts import InputError, write_json_atomic
+    from circuits.judges.degenerate import degenerate_texts
+    from circuits.judges.encoder import reference_lm
+    from circuits.judges.fluency import FluencyCheck, calibration, default_fluency_check, flag_rates
+
+    if args.degenerate < 0:
+        raise InputError(f"--degenerate: expected a count >= 0, got {args.degenerate}")
+    rows = read_labelled(args.file, split=args.split or None, need_label=False)
+    texts = [r.text for r in rows]
+    if args.calibrate:
+        ref = reference_lm(args.reference)
+        cal = calibration(ref, texts, {"file": Path(args.file).name, "split": args.split or "all"})
+        write_json_atomic(args.calibrate, cal)
+        print(f"wrote {args.calibrate}: floor {cal['floor']:.3f} nats/token under {cal['reference']}")
+        check = FluencyCheck().with_reference(ref, cal["floor"])
+    else:
+        check = default_fluency_check()
+    res = flag_rates(check, texts, degenerate_texts(args.degenerate, seed=args.seed))
+    f, d = res["fluent"], res["degenerate"]
+    print(
+        f"fluent rows ({Path(args.file).name}, split {args.split or 'all'}): {f['flagged']} of {f['n']} flagged broken"
+    )
+    if d["n"]:
+        kinds = ", ".join(f"{k} {v:.0%}" for k, v in d["by_kind"].items())
+        print(f"generated degenerate texts (seed {args.seed}): {d['flagged_share']:.1%} of {d['n']} flagged ({kinds})")
+    if args.json:
+        write_json_atomic(args.json, res)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from circuits.core.resources import data_path
     from circuits.judges.base import DEFAULT_JUDGE, JUDGE_SPECS
@@ -265,6 +296,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--judge", default=DEFAULT_JUDGE, metavar="SPEC", help=f"{' | '.join(JUDGE_SPECS)} (default {DEFAULT_JUDGE})"
     )
     lab.set_defaults(func=_label)
+
+    fl = jsub.add_parser(
+        "fluency",
+        help="the broken-reply check on a file's rows (all fluent) and on generated degenerate text; --calibrate",
+    )
+    fl.add_argument("file", nargs="?", default=default_file, help="JSONL of fluent replies (field text)")
+    fl.add_argument("--split", default="dev", help="rows of this split only (default dev; '' for all)")
+    fl.add_argument("--degenerate", type=int, default=600, help="generated degenerate texts to check")
+    fl.add_argument("--seed", type=int, default=1, help="seed of the degenerate texts (the final split uses 2)")
+    fl.add_argument(
+        "--calibrate",
+        default=None,
+        metavar="JSON",
+        help="compute the reference floor on the rows and write the calibration here (the shipped one: "
+        "circuits/data/fluency.json, from the dev split)",
+    )
+    fl.add_argument("--reference", default="smollm2-135m", help="reference model of --calibrate")
+    fl.add_argument("--json", default=None, help="also write the flag rates here")
+    fl.set_defaults(func=_fluency)
 
     for name, func, what in (
         ("cv", _cv, "cross-validate learned heads (how the shipped judge was chosen)"),

@@ -29,8 +29,9 @@ def _run(args: argparse.Namespace) -> int:
     rows = measure_prompts(model, dataset, cfg, judge=judge, record=replies)
     print(
         f"{model.name}: prompted accuracy (%) on {rows[0]['n'] if rows else 0} replies per candidate from "
-        f"{dataset.path} (judge {args.judge}, echoes of the instruction removed); 'echo': replies that only "
-        "restate the instruction, 'same': items whose reply is the same for every emotion"
+        f"{dataset.path} (judge {args.judge}, echoes of the instruction removed); 'flu': fluent accuracy "
+        "(broken replies are misses), 'raw': the judge alone, 'brk': replies flagged broken; 'echo': replies "
+        "that only restate the instruction, 'same': items whose reply is the same for every emotion"
     )
     print(prompts_table(rows))
     for i, w in enumerate(cfg.wordings):

@@ -82,8 +82,11 @@ def shared_prefix_logprobs(
     *,
     batch_size: int = 32,
     backend: str = "fast",
+    progress: bool = False,
+    desc: str = "scoring",
 ) -> list[torch.Tensor]:
-    """Teacher-forced log-probabilities of continuations, each distinct prompt run once.
+    """Teacher-forced log-probabilities of continuations, each distinct prompt run once (``progress``: a
+    bar over the continuations scored).
 
     The same quantity as :func:`circuits.core.generate.continuation_logprobs` without edits (one
     ``[len(continuation)]`` float32 CPU tensor of natural-log probabilities per pair, in input order;
@@ -101,6 +104,9 @@ def shared_prefix_logprobs(
         groups.setdefault(tuple(p), []).append(i)
     keys = sorted(groups, key=len)
     out: list[torch.Tensor] = [torch.empty(0)] * len(prompts)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress)
     with steered(model, (), backend=backend) as hf:
         kw = model.kv_cache_kwarg  # the twin is the same HF class as hf_model: the same keyword
         for s in range(0, len(keys), batch_size):
@@ -113,9 +119,11 @@ def shared_prefix_logprobs(
                 pick = [groups[k][r] if r < len(groups[k]) else None for k in batch]
                 conts = [list(continuations[i]) if i is not None else [] for i in pick]
                 _score_round(model, hf, kw, cache, mask, first, conts, pick, out)
+                bar.update(sum(i is not None for i in pick))
                 grown = cache.get_seq_length() - width
                 if grown:
                     cache.crop(-grown)  # back to the prompts (crop takes the number of tokens to drop)
+    bar.close()
     return out
 
 

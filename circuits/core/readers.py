@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from circuits.core.artifacts import InputError
+from circuits.core.signals import raise_if_received
 
 ErrorFactory = Callable[[str], Exception]
 """Builds the error raised for a message (an :class:`InputError` subclass, or ``InputError`` itself)."""
@@ -374,8 +375,10 @@ def read_safetensors(
             meta = dict(fh.metadata() or {})
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except SafetensorError as err:
+        raise_if_received()  # a signal torch turned into another error: unwind, do not blame the file
         raise error(f"{p}: not a readable safetensors file, truncated or damaged ({err})") from None
     except TENSOR_FILE_ERRORS as err:
+        raise_if_received()
         raise error(f"{p}: not a readable safetensors file ({type(err).__name__}: {err})") from None
     lacking = [k for k in metadata if k not in meta]
     if lacking:

@@ -21,6 +21,7 @@ DATA_FILES: dict[str, str] = {
     "judge_replies": "data/judge_replies.jsonl",
     "judge_head_config": "data/judge_head/cfg.json",
     "judge_head_weights": "data/judge_head/head.safetensors",
+    "fluency_calibration": "data/fluency.json",
     "va_texts": "data/emotion_texts.jsonl",
     "va_ratings": "data/va_ratings.csv",
     "va_lexicon": "data/va_lexicon.tsv",

@@ -183,10 +183,28 @@ RECOMMENDED_PROMPTS: dict[str, dict[str, str]] = {
 ignore the paper's system prompt (``emocircuits prompts`` measured each entry on the train split)."""
 
 
+def recommendation_key(model_name: str | None) -> str | None:
+    """The key of ``model_name`` in the recommended judge and prompt tables: ``"toy"`` for the toy model
+    however it is named (``toy``; the shipped folder's path, which a run's ``summary.json`` records,
+    also as recorded on another machine: ``.../toy/model``; a folder of ``emocircuits toy train``,
+    which holds ``train_log.json``), else the name itself."""
+    if model_name is None or model_name == "toy":
+        return model_name
+    path = Path(model_name)
+    if path.parts[-2:] == ("toy", "model"):
+        return "toy"
+    try:
+        if (path / "train_log.json").is_file() and (path / "config.json").is_file():
+            return "toy"
+    except (OSError, ValueError):
+        pass
+    return model_name
+
+
 def recommended_prompts(model_name: str | None) -> PromptSettings:
-    """The prompt settings to use with ``model_name`` when none are given: its entry of
-    :data:`RECOMMENDED_PROMPTS`, else the paper's."""
-    return PromptSettings(**RECOMMENDED_PROMPTS.get(str(model_name), {}))
+    """The prompt settings to use with ``model_name`` (any name :func:`recommendation_key` knows) when
+    none are given: its entry of :data:`RECOMMENDED_PROMPTS`, else the paper's."""
+    return PromptSettings(**RECOMMENDED_PROMPTS.get(str(recommendation_key(model_name)), {}))
 
 
 def _check_line(obj: Any, where: str) -> tuple[Scenario | None, list[str]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from jaxtyping import Float
@@ -231,6 +231,15 @@ class GenerationJob:
     interventions: list[Intervention]
 
 
+class JobResult(NamedTuple):
+    """One :class:`GenerationJob`'s replies: fluent hits (broken replies are misses), the texts and the
+    fluency check's broken flags."""
+
+    hits: list[bool]
+    replies: list[str]
+    broken: list[bool]
+
+
 def judged_generations(
     model: ModelHandle,
     jobs: Sequence[GenerationJob],
@@ -240,12 +249,15 @@ def judged_generations(
     *,
     progress: bool = True,
     desc: str = "judged generations",
-) -> list[tuple[list[bool], list[str]]]:
+    fluency: Any = "default",
+) -> list[JobResult]:
     """Every job's rows through one ``generate`` call with per-row edits (so batches stay full however
     small the jobs are), judged against the job's emotion with the echoes of ``settings``' instruction
-    removed; returns ``(hits, replies)`` per job, in job order."""
+    removed, after the fluency check (:func:`~circuits.judges.base.judge_replies`; ``fluency`` as
+    there); returns a :class:`JobResult` per job, in job order."""
     from circuits.core.generate import generate
-    from circuits.judges.base import judge_matches
+    from circuits.judges.base import judge_replies
+    from circuits.judges.fluency import resolve_fluency
 
     texts = generate(
         model,
@@ -256,11 +268,18 @@ def judged_generations(
         desc=desc,
     )
     targets = [j.emotion for j in jobs for _ in j.prompts]
-    hits, _ = judge_matches(judge, texts, targets, instructions=[settings.instructions(e) for e in targets])
+    judged = judge_replies(
+        judge,
+        texts,
+        targets,
+        instructions=[settings.instructions(e) for e in targets],
+        fluency=resolve_fluency(fluency, model.name),
+    )
     out, start = [], 0
     for j in jobs:
         n = len(j.prompts)
-        out.append((list(hits[start : start + n]), list(texts[start : start + n])))
+        cut = slice(start, start + n)
+        out.append(JobResult(judged.hits[cut], list(texts[cut]), judged.broken[cut]))
         start += n
     return out
 
@@ -289,6 +308,7 @@ def generation_effect(
     enhance_positions: str = "last",
     reference: ActivationStore | None = None,
     return_replies: bool = False,
+    fluency: Any = "default",
 ) -> dict[str, Any]:
     """Judged emotion of generations under ablation and under enhancement of the top units.
 
@@ -307,8 +327,10 @@ def generation_effect(
       (that prompt without intervention; equal to ``"baseline"`` for the emotion prompt),
       ``"enhanced_top"``, ``"enhanced_random"``.
 
-    Values are accuracies (share of replies judged as the emotion, in [0, 1]; random: mean over
-    seeds). Returns ``{emotion: {key: acc}, "mean": {key: mean over emotions}, "config": {...}}``;
+    Values are fluent accuracies (share of replies judged as the emotion and not broken, in [0, 1];
+    random: mean over seeds; ``fluency``: the check, as in :func:`~circuits.judges.base.judge_replies`).
+    Returns ``{emotion: {key: acc}, "mean": {key: mean over emotions}, "broken_share": {key: share},
+    "config": {...}}``;
     with ``return_replies`` each emotion also has ``"replies": {key: [replies]}`` (random keys: one
     list per seed). Delta-mu comes from ``reference`` (default ``store``; groups left incomplete by elicitation count
     for the emotions they kept).
@@ -320,7 +342,7 @@ def generation_effect(
         raise ValueError(f"enhance must be one of {ENHANCE_MODES} or None, got {enhance!r}")
     if enhance_prompt not in ("neutral", "emotion"):
         raise ValueError(f"enhance_prompt must be 'neutral' or 'emotion', got {enhance_prompt!r}")
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
     gen = GenerationSettings(max_new_tokens=max_new_tokens)
     factor = float(enhance_factor if enhance_factor is not None else (1.0 if enhance == "add" else 2.0))
     edits = _UnitEdits(model.arch.n_layers, neuron_scores, head_scores, k_neurons, k_heads, factor, enhance_positions)
@@ -331,7 +353,14 @@ def generation_effect(
     keys = ["baseline", "top", "random"] + (["enhance_baseline", "enhanced_top", "enhanced_random"] if enhance else [])
     plan, jobs = _generation_jobs(model, store, emotions, edits, rows_per_emotion, seeds, enhance, enhance_prompt)
     results = judged_generations(
-        model, jobs, store.settings, gen, judge, progress=progress, desc="ablation/enhancement: judged generations"
+        model,
+        jobs,
+        store.settings,
+        gen,
+        judge,
+        progress=progress,
+        desc="ablation/enhancement: judged generations",
+        fluency=fluency,
     )
     out: dict[str, Any] = _accuracies(
         plan,
@@ -455,20 +484,22 @@ def _generation_jobs(
 
 def _accuracies(
     plan: Sequence[tuple[str, str]],
-    results: Sequence[tuple[list[bool], list[str]]],
+    results: Sequence[JobResult],
     emotions: Sequence[str],
     keys: Sequence[str],
     *,
     enhance_baseline_is_ablation_baseline: bool,
     return_replies: bool,
 ) -> dict[str, Any]:
-    """``{emotion: {key: accuracy}}`` from the judged jobs (random keys: mean over seeds), with the
-    replies when ``return_replies``."""
+    """``{emotion: {key: fluent accuracy}}`` from the judged jobs (random keys: mean over seeds), with the
+    replies when ``return_replies``, and ``{"broken_share": {key: share}}`` over every emotion."""
     acc: dict[tuple[str, str], list[float]] = {}
     said: dict[tuple[str, str], list[list[str]]] = {}
-    for (emotion, key), (hits, texts) in zip(plan, results):
-        acc.setdefault((emotion, key), []).append(sum(hits) / max(1, len(hits)))
-        said.setdefault((emotion, key), []).append(texts)
+    broken: dict[str, list[bool]] = {}
+    for (emotion, key), r in zip(plan, results):
+        acc.setdefault((emotion, key), []).append(sum(r.hits) / max(1, len(r.hits)))
+        said.setdefault((emotion, key), []).append(r.replies)
+        broken.setdefault(key, []).extend(r.broken)
     out: dict[str, Any] = {}
     for emotion in emotions:
         if enhance_baseline_is_ablation_baseline:  # the emotion prompt's baseline is the ablation baseline
@@ -481,4 +512,5 @@ def _accuracies(
         }  # random: mean over seeds (0 without seeds, as before)
         replies = {key: said.get((emotion, key), []) if "random" in key else said[(emotion, key)][0] for key in keys}
         out[emotion] = {**res, "replies": replies} if return_replies else res
+    out["broken_share"] = {k: sum(v) / len(v) for k, v in broken.items() if v}
     return out

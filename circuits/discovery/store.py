@@ -13,7 +13,13 @@ z              [n_layers, n_heads, d_head]      per-head attention values (o_pro
 mlp_post       [n_layers, d_mlp]                MLP post-activations (W_out input)
 final_scale    [1]                              final norm's RMS scale (final state = resid/scale)
 attn_post_scale, mlp_post_scale [n_layers]      post-norm scales (Gemma2 only)
+attn_mean      [n_layers, d_model]              attention output averaged over the prompt's tokens
+                                                (not the last token only): the Emotion Vectors'
+                                                input, read in the same pass
 =============  ===============================  =============================================
+
+Stores from before ``attn_mean`` existed (``meta.json`` without ``"tensors"``) load and resume without it;
+the Emotion Vectors of such a store take a second pass over its prompts.
 
 On disk: ``meta.json`` (model identity and fingerprint, dataset path and sha256, prompt settings,
 store config, the rows, the finished shards) and ``shard_NNNNN.safetensors`` files. Every file is
@@ -264,27 +270,38 @@ class ActivationStore:
         return bool(self.meta.get("complete"))
 
 
-def store_reads(model: ModelHandle) -> dict[str, list[Read]]:
+LEGACY_TENSORS = ("resid_mid", "resid_post", "z", "mlp_post", "final_scale", "attn_post_scale", "mlp_post_scale")
+"""The tensors a store written before ``meta.json`` listed its tensors can hold (Gemma2's scales only
+for Gemma2): such a store resumes with these, so that its shards stay alike."""
+
+
+def store_reads(model: ModelHandle, names: Sequence[str] | None = None) -> dict[str, list[Read]]:
     """Store tensor name -> the reads (one per layer; ``final_scale``: one) it is captured from, all at
-    the last prompt token."""
+    the last prompt token but ``attn_mean`` (the mean over the prompt's tokens). ``names``: only these
+    (default every tensor the model has)."""
     n = model.arch.n_layers
     reads = {name: [Read(name, L) for L in range(n)] for name in ("resid_mid", "resid_post", "z", "mlp_post")}
     reads["final_scale"] = [Read("final_scale")]
     if model.arch.post_norms:
         reads["attn_post_scale"] = [Read("attn_post_scale", L) for L in range(n)]
         reads["mlp_post_scale"] = [Read("mlp_post_scale", L) for L in range(n)]
-    return reads
+    reads["attn_mean"] = [Read("attn_out", L, positions="mean") for L in range(n)]
+    return reads if names is None else {k: v for k, v in reads.items() if k in names}
 
 
 @torch.no_grad()
 def last_token_activations(
-    model: ModelHandle, prompts: Sequence[Sequence[int]], interventions: Sequence[Intervention] = ()
+    model: ModelHandle,
+    prompts: Sequence[Sequence[int]],
+    interventions: Sequence[Intervention] = (),
+    names: Sequence[str] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One left-padded forward pass (``interventions`` applied); returns every store tensor at the last
-    prompt token, on CPU, float32: ``{name: [batch, n_layers, ...]}`` (``final_scale``: ``[batch, 1]``).
-    Only the last position's logits are computed (``logits_to_keep=1``)."""
+    """One left-padded forward pass (``interventions`` applied); returns every store tensor (``names``:
+    these) at the last prompt token (``attn_mean``: averaged over the prompt's tokens), on CPU, float32:
+    ``{name: [batch, n_layers, ...]}`` (``final_scale``: ``[batch, 1]``). Only the last position's
+    logits are computed (``logits_to_keep=1``)."""
     ids, mask = model.pad_left(prompts)
-    reads = store_reads(model)
+    reads = store_reads(model, names)
     got = run_forward(model, ids, mask, interventions, [r for rs in reads.values() for r in rs])
     out = {}
     for key, rs in reads.items():
@@ -315,17 +332,21 @@ def elicit(
     max_new_tokens: int = 100,
     judge: Callable[[list[str]], list[Any]] | None = None,
     progress: bool = True,
+    fluency: Any = "default",
 ) -> None:
     """The paper's elicitation step, in place: generate greedily with each emotion row's prompt, judge
-    the reply, and mark rows whose reply is not judged as the prompted emotion as not accepted.
+    the reply, and mark rows whose reply is not judged as the prompted emotion, or is broken (the
+    fluency check's verdict ``broken``), as not accepted.
 
-    ``judge`` is any judge :func:`circuits.judges.base.judge_matches` accepts (a label judge: texts ->
+    ``judge`` is any judge :func:`circuits.judges.base.judge_replies` accepts (a label judge: texts ->
     verdicts with ``.label``, or a binary match judge such as :class:`~circuits.judges.base.LLMJudge`);
-    each emotion row gets ``reply``, ``judged`` and ``accepted`` set. Neutral rows are left as they are."""
+    each emotion row gets ``reply``, ``judged`` and ``accepted`` set. Neutral rows are left as they are.
+    ``fluency``: the fluency check (as in :func:`circuits.judges.base.judge_replies`; None: none)."""
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import default_judge_instance, judge_matches
+    from circuits.judges.base import default_judge_instance, judge_replies
+    from circuits.judges.fluency import resolve_fluency
 
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
     todo = [r for r in rows if r.kind == "emotion"]
     replies = generate(
         model,
@@ -334,10 +355,14 @@ def elicit(
         progress=progress,
         desc="elicit",
     )
-    hits, verdicts = judge_matches(
-        judge, replies, [r.emotion for r in todo], instructions=[settings.instructions(r.emotion) for r in todo]
+    judged = judge_replies(
+        judge,
+        replies,
+        [r.emotion for r in todo],
+        instructions=[settings.instructions(r.emotion) for r in todo],
+        fluency=resolve_fluency(fluency, model.name),
     )
-    for row, reply, verdict, hit in zip(todo, replies, verdicts, hits):
+    for row, reply, verdict, hit in zip(todo, replies, judged.verdicts, judged.hits):
         row.reply, row.judged, row.accepted = reply, verdict, hit
 
 
@@ -353,15 +378,16 @@ def build_store(
     judge: Callable[[list[str]], list[Any]] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    fluency: Any = "default",
 ) -> ActivationStore:
     """Build (or resume, or reuse) the activation store in ``out_dir`` and return it loaded.
 
     A complete store with the same identity is reused as is; a partial one resumes at its first
     missing shard; one with another identity raises :class:`StoreMismatchError` unless ``overwrite``
     (the existing files are left untouched). With ``elicitation`` the rows are first elicited and
-    judged (:func:`elicit`; ``judge``: any judge :func:`circuits.judges.base.judge_matches` accepts,
-    default the lexicon judge)
-    and the verdicts are kept in ``meta.json``; a reused or resumed store keeps its verdicts.
+    judged (:func:`elicit`; ``judge``: any judge :func:`circuits.judges.base.judge_replies` accepts,
+    default the model's recommended judge; ``fluency``: the fluency check, whose broken replies are
+    rejected) and the verdicts are kept in ``meta.json``; a reused or resumed store keeps its verdicts.
     """
     config = config or StoreConfig()
     settings = settings or PromptSettings()
@@ -390,12 +416,21 @@ def build_store(
     if meta is None:
         rows = plan_rows(dataset, config)
         if elicitation:
-            elicit(model, rows, settings, max_new_tokens=elicit_max_new_tokens, judge=judge, progress=progress)
+            elicit(
+                model,
+                rows,
+                settings,
+                max_new_tokens=elicit_max_new_tokens,
+                judge=judge,
+                progress=progress,
+                fluency=fluency,
+            )
         meta = {
             "version": STORE_VERSION,
             **ident,
             "elicitation": elicitation,
             "rows": [asdict(r) for r in rows],
+            "tensors": sorted(store_reads(model)),
             "shards": [],
             "complete": False,
         }
@@ -406,6 +441,7 @@ def build_store(
     rows = [StoreRow(**r) for r in meta["rows"]]
     prompts = row_prompts(model, rows, settings)
     dtype = getattr(torch, config.dtype)
+    names = meta.get("tensors", LEGACY_TENSORS)
     done = {s["start"] for s in meta["shards"]}
     bar = tqdm(total=len(rows), desc="activation store", disable=not progress)
     bar.update(sum(s["stop"] - s["start"] for s in meta["shards"]))
@@ -417,7 +453,7 @@ def build_store(
         order = sorted(range(start, stop), key=lambda i: len(prompts[i]))  # little padding
         for b in range(0, len(order), config.batch_size):
             idx = order[b : b + config.batch_size]
-            acts = last_token_activations(model, [prompts[i] for i in idx])
+            acts = last_token_activations(model, [prompts[i] for i in idx], names=names)
             for k, v in acts.items():
                 chunk.setdefault(k, []).append(v)
             bar.update(len(idx))
@@ -499,6 +535,10 @@ def read_store_meta(meta_path: Path) -> dict[str, Any]:
             raise bad(f"shards[{i}]", f"an object with a file name and 0 <= start < stop <= {len(rows)}")
     if not isinstance(meta.get("complete"), bool):
         raise bad("complete", "true or false")
+    known = set(LEGACY_TENSORS) | {"attn_mean"}
+    names = meta.get("tensors", list(LEGACY_TENSORS))
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in known for n in names):
+        raise bad("tensors", f"a list of store tensor names among {', '.join(sorted(known))}")
     return meta
 
 

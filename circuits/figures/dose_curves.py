@@ -10,7 +10,7 @@ from circuits.figures.render import COLORS
 
 
 def dose_response_figure(d: dict[str, Any], title: str | None = None) -> Any:
-    """The dose-response figure of a ``dose_response.json`` dict: judged accuracy, emotion score and
+    """The dose-response figure of a ``dose_response.json`` dict: judged (fluent) accuracy, emotion score and
     perplexity (log axis) against strength (alpha, or lambda for circuits), one colour per steered method,
     its random controls of equal norm as a dotted mean line inside a min-max band over seeds, prompting
     and neutral as flat dashed lines. Panels whose metric no method has are left out. Returns a plotly
@@ -23,7 +23,11 @@ def dose_response_figure(d: dict[str, Any], title: str | None = None) -> Any:
         for k in ("accuracy", "emotion_score", "perplexity")
         if any(p.get(k) is not None for t in (d.get("methods") or {}).values() for p in t.get("points", []))
     ]
-    fig = make_subplots(rows=1, cols=max(1, len(keys)), subplot_titles=[k.replace("_", " ") for k in keys])
+    fluent = any("broken_share" in p for t in (d.get("methods") or {}).values() for p in t.get("points", []))
+    titles = {"accuracy": "fluent accuracy (broken replies are misses)" if fluent else "accuracy"}
+    fig = make_subplots(
+        rows=1, cols=max(1, len(keys)), subplot_titles=[titles.get(k, k.replace("_", " ")) for k in keys]
+    )
     for c, key in enumerate(keys, start=1):
         xs_all = []
         for i, (method, t) in enumerate((d.get("methods") or {}).items()):

@@ -36,8 +36,9 @@ The data (:func:`circuits.runs.report.gather_report` builds it from a run direct
                   "jaccard": {"neurons": [[...]], "heads": [[...]]},
                   "faithfulness": {emotion: {"faithfulness", "random_mean", "random_std", "random_lo", "random_hi",
                                              "ablation_loss", "random_ablation_loss", "split", "rows"}} | None},
-     "evaluation": {"methods": {method: {"accuracy", "per_emotion": {e: acc}, "perplexity", "distinct_2", "n"}},
-                    "emotions": [str], "judge", "dataset": {...}, "replies_source": str,
+     "evaluation": {"methods": {method: {"accuracy" (fluent where "fluency" is set), "raw_accuracy",
+                                         "broken_share", "per_emotion": {e: acc}, "perplexity", "distinct_2", "n"}},
+                    "emotions": [str], "judge", "fluency": {...} | None, "dataset": {...}, "replies_source": str,
                     "replies": {method: {emotion: [{"text", "valence", "verdict"}]}}},
      "dose": <dose_response.json as written by ``emocircuits dose-response``> | None,
      "va": {"layer", "emotions", "projection": {e: [v, a]}, "ratings": {e: [v, a]},
@@ -307,21 +308,31 @@ def circuit_tables(d: dict[str, Any]) -> list[Table]:
 
 
 def evaluation_tables(d: dict[str, Any]) -> list[Table]:
+    """The method table: fluent accuracy first (broken replies count as misses), then raw accuracy and
+    the broken share; an evaluation from before the fluency check shows its raw accuracy alone."""
     emotions = d["emotions"]
+    checked = d.get("fluency") is not None
     rows = []
     for m, r in d["methods"].items():
         rows.append(
             [m, fmt(r.get("accuracy"))]
+            + ([fmt(r.get("raw_accuracy")), fmt(r.get("broken_share"))] if checked else [])
             + [fmt((r.get("per_emotion") or {}).get(e)) for e in emotions]
             + [fmt(r.get("perplexity")), fmt(r.get("distinct_2")), fmt(r.get("n"))]
         )
-    cap = f"share of replies judged as the target emotion (judge {d.get('judge')})"
+    if checked:
+        cap = (
+            "fluent accuracy: share of replies judged as the target emotion, replies the fluency check flags "
+            f"as broken counted as misses; raw: the judge alone; broken: share flagged (judge {d.get('judge')})"
+        )
+        head = ["method", "fluent accuracy", "raw accuracy", "broken"]
+    else:
+        cap = f"share of replies judged as the target emotion (judge {d.get('judge')}; no fluency check: raw)"
+        head = ["method", "accuracy"]
     ds = d.get("dataset") or {}
     if ds:
         cap += f"; test items {ds.get('path')} ({ds.get('n_scenarios')} scenarios)"
-    return [
-        Table("table-methods", ["method", "accuracy"] + list(emotions) + ["perplexity", "distinct-2", "n"], rows, cap)
-    ]
+    return [Table("table-methods", head + list(emotions) + ["perplexity", "distinct-2", "n"], rows, cap)]
 
 
 def dose_tables(d: dict[str, Any]) -> list[Table]:
@@ -609,16 +620,9 @@ def circuit_plots(d: dict[str, Any]) -> Any:
 
 
 def evaluation_plot(d: dict[str, Any]) -> Any:
-    import plotly.graph_objects as go
+    from circuits.figures.evaluation import accuracy_figure
 
-    fig = go.Figure()
-    for m, r in d["methods"].items():
-        pe = r.get("per_emotion") or {}
-        fig.add_trace(go.Bar(name=m, x=list(d["emotions"]), y=[pe.get(e) for e in d["emotions"]]))
-    fig.update_layout(
-        barmode="group", height=400, yaxis_range=[0, 1], yaxis_title="accuracy", title="Accuracy per emotion and method"
-    )
-    return fig
+    return accuracy_figure(d["methods"], d["emotions"], d.get("fluency") is not None, height=400)
 
 
 def va_plots(d: dict[str, Any]) -> list[Any]:

@@ -227,9 +227,11 @@ RECOMMENDED_JUDGES: dict[str, str] = {
 
 
 def recommended_judge(model_name: str | None) -> str:
-    """The judge spec for ``model_name`` when none is given: its entry of :data:`RECOMMENDED_JUDGES`,
-    else :data:`DEFAULT_JUDGE`."""
-    return RECOMMENDED_JUDGES.get(str(model_name), DEFAULT_JUDGE)
+    """The judge spec for ``model_name`` (any name :func:`~circuits.core.sev.recommendation_key` knows)
+    when none is given: its entry of :data:`RECOMMENDED_JUDGES`, else :data:`DEFAULT_JUDGE`."""
+    from circuits.core.sev import recommendation_key
+
+    return RECOMMENDED_JUDGES.get(str(recommendation_key(model_name)), DEFAULT_JUDGE)
 
 
 JUDGE_MODES = ("label", "match")
@@ -298,9 +300,10 @@ def _make(spec: str, device: str) -> Any:
     raise JudgeSpecError(f"unknown judge {spec!r}: expected one of {' | '.join(JUDGE_SPECS)}")
 
 
-def default_judge_instance() -> Any:
-    """The judge of :data:`DEFAULT_JUDGE` (built once)."""
-    return make_judge(DEFAULT_JUDGE)
+def default_judge_instance(model_name: str | None = None) -> Any:
+    """The judge used when none is given: :func:`recommended_judge` of ``model_name`` (the model whose
+    replies it reads; ``None``: :data:`DEFAULT_JUDGE`)."""
+    return make_judge(recommended_judge(model_name))
 
 
 def judge_name(judge: Any) -> str:
@@ -345,3 +348,89 @@ def judge_matches(
             raise ValueError(f"judge returned {len(verdicts)} verdicts for {len(texts)} texts")
         hits = [v == t for v, t in zip(verdicts, targets)]
     return hits, verdicts
+
+
+@dataclass(frozen=True)
+class JudgedReplies:
+    """Verdicts on a batch of replies, the fluency check applied first (:func:`judge_replies`).
+
+    ``verdicts``: :data:`~circuits.judges.fluency.BROKEN` for a broken reply, else the judge's verdict;
+    ``hits``: the reply is fluent and judged as its target (**fluent accuracy** counts these);
+    ``raw_verdicts`` / ``raw_hits``: the judge's, as if no check ran (raw accuracy); ``broken``: the
+    check's flags; ``reasons``: why each broken reply is broken (empty for fluent ones)."""
+
+    hits: list[bool]
+    verdicts: list[str]
+    raw_hits: list[bool]
+    raw_verdicts: list[str]
+    broken: list[bool]
+    reasons: list[list[str]]
+
+
+def judge_replies(
+    judge: Any,
+    texts: Sequence[str],
+    targets: Sequence[str],
+    instructions: Sequence[Sequence[str]] | None = None,
+    fluency: Any = "default",
+) -> JudgedReplies:
+    """Judge ``texts`` against ``targets`` as :func:`judge_matches` does, after the fluency check: a
+    broken reply's verdict is :data:`~circuits.judges.fluency.BROKEN` and it is never a hit.
+    ``fluency``: a :class:`~circuits.judges.fluency.FluencyCheck`, ``"default"``
+    (:func:`~circuits.judges.fluency.default_fluency_check`) or ``None`` (no check: every reply
+    fluent). The check reads the texts as written (echoes of the instruction are removed only for
+    the judge)."""
+    from circuits.judges.fluency import BROKEN, default_fluency_check
+
+    raw_hits, raw_verdicts = judge_matches(judge, texts, targets, instructions)
+    check = default_fluency_check() if isinstance(fluency, str) and fluency == "default" else fluency
+    reasons = check.reasons(list(texts)) if check is not None else [[] for _ in texts]
+    broken = [bool(r) for r in reasons]
+    return JudgedReplies(
+        hits=[h and not b for h, b in zip(raw_hits, broken)],
+        verdicts=[BROKEN if b else v for v, b in zip(raw_verdicts, broken)],
+        raw_hits=raw_hits,
+        raw_verdicts=raw_verdicts,
+        broken=broken,
+        reasons=reasons,
+    )
+
+
+def judged_labels(judge: Any, texts: Sequence[str], fluency: Any = "default") -> list[str]:
+    """A label judge's verdict on each text after the fluency check: :data:`~circuits.judges.fluency.BROKEN`
+    for a broken text, else the judge's label (``fluency`` as in :func:`judge_replies`)."""
+    from circuits.judges.fluency import BROKEN, default_fluency_check
+
+    check = default_fluency_check() if isinstance(fluency, str) and fluency == "default" else fluency
+    broken = check.broken(list(texts)) if check is not None else [False] * len(texts)
+    labels = [j.label for j in judge(list(texts))]
+    return [BROKEN if b else v for v, b in zip(labels, broken)]
+
+
+def judge_reads_through(judge: Any) -> str | None:
+    """The language model whose internal states a judge's features come from (the learned judge's ``lm``
+    features: its encoder model's name), or None for judges that read no language model's states (the
+    lexicons, the MiniLM-embedding heads, a classifier, an LLM over an API)."""
+    inner = judge.judge if isinstance(judge, ThresholdMatch) else judge
+    cfg = getattr(inner, "config", None)
+    if cfg is not None and str(getattr(cfg, "features", "")).startswith("lm"):
+        return str(cfg.encoder)
+    return None
+
+
+def judge_subject(judge: Any, model_name: str) -> dict[str, Any]:
+    """Which model the judge reads through, and whether that is ``model_name``, the model under study
+    (then a :class:`UserWarning` says so: steering changes that model's text, and the judge reads the
+    text through the same model's unsteered states). Recorded in every evaluation as ``judge_subject``."""
+    import warnings
+
+    through = judge_reads_through(judge)
+    same = through is not None and through == model_name
+    if same:
+        warnings.warn(
+            f"the judge reads replies through {through}, the model being steered: its verdicts share that "
+            "model's representations (use a judge that reads through another model, e.g. --judge "
+            "learned:DIR trained with --features embedding+style, and compare)",
+            stacklevel=2,
+        )
+    return {"reads_through": through, "is_subject": same}

@@ -109,6 +109,32 @@ def packaged_encoder(device: str = "cpu") -> SentenceEncoder:
     return SentenceEncoder(device=device)
 
 
+def _causal_lm(model: str, what: str) -> tuple[Any, Any]:
+    """The tokenizer (right padding, a pad token) and the float32 causal LM of ``model``: a packaged model
+    name (``smollm2-135m``), a ``.gguf`` file or a Hugging Face folder; :class:`InputError` naming
+    ``what`` when it is none of these or does not load."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from circuits.core.gguf import resolve_gguf
+
+    folder = resolve_gguf(model) or Path(model).expanduser()
+    if not Path(folder).is_dir():
+        raise InputError(
+            f"{what} {model!r}: no such model folder (give a packaged model name such as smollm2-135m, a "
+            ".gguf file or a Hugging Face model folder)"
+        )
+    check_model_folder(folder, what=f"{what} folder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise InputError(f"{what} {str(folder)!r} could not be loaded: {err}".splitlines()[0]) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer, lm
+
+
 class LMEncoder:
     """Texts -> the mean over tokens of a language model's residual stream after ``layer`` blocks
     (before any final norm) ``[n, d_model]``: the learned judge's best features (a causal LM reads style far better than the
@@ -128,28 +154,10 @@ class LMEncoder:
         batch_size: int = 32,
         max_length: int = 256,
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from circuits.core.gguf import resolve_gguf
-
         if isinstance(layer, bool) or not isinstance(layer, int):
             raise InputError(f"judge encoder layer: expected a whole number, got {layer!r}")
-        folder = resolve_gguf(model) or Path(model).expanduser()
-        if not Path(folder).is_dir():
-            raise InputError(
-                f"judge encoder {model!r}: no such model folder (give a packaged model name such as "
-                "smollm2-135m, a .gguf file or a Hugging Face model folder)"
-            )
-        check_model_folder(folder, what="judge encoder folder")
         self.name, self.layer = model, int(layer)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-        except (OSError, ValueError, RuntimeError, KeyError) as err:
-            raise InputError(f"judge encoder {str(folder)!r} could not be loaded: {err}".splitlines()[0]) from None
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "right"
+        self.tokenizer, lm = _causal_lm(model, "judge encoder")
         blocks = getattr(getattr(lm, "model", None), "layers", None)
         if blocks is None:
             raise InputError(f"judge encoder {model!r}: {type(lm).__name__} has no decoder layers to read")
@@ -181,3 +189,44 @@ class LMEncoder:
 def lm_encoder(model: str = "smollm2-135m", layer: int = 18, device: str = "cpu") -> LMEncoder:
     """An :class:`LMEncoder`, loaded once per (model, layer, device)."""
     return LMEncoder(model, layer, device)
+
+
+class ReferenceLM:
+    """Texts -> the mean per-token log-probability (nats per token) of each text under a fixed causal
+    LM ``[n]``, read on its own (no chat template; a start token before it, so every token of the text
+    is scored). The fluency check's reference model (:mod:`circuits.judges.fluency`): fixed, so a
+    reply's score does not depend on the model that wrote it. Batched by token length, input order kept.
+    ``model``: as :class:`LMEncoder`."""
+
+    def __init__(self, model: str = "smollm2-135m", device: str = "cpu", batch_size: int = 32, max_length: int = 256):
+        self.tokenizer, lm = _causal_lm(model, "fluency reference model")
+        self.model = lm.to(device).eval()
+        start = self.tokenizer.bos_token_id
+        self.start = int(start if start is not None else self.tokenizer.eos_token_id)
+        self.name, self.device, self.batch_size, self.max_length = model, device, batch_size, max_length
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> list[float]:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got a single str: wrap it in a list")
+        out = [0.0] * len(texts)
+        for idx, enc in length_batches(
+            self.tokenizer, [t if t.strip() else "." for t in texts], self.batch_size, self.max_length
+        ):
+            ids, mask = enc["input_ids"], enc["attention_mask"]
+            start = torch.full((ids.shape[0], 1), self.start, dtype=ids.dtype)
+            ids = torch.cat([start, ids], 1).to(self.device)
+            mask = torch.cat([torch.ones_like(start), mask], 1).to(self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            lp = logits.gather(-1, ids[:, 1:, None])[..., 0] - logits.logsumexp(-1)  # no [b, t, vocab] copy
+            m = mask[:, 1:].float()
+            mean = (lp * m).sum(1) / m.sum(1).clamp_min(1)
+            for i, v in zip(idx, mean.tolist()):
+                out[i] = v
+        return out
+
+
+@lru_cache(maxsize=2)
+def reference_lm(model: str = "smollm2-135m", device: str = "cpu") -> ReferenceLM:
+    """A :class:`ReferenceLM`, loaded once per (model, device)."""
+    return ReferenceLM(model, device)

@@ -266,7 +266,7 @@ def discover(
 ) -> dict[str, Any]:
     """Run every step and write the run directory; returns the summary (also ``summary.json``).
     ``judge`` (default: the lexicon judge) judges the elicited replies and the generations under
-    ablation / enhancement; any judge :func:`circuits.judges.base.judge_matches` accepts.
+    ablation / enhancement; any judge :func:`circuits.judges.base.judge_replies` accepts.
 
     The new run replaces ``out_dir`` whole, in one swap at the end; until then (and if it fails or is
     killed) the old run stays complete, store included. An ``out_dir`` holding outputs of other commands
@@ -719,6 +719,7 @@ def _summary(
         },
         "circuits": {c.emotion: {"neurons": c.n_neurons, "heads": c.n_heads} for c in circuits},
         "ablation_generations": gen_effect["mean"] if gen_effect else None,
+        "ablation_generations_broken_share": gen_effect["broken_share"] if gen_effect else None,
         "faithfulness": faithfulness_summary(faithful) if faithful else None,
         "judge": judge_name(judge),
         "timings_s": timings,

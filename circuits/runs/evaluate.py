@@ -174,8 +174,8 @@ def run_evaluation(
     (default, or ``out`` naming the run: the run's ``evaluation/`` folder), written as one swap
     (:func:`write_evaluation`): a failed or killed evaluation leaves the earlier one complete. Every check
     (the run, ``out``, the SEV files, the circuits and directions) runs before anything is written.
-    ``judge``: any judge (default :data:`~circuits.judges.base.DEFAULT_JUDGE`). Emotion Vectors
-    are computed from the run's store once and cached as ``emotion_vectors.safetensors``
+    ``judge``: any judge (default: the model's :func:`~circuits.judges.base.recommended_judge`, the
+    lexicon for the toy model). Emotion Vectors are computed from the run's store once and cached as ``emotion_vectors.safetensors``
     (``{"ev": [n_emotions, n_layers, d_model]}``, :data:`circuits.runs.layout.EMOTION_VECTORS`;
     :func:`cached_emotion_vectors`). Returns the result of :func:`circuits.steer.metrics.evaluate_methods`.
     """
@@ -247,32 +247,34 @@ def write_evaluation(
     return [final / p.name for p in paths]
 
 
+def fluency_note(fluency: dict[str, Any] | None) -> str:
+    """One sentence saying how accuracy was counted: fluent (with the check's reference model) or raw."""
+    if fluency is None:
+        return "Accuracy is raw: no fluency check ran (an evaluation from before it, or one run without it)."
+    ref = fluency.get("reference")
+    how = f"text signals and the mean log-probability under `{ref}`" if ref else "text signals only"
+    return (
+        "**fluent** accuracy (the headline) counts replies the fluency check flags as broken as misses "
+        f"({how}); **raw** is the judge's verdict alone; **broken** is the share flagged."
+    )
+
+
 def _write_evaluation(result: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [write_json_atomic(out / layout.EVALUATION_JSON, result)]
     rows = []
     for name, m in result["methods"].items():
-        rows.append([name, "all", m["accuracy"], m["perplexity"], m["distinct_2"]])
-        rows += [[name, e, a, "", ""] for e, a in m["per_emotion"].items()]
-    paths.append(
-        layout.write_csv(
-            out / layout.EVALUATION_CSV, ["method", "emotion", "accuracy", "perplexity", "distinct_2"], rows
-        )
-    )
+        raw, broken = m.get("raw_accuracy", ""), m.get("broken_share", "")
+        rows.append([name, "all", m["accuracy"], raw, broken, m["perplexity"], m["distinct_2"]])
+        rows += [[name, e, a, "", "", "", ""] for e, a in m["per_emotion"].items()]
+    header = ["method", "emotion", "accuracy", "raw_accuracy", "broken_share", "perplexity", "distinct_2"]
+    paths.append(layout.write_csv(out / layout.EVALUATION_CSV, header, rows))
     try:
-        import plotly.graph_objects as go
-
+        from circuits.figures.evaluation import accuracy_figure
         from circuits.figures.render import plotly_html
 
-        fig = go.Figure()
-        for name, m in result["methods"].items():
-            fig.add_trace(go.Bar(name=name, x=list(m["per_emotion"]), y=list(m["per_emotion"].values())))
-        fig.update_layout(
-            barmode="group",
-            title="Accuracy per emotion and method (judged as the target emotion)",
-            yaxis_title="accuracy",
-            yaxis_range=[0, 1],
-        )
+        methods = result["methods"]
+        fig = accuracy_figure(methods, list(result["config"]["emotions"]), result.get("fluency") is not None)
         paths.append(write_text_atomic(out / layout.ACCURACY_HTML, plotly_html(fig)))
     except ImportError:  # pragma: no cover
         pass
@@ -282,6 +284,8 @@ def _write_evaluation(result: dict[str, Any], out: Path) -> list[Path]:
         f"Test split `{result['dataset']['path']}` ({result['dataset']['n_scenarios']} scenarios x 3 valences x "
         f"{len(result['config']['emotions'])} emotions), greedy decoding, judge "
         f"`{result.get('judge', 'lexicon')}`; steering positions `{result['config'].get('positions', 'paper')}`.",
+        "",
+        fluency_note(result.get("fluency")),
         "",
         f"Emotion instruction (prompting, and the prompt of the discovery run): "
         f"{PromptSettings.from_dict(result.get('prompts') or {}).describe()}.",

@@ -137,9 +137,10 @@ def check_control_vector(
     for the workbench conditions, when ``run_dir`` is given."""
     from circuits.core.generate import GenerationSettings, generate
     from circuits.core.sev import DEFAULT_TEST, load_sev
-    from circuits.judges.base import default_judge_instance, judge_matches, judge_name
+    from circuits.judges.base import default_judge_instance, judge_name, judge_replies
+    from circuits.judges.fluency import default_fluency_check
 
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
     settings = Run(run_dir, check=False).prompts if run_dir else None
     items = load_sev(DEFAULT_TEST).subset(limit).items([emotion])
     chat = settings.chat if settings else (lambda e, u: (None, u))
@@ -173,8 +174,13 @@ def check_control_vector(
         "llama_cpp": engine is not None,
     }
     for name, texts in replies.items():
-        hits, verdicts = judge_matches(judge, texts, [emotion] * len(texts))
-        out["conditions"][name] = {"accuracy": sum(hits) / max(1, len(hits)), "examples": texts[:2]}
+        judged = judge_replies(judge, texts, [emotion] * len(texts), fluency=default_fluency_check(model.name))
+        out["conditions"][name] = {
+            "accuracy": sum(judged.hits) / max(1, len(texts)),
+            "raw_accuracy": sum(judged.raw_hits) / max(1, len(texts)),
+            "broken_share": sum(judged.broken) / max(1, len(texts)),
+            "examples": texts[:2],
+        }
     if run_dir is not None:
         scores = _emotion_scores(model, Run(run_dir, check=False), emotion, prompts, conditions)
         for name, s in scores.items():

@@ -80,12 +80,14 @@ def measure_prompts(
     from tqdm.auto import tqdm
 
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import default_judge_instance, judge_matches
+    from circuits.judges.base import default_judge_instance, judge_replies
     from circuits.judges.echo import strip_echo
+    from circuits.judges.fluency import default_fluency_check
 
     cfg = config or PromptsConfig()
     emotions = check_emotions(cfg.emotions)
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
+    check = default_fluency_check(model.name)
     data = dataset.subset(cfg.limit)
     items = data.items(list(emotions))
     gen = GenerationSettings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, repetition_penalty=1.1)
@@ -96,7 +98,8 @@ def measure_prompts(
         prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in items]
         replies = generate(model, prompts, gen, progress=False, no_repeat_ngram_size=3)
         instructions = [settings.instructions(it.emotion) for it in items]
-        hits, verdicts = judge_matches(judge, replies, [it.emotion for it in items], instructions=instructions)
+        judged = judge_replies(judge, replies, [it.emotion for it in items], instructions=instructions, fluency=check)
+        hits, verdicts = judged.hits, judged.verdicts
         if record is not None:
             record += [
                 {
@@ -107,8 +110,12 @@ def measure_prompts(
                     "valence": it.valence,
                     "skeleton_id": it.skeleton_id,
                     "verdict": v,
+                    "raw_verdict": raw,
+                    "broken": b,
                 }
-                for it, r, ins, v in zip(items, replies, instructions, verdicts)
+                for it, r, ins, v, raw, b in zip(
+                    items, replies, instructions, verdicts, judged.raw_verdicts, judged.broken
+                )
             ]
         echo_only = [bool(r.strip()) and not strip_echo(r, ins) for r, ins in zip(replies, instructions)]
         by_item: dict[tuple[str, str], set[str]] = {}
@@ -121,6 +128,8 @@ def measure_prompts(
                 "settings": settings.to_dict(),
                 "describe": settings.describe(),
                 "accuracy": _mean(hits),
+                "raw_accuracy": _mean(judged.raw_hits),
+                "broken_share": _mean(judged.broken),
                 "per_emotion": per_emotion,
                 "echo_only": _mean(echo_only),
                 "same_for_all_emotions": _mean([len(v) == 1 for v in by_item.values()]),
@@ -139,13 +148,19 @@ def _mean(xs: Sequence[Any]) -> float:
 
 
 def prompts_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table: candidate, accuracy, per emotion, echo-only and same-reply fractions (in %)."""
+    """A plain-text table: candidate, fluent accuracy (broken replies are misses), raw accuracy, broken
+    share, fluent accuracy per emotion, echo-only and same-reply fractions (in %)."""
     emotions = list(rows[0]["per_emotion"]) if rows else []
-    head = f"{'candidate':<22} {'acc':>5} " + " ".join(f"{e[:5]:>5}" for e in emotions) + "  echo  same"
+    head = (
+        f"{'candidate':<22} {'flu':>5} {'raw':>5} {'brk':>5} "
+        + " ".join(f"{e[:5]:>5}" for e in emotions)
+        + "  echo  same"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['name']:<22} {100 * r['accuracy']:5.1f} "
+            f"{r['name']:<22} {100 * r['accuracy']:5.1f} {100 * r['raw_accuracy']:5.1f} "
+            f"{100 * r['broken_share']:5.1f} "
             + " ".join(f"{100 * r['per_emotion'][e]:5.0f}" for e in emotions)
             + f" {100 * r['echo_only']:5.0f} {100 * r['same_for_all_emotions']:5.0f}"
         )

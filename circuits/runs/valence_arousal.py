@@ -127,13 +127,13 @@ def run_va(
 ) -> dict:
     """Geometry (vectors, PCA + ridge axes, circumplex), lexicon check, VA steering and the optional
     behaviour probes; writes ``axes.*``, ``vectors.safetensors``, ``summary.json`` and figures.
-    ``judge``: the label judge whose verdicts on the steered replies are counted (default
-    :data:`~circuits.judges.base.DEFAULT_JUDGE`); named in the summary as ``"judge"``."""
+    ``judge``: the label judge whose verdicts on the steered replies are counted (default:
+    the model's :func:`~circuits.judges.base.recommended_judge`); named in the summary as ``"judge"``."""
     from circuits.judges.base import default_judge_instance, judge_name
 
     cfg = cfg or VAConfig()
     check_va_out(out_dir)
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
     inputs = _read_inputs(model, cfg)  # every input is read and checked before anything is computed or written
     geo = _geometry(model, cfg, inputs, progress)
     layer, emotions, axes, pts = inputs["layer"], geo["emotions"], geo["axes"], geo["pts"]
@@ -281,12 +281,14 @@ def _steering_setup(model: ModelHandle, cfg: VAConfig, axes: Any, acts: Any, lay
 def _va_steering(
     model: ModelHandle, cfg: VAConfig, axes: Any, layer: int, steer: dict[str, Any], judge: Any
 ) -> list[dict[str, Any]]:
-    """VA steering on neutral-prompt SEV test items: judged labels and the reply's projection, per
-    direction and strength."""
+    """VA steering on neutral-prompt SEV test items: judged labels (``broken`` for replies the fluency
+    check flags) and the reply's projection, per direction and strength."""
     from collections import Counter
 
     from circuits.core.generate import GenerationSettings, generate
     from circuits.core.sev import DEFAULT_TEST, PromptSettings, load_sev
+    from circuits.judges.base import judged_labels
+    from circuits.judges.fluency import default_fluency_check
 
     settings = PromptSettings()
     items = load_sev(DEFAULT_TEST, limit=cfg.steer_limit).items(neutral=True)
@@ -302,7 +304,7 @@ def _va_steering(
                 {
                     "direction": name,
                     "alpha": alpha,
-                    "judged": dict(Counter(j.label for j in judge(replies))),
+                    "judged": dict(Counter(judged_labels(judge, replies, default_fluency_check(model.name)))),
                     "valence_proj": float(proj[0]),
                     "arousal_proj": float(proj[1]),
                     "example": replies[0] if replies else "",

@@ -4,7 +4,9 @@ each against a random control of equal norm, with prompting and the neutral prom
 For each of direction steering, Emotion Vectors and circuit modulation and each strength of its grid,
 on the dev items (train split, so the test split stays for the final numbers):
 
-* ``accuracy``: share of replies judged as the target emotion (echoes of the instruction removed);
+* ``accuracy``: fluent accuracy, the share of replies judged as the target emotion (echoes of the
+  instruction removed) and not flagged broken by the fluency check; ``raw_accuracy`` without the
+  check, ``broken_share`` the share flagged;
 * ``emotion_score``: the judge's mean probability of the target emotion (judges that give
   probabilities; None otherwise);
 * ``perplexity``: of the replies under the unsteered model with the emotion prompt (as in
@@ -64,6 +66,8 @@ def _point(
     return {
         "strength": strength,
         "accuracy": m["accuracy"],
+        "raw_accuracy": m["raw_accuracy"],
+        "broken_share": m["broken_share"],
         "perplexity": m["perplexity"],
         "emotion_score": _emotion_score(judge, record),
         "per_emotion": m["per_emotion"],
@@ -94,7 +98,7 @@ def dose_response(
         raise TypeError(
             "dose_response: controls must be a non-empty sequence with one {method: factory} mapping per seed"
         )
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
     cfg = replace(config, limit=config.sweep_limit, examples=0)
     ref = {m: _point(model, dev, m, None, None, cfg, settings, judge) for m in ("prompting", "neutral")}
     grids = {m: tuple(cfg.grid(m) or (cfg.strength(m),)) for m in STEERED if m in factories}

@@ -138,7 +138,27 @@ def emotion_vectors(
     model: ModelHandle, store: ActivationStore, batch_size: int = 16, progress: bool = True
 ) -> Float[torch.Tensor, "n_emotions n_layers d_model"]:
     """``EV[e, l]`` = mean over (scenario, valence) of the token-averaged attention output at layer l
-    under emotion e's prompt minus under the neutral prompt (prompt tokens only, padding excluded)."""
+    under emotion e's prompt minus under the neutral prompt (prompt tokens only, padding excluded).
+
+    Read from the store's ``attn_mean`` (captured in the store's own pass) when it has it; a store
+    from before that takes a second pass over its prompts (:func:`emotion_vectors_by_pass`, the
+    reference the store's values are tested against)."""
+    if "attn_mean" not in store.meta.get("tensors", ()):
+        return emotion_vectors_by_pass(model, store, batch_size, progress)
+    means = store.tensor("attn_mean")
+
+    def mean(idx: torch.Tensor) -> torch.Tensor:
+        return means[idx].sum(0) / max(1, len(idx))
+
+    neutral = mean(store.index("neutral"))
+    return torch.stack([mean(store.index("emotion", e)) - neutral for e in store.emotions])
+
+
+def emotion_vectors_by_pass(
+    model: ModelHandle, store: ActivationStore, batch_size: int = 16, progress: bool = True
+) -> Float[torch.Tensor, "n_emotions n_layers d_model"]:
+    """:func:`emotion_vectors` computed with forward passes over the store's prompts (for stores without
+    ``attn_mean``)."""
     L, d = model.arch.n_layers, model.arch.d_model
     reads = [Read("attn_out", layer, positions="mean") for layer in range(L)]
 

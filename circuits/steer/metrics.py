@@ -44,7 +44,8 @@ from circuits.core.hooks import Intervention
 from circuits.core.model import ModelHandle
 from circuits.core.prefix import shared_prefix_logprobs
 from circuits.core.sev import PromptSettings, SEVDataset
-from circuits.judges.base import default_judge_instance, judge_matches, judge_name
+from circuits.judges.base import default_judge_instance, judge_name, judge_replies, judge_subject
+from circuits.judges.fluency import resolve_fluency
 
 METHODS = ("prompting", "neutral", "direction", "emotion_vector", "circuit")
 
@@ -159,15 +160,22 @@ def reply_perplexity(
     replies: Sequence[str],
     batch_size: int = 32,
     shared_prefix: bool = True,
+    progress: bool = False,
 ) -> list[float]:
     """Perplexity of each reply (plus end of turn) given its prompt, under the unsteered model.
 
     ``shared_prefix``: each distinct prompt runs once into a KV cache and all its replies are scored on
     it (:func:`circuits.core.prefix.shared_prefix_logprobs`); False: one full teacher-forced pass per
-    reply (:func:`circuits.core.generate.continuation_logprobs`, the reference; equal to float rounding)."""
+    reply (:func:`circuits.core.generate.continuation_logprobs`, the reference; equal to float rounding).
+    ``progress``: a bar over the replies (the shared-prefix path)."""
     conts = reply_tokens(model, replies)
-    score = shared_prefix_logprobs if shared_prefix else continuation_logprobs
-    return [_perplexity(lp) for lp in score(model, prompts, conts, batch_size=batch_size)]
+    if shared_prefix:
+        scored = shared_prefix_logprobs(
+            model, prompts, conts, batch_size=batch_size, progress=progress, desc="reply perplexity"
+        )
+    else:
+        scored = continuation_logprobs(model, prompts, conts, batch_size=batch_size)
+    return [_perplexity(lp) for lp in scored]
 
 
 def generation_perplexity(model: ModelHandle, reply: ScoredReply) -> float | None:
@@ -198,14 +206,19 @@ def evaluate_methods(
     judge: Callable[[list[str]], list[Any]] | None = None,
     progress: bool = True,
     record: list[dict[str, Any]] | None = None,
+    fluency: Any = "default",
 ) -> dict[str, Any]:
     """Run every method of ``config.methods``. ``interventions[method](emotion)`` gives the
     interventions of a steered method (methods ``prompting``/``neutral`` need none). Returns the
-    ``evaluation.json`` object: ``{"methods": {name: {"accuracy", "per_emotion", "per_valence",
-    "perplexity", "distinct_2", "n", "examples"}}, "config": ...}``. When ``record`` is a list, every
-    reply is appended to it as ``{"text", "label" (the target emotion), "instruction", "method",
-    "valence", "skeleton_id", "verdict"}``: a labelled file ``emocircuits judge eval --by method``
-    re-judges with any judge.
+    ``evaluation.json`` object: ``{"methods": {name: {"accuracy", "raw_accuracy", "broken_share",
+    "per_emotion", "per_valence", "perplexity", "distinct_2", "n", "examples"}}, "config": ...,
+    "fluency": ...}``. ``accuracy`` (and the per-emotion and per-valence ones) is **fluent accuracy**:
+    replies the fluency check flags as broken count as misses (:func:`~circuits.judges.base.judge_replies`;
+    ``fluency``: the check, ``"default"`` the shipped one, ``None`` none); ``raw_accuracy`` is the
+    judge's alone and ``broken_share`` the share flagged. When ``record`` is a list, every reply is
+    appended to it as ``{"text", "label" (the target emotion), "instruction", "method", "valence",
+    "skeleton_id", "verdict" ("broken" or the judge's), "raw_verdict", "broken"}``: a labelled file
+    ``emocircuits judge eval --by method`` re-judges with any judge.
 
     Perplexity costs one pass where two were made: a reply generated unsteered from the prompt it is
     scored under (``prompting``) takes its perplexity from the scores of its generation pass
@@ -214,7 +227,8 @@ def evaluate_methods(
     scoring time is split over the methods by their number of replies scored (``timings_s``)."""
     cfg = config or EvalConfig()
     settings = settings or PromptSettings()
-    judge = judge or default_judge_instance()
+    judge = judge or default_judge_instance(model.name)
+    check = resolve_fluency(fluency, model.name)
     emotions = check_emotions(cfg.emotions)
     test = test.subset(cfg.limit)
     gen = GenerationSettings(
@@ -224,6 +238,8 @@ def evaluate_methods(
         "methods": {},
         "config": cfg.to_dict(),
         "judge": judge_name(judge),
+        "judge_subject": judge_subject(judge, model.name),
+        "fluency": check.describe() if check is not None else None,
         "prompts": settings.to_dict(),
         "model": model.describe(),
         "dataset": {"path": str(test.path), "sha256": test.sha256, "n_scenarios": len(test)},
@@ -257,8 +273,12 @@ def evaluate_methods(
         )
         replies = [r.text for r in out] if any(own) else out
         t_gen = time.perf_counter()
-        hit, verdicts = judge_matches(
-            judge, replies, [it.emotion for it in rows], instructions=[settings.instructions(it.emotion) for it in rows]
+        judged = judge_replies(
+            judge,
+            replies,
+            [it.emotion for it in rows],
+            instructions=[settings.instructions(it.emotion) for it in rows],
+            fluency=check,
         )
         if record is not None:
             record += [
@@ -270,8 +290,10 @@ def evaluate_methods(
                     "valence": it.valence,
                     "skeleton_id": it.skeleton_id,
                     "verdict": v,
+                    "raw_verdict": raw,
+                    "broken": b,
                 }
-                for it, r, v in zip(rows, replies, verdicts)
+                for it, r, v, raw, b in zip(rows, replies, judged.verdicts, judged.raw_verdicts, judged.broken)
             ]
         t_judge = time.perf_counter()
         ppl: list[float | None] = [generation_perplexity(model, r) if o else None for r, o in zip(out, own)]
@@ -279,8 +301,7 @@ def evaluate_methods(
         done[method] = {
             "rows": rows,
             "replies": replies,
-            "hit": hit,
-            "verdicts": verdicts,
+            "judged": judged,
             "ppl": ppl,
             "timings_s": {
                 "generation": t_gen - t0,
@@ -289,7 +310,9 @@ def evaluate_methods(
             },
         }
     t_ppl = time.perf_counter()
-    scored = reply_perplexity(model, [p for _, _, p, _ in slow], [r for *_, r in slow]) if slow else []
+    scored = (
+        reply_perplexity(model, [p for _, _, p, _ in slow], [r for *_, r in slow], progress=progress) if slow else []
+    )
     t_shared = time.perf_counter() - t_ppl
     for (method, k, _, _), p in zip(slow, scored):
         done[method]["ppl"][k] = p
@@ -300,8 +323,9 @@ def evaluate_methods(
 
 
 def _method_result(d: dict[str, Any], emotions: Sequence[str], n_examples: int) -> dict[str, Any]:
-    """One method's entry of ``evaluation.json`` from its rows, replies, hits, verdicts and perplexities."""
-    rows, replies, hit, verdicts, ppl = d["rows"], d["replies"], d["hit"], d["verdicts"], d["ppl"]
+    """One method's entry of ``evaluation.json`` from its rows, replies, verdicts and perplexities."""
+    rows, replies, ppl = d["rows"], d["replies"], d["ppl"]
+    hit, verdicts = d["judged"].hits, d["judged"].verdicts
     per_emotion = {e: _mean([h for h, it in zip(hit, rows) if it.emotion == e]) for e in emotions}
     per_valence = {v: _mean([h for h, it in zip(hit, rows) if it.valence == v]) for v in VALENCES}
     finite = [p for p in ppl if math.isfinite(p)]
@@ -314,6 +338,8 @@ def _method_result(d: dict[str, Any], emotions: Sequence[str], n_examples: int) 
         ][:n_examples]
     return {
         "accuracy": _mean(hit),
+        "raw_accuracy": _mean(d["judged"].raw_hits),
+        "broken_share": _mean(d["judged"].broken),
         "per_emotion": per_emotion,
         "per_valence": per_valence,
         "perplexity": math.exp(sum(math.log(p) for p in finite) / len(finite)) if finite else float("nan"),
@@ -401,13 +427,17 @@ def _mean(xs: Sequence[bool | float]) -> float:
 
 
 def method_table(result: dict[str, Any]) -> str:
-    """Plain-text table: method, accuracy, per-emotion accuracy, perplexity, distinct-2."""
+    """Plain-text table: method, fluent accuracy (the headline: broken replies count as misses), raw
+    accuracy, broken share, per-emotion fluent accuracy, perplexity, distinct-2. An evaluation from
+    before the fluency check has no raw or broken column and its ``accuracy`` is raw."""
     methods = result["methods"]
     emotions = list(next(iter(methods.values()))["per_emotion"]) if methods else []
+    checked = result.get("fluency") is not None and all("broken_share" in m for m in methods.values())
     ppl = {name: _short_number(m["perplexity"]) for name, m in methods.items()}
     width = max([8, *(len(v) + 1 for v in ppl.values())])  # a column never runs into its neighbour
     head = (
-        f"{'method':<16}{'accuracy':>9}"
+        f"{'method':<16}"
+        + (f"{'fluent':>9}{'raw':>8}{'broken':>8}" if checked else f"{'accuracy':>9}")
         + "".join(f"{e[:7]:>9}" for e in emotions)
         + f"{'ppl':>{width}}"
         + f"{'dist-2':>8}"
@@ -416,6 +446,7 @@ def method_table(result: dict[str, Any]) -> str:
     for name, m in methods.items():
         lines.append(
             f"{name:<16}{m['accuracy']:>9.1%}"
+            + (f"{m['raw_accuracy']:>8.1%}{m['broken_share']:>8.1%}" if checked else "")
             + "".join(f"{m['per_emotion'][e]:>9.1%}" for e in emotions)
             + f"{ppl[name]:>{width}}{m['distinct_2']:>8.2f}"
         )

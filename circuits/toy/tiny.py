@@ -57,6 +57,7 @@ def build_tiny_model(
     vocab_size: int = 320,
     dtype: torch.dtype = torch.float32,
     vector_noise: float = 0.2,
+    embedding_rows: int | None = None,
     **config_overrides: Any,
 ) -> Path:
     """Random-init a model of ``arch`` and save it with a tokenizer to ``out_dir``.
@@ -66,7 +67,8 @@ def build_tiny_model(
     identity value (1, or 0 for Gemma's ``1 + w`` norms), which would hide mistakes in how biases
     (Qwen2's q/k/v biases) and norm gains (folding, Gemma2's post-norms, Qwen3's q/k norms) are
     handled; so every 1-d parameter gets Gaussian noise of std ``vector_noise`` (0 keeps the HF
-    values). Returns the directory.
+    values). ``embedding_rows``: the model's vocabulary size (default the tokenizer's; more leaves
+    rows no token reaches, as a real vocabulary's unembedding cost needs). Returns the directory.
     """
     from transformers import AutoModelForCausalLM
 
@@ -76,7 +78,7 @@ def build_tiny_model(
     if tokenizer is None:
         tokenizer = build_tokenizer([_TOKENIZER_TEXT] * 4, vocab_size=vocab_size)
     config_overrides.setdefault("initializer_range", 0.2)
-    cfg = tiny_config(arch, len(tokenizer), **config_overrides)
+    cfg = tiny_config(arch, embedding_rows or len(tokenizer), **config_overrides)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).to(dtype)
     if vector_noise:

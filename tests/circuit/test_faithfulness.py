@@ -225,7 +225,7 @@ def test_judged_conditions_match_plain_generation(toy_store):
     """The judged 'full' condition is generation with no edit: its accuracy equals judging plain
     generations of the same prompts; ablating every unit changes the replies."""
     from circuits.core.generate import GenerationSettings, generate
-    from circuits.judges.base import judge_matches, make_judge
+    from circuits.judges.base import judge_replies, make_judge
 
     model, store, dirs = toy_store
     circuit = hand_circuit(model, "happiness", {3: list(range(40))}, {3: [0, 1]})
@@ -237,8 +237,9 @@ def test_judged_conditions_match_plain_generation(toy_store):
     assert {"random_circuit", "random_ablated"} <= set(judged)
     prompts = _heldout_prompts(model, store, "happiness", 3)  # the default: held-out items
     plain = generate(model, prompts, GenerationSettings(max_new_tokens=12), progress=False)
-    hits, _ = judge_matches(
+    hits = judge_replies(
         judge, plain, ["happiness"] * 3, instructions=[store.settings.instructions("happiness")] * 3
-    )
+    ).hits  # fluent hits: broken replies are misses
     assert judged["accuracy"]["full"] == pytest.approx(sum(hits) / 3)
+    assert set(block["judged"]["broken_share"]) >= set(fa.CONDITIONS)
     assert all(math.isfinite(x) for x in judged["accuracy"].values())

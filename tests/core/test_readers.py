@@ -494,3 +494,26 @@ def test_loaders_refuse_a_path_that_is_not_a_path(bad):
         _fails(lambda fn=fn: fn(bad), f"{name}: expected a file path")
     if bad is not None:  # None is load_sev's default (the shipped split)
         _fails(lambda: load_sev(bad), "load_sev: path: expected a file path")
+
+
+def test_a_signal_turned_into_a_read_error_unwinds_instead_of_blaming_the_file(tmp_path, monkeypatch):
+    """torch turns a KeyboardInterrupt raised inside its C code (the CLI's SIGTERM handler firing while a
+    shard is read) into a ValueError; once a termination signal was noted, the reader re-raises it as
+    the signal's exception instead of reporting a damaged file (which exited 2 and blamed a healthy
+    shard)."""
+    import signal
+
+    from circuits.core import signals
+    from circuits.core.readers import read_safetensors
+
+    bad = tmp_path / "shard.safetensors"
+    bad.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    monkeypatch.setattr(signals, "_RECEIVED", [])
+    with pytest.raises(InputError, match="not a readable safetensors file"):
+        read_safetensors(bad)
+    signals.note(signal.SIGTERM)
+    with pytest.raises(signals.Terminated):
+        read_safetensors(bad)
+    monkeypatch.setattr(signals, "_RECEIVED", [int(signal.SIGINT)])
+    with pytest.raises(KeyboardInterrupt):
+        read_safetensors(bad)

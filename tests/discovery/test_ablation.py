@@ -97,9 +97,15 @@ def test_generation_effect_ablation_and_enhancement(qwen_run):
         judge=_always_anger,
         return_replies=True,
     )
-    res = ablation.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", **kw)
+    res = ablation.generation_effect(model, store, ["anger", "fear"], nc, hs, enhance="add", fluency=None, **kw)
     keys = {"baseline", "top", "random", "enhance_baseline", "enhanced_top", "enhanced_random"}
-    assert set(res) == {"anger", "fear", "mean", "config"} and set(res["mean"]) == keys
+    assert set(res) == {"anger", "fear", "mean", "broken_share", "config"} and set(res["mean"]) == keys
+    assert set(res["broken_share"]) <= keys and set(res["broken_share"].values()) == {0.0}  # no check
+    from circuits.judges.fluency import FluencyCheck, FluencyRule
+
+    every = FluencyCheck(FluencyRule(min_words=0, min_function_share=2.0))  # flags every reply as broken
+    broken = ablation.generation_effect(model, store, ["anger"], nc, hs, enhance="add", fluency=every, **kw)
+    assert set(broken["anger"][k] for k in keys) == {0.0} and set(broken["broken_share"].values()) == {1.0}
     # known answer with a judge that calls everything anger: accuracy 1 for anger, 0 for fear
     assert {k: res["anger"][k] for k in keys} == dict.fromkeys(keys, 1.0)
     assert {k: res["fear"][k] for k in keys} == dict.fromkeys(keys, 0.0)

@@ -41,8 +41,41 @@ def test_values_match_unpadded_single_forward(small_store, qwen_tiny):
     for i in (0, 17, 40, len(small_store.rows) - 1):
         prompt = small_store.prompts(qwen_tiny, [i])
         direct = last_token_activations(qwen_tiny, prompt)
-        for name in ("resid_mid", "resid_post", "z", "mlp_post", "final_scale"):
+        for name in ("resid_mid", "resid_post", "z", "mlp_post", "final_scale", "attn_mean"):
             torch.testing.assert_close(small_store.tensor(name)[i], direct[name][0], atol=2e-5, rtol=1e-4)
+
+
+def test_a_store_from_before_attn_mean_resumes_without_it(tmp_path, qwen_tiny, small_store):
+    """A partial store written before stores listed their tensors resumes with the tensors it has (its
+    shards stay alike), and its Emotion Vectors come from a second pass, equal to the store's own."""
+    from safetensors.torch import load_file, save_file
+
+    from circuits.steer.methods import emotion_vectors
+
+    cfg = StoreConfig(limit=3, shard_rows=20, batch_size=7)
+    out = tmp_path / "old"
+    build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    for shard in meta["shards"][2:]:
+        (out / shard["file"]).unlink()
+    for shard in meta["shards"][:2]:
+        tensors = load_file(str(out / shard["file"]))
+        del tensors["attn_mean"]
+        save_file(tensors, str(out / shard["file"]))
+    del meta["tensors"]
+    meta["shards"], meta["complete"] = meta["shards"][:2], False
+    (out / "meta.json").write_text(json.dumps(meta))
+    old = build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
+    assert old.complete and "tensors" not in old.meta
+    with pytest.raises(KeyError, match="attn_mean"):
+        old.tensor("attn_mean")
+    torch.testing.assert_close(old.tensor("z"), small_store.tensor("z"))
+    torch.testing.assert_close(
+        emotion_vectors(qwen_tiny, old, progress=False),
+        emotion_vectors(qwen_tiny, small_store, progress=False),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_resume_after_interruption(tmp_path, qwen_tiny, small_store):
@@ -96,7 +129,7 @@ def test_elicit_marks_exactly_the_rejected_rows(qwen_tiny):
     rows = plan_rows(load_sev().subset(2), cfg)
     emo = [r.emotion for r in rows if r.kind == "emotion"]
     stub = _StubJudge(emo, {0, 4, 5, 17})
-    elicit(qwen_tiny, rows, PromptSettings(), max_new_tokens=3, judge=stub, progress=False)
+    elicit(qwen_tiny, rows, PromptSettings(), max_new_tokens=3, judge=stub, progress=False, fluency=None)
     assert len(stub.calls) == 1 and len(emo) == 2 * 3 * 3
     for i, r in enumerate(rows):
         if r.kind == "neutral":
@@ -107,6 +140,12 @@ def test_elicit_marks_exactly_the_rejected_rows(qwen_tiny):
             assert r.judged == (r.emotion if r.accepted else ("anger" if r.emotion == "disgust" else "disgust"))
     with pytest.raises(ValueError, match="verdicts"):
         elicit(qwen_tiny, rows, PromptSettings(), max_new_tokens=2, judge=lambda t: [], progress=False)
+    # a reply the fluency check flags is rejected whatever the judge says: verdict "broken"
+    from circuits.judges.fluency import FluencyCheck, FluencyRule
+
+    every = FluencyCheck(FluencyRule(min_words=0, min_function_share=2.0))
+    elicit(qwen_tiny, rows, PromptSettings(), max_new_tokens=3, judge=stub, progress=False, fluency=every)
+    assert all(not r.accepted and r.judged == "broken" for r in rows if r.kind == "emotion")
 
 
 def test_elicited_store_excludes_rejected_rows(tmp_path, qwen_tiny):
@@ -116,7 +155,15 @@ def test_elicited_store_excludes_rejected_rows(tmp_path, qwen_tiny):
     reject = {1, 6, 7}
     stub = _StubJudge(emo, reject)
     store = build_store(
-        qwen_tiny, load_sev(), tmp_path, cfg, elicitation=True, elicit_max_new_tokens=3, judge=stub, progress=False
+        qwen_tiny,
+        load_sev(),
+        tmp_path,
+        cfg,
+        elicitation=True,
+        elicit_max_new_tokens=3,
+        judge=stub,
+        progress=False,
+        fluency=None,
     )
     n_emo = len(emo)
     assert [i for i, r in enumerate(store.rows) if not r.accepted] == sorted(reject)

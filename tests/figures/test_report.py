@@ -579,6 +579,35 @@ def test_renderer_takes_plain_dicts():
     assert "| a | 0.500 | 0.250 | - | - | 2 |" in md
 
 
+def test_the_method_table_leads_with_fluent_accuracy_when_the_check_ran():
+    """With the fluency check recorded, the table shows fluent accuracy first, then raw accuracy and the
+    broken share; the caption says broken replies are misses."""
+    from circuits.figures.report_page import evaluation_tables
+
+    d = {
+        "methods": {
+            "a": {
+                "accuracy": 0.25,
+                "raw_accuracy": 0.75,
+                "broken_share": 0.5,
+                "per_emotion": {"joy": 0.25},
+                "perplexity": 4.0,
+                "distinct_2": 0.5,
+                "n": 4,
+            }
+        },
+        "emotions": ["joy"],
+        "judge": "learned",
+        "fluency": {"rule": {}, "reference": "smollm2-135m"},
+    }
+    (t,) = evaluation_tables(d)
+    assert t.header[:4] == ["method", "fluent accuracy", "raw accuracy", "broken"]
+    assert t.rows[0][:5] == ["a", "0.250", "0.750", "0.500", "0.250"]
+    assert "counted as misses" in t.caption
+    (old,) = evaluation_tables({k: v for k, v in d.items() if k != "fluency"})
+    assert old.header[:2] == ["method", "accuracy"] and "raw" in old.caption
+
+
 def test_a_run_named_by_a_relative_path_reads_the_same(run, monkeypatch):
     """`emocircuits report --run runs/x` (relative, as users type it) gathers every section the absolute
     path gathers: circuits and dose-response files are found under the run, not under the run twice."""

@@ -153,11 +153,12 @@ def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny
         methods=("prompting",), emotions=("happiness", "fear"), limit=1, max_new_tokens=6, min_new_tokens=2
     )
     test = load_sev()
-    res = evaluate_methods(model, test, {}, cfg, judge=make_judge(f"classifier:{tiny_classifier}"), progress=False)
+    clf = make_judge(f"classifier:{tiny_classifier}")
+    res = evaluate_methods(model, test, {}, cfg, judge=clf, progress=False, fluency=None)  # the judges alone
     assert res["judge"] == f"classifier:{tiny_classifier}"
     assert res["methods"]["prompting"]["per_emotion"] == {"happiness": 1.0, "fear": 0.0}
     llm = make_judge("llm")
-    res = evaluate_methods(model, test, {}, cfg, judge=llm, progress=False)
+    res = evaluate_methods(model, test, {}, cfg, judge=llm, progress=False, fluency=None)
     assert res["judge"] == "llm:judge-1" and len(_Handler.requests) == res["methods"]["prompting"]["n"] == 6
     # the server says yes only when the reply contains the target word; a random model's replies do not
     assert res["methods"]["prompting"]["accuracy"] == 0.0
@@ -173,6 +174,7 @@ def test_every_judge_drives_evaluation_and_elicitation(server, monkeypatch, tiny
         elicit_max_new_tokens=4,
         judge=llm,
         progress=False,
+        fluency=None,
     )
     emo = [r for r in store.rows if r.kind == "emotion"]
     assert emo and all(r.judged == "no match" and not r.accepted for r in emo)
@@ -195,3 +197,43 @@ def test_make_judge_refuses_wrong_types_as_input_errors(kwargs, expected):
 
     with pytest.raises(JudgeSpecError, match=expected):
         make_judge(**kwargs)
+
+
+def test_the_default_judge_follows_the_model_in_the_library(tmp_path):
+    """Python callers that give no judge get the same judge as the command line: the lexicon for the toy
+    model under every name it goes by, the default judge for any other model."""
+    from circuits.core.model import load_model
+    from circuits.core.sev import load_sev
+    from circuits.judges.base import DEFAULT_JUDGE, default_judge_instance, judge_name, recommended_judge
+    from circuits.steer.metrics import EvalConfig, evaluate_methods
+    from circuits.toy import TOY_MODEL_DIR
+
+    trained = tmp_path / "trained"
+    trained.mkdir()
+    (trained / "train_log.json").write_text("{}")
+    (trained / "config.json").write_text("{}")
+    for name in ("toy", str(TOY_MODEL_DIR), "/elsewhere/circuits/toy/model", str(trained)):
+        assert recommended_judge(name) == "lexicon", name
+    for name in (None, "smollm2-135m", str(tmp_path), "Qwen/Qwen2.5-7B-Instruct"):
+        assert recommended_judge(name) == DEFAULT_JUDGE, name
+    assert judge_name(default_judge_instance("toy")) == "lexicon"
+    toy = load_model(str(TOY_MODEL_DIR))  # named by its folder, as a run's summary records it
+    result = evaluate_methods(
+        toy, load_sev(limit=1), {}, EvalConfig(methods=("neutral",), limit=1, max_new_tokens=4), progress=False
+    )
+    assert result["judge"] == "lexicon"
+
+
+def test_a_run_records_which_model_its_judge_reads_through():
+    """The shipped learned judge reads replies through SmolLM2: judging SmolLM2's own replies warns and is
+    recorded; another model, or a judge that reads no model's states, is not flagged."""
+    from circuits.judges.base import ThresholdMatch, judge_subject, make_judge
+    from circuits.judges.learned import LearnedJudge
+
+    learned = LearnedJudge(encoder=object())  # the shipped head; its encoder is not needed here
+    with pytest.warns(UserWarning, match="the model being steered"):
+        assert judge_subject(learned, "smollm2-135m") == {"reads_through": "smollm2-135m", "is_subject": True}
+    with pytest.warns(UserWarning):
+        assert judge_subject(ThresholdMatch(learned), "smollm2-135m")["is_subject"]
+    assert judge_subject(learned, "qwen2.5-coder-0.5b") == {"reads_through": "smollm2-135m", "is_subject": False}
+    assert judge_subject(make_judge("lexicon"), "smollm2-135m") == {"reads_through": None, "is_subject": False}

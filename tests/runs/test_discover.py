@@ -132,8 +132,12 @@ def test_evaluate_command_writes_every_output(toy_run, tmp_path, capsys):
             "negative",
         }
         assert m["accuracy"] == pytest.approx(sum(m["per_emotion"].values()) / 2)
+        # fluent accuracy: broken replies are misses, so it never exceeds the judge's raw accuracy
+        assert m["accuracy"] <= m["raw_accuracy"] and 0.0 <= m["broken_share"] <= 1.0
+    assert res["fluency"] is not None and "reference" not in res["fluency"]  # the toy's check: text signals only
     csv_lines = (rep / "evaluation.csv").read_text().splitlines()
-    assert csv_lines[0] == "method,emotion,accuracy,perplexity,distinct_2" and len(csv_lines) == 1 + 3 * 3
+    assert csv_lines[0] == "method,emotion,accuracy,raw_accuracy,broken_share,perplexity,distinct_2"
+    assert len(csv_lines) == 1 + 3 * 3
     report = (rep / "report.md").read_text()
     assert "judge `lexicon`" in report and "### circuit" in report
     assert (rep / "accuracy.html").stat().st_size > 1000
@@ -143,6 +147,9 @@ def test_evaluate_command_writes_every_output(toy_run, tmp_path, capsys):
     for name, m in res["methods"].items():
         mine = [r for r in replies if r["method"] == name]
         assert sum(r["verdict"] == r["label"] for r in mine) / len(mine) == pytest.approx(m["accuracy"])
+        assert sum(r["raw_verdict"] == r["label"] for r in mine) / len(mine) == pytest.approx(m["raw_accuracy"])
+        assert sum(r["broken"] for r in mine) / len(mine) == pytest.approx(m["broken_share"])
+        assert all((r["verdict"] == "broken") == r["broken"] for r in mine)
 
 
 def test_strength_sweep_picks_on_dev_and_uses_it_on_test(toy_run, tmp_path, capsys):
@@ -628,7 +635,9 @@ def test_discover_writes_the_run_page_and_its_provenance(toy_run):
 
     out, summary = toy_run
     page = (out / "report.html").read_text()
-    assert summary["model"]["name"] in page and "not recorded" in page
+    assert summary["model"]["name"] in page
+    at = page.find("command line")
+    assert "not recorded" in page, page[max(0, at - 300) : at + 600] if at >= 0 else page[:3000]
     assert not re.search(r"<(script|img|iframe)[^>]*\ssrc=[\"']?https?:|<link[^>]*\shref=[\"']?https?:", page)
     assert summary["command"] is None
     assert summary["versions"]["torch"] == md.version("torch")
@@ -638,18 +647,21 @@ def test_discover_writes_the_run_page_and_its_provenance(toy_run):
 
 def test_report_command_writes_markdown_with_its_title_and_records_its_command(toy_run, tmp_path, capsys):
     """`emocircuits report --format md`: the title and the command that made the run head the page, the
-    probe table holds the run's own numbers, and the command line is what the CLI recorded."""
+    probe table holds the run's own numbers; the CLI records its command line while it runs and forgets
+    it when it returns, so work started from Python afterwards records none (it recorded the stale one)."""
     from circuits.cli import main
     from circuits.core import provenance
 
     out, summary = toy_run
     target = tmp_path / "findings.md"
     argv = ["report", "--run", str(out), "--format", "md", "--out", str(target), "--title", "Toy findings"]
-    try:
+    seen = []
+    real = provenance.set_command
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(provenance, "set_command", lambda a: seen.append(a) or real(a))
         assert main([*argv, "--made-by", "make demo-toy"]) == 0
-        assert provenance.command() == ["emocircuits", *argv, "--made-by", "make demo-toy"]
-    finally:
-        provenance.set_command(None)
+    assert seen == [["emocircuits", *argv, "--made-by", "make demo-toy"], None]
+    assert provenance.command() is None
     assert f"wrote {target}" in capsys.readouterr().out
     text = target.read_text()
     assert text.startswith("# Toy findings\n") and "`make demo-toy`" in text

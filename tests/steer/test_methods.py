@@ -7,7 +7,13 @@ import torch
 
 from circuits.core.artifacts import ModelMismatch
 from circuits.core.generate import GenerationSettings, generate
-from circuits.steer.methods import circuit_modulation, direction_steering, emotion_vector_steering, emotion_vectors
+from circuits.steer.methods import (
+    circuit_modulation,
+    direction_steering,
+    emotion_vector_steering,
+    emotion_vectors,
+    emotion_vectors_by_pass,
+)
 
 
 def _prompts(m):
@@ -62,6 +68,9 @@ def test_direction_and_emotion_vector_steering(qwen_tiny, tiny_run):
     assert [iv.layer for iv in ivs] == [0, 1] and ivs[0].op == "add_rms"
     ev = emotion_vectors(qwen_tiny, store, progress=False)
     assert ev.shape == (6, qwen_tiny.arch.n_layers, qwen_tiny.arch.d_model)
+    # read from the store's own pass, equal to a second pass over its prompts (the slow reference)
+    assert "attn_mean" in store.meta["tensors"]
+    torch.testing.assert_close(ev, emotion_vectors_by_pass(qwen_tiny, store, progress=False), rtol=1e-4, atol=1e-5)
     one = emotion_vector_steering(ev, store.emotions, {"fear": 2.0})
     torch.testing.assert_close(one[1].vector, 2.0 * ev[store.emotions.index("fear"), 1])
     mix = emotion_vector_steering(ev, store.emotions, {"fear": 1.0, "anger": -1.0})

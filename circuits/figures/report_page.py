@@ -371,9 +371,12 @@ def dose_tables(d: dict[str, Any]) -> list[Table]:
             )
             keys.append(f"{method}@{fmt(p.get('strength'))}")
     dev = d.get("dev") or {}
+    fluent = any("broken_share" in p for t in (d.get("methods") or {}).values() for p in t.get("points", []))
+    acc = "fluent accuracy" if fluent else "accuracy"
     cap = (
         f"dev items {dev.get('path')} ({dev.get('n_scenarios')} scenarios, {dev.get('items_per_point')} replies "
         f"per point); judge {d.get('judge')}; random controls of equal norm over {d.get('n_control_seeds')} seed(s)"
+        + ("; fluent accuracy: broken replies count as misses" if fluent else "")
     )
     out = [
         Table(
@@ -381,11 +384,11 @@ def dose_tables(d: dict[str, Any]) -> list[Table]:
             [
                 "method",
                 "strength",
-                "accuracy",
+                acc,
                 "emotion score",
                 "perplexity",
-                "random accuracy (mean)",
-                "random accuracy (min to max)",
+                f"random {acc} (mean)",
+                f"random {acc} (min to max)",
                 "random perplexity",
             ],
             rows,
@@ -406,7 +409,7 @@ def dose_tables(d: dict[str, Any]) -> list[Table]:
         out.append(
             Table(
                 "table-dose-match",
-                ["method", "strength reaching prompting", "perplexity there", "prompting accuracy"],
+                ["method", "strength reaching prompting", "perplexity there", f"prompting {acc}"],
                 match,
             )
         )

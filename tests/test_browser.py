@@ -1,8 +1,8 @@
 """Every HTML page the workbench writes, opened in a real browser (Playwright on the system Chromium), offline.
 
 A small toy run is made once for the module (``discover`` with small flags, a one-scenario ``evaluate``, a
-two-point ``dose-response``, ``atlas``, ``trace``, ``export-graph``, then the run report); each page is
-opened with every request that is not ``file:`` or ``data:`` blocked and recorded. A page fails on a
+two-point ``dose-response``, ``atlas``, ``trace``, ``export-graph``, ``judge eval --figure`` of the lexicon
+judges, then the run report); each page is opened with every request that is not ``file:`` or ``data:`` blocked and recorded. A page fails on a
 console error, a page error, a blocked request, or a plotly figure that drew nothing (no ``.main-svg`` of
 non-zero size holding a trace).
 
@@ -120,6 +120,7 @@ def toy_run(tmp_path_factory) -> Path:
     _cli("atlas", *model, "--run", str(run))
     _cli("trace", *model, "--run", str(run), "--text", "I am so angry about this.", "--out", str(run / "trace.html"))
     _cli("export-graph", *model, "--run", str(run))
+    _cli("judge", "eval", "--judge", "style", "--judge", "lexicon", "--split", "final", "--figure", str(run / "judge"))
     write_run_report(run, va_dir=va_run(run.parent / "va"))
     print(f"toy run for the browser test made in {time.perf_counter() - t0:.1f}s: {run}")
     return run
@@ -235,6 +236,7 @@ def test_toy_run_writes_every_view(toy_run):
         "trace.html",
         "dose_response.html",
         "figures/probe_accuracy.html",
+        "judge/reliability.html",
         *(f"circuits/{e}.html" for e in EMOTIONS),
     ):
         assert expected in names, f"{expected} not written; have {sorted(names)}"

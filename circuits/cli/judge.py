@@ -3,11 +3,14 @@
 - ``judge eval FILE --judge A --judge B``: confusion matrix, recall / precision per label, emotional
   accuracy and calm recall of each judge, Cohen's kappa between every pair, and the binary match
   verdict's rates at each judge's threshold.
+- ``judge eval FILE --figure DIR``: besides, each judge's expected calibration error is always printed
+  (7-way verdict and match mode); ``--figure`` draws the reliability curves to ``DIR/reliability.html``.
 - ``judge eval FILE --by FIELD``: besides, accuracy per value of FIELD for every judge (on an
   evaluation's ``replies.jsonl``, ``--by method`` re-reads each method's accuracy with other judges).
 - ``judge label FILE``: one verdict per row (JSONL out, with every label's score).
 - ``judge cv FILE``: k-fold cross-validation of learned heads (feature kinds x L2) on the rows,
-  next to the lexicon judges on the same rows: how the shipped judge was chosen.
+  next to the lexicon judges on the same rows: how the shipped judges were chosen (``--markdown``:
+  the table as a page, as for ``judge eval``).
 - ``judge train FILE --out DIR``: fit a head on the rows; the match threshold is chosen on
   out-of-fold probabilities of the same rows.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from itertools import combinations
 from pathlib import Path
@@ -25,10 +29,14 @@ from typing import Any
 from circuits.cli import common
 from circuits.core.emotions import EMOTIONS, LABELS
 from circuits.judges.calibrate import (
+    RELIABILITY_BINS,
     cohen_kappa,
+    eval_markdown,
     format_report,
     grouped_accuracy,
     judge_labels,
+    judge_outputs,
+    judge_reliability,
     label_metrics,
     match_metrics,
     match_pairs,
@@ -56,32 +64,49 @@ SUMMARY_HEADER = f"{'judge':<28} {'emotion':>8} {'calm':>8} {'worst':>8}  " + " 
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from circuits.judges.base import ThresholdMatch, judge_name
+    from circuits.judges.base import ThresholdMatch, judge_name, judge_reads_through
 
     common.check_device_flag(args)
-    common.check_output_files(args, "json")
+    common.check_output_files(args, "json", "markdown")
+    if args.figure:
+        from circuits.core.ownership import check_folder_target
+
+        check_folder_target(args.figure, "--figure")
     rows = read_labelled(args.file, split=args.split or None, group_by=args.by)
     truth = [r.label for r in rows]
     specs = args.judge or list(DEFAULT_EVAL_JUDGES)
     verdicts: dict[str, list[str]] = {}
-    report: dict[str, Any] = {"file": str(args.file), "split": args.split, "n": len(rows), "judges": {}}
+    report: dict[str, Any] = {
+        "file": str(args.file),
+        "file_name": Path(args.file).name,
+        "sha256": hashlib.sha256(Path(args.file).read_bytes()).hexdigest()[:16],
+        "split": args.split,
+        "n": len(rows),
+        "judges": {},
+    }
     for spec in specs:
         judge = _build(spec, args)
         name = judge_name(judge)
-        v = judge_labels(judge, rows)
+        v, probs = judge_outputs(judge, rows)
         verdicts[name] = v
         m = label_metrics(truth, v)
-        entry: dict[str, Any] = {"labels": m}
+        entry: dict[str, Any] = {"labels": m, "reads_through": judge_reads_through(judge)}
         print(format_report(name, m))
-        if hasattr(judge, "probabilities"):
+        if probs is not None:
             matcher = ThresholdMatch(judge)
-            scores, is_target = match_pairs(rows, judge.probabilities(reply_texts(rows)))
+            scores, is_target = match_pairs(rows, probs)
             mm = match_metrics(scores, is_target, matcher.threshold)
             entry["match"] = mm
             print(
                 f"  match mode (P(target) >= {mm['threshold']:.2f}) over {len(scores)} (reply, emotion) pairs: "
                 f"true positive rate {mm['tpr']:.1%}, false positive rate {mm['fpr']:.1%}, "
                 f"balanced accuracy {mm['balanced_accuracy']:.1%}"
+            )
+            rel = entry["reliability"] = judge_reliability(rows, probs)
+            print(
+                f"  calibration ({RELIABILITY_BINS} equal-width bins): expected calibration error "
+                f"{rel['label']['ece']:.3f} (7-way verdict; largest bin gap {rel['label']['mce']:.3f}), "
+                f"{rel['match']['ece']:.3f} (match mode's P(target); largest {rel['match']['mce']:.3f})"
             )
         report["judges"][name] = entry
         print()
@@ -99,14 +124,45 @@ def _eval(args: argparse.Namespace) -> int:
         report["by"] = {"field": args.by, "judges": {n: grouped_accuracy(rows, v) for n, v in verdicts.items()}}
         print(f"\naccuracy by {args.by} (verdict = label; on evaluation replies: the method's accuracy):")
         print(grouped_table(report["by"]["judges"]))
+    figure_paths: list[str] = []
+    if args.figure:
+        from circuits.figures.judges import reliability_page
+
+        curves = {n: e["reliability"] for n, e in report["judges"].items() if "reliability" in e}
+        if curves:
+            what = f"{Path(args.file).name}" + (f", split {args.split}" if args.split else "") + f", n = {len(rows)}"
+            figure_paths = reliability_page(
+                curves, args.figure, title=f"Judge reliability on {what} (marker size: items)"
+            )
+            print(f"wrote {', '.join(figure_paths)}")
+        else:
+            print("no reliability figure: none of the judges gives probabilities")
     if args.json:
         from circuits.core.artifacts import write_json_atomic
 
         print(f"wrote {write_json_atomic(Path(args.json), report)}")
+    if args.markdown:
+        from circuits.core.artifacts import write_text_atomic
+
+        page = (args.title + "\n\n" if args.title else "") + eval_markdown(report, _command_line(args))
+        png = [p for p in figure_paths if p.endswith(".png")]
+        if png:  # the reliability figure, linked relative to the page
+            rel = os.path.relpath(Path(png[0]).resolve(), Path(args.markdown).resolve().parent)
+            page += f"\n![Reliability of each judge: share correct against confidence]({Path(rel).as_posix()})\n"
+        print(f"wrote {write_text_atomic(Path(args.markdown), page)}")
     return 0
 
 
-DEFAULT_EVAL_JUDGES = ("learned", "style", "lexicon")
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed (``emocircuits`` and its arguments), for a page that says what made it."""
+    import shlex
+
+    from circuits.core.provenance import command
+
+    return " ".join(shlex.quote(a) for a in (command() or ["emocircuits", "judge", "eval"]))
+
+
+DEFAULT_EVAL_JUDGES = ("learned", "learned-minilm", "style", "lexicon")
 
 
 def grouped_table(by_judge: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -179,6 +235,7 @@ def _check_head_flags(args: argparse.Namespace, n_rows: int) -> None:
 
 
 def _cv(args: argparse.Namespace) -> int:
+    common.check_output_files(args, "markdown")
     rows = read_labelled(args.file, split=args.split or None)
     _check_head_flags(args, len(rows))
     truth = [r.label for r in rows]
@@ -188,11 +245,42 @@ def _cv(args: argparse.Namespace) -> int:
         + f"; {args.folds}-fold out-of-fold verdicts for the heads, the lexicon judges as they are"
     )
     print(SUMMARY_HEADER)
+    results = {}
     for spec in ("lexicon", "style"):
-        print(_summary(spec, label_metrics(truth, judge_labels(_build(spec, args), rows))))
+        results[spec] = label_metrics(truth, judge_labels(_build(spec, args), rows))
+        print(_summary(spec, results[spec]))
     for r in cross_validate(rows, args.features, args.l2, k=args.folds, seed=args.seed, lm=args.lm, layer=args.layer):
-        print(_summary(f"head {r['features']} l2={r['l2']:g}", r["metrics"]))
+        name = f"head {r['features']} l2={r['l2']:g}"
+        results[name] = r["metrics"]
+        print(_summary(name, r["metrics"]))
+    if args.markdown:
+        from circuits.core.artifacts import write_text_atomic
+
+        what = (
+            f"`{Path(args.file).name}` (SHA-256 `{hashlib.sha256(Path(args.file).read_bytes()).hexdigest()[:16]}`), "
+            f"split {args.split or 'all'}, {len(rows)} replies; heads: {args.folds}-fold out-of-fold verdicts "
+            f"(seed {args.seed}), the lexicon judges as they are"
+        )
+        page = (args.title + "\n\n" if args.title else "") + cv_markdown(results, _command_line(args), what)
+        print(f"wrote {write_text_atomic(Path(args.markdown), page)}")
     return 0
+
+
+def cv_markdown(results: dict[str, dict[str, Any]], command: str, what: str) -> str:
+    """A markdown table of ``judge cv``: per judge or head, emotional accuracy, calm recall, the worst
+    emotion's recall and each emotion's recall (label metrics as :func:`label_metrics` gives them)."""
+    lines = [
+        f"Generated by `{command}` from {what}.",
+        "",
+        "| judge | emotional accuracy | calm recall | worst emotion | " + " | ".join(EMOTIONS) + " |",
+        "|---|---|---|---|" + "---|" * len(EMOTIONS),
+    ]
+    for name, m in results.items():
+        known = [m["recall"][e] for e in EMOTIONS if m["recall"][e] is not None]
+        cells = [m["emotion_accuracy"], m["calm_recall"], min(known) if known else None]
+        cells += [m["recall"][e] for e in EMOTIONS]
+        lines.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.1%}" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -274,7 +362,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=None,
         metavar="SPEC",
-        help="a judge to score (repeat for several; default: learned, style and lexicon)",
+        help="a judge to score (repeat for several; default: learned, learned-minilm, style and lexicon)",
     )
     ev.add_argument("--split", default=None, help="only rows with this 'split' (dev or final in our set)")
     ev.add_argument(
@@ -285,6 +373,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "candidate in those of `prompts --replies`, source in our judge set)",
     )
     ev.add_argument("--json", default=None, help="also write the metrics here")
+    ev.add_argument(
+        "--figure",
+        default=None,
+        metavar="DIR",
+        help="also draw the judges' reliability (share correct against confidence) to DIR/reliability.html",
+    )
+    ev.add_argument("--markdown", default=None, metavar="FILE", help="also write the summary as a markdown page")
+    ev.add_argument("--title", default="", help="a first line for the --markdown page (e.g. '# Judges')")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=_eval)
 
@@ -347,4 +443,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--device", default="cpu")
         if name == "train":
             q.add_argument("--out", required=True, help="the judge folder to write")
+        else:
+            q.add_argument("--markdown", default=None, metavar="FILE", help="also write the table as a markdown page")
+            q.add_argument("--title", default="", help="a first line for the --markdown page")
         q.set_defaults(func=func)

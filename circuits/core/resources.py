@@ -21,6 +21,8 @@ DATA_FILES: dict[str, str] = {
     "judge_replies": "data/judge_replies.jsonl",
     "judge_head_config": "data/judge_head/cfg.json",
     "judge_head_weights": "data/judge_head/head.safetensors",
+    "judge_head_minilm_config": "data/judge_head_minilm/cfg.json",
+    "judge_head_minilm_weights": "data/judge_head_minilm/head.safetensors",
     "fluency_calibration": "data/fluency.json",
     "va_texts": "data/emotion_texts.jsonl",
     "va_ratings": "data/va_ratings.csv",
@@ -35,7 +37,11 @@ DATA_FILES: dict[str, str] = {
 }
 """name -> path relative to the package directory (``/``-separated, as listed in the wheel)."""
 
-DATA_DIRS: dict[str, str] = {"toy_model": "toy/model", "judge_head": "data/judge_head"}
+DATA_DIRS: dict[str, str] = {
+    "toy_model": "toy/model",
+    "judge_head": "data/judge_head",
+    "judge_head_minilm": "data/judge_head_minilm",
+}
 """name -> folder relative to the package directory (every file in it is in ``DATA_FILES``)."""
 
 

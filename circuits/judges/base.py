@@ -211,7 +211,7 @@ class LLMJudge:
         return out
 
 
-JUDGE_SPECS = ("learned", "learned:DIR", "style", "lexicon", "classifier:NAME_OR_DIR", "llm")
+JUDGE_SPECS = ("learned", "learned-minilm", "learned:DIR", "style", "lexicon", "classifier:NAME_OR_DIR", "llm")
 """What :func:`make_judge` (and ``--judge`` on the command line) accepts."""
 
 DEFAULT_JUDGE = "learned"
@@ -222,6 +222,9 @@ RECOMMENDED_JUDGES: dict[str, str] = {
     # the toy model was trained on text the emotion-word lexicon labels; its notion of emotion *is* that
     # lexicon, so its tables are judged by it (the learned judge reads its terse replies differently)
     "toy": "lexicon",
+    # the default head reads replies through SmolLM2 itself; on SmolLM2's own (steered) replies the head that
+    # reads through MiniLM keeps judge and subject apart (it meets the same final-split targets)
+    "smollm2-135m": "learned-minilm",
 }
 """Model name -> the judge spec to use with that model when ``--judge`` is not given."""
 
@@ -264,8 +267,10 @@ class ThresholdMatch:
 
 
 def make_judge(spec: str = DEFAULT_JUDGE, device: str = "cpu", mode: str = "label") -> Any:
-    """Build a judge from a short spec: ``learned`` (the shipped learned judge: sentence encoder + style
-    features, :class:`~circuits.judges.learned.LearnedJudge`), ``learned:DIR`` (one trained with
+    """Build a judge from a short spec: ``learned`` (the shipped learned judge: SmolLM2's mid-layer
+    residual + style features, :class:`~circuits.judges.learned.LearnedJudge`), ``learned-minilm`` (the
+    shipped head on the MiniLM encoder's layers + style features: it reads no model under study),
+    ``learned:DIR`` (one trained with
     ``emocircuits judge train``), ``style`` (the style lexicon), ``lexicon`` (the original emotion-word
     lexicon), ``classifier:NAME_OR_DIR`` (:class:`ClassifierJudge` with the default label map) or
     ``llm`` (:class:`LLMJudge`, configured from the environment). ``mode`` is one of
@@ -285,14 +290,14 @@ def _make(spec: str, device: str) -> Any:
 
     if spec == "lexicon":
         return lexicon_judge()
+    from circuits.judges.learned import SHIPPED_HEADS, LearnedJudge, shipped_judge, style_judge
+
     if spec == "style":
-        from circuits.judges.learned import style_judge
-
         return style_judge()
-    if spec == "learned" or (spec.startswith("learned:") and spec.split(":", 1)[1]):
-        from circuits.judges.learned import LearnedJudge, shipped_judge
-
-        return shipped_judge(device) if spec == "learned" else LearnedJudge(spec.split(":", 1)[1])
+    if spec in SHIPPED_HEADS:
+        return shipped_judge(device, spec)
+    if spec.startswith("learned:") and spec.split(":", 1)[1]:
+        return LearnedJudge(spec.split(":", 1)[1])
     if spec.startswith("classifier:") and spec.split(":", 1)[1]:
         return ClassifierJudge(spec.split(":", 1)[1], device=device)
     if spec == "llm":
@@ -408,12 +413,13 @@ def judged_labels(judge: Any, texts: Sequence[str], fluency: Any = "default") ->
 
 
 def judge_reads_through(judge: Any) -> str | None:
-    """The language model whose internal states a judge's features come from (the learned judge's ``lm``
-    features: its encoder model's name), or None for judges that read no language model's states (the
-    lexicons, the MiniLM-embedding heads, a classifier, an LLM over an API)."""
+    """The model whose internal states a learned judge's features come from: its head's encoder
+    (``smollm2-135m`` for ``learned``, ``all-MiniLM-L6-v2`` for ``learned-minilm``), or None for judges
+    that read no model's states (the lexicons, a style-only head) or whose model is not known here (a
+    classifier, an LLM over an API)."""
     inner = judge.judge if isinstance(judge, ThresholdMatch) else judge
     cfg = getattr(inner, "config", None)
-    if cfg is not None and str(getattr(cfg, "features", "")).startswith("lm"):
+    if cfg is not None and getattr(cfg, "features", "style") != "style" and getattr(cfg, "encoder", ""):
         return str(cfg.encoder)
     return None
 
@@ -430,7 +436,7 @@ def judge_subject(judge: Any, model_name: str) -> dict[str, Any]:
         warnings.warn(
             f"the judge reads replies through {through}, the model being steered: its verdicts share that "
             "model's representations (use a judge that reads through another model, e.g. --judge "
-            "learned:DIR trained with --features embedding+style, and compare)",
+            "learned-minilm, and compare)",
             stacklevel=2,
         )
     return {"reads_through": through, "is_subject": same}

@@ -98,6 +98,20 @@ def judge_labels(judge: Any, rows: Sequence[LabelledReply]) -> list[str]:
     return [j.label for j in judge(texts)]
 
 
+def judge_outputs(judge: Any, rows: Sequence[LabelledReply]) -> tuple[list[str], list[dict[str, float]] | None]:
+    """A judge's verdicts on the rows (as :func:`judge_labels`) and its probabilities (None for a judge
+    that gives none), in one pass of the judge where its verdicts follow from its probabilities (a
+    judge with ``labels_from``, e.g. the learned heads)."""
+    from circuits.judges.echo import strip_echoes
+
+    texts = strip_echoes([r.text for r in rows], [r.instructions for r in rows])
+    if hasattr(judge, "labels_from"):
+        probs = judge.probabilities(texts)
+        return judge.labels_from(probs), probs
+    labels = [j.label for j in judge(texts)]
+    return labels, (judge.probabilities(texts) if hasattr(judge, "probabilities") else None)
+
+
 def confusion(truth: Sequence[str], pred: Sequence[str], labels: Sequence[str] = LABELS) -> list[list[int]]:
     """``m[i][j]``: rows whose truth is ``labels[i]`` judged ``labels[j]``."""
     idx = {lab: i for i, lab in enumerate(labels)}
@@ -168,6 +182,61 @@ def choose_threshold(scores: Sequence[float], truth: Sequence[bool]) -> float:
     return float(best)
 
 
+RELIABILITY_BINS = 10
+"""Equal-width confidence bins of :func:`reliability` (the usual choice for expected calibration error)."""
+
+
+def reliability(confidence: Sequence[float], correct: Sequence[bool], bins: int = RELIABILITY_BINS) -> dict[str, Any]:
+    """How far a judge's probabilities are from the hit rates they promise.
+
+    The ``[0, 1]`` confidence range is cut into ``bins`` equal-width bins (the last one closed); per bin:
+    ``lo``, ``hi``, ``n``, ``confidence`` (mean) and ``accuracy`` (share correct; both None for an empty
+    bin). ``ece``: expected calibration error, ``sum_b n_b / n * |accuracy_b - confidence_b|`` (0 for a
+    calibrated judge, in probability units); ``mce``: the largest per-bin gap; ``n``: the items."""
+    if len(confidence) != len(correct) or not confidence:
+        raise ValueError(
+            f"reliability needs as many correctness flags as confidences (non-empty), got "
+            f"{len(confidence)} and {len(correct)}"
+        )
+    if bins < 1:
+        raise ValueError(f"reliability: bins must be >= 1, got {bins}")
+    sums = [[0, 0.0, 0] for _ in range(bins)]  # n, sum of confidence, correct
+    for c, ok in zip(confidence, correct):
+        c = float(c)
+        if not 0.0 <= c <= 1.0:
+            raise ValueError(f"reliability: confidences must lie in [0, 1], got {c}")
+        b = min(int(c * bins), bins - 1)
+        sums[b][0] += 1
+        sums[b][1] += c
+        sums[b][2] += bool(ok)
+    n = len(confidence)
+    out, ece, mce = [], 0.0, 0.0
+    for i, (k, csum, hits) in enumerate(sums):
+        conf = csum / k if k else None
+        acc = hits / k if k else None
+        if k:
+            gap = abs(acc - conf)
+            ece += k / n * gap
+            mce = max(mce, gap)
+        out.append({"lo": i / bins, "hi": (i + 1) / bins, "n": k, "confidence": conf, "accuracy": acc})
+    return {"n": n, "ece": ece, "mce": mce, "bins": out}
+
+
+def judge_reliability(rows: Sequence[LabelledReply], probs: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """Both reliabilities of a judge's probabilities on labelled rows: ``label`` (the top label's
+    probability against whether the top label is the row's label: the 7-way verdict) and ``match``
+    (every (row, emotion) pair's P(emotion) against whether the row is that emotion: what the match
+    mode thresholds, :func:`match_pairs`)."""
+    top = [max(LABELS, key=lambda k: p[k]) for p in probs]
+    scores, truth = match_pairs(rows, probs)
+    return {
+        "label": reliability(
+            [p[t] for p, t in zip(probs, top)], [t == r.label for t, r in zip(top, rows, strict=True)]
+        ),
+        "match": reliability(scores, truth),
+    }
+
+
 def grouped_accuracy(rows: Sequence[LabelledReply], verdicts: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per group (in order of first appearance): ``n``, ``accuracy`` (verdict equals label) and
     ``per_label`` accuracy. On an evaluation's replies (label = target emotion) that is each method's
@@ -185,6 +254,74 @@ def grouped_accuracy(rows: Sequence[LabelledReply], verdicts: Sequence[str]) -> 
         }
         for k, g in out.items()
     }
+
+
+def eval_markdown(report: dict[str, Any], command: str) -> str:
+    """A markdown page of a ``judge eval`` report (the dict it writes with ``--json``): per judge, the
+    model it reads through, emotional accuracy and calm recall with 95% Wilson intervals, recall per
+    emotion, the match mode's balanced accuracy and both expected calibration errors; then accuracy per
+    group when the report has one. ``command``: the command line that made it, quoted on the page."""
+    from circuits.core.stats import wilson_interval
+
+    def ci(hits: int, n: int) -> str:
+        if not n:
+            return "-"
+        low, high = wilson_interval(hits, n)
+        return f"{hits / n:.1%} [{low:.1%}, {high:.1%}]"
+
+    def num(x: Any, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    first = next(iter(report["judges"].values()))["labels"] if report["judges"] else None
+    per_label = {lab: sum(first["confusion"][i]) for i, lab in enumerate(LABELS)} if first else {}
+    n_emo = sum(per_label.get(e, 0) for e in EMOTIONS)
+    lines = [
+        f"Generated by `{command}` from `{report['file_name']}` (SHA-256 `{report['sha256']}`), "
+        f"split {report['split'] or 'all'}: {report['n']} replies, {n_emo} emotional and "
+        f"{per_label.get(NEUTRAL, 0)} calm. Intervals are 95% Wilson intervals; ECE is the expected "
+        f"calibration error over {RELIABILITY_BINS} equal-width bins (0 is calibrated).",
+        "",
+        "| judge | reads through | emotional accuracy | calm recall | "
+        + " | ".join(f"{e} (n={per_label.get(e, 0)})" for e in EMOTIONS)
+        + " | match balanced accuracy | ECE verdict | ECE match |",
+        "|---|---|---|---|" + "---|" * len(EMOTIONS) + "---|---|---|",
+    ]
+    for name, e in report["judges"].items():
+        m = e["labels"]
+        conf = m["confusion"]
+        emo_hits = sum(conf[LABELS.index(x)][LABELS.index(x)] for x in EMOTIONS)
+        calm_i = LABELS.index(NEUTRAL)
+        rel = e.get("reliability") or {}
+        lines.append(
+            f"| {name} | {e.get('reads_through') or '-'} | {ci(emo_hits, n_emo)} | "
+            f"{ci(conf[calm_i][calm_i], sum(conf[calm_i]))} | "
+            + " | ".join(num(m["recall"][x], ".0%") for x in EMOTIONS)
+            + f" | {num((e.get('match') or {}).get('balanced_accuracy'), '.1%')} | "
+            f"{num((rel.get('label') or {}).get('ece'), '.3f')} | {num((rel.get('match') or {}).get('ece'), '.3f')} |"
+        )
+    by = report.get("by")
+    if by:
+        labels = [
+            lab for lab in LABELS if any(lab in g["per_label"] for j in by["judges"].values() for g in j.values())
+        ]
+        lines += [
+            "",
+            f"Accuracy (verdict = label) by `{by['field']}`:",
+            "",
+            f"| {by['field']} | judge | n | accuracy | " + " | ".join(labels) + " |",
+            "|---|---|---|---|" + "---|" * len(labels),
+        ]
+        groups = list(next(iter(by["judges"].values())))
+        for g in groups:
+            for name, per_group in by["judges"].items():
+                x = per_group[g]
+                hits = round(x["accuracy"] * x["n"])
+                lines.append(
+                    f"| {g} | {name} | {x['n']} | {ci(hits, x['n'])} | "
+                    + " | ".join(num(x["per_label"].get(lab), ".0%") for lab in labels)
+                    + " |"
+                )
+    return "\n".join(lines) + "\n"
 
 
 def format_report(name: str, metrics: dict[str, Any]) -> str:

@@ -68,11 +68,18 @@ def length_batches(
 
 
 class SentenceEncoder:
-    """Texts -> unit vectors ``[n, d]`` (d = 384 for MiniLM-L6), batched by token length
-    (:func:`length_batches`), on CPU by default."""
+    """Texts -> unit vectors ``[n, d]`` (d = 384 for MiniLM-L6: the token mean of the last layer),
+    batched by token length (:func:`length_batches`), on CPU by default. ``layers``: instead, the
+    unit-norm token mean of every layer's output, concatenated ``[n, n_layers * d]`` (2,304 for
+    MiniLM-L6; the features of the ``layers`` head kinds)."""
 
     def __init__(
-        self, folder: str | Path | None = None, device: str = "cpu", batch_size: int = 64, max_length: int = 256
+        self,
+        folder: str | Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        max_length: int = 256,
+        layers: bool = False,
     ):
         from transformers import AutoModel, AutoTokenizer
 
@@ -87,7 +94,8 @@ class SentenceEncoder:
             ) from None
         self.model = model.to(device).eval()
         self.device, self.batch_size, self.max_length = device, batch_size, max_length
-        self.dim = int(self.model.config.hidden_size)
+        self.layers = layers
+        self.dim = int(self.model.config.hidden_size) * (int(self.model.config.num_hidden_layers) if layers else 1)
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str]) -> Float[torch.Tensor, "n d"]:
@@ -98,15 +106,19 @@ class SentenceEncoder:
             self.tokenizer, [t if t.strip() else "." for t in texts], self.batch_size, self.max_length
         ):
             enc = enc.to(self.device)
-            pooled = masked_mean(self.model(**enc).last_hidden_state.float(), enc["attention_mask"])
-            out[torch.tensor(idx)] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
+            result = self.model(**enc, output_hidden_states=self.layers)
+            states = result.hidden_states[1:] if self.layers else (result.last_hidden_state,)
+            pooled = [
+                torch.nn.functional.normalize(masked_mean(h.float(), enc["attention_mask"]), dim=-1) for h in states
+            ]
+            out[torch.tensor(idx)] = torch.cat(pooled, dim=-1).cpu()
         return out
 
 
-@lru_cache(maxsize=2)
-def packaged_encoder(device: str = "cpu") -> SentenceEncoder:
-    """The packaged encoder, loaded once per device."""
-    return SentenceEncoder(device=device)
+@lru_cache(maxsize=4)
+def packaged_encoder(device: str = "cpu", layers: bool = False) -> SentenceEncoder:
+    """The packaged encoder, loaded once per device and reading (``layers``: every layer's mean)."""
+    return SentenceEncoder(device=device, layers=layers)
 
 
 def _causal_lm(model: str, what: str) -> tuple[Any, Any]:

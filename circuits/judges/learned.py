@@ -5,8 +5,9 @@ trained on labelled replies.
 On disk a trained judge is a folder with :data:`HEAD_CONFIG` (the :class:`HeadConfig` as JSON) and
 :data:`HEAD_WEIGHTS` (safetensors: ``weight [n_labels, n_features]``, ``bias [n_labels]``,
 ``mean [n_features]``, ``scale [n_features]``: features are standardised before the linear layer).
-The shipped one (``circuits/data/judge_head``) is trained on the dev split of our judge set with
-``emocircuits judge train``.
+Two are shipped (:data:`SHIPPED_HEADS`), each trained on the dev split of our judge set with
+``emocircuits judge train``: ``circuits/data/judge_head`` (``lm+style``, read through SmolLM2) and
+``circuits/data/judge_head_minilm`` (``layers+style``, read through MiniLM).
 
 Features of a text, by :attr:`HeadConfig.features`:
 
@@ -14,6 +15,8 @@ Features of a text, by :attr:`HeadConfig.features`:
   :attr:`HeadConfig.encoder`) after :attr:`HeadConfig.layer` blocks ``[576]``
   (:class:`~circuits.judges.encoder.LMEncoder`);
 - ``embedding``: the unit-norm all-MiniLM-L6-v2 sentence embedding ``[384]``;
+- ``layers``: the unit-norm token mean of each of MiniLM's 6 layers, concatenated ``[2304]``
+  (:class:`~circuits.judges.encoder.SentenceEncoder` with ``layers=True``);
 - ``style``: ``log1p`` of the style lexicon's score per emotion ``[6]`` and of its number of cue
   matches ``[1]``;
 
@@ -40,7 +43,7 @@ from circuits.judges.lexicon import Judgement, LexiconJudge
 
 HEAD_CONFIG = "cfg.json"
 HEAD_WEIGHTS = "head.safetensors"
-FEATURE_KINDS = ("lm+style", "lm", "embedding+style", "embedding", "style")
+FEATURE_KINDS = ("lm+style", "lm", "layers+style", "layers", "embedding+style", "embedding", "style")
 
 
 @dataclass
@@ -105,7 +108,9 @@ def make_encoder(kind: str, model: str = "smollm2-135m", layer: int | None = 18,
 
     if kind.startswith("lm"):
         return lm_encoder(model, int(layer if layer is not None else 18), device)
-    return packaged_encoder(device) if kind.startswith("embedding") else None
+    if kind.startswith(("embedding", "layers")):
+        return packaged_encoder(device, layers=kind.startswith("layers"))
+    return None
 
 
 def features(texts: Sequence[str], kind: str = "lm+style", encoder: Any = None) -> Float[torch.Tensor, "n f"]:
@@ -184,7 +189,9 @@ class LearnedJudge:
     probability of every label as ``scores``; :meth:`probabilities` gives them per text (the match
     mode, :class:`~circuits.judges.base.ThresholdMatch`, compares P(target) with ``match_threshold``)."""
 
-    def __init__(self, folder: str | Path | None = None, encoder: Any = None, device: str = "cpu"):
+    def __init__(
+        self, folder: str | Path | None = None, encoder: Any = None, device: str = "cpu", name: str | None = None
+    ):
         from circuits.core.resources import data_dir
 
         self.folder = as_path(folder, "LearnedJudge: folder") if folder is not None else data_dir("judge_head")
@@ -203,7 +210,7 @@ class LearnedJudge:
         if self.config.features != "style" and encoder is None:
             encoder = make_encoder(self.config.features, self.config.encoder, self.config.layer, device)
         self.encoder = encoder
-        self.name = "learned" if folder is None else f"learned:{self.folder}"
+        self.name = name or ("learned" if folder is None else f"learned:{self.folder}")
         self.match_threshold = self.config.match_threshold
 
     def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
@@ -220,12 +227,17 @@ class LearnedJudge:
         probs = predict_proba(self.head, x)
         return [dict(zip(self.config.labels, row.tolist())) for row in probs]
 
+    @staticmethod
+    def labels_from(probs: Sequence[dict[str, float]]) -> list[str]:
+        """The verdict of each probability dict: the most probable label (ties: the first in LABELS)."""
+        return [max(LABELS, key=lambda k: p[k]) for p in probs]
+
     def __call__(self, texts: Sequence[str]) -> list[Judgement]:
-        out = []
-        for p in self.probabilities(texts):
-            label = max(LABELS, key=lambda k: p[k])
-            out.append(Judgement(label=label, scores={e: p[e] for e in EMOTIONS} | {NEUTRAL: p[NEUTRAL]}, matches=()))
-        return out
+        probs = self.probabilities(texts)
+        return [
+            Judgement(label=label, scores={e: p[e] for e in EMOTIONS} | {NEUTRAL: p[NEUTRAL]}, matches=())
+            for label, p in zip(self.labels_from(probs), probs)
+        ]
 
     def label(self, texts: Sequence[str]) -> list[str]:
         return [j.label for j in self(texts)]
@@ -259,10 +271,20 @@ def read_head(path: Path, n_labels: int, n_features: int | None = None) -> dict[
     return head
 
 
-@lru_cache(maxsize=2)
-def shipped_judge(device: str = "cpu") -> LearnedJudge:
-    """The shipped learned judge (``circuits/data/judge_head``), built once per device."""
-    return LearnedJudge(device=device)
+SHIPPED_HEADS: dict[str, str] = {"learned": "judge_head", "learned-minilm": "judge_head_minilm"}
+"""Judge spec -> shipped head folder (a key of :data:`circuits.core.resources.DATA_DIRS`): ``learned``
+reads text through SmolLM2-135M-Instruct (``lm+style``); ``learned-minilm`` through the all-MiniLM-L6-v2
+sentence encoder (``layers+style``), a model no one steers here."""
+
+
+@lru_cache(maxsize=4)
+def shipped_judge(device: str = "cpu", spec: str = "learned") -> LearnedJudge:
+    """A shipped learned judge (``spec``: a key of :data:`SHIPPED_HEADS`), built once per device."""
+    from circuits.core.resources import data_dir
+
+    if spec not in SHIPPED_HEADS:
+        raise KeyError(f"no shipped learned judge {spec!r}; known: {', '.join(SHIPPED_HEADS)}")
+    return LearnedJudge(data_dir(SHIPPED_HEADS[spec]), device=device, name=spec)
 
 
 def save_head(folder: str | Path, head: dict[str, torch.Tensor], config: HeadConfig) -> Path:

@@ -172,7 +172,7 @@ def train_judge(
         features=kind,
         l2=l2,
         match_threshold=threshold,
-        encoder=lm if kind.startswith("lm") else ENCODER_NAME if kind.startswith("embedding") else "",
+        encoder=lm if kind.startswith("lm") else ENCODER_NAME if kind.startswith(("embedding", "layers")) else "",
         layer=layer if kind.startswith("lm") else None,
         trained_on={
             **(source or {}),

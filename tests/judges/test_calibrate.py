@@ -19,6 +19,7 @@ from circuits.judges.calibrate import (
     match_metrics,
     match_pairs,
     read_labelled,
+    reliability,
 )
 
 
@@ -116,3 +117,22 @@ def test_judging_discounts_an_echo_of_the_instruction():
     ins = ("Answer in a way that clearly shows disgust.",)
     rows = [LabelledReply("Clearly shows disgust.", NEUTRAL, ins), LabelledReply("Clearly shows disgust.", NEUTRAL)]
     assert judge_labels(LexiconJudge(), rows) == [NEUTRAL, "disgust"]  # fooled only without the instruction
+
+
+def test_reliability_by_hand():
+    # bin [0.9, 1]: 0.9, 0.95, 1.0 with 2 of 3 right -> gap |2/3 - 0.95|; bin [0.5, 0.6): 0.5, 0.5 with 1 of 2
+    # right -> gap 0; bin [0.2, 0.3): 0.25 wrong -> gap 0.25
+    r = reliability([0.9, 0.95, 1.0, 0.5, 0.5, 0.25], [True, True, False, True, False, False])
+    assert r["n"] == 6 and [b["n"] for b in r["bins"]] == [0, 0, 1, 0, 0, 2, 0, 0, 0, 3]
+    assert r["ece"] == pytest.approx(3 / 6 * abs(2 / 3 - 0.95) + 1 / 6 * 0.25)
+    assert r["mce"] == pytest.approx(abs(2 / 3 - 0.95))
+    assert r["bins"][0]["accuracy"] is None and r["bins"][9]["confidence"] == pytest.approx(0.95)
+    # a calibrated judge: in each bin, as many hits as the confidence promises
+    calibrated = reliability([0.75] * 4 + [0.25] * 4, [True, True, True, False, True, False, False, False])
+    assert calibrated["ece"] == 0 and calibrated["mce"] == 0
+    # overconfident: always 1.0, right half the time
+    assert reliability([1.0] * 4, [True, False] * 2)["ece"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="as many"):
+        reliability([0.5], [True, False])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        reliability([1.5], [True])

@@ -89,3 +89,26 @@ def test_sentence_encoder_batched_by_length_equals_each_text_alone():
     got = enc(TEXTS)
     torch.testing.assert_close(got, alone, atol=1e-5, rtol=1e-5)
     assert torch.allclose(got.norm(dim=-1), torch.ones(len(TEXTS)), atol=1e-5)
+
+
+def test_sentence_encoder_layers_are_each_layers_unit_token_mean():
+    """``layers=True``: per text, each of MiniLM's layers averaged over the text's own tokens (no
+    padding), scaled to unit norm, concatenated in layer order; the last block equals the plain
+    encoder's vector. Batched by length, the same as each text alone."""
+    from circuits.judges.encoder import EncoderMissing, SentenceEncoder
+
+    try:
+        enc = SentenceEncoder(batch_size=3, layers=True)
+    except EncoderMissing:
+        pytest.skip("the packaged sentence encoder is not installed")
+    d, n_layers = enc.model.config.hidden_size, enc.model.config.num_hidden_layers
+    got = enc(TEXTS)
+    assert got.shape == (len(TEXTS), d * n_layers) and enc.dim == d * n_layers
+    with torch.no_grad():  # the slow way: one text at a time, no mask, plain means
+        for i, t in enumerate(TEXTS):
+            ids = enc.tokenizer([t or "."], truncation=True, max_length=256, return_tensors="pt")
+            states = enc.model(**ids, output_hidden_states=True).hidden_states[1:]
+            slow = torch.cat([torch.nn.functional.normalize(h[0].mean(0), dim=-1) for h in states])
+            torch.testing.assert_close(got[i], slow, atol=1e-5, rtol=1e-5)
+    plain = SentenceEncoder(batch_size=3)
+    torch.testing.assert_close(got[:, -d:], plain(TEXTS), atol=1e-5, rtol=1e-5)

@@ -93,12 +93,13 @@ def shipped_check():
 def test_final_split_targets(shipped_check):
     """At least 95% of generated degenerate text (the final seed) is flagged broken, every kind at
     least 80%, and at most 1% of the judge set's final split (fluent replies of 1B-70B registers and
-    of SmolLM2) is."""
+    of SmolLM2) is: every second row here, to keep the suite's time (`emocircuits judge fluency --split
+    final --seed 2` reads all of them)."""
     from circuits.core.resources import data_path
     from circuits.judges.calibrate import read_labelled
     from circuits.judges.fluency import flag_rates
 
-    final = [r.text for r in read_labelled(data_path("judge_replies"), split="final")]
+    final = [r.text for r in read_labelled(data_path("judge_replies"), split="final")][::2]
     res = flag_rates(shipped_check, final, degenerate_texts(300, seed=2))
     assert res["degenerate"]["flagged_share"] >= 0.95, res["degenerate"]
     assert min(res["degenerate"]["by_kind"].values()) >= 0.8, res["degenerate"]["by_kind"]
@@ -115,7 +116,7 @@ def test_the_shipped_floor_is_the_dev_splits_quantile(shipped_check):
     dev = [r.text for r in read_labelled(data_path("judge_replies"), split="dev")]
     cal = read_calibration()
     assert cal["source"] == {"file": "judge_replies.jsonl", "split": "dev", "n_texts": len(dev)}
-    scores = sorted(shipped_check.reference(dev[::4]))
+    scores = sorted(shipped_check.reference(dev[::12]))
     assert scores[0] <= cal["floor"] <= scores[len(scores) // 10]
 
 

@@ -201,7 +201,8 @@ def test_make_judge_refuses_wrong_types_as_input_errors(kwargs, expected):
 
 def test_the_default_judge_follows_the_model_in_the_library(tmp_path):
     """Python callers that give no judge get the same judge as the command line: the lexicon for the toy
-    model under every name it goes by, the default judge for any other model."""
+    model under every name it goes by, the head that does not read through SmolLM2 for SmolLM2, the
+    default judge for any other model."""
     from circuits.core.model import load_model
     from circuits.core.sev import load_sev
     from circuits.judges.base import DEFAULT_JUDGE, default_judge_instance, judge_name, recommended_judge
@@ -214,7 +215,8 @@ def test_the_default_judge_follows_the_model_in_the_library(tmp_path):
     (trained / "config.json").write_text("{}")
     for name in ("toy", str(TOY_MODEL_DIR), "/elsewhere/circuits/toy/model", str(trained)):
         assert recommended_judge(name) == "lexicon", name
-    for name in (None, "smollm2-135m", str(tmp_path), "Qwen/Qwen2.5-7B-Instruct"):
+    assert recommended_judge("smollm2-135m") == "learned-minilm"
+    for name in (None, str(tmp_path), "Qwen/Qwen2.5-7B-Instruct"):
         assert recommended_judge(name) == DEFAULT_JUDGE, name
     assert judge_name(default_judge_instance("toy")) == "lexicon"
     toy = load_model(str(TOY_MODEL_DIR))  # named by its folder, as a run's summary records it
@@ -227,6 +229,9 @@ def test_the_default_judge_follows_the_model_in_the_library(tmp_path):
 def test_a_run_records_which_model_its_judge_reads_through():
     """The shipped learned judge reads replies through SmolLM2: judging SmolLM2's own replies warns and is
     recorded; another model, or a judge that reads no model's states, is not flagged."""
+    import warnings
+
+    from circuits.core.resources import data_dir
     from circuits.judges.base import ThresholdMatch, judge_subject, make_judge
     from circuits.judges.learned import LearnedJudge
 
@@ -237,3 +242,7 @@ def test_a_run_records_which_model_its_judge_reads_through():
         assert judge_subject(ThresholdMatch(learned), "smollm2-135m")["is_subject"]
     assert judge_subject(learned, "qwen2.5-coder-0.5b") == {"reads_through": "smollm2-135m", "is_subject": False}
     assert judge_subject(make_judge("lexicon"), "smollm2-135m") == {"reads_through": None, "is_subject": False}
+    minilm = LearnedJudge(data_dir("judge_head_minilm"), encoder=object(), name="learned-minilm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: MiniLM is not the model under study
+        assert judge_subject(minilm, "smollm2-135m") == {"reads_through": "all-MiniLM-L6-v2", "is_subject": False}

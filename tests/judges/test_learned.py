@@ -249,3 +249,22 @@ def test_lm_encoder_refuses_a_missing_folder_and_a_layer_beyond_the_model(tmp_pa
     (notok / "tokenizer.json").unlink()
     with pytest.raises(InputError, match="judge encoder folder .*notok' has no tokenizer file"):
         LMEncoder(str(notok), 1)
+
+
+def test_judge_outputs_reads_a_head_once_and_agrees_with_its_verdicts(tmp_path):
+    """``judge_outputs`` gives a learned head's verdicts from one pass of probabilities: the same labels
+    as calling the judge, the same probabilities, and the judge's texts are read once."""
+    from circuits.judges.calibrate import LabelledReply, judge_labels, judge_outputs
+
+    folder, texts, labels = _style_head(tmp_path)
+    judge = LearnedJudge(folder)
+    rows = [LabelledReply(text=t, label=lab) for t, lab in zip(texts, labels)]
+    calls = []
+    inner = judge.probabilities
+    judge.probabilities = lambda ts: calls.append(len(ts)) or inner(ts)
+    verdicts, probs = judge_outputs(judge, rows)
+    assert calls == [len(rows)]
+    assert verdicts == judge_labels(judge, rows) and probs == inner(texts)
+    lexicon = make_judge("lexicon")  # a judge whose verdicts do not follow from its probabilities
+    lab, p = judge_outputs(lexicon, rows)
+    assert lab == judge_labels(lexicon, rows) and p == lexicon.probabilities(texts)

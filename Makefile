@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 install: $(STAMP)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not wheel" --durations=20 tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal -m "not wheel" --durations=20 tests
 
 # ruff: lint rules and the format check, both configured in pyproject.toml.
 lint: $(STAMP)

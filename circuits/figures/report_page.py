@@ -24,7 +24,8 @@ The data (:func:`circuits.runs.report.gather_report` builds it from a run direct
 
     {"title": str, "run": str,
      "provenance": {"model": {"name", "fingerprint"}, "dataset": {"path", "sha256", "n_scenarios"},
-                    "prompts": {...}, "judge": str, "evaluation_judge": str | None, "versions": {pkg: v} | None,
+                    "prompts": {...}, "judge": str, "evaluation_judge": str | None,
+                    "evaluation_judge_subject": {"reads_through", "is_subject"} | None, "versions": {pkg: v} | None,
                     "command": str | None, "rows": {...} | None, "missing": [str, ...]},
      "probe": {"layers": [int], "probe_accuracy": {"attn": [...], "mlp": [...]},
                "null": {"read_point": "mlp", "mean": [...], "lo": [...], "hi": [...], "chance": float,
@@ -188,6 +189,15 @@ class Table:
 # --- section contents (tables and notes, shared by HTML and Markdown) -------------------------------
 
 
+def _reads_through(subject: dict[str, Any] | None) -> str | None:
+    """``evaluation.json``'s ``judge_subject`` in words (None when the evaluation has none, or its judge
+    reads no model's states)."""
+    if not subject or not subject.get("reads_through"):
+        return None
+    through = str(subject["reads_through"])
+    return through + (" (the model under study)" if subject.get("is_subject") else " (not the model under study)")
+
+
 def provenance_tables(p: dict[str, Any]) -> list[Table]:
     model, ds = p.get("model") or {}, p.get("dataset") or {}
     rows = [
@@ -198,6 +208,7 @@ def provenance_tables(p: dict[str, Any]) -> list[Table]:
         ("dataset scenarios", ds.get("n_scenarios")),
         ("judge (discovery)", p.get("judge")),
         ("judge (evaluation)", p.get("evaluation_judge")),
+        ("evaluation judge reads through", _reads_through(p.get("evaluation_judge_subject"))),
         ("command line", p.get("command") if p.get("command") else "not recorded"),
         ("run", p.get("run")),
     ]

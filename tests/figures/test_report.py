@@ -96,6 +96,7 @@ EVALUATION = {
     },
     "config": {"emotions": EMOTIONS},
     "judge": "lexicon-eval",
+    "judge_subject": {"reads_through": "toy-model", "is_subject": True},
     "dataset": {"path": "data/sev_test.jsonl", "n_scenarios": 1},
 }
 
@@ -271,6 +272,7 @@ def test_numbers_land_in_their_cells(run, va_dir):
     assert prov["model"] == "toy-model" and prov["model fingerprint"] == "fp1234abcd"
     assert prov["dataset sha256"] == "a" * 64 and prov["dataset"] == "data/sev.jsonl"
     assert prov["judge (discovery)"] == "lexicon" and prov["judge (evaluation)"] == "lexicon-eval"
+    assert prov["evaluation judge reads through"] == "toy-model (the model under study)"
     assert t["table-prompts"]["placement"] == ["placement", "system"]
     # layer 1: probe attn, mlp, null mean, null band (min-max over seeds), cosines, null cosine band
     assert t["table-probe"]["1"] == [

@@ -18,17 +18,15 @@ from circuits.core.emotions import EMOTIONS, LABELS, NEUTRAL
 from circuits.core.readers import iter_jsonl
 
 ALIASES = {"calm": NEUTRAL}
-FINAL_SHARE = 0.35
-"""Share of the judge set kept as the untouched final split."""
 
 
 def split_of(text: str) -> str:
     """``dev`` or ``final`` for a judge-set text: a fixed function of the text's SHA-256, so the
-    split is reproducible and a row never changes sides when others are added."""
-    import hashlib
+    split is reproducible and a row never changes sides when others are added
+    (:func:`circuits.core.elicitation.hash_split`, 35% final)."""
+    from circuits.core.elicitation import hash_split
 
-    h = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
-    return "final" if h < FINAL_SHARE else "dev"
+    return hash_split(text)
 
 
 class LabelledFileError(InputError):

@@ -79,7 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "file": str(args.file),
         "file_name": Path(args.file).name,
-        "sha256": hashlib.sha256(Path(args.file).read_bytes()).hexdigest()[:16],
+        "sha256": _digest(args.file),
         "split": args.split,
         "n": len(rows),
         "judges": {},
@@ -144,7 +144,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.markdown:
         from circuits.core.artifacts import write_text_atomic
 
-        page = (args.title + "\n\n" if args.title else "") + eval_markdown(report, _command_line(args))
+        page = (args.title + "\n\n" if args.title else "") + eval_markdown(report, _command_line())
         png = [p for p in figure_paths if p.endswith(".png")]
         if png:  # the reliability figure, linked relative to the page
             rel = os.path.relpath(Path(png[0]).resolve(), Path(args.markdown).resolve().parent)
@@ -153,13 +153,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_line(args: argparse.Namespace) -> str:
+def _command_line() -> str:
     """The command as typed (``emocircuits`` and its arguments), for a page that says what made it."""
     import shlex
 
     from circuits.core.provenance import command
 
-    return " ".join(shlex.quote(a) for a in (command() or ["emocircuits", "judge", "eval"]))
+    return " ".join(shlex.quote(a) for a in (command() or ["emocircuits", "judge"]))
+
+
+def _digest(path: str) -> str:
+    """The first 16 hex digits of a file's SHA-256 (how a head and a page name the file they read)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 DEFAULT_EVAL_JUDGES = ("learned", "learned-minilm", "style", "lexicon")
@@ -257,11 +262,11 @@ def _cv(args: argparse.Namespace) -> int:
         from circuits.core.artifacts import write_text_atomic
 
         what = (
-            f"`{Path(args.file).name}` (SHA-256 `{hashlib.sha256(Path(args.file).read_bytes()).hexdigest()[:16]}`), "
+            f"`{Path(args.file).name}` (SHA-256 `{_digest(args.file)}`), "
             f"split {args.split or 'all'}, {len(rows)} replies; heads: {args.folds}-fold out-of-fold verdicts "
             f"(seed {args.seed}), the lexicon judges as they are"
         )
-        page = (args.title + "\n\n" if args.title else "") + cv_markdown(results, _command_line(args), what)
+        page = (args.title + "\n\n" if args.title else "") + cv_markdown(results, _command_line(), what)
         print(f"wrote {write_text_atomic(Path(args.markdown), page)}")
     return 0
 
@@ -293,7 +298,7 @@ def _train(args: argparse.Namespace) -> int:
     for flag, values in (("--features", args.features), ("--l2", args.l2)):
         if len(values) > 1:
             raise InputError(f"{flag}: judge train fits one head, expected one value, got {len(values)}")
-    digest = hashlib.sha256(Path(args.file).read_bytes()).hexdigest()[:16]
+    digest = _digest(args.file)
     cfg = train_judge(
         rows,
         args.out,

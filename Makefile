@@ -49,8 +49,8 @@ docs: $(STAMP)
 
 # The findings pages of the docs, generated from the demo runs' artifacts (the runs are made when absent).
 findings: $(STAMP)
-	@test -f runs/demo-toy/dose/dose_response.json -a -f runs/demo-toy-va/summary.json || $(MAKE) demo-toy
-	@test -f runs/demo/dose/dose_response.json -a -f runs/demo-va/summary.json || $(MAKE) demo
+	@test -f runs/demo-toy/validity/validity.json -a -f runs/demo-toy-va/summary.json || $(MAKE) demo-toy
+	@test -f runs/demo/validity/validity.json -a -f runs/demo-va/summary.json || $(MAKE) demo
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --va runs/demo-toy-va --format md \
 	  --out docs/findings/toy.md --title "Findings: the toy model" --made-by "make demo-toy"
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va --format md \
@@ -90,10 +90,13 @@ lock: $(STAMP)
 	  --no-emit-find-links --no-emit-trusted-host --upgrade-package "torch==$(TORCH_LOCK)" $(LOCK_ARGS) \
 	  -o $(LOCK) pyproject.toml
 
-# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~10 minutes on 2 CPU cores):
+# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~20 minutes on 2 CPU cores):
 # discovery, circuits, strength sweep and the method table (`emocircuits demo`), then a dose-response
 # with random-control bands and a small valence-arousal run, so that runs/demo/report.html shows every
-# section.
+# section; then the same discovery on prompts that never name the emotion (`--prompt-family stance`) and
+# the validity check (emotion state or instruction word) with both runs' circuits.
+DEMO_STANCE_ARGS ?= --limit 4 --reference-rows 1 --influence-rows 4 --influence-alphas 1.0 --reference-layers 7 22 \
+  --sweep-ks 16 --sweep-seeds 1 --sweep-rows 2 --sweep-layers 7 22 --generation-rows 0 --faithfulness-judge-rows 0
 DEMO_DOSE_ARGS ?= --sweep-limit 1 --circuit-lambdas 0.5 1 2 --direction-alphas 2 4 8 --ev-alphas 1 2 4 --null-seeds 0 1
 DEMO_VA_ARGS ?= --steer-limit 2 --alphas -4 0 4
 demo: $(STAMP)
@@ -101,13 +104,17 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo
 	HF_HUB_OFFLINE=1 $(PY) -m circuits dose-response --run runs/demo --out runs/demo/dose $(DEMO_DOSE_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model smollm2-135m --out runs/demo-va $(DEMO_VA_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits discover --model smollm2-135m --prompt-family stance --out runs/demo-stance $(DEMO_STANCE_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits validity --run runs/demo --stance-run runs/demo-stance
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va
 
-# The toy model with the full discovery defaults (about 4 minutes), then the same extras as `make demo`.
+# The toy model with the full discovery defaults (about 10 minutes with the stance run), then the same extras as `make demo`.
 demo-toy: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --model toy --out runs/demo-toy
 	HF_HUB_OFFLINE=1 $(PY) -m circuits dose-response --run runs/demo-toy --out runs/demo-toy/dose $(DEMO_DOSE_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model toy --out runs/demo-toy-va $(DEMO_VA_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits discover --model toy --prompt-family stance --out runs/demo-toy-stance
+	HF_HUB_OFFLINE=1 $(PY) -m circuits validity --run runs/demo-toy --stance-run runs/demo-toy-stance
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --va runs/demo-toy-va
 
 figures: $(STAMP)

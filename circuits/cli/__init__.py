@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.register_atlas(sub)
     steering.register_trace(sub)
     evidence.register_nulls(sub)
+    evidence.register_validity(sub)
     return parser
 
 

@@ -15,7 +15,15 @@ from circuits.judges.base import DEFAULT_JUDGE, JUDGE_MODES, JUDGE_SPECS
 Handler = Callable[[argparse.Namespace], int]
 """A sub-command: parsed flags in, exit status out."""
 
-PROMPT_FLAGS = ("placement", "user_instruction", "instruction_position", "emotion_system", "neutral_system")
+PROMPT_FLAGS = (
+    "placement",
+    "user_instruction",
+    "instruction_position",
+    "emotion_system",
+    "neutral_system",
+    "prompt_family",
+    "implicit_split",
+)
 """The :class:`~circuits.core.sev.PromptSettings` fields given as flags."""
 
 
@@ -145,7 +153,8 @@ def prompt_args(p: argparse.ArgumentParser) -> None:
 def prompt_settings(args: argparse.Namespace) -> Any:
     """The :class:`~circuits.core.sev.PromptSettings` of :func:`prompt_args`: the given flags over the
     model's recommended prompt. ``--neutral-system`` must hold no placeholder (it is sent as it is:
-    an ``{emotion}`` there would reach the model literally)."""
+    an ``{emotion}`` there would reach the model literally); ``--prompt-family`` must be SEV-shaped
+    (``explicit`` or ``stance``: the commands that take these flags build SEV prompts)."""
     from circuits.core.sev import recommended_prompts
 
     given = {name: getattr(args, name) for name in PROMPT_FLAGS if getattr(args, name, None) is not None}
@@ -156,7 +165,9 @@ def prompt_settings(args: argparse.Namespace) -> Any:
     ):
         if name in given:
             check_template(given[name], "--" + name.replace("_", "-"), required=required)
-    return replace(recommended_prompts(args.model), **given)
+    settings = replace(recommended_prompts(args.model), **given)
+    settings.check_sev_shaped("--prompt-family")
+    return settings
 
 
 def judge_arg(p: argparse.ArgumentParser, what: str, modes: bool = True) -> None:

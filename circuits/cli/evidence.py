@@ -139,3 +139,64 @@ def register_nulls(sub: argparse._SubParsersAction) -> None:
         sub, "nulls", "permuted-label nulls of a run's probe accuracy and cross-context cosine", _nulls
     )
     add_config_flags(p, NullsConfig, NULLS_FLAGS)
+
+
+VALIDITY_FLAGS = (
+    "limit",
+    "texts_per_emotion",
+    "point",
+    "seeds",
+    "seed",
+    "bands",
+    "batch_size",
+    "steer_limit",
+    "direction_alpha",
+    "circuit_lambda",
+    "positions",
+    "max_new_tokens",
+)
+
+
+def _validity(args: argparse.Namespace) -> int:
+    from circuits.runs.rundir import Run
+    from circuits.runs.validity import ValidityConfig, check_stance_run, run_validity, validity_target
+
+    cfg = config_from_args(ValidityConfig, args, VALIDITY_FLAGS)
+    _refuse_ignored(
+        ("--judge", args.judge, not cfg.steer_limit, "--steer-limit 0 steers nothing"),
+        ("--stance-run", args.stance_run, not cfg.steer_limit, "--steer-limit 0 steers nothing"),
+    )
+    common.check_model_args(args)
+    target = validity_target(Run(args.run), args.out)  # refused before the model loads
+    check_stance_run(args.stance_run)
+    judge = common.judge_from_args(args) if cfg.steer_limit else None
+    res = run_validity(
+        common.load_run_model(args), args.run, cfg, judge=judge, stance_run=args.stance_run, out=args.out
+    )
+    print(f"{'layers':>8}  {'verdict':<17} supporting sets")
+    for b in res["bands"]:
+        lo, hi = b["layers"]
+        print(f"{lo:>3}-{hi:<4}  {b['verdict']:<17} {', '.join(b['supporting']) or 'none'}")
+    for name, arm in ((res.get("steering") or {}).get("arms") or {}).items():
+        print(f"  steering, {name}: fluent accuracy {arm['accuracy']:.2f} (n={arm['n']})")
+    print(f"wrote {target / layout.VALIDITY_JSON}, {target / layout.VALIDITY_MD} and each set's directions")
+    return 0
+
+
+def register_validity(sub: argparse._SubParsersAction) -> None:
+    from circuits.runs.validity import ValidityConfig
+
+    p = common.run_command(
+        sub,
+        "validity",
+        "emotion state or instruction word: probes, directions and steering across prompts that never name the emotion",
+        _validity,
+    )
+    add_config_flags(p, ValidityConfig, VALIDITY_FLAGS)
+    p.add_argument(
+        "--stance-run",
+        default=None,
+        help="a discovery run made with --elicitation stance: its circuits are steered beside the run's",
+    )
+    p.add_argument("--out", default=None, help="folder of the results (default: RUN/validity/)")
+    common.judge_arg(p, "the steered replies", modes=False)

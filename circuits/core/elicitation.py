@@ -27,7 +27,12 @@ from circuits.core.artifacts import InputError
 from circuits.core.emotions import EMOTIONS, LABELS
 
 ELICITATIONS = ("explicit", "stance", "event", "story")
-"""Prompt families: ``explicit`` names the emotion (the SEV instruction); the others never do."""
+"""Prompt families (:class:`~circuits.core.sev.PromptSettings` ``prompt_family``): ``explicit`` names the
+emotion (the SEV instruction); ``stance`` puts a stance instruction in its place; ``event`` and ``story``
+send an implicit set's text as the user turn, with no instruction. Only the first two are SEV-shaped."""
+
+SEV_ELICITATIONS = ("explicit", "stance")
+"""The elicitations whose prompts are built around SEV scenarios (what ``discover`` can run on)."""
 
 IMPLICIT_SETS = {"stance": "implicit_stance", "event": "implicit_events", "story": "implicit_stories"}
 """Elicitation -> its data file (a key of :data:`circuits.core.resources.DATA_FILES`)."""
@@ -69,6 +74,27 @@ def named_words(text: str) -> list[tuple[str, str]]:
     (whole words, case-insensitive), in text order."""
     banned = {w: e for e, words in word_families().items() for w in words} | {w: "feeling" for w in FEELING_WORDS}
     return [(banned[w], w) for w in re.findall(r"[a-z]+", text.lower()) if w in banned]
+
+
+@lru_cache(maxsize=2)
+def stance_instructions(split: str) -> dict[str, tuple[str, ...]]:
+    """Emotion -> the stance instructions of one side (``dev`` or ``final``) of the stance set, in file
+    order (what :class:`~circuits.core.sev.PromptSettings` with ``prompt_family="stance"`` sends)."""
+    out: dict[str, list[str]] = {e: [] for e in EMOTIONS}
+    for item in load_implicit("stance", split):
+        out[item.emotion].append(item.text)
+    empty = [e for e, texts in out.items() if not texts]
+    if empty:
+        raise InputError(f"the stance set's {split} side has no instruction for {', '.join(empty)}")
+    return {e: tuple(texts) for e, texts in out.items()}
+
+
+def stance_for(emotion: str, user: str, split: str) -> str:
+    """The stance instruction sent with the SEV text ``user`` for ``emotion``: one of the emotion's
+    instructions on ``split``'s side, picked by a hash of ``user`` (so each scenario and valence gets
+    a fixed one, and the instructions are used about equally often)."""
+    texts = stance_instructions(split)[emotion]
+    return texts[int.from_bytes(hashlib.sha256(user.encode("utf-8")).digest()[:8], "big") % len(texts)]
 
 
 @dataclass(frozen=True)

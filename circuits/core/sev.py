@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence
 
 from circuits.core.artifacts import InputError
 from circuits.core.config import ConfigError, check_config, check_template, help_field
+from circuits.core.elicitation import ELICITATIONS, SEV_ELICITATIONS, stance_for, stance_instructions
 from circuits.core.emotions import EMOTIONS, VALENCES, check_emotions
 from circuits.core.readers import as_path, iter_lines, parse_json
 from circuits.core.resources import data_path
@@ -103,6 +104,15 @@ class PromptSettings:
     scenario, separated by a blank line); ``"both"`` does both. Small instruct models follow an
     instruction in the user turn far better than in the system prompt (``emocircuits prompts``
     measures it). ``{emotion}`` in a wording is replaced by the emotion's name (``anger``, ...).
+
+    ``prompt_family`` names the elicitation, the prompt family (:data:`~circuits.core.elicitation.ELICITATIONS`):
+    ``explicit`` (the default) names the emotion as above; ``stance`` sends, in the same place, a stance
+    instruction that never names it (``circuits/data/implicit/stance.jsonl``, the ``implicit_split``
+    side; :func:`~circuits.core.elicitation.stance_for` picks one per SEV text), followed by the
+    neutral system text where it goes into the system prompt; ``event`` and ``story`` send the text as
+    the user turn with the neutral system prompt and no instruction (the text itself evokes the
+    emotion: an implicit set's row, not a SEV scenario). Stores, directions, circuits and evaluations
+    record these fields with the rest.
     """
 
     emotion_system: str = help_field(
@@ -120,6 +130,17 @@ class PromptSettings:
     instruction_position: str = help_field(
         "before", "instruction before or after the SEV text in the user turn", choices=INSTRUCTION_POSITIONS
     )
+    prompt_family: str = help_field(
+        "explicit",
+        "prompt family: explicit names the emotion; stance sends a stance instruction that never names it; "
+        "event / story: the text alone, no instruction (emocircuits validity)",
+        choices=ELICITATIONS,
+    )
+    implicit_split: str = help_field(
+        "dev",
+        "side of the stance set the stance instructions come from (prompt family stance)",
+        choices=("dev", "final"),
+    )
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -131,35 +152,70 @@ class PromptSettings:
                 f"{{emotion}}, got {self.neutral_system!r}"
             )
 
-    def system_for(self, emotion: str | None) -> str:
+    @property
+    def instructed(self) -> bool:
+        """Whether the emotion setting adds an instruction (``explicit`` and ``stance``); ``event`` and
+        ``story`` prompts are the text alone."""
+        return self.prompt_family in ("explicit", "stance")
+
+    def check_sev_shaped(self, what: str) -> None:
+        """:class:`InputError` when ``what`` (a job built on SEV scenarios) is asked for an ``event`` or
+        ``story`` prompt family, whose texts replace the SEV scenario (``emocircuits validity`` reads them)."""
+        if self.prompt_family not in SEV_ELICITATIONS:
+            raise InputError(
+                f"{what}: prompt family {self.prompt_family!r} sends an implicit set's text instead of a SEV "
+                f"scenario; use explicit or stance here (emocircuits validity reads the {self.prompt_family} set)"
+            )
+
+    def _instruction(self, emotion: str, user: str, where: str) -> str:
+        if self.prompt_family == "stance":
+            stance = stance_for(emotion, user, self.implicit_split)
+            return f"{stance}\n{self.neutral_system}" if where == "system" else stance
+        return (self.emotion_system if where == "system" else self.user_instruction).format(emotion=emotion)
+
+    def system_for(self, emotion: str | None, user: str = "") -> str:
         """System text for an emotion (its instruction where the placement puts one there), or the
-        neutral text for ``None``."""
-        if emotion is None or self.placement == "user":
+        neutral text for ``None`` (and for ``event`` / ``story``). ``user``: the SEV text, which picks
+        the stance instruction (``stance``)."""
+        if emotion is None or self.placement == "user" or not self.instructed:
             return self.neutral_system
-        return self.emotion_system.format(emotion=emotion)
+        return self._instruction(emotion, user, "system")
 
     def user_for(self, emotion: str | None, user: str) -> str:
         """The user turn: the SEV text, with the emotion's instruction where the placement puts one."""
-        if emotion is None or self.placement == "system":
+        if emotion is None or self.placement == "system" or not self.instructed:
             return user
-        instruction = self.user_instruction.format(emotion=emotion)
+        instruction = self._instruction(emotion, user, "user")
         return f"{instruction}\n\n{user}" if self.instruction_position == "before" else f"{user}\n\n{instruction}"
 
     def chat(self, emotion: str | None, user: str) -> tuple[str, str]:
-        """``(system, user)`` of the chat for ``emotion`` (None: neutral) and the SEV user text."""
-        return self.system_for(emotion), self.user_for(emotion, user)
+        """``(system, user)`` of the chat for ``emotion`` (None: neutral) and the SEV user text (for
+        ``event`` / ``story``: the implicit text, sent alone whatever ``emotion``)."""
+        return self.system_for(emotion, user), self.user_for(emotion, user)
 
-    def instructions(self, emotion: str) -> tuple[str, ...]:
-        """The instruction texts the model sees for ``emotion`` (what a reply may echo)."""
+    def instructions(self, emotion: str, user: str | None = None) -> tuple[str, ...]:
+        """The instruction texts the model sees for ``emotion`` (what a reply may echo). For ``stance``
+        without ``user``: every stance instruction of the emotion on the ``implicit_split`` side; for
+        ``event`` / ``story``: none."""
+        if not self.instructed:
+            return ()
+        if self.prompt_family == "stance" and user is None:
+            return stance_instructions(self.implicit_split)[emotion]
         out = []
         if self.placement != "user":
-            out.append(self.emotion_system.format(emotion=emotion))
+            out.append(self._instruction(emotion, user or "", "system"))
         if self.placement != "system":
-            out.append(self.user_instruction.format(emotion=emotion))
+            out.append(self._instruction(emotion, user or "", "user"))
         return tuple(out)
 
     def describe(self) -> str:
-        """One line for reports: where the instruction goes and its wording."""
+        """One line for reports: the prompt family, where the instruction goes and its wording."""
+        if self.prompt_family in ("event", "story"):
+            return f"no instruction: the user turn is a text of the implicit {self.prompt_family} set"
+        if self.prompt_family == "stance":
+            where = {"system": "system prompt", "user": f"user turn ({self.instruction_position} the scenario)"}
+            place = where.get(self.placement, f"system prompt and {where['user']}")
+            return f"a stance instruction that never names the emotion ({self.implicit_split} side) in the {place}"
         if self.placement == "system":
             return f"system prompt {self.emotion_system!r}"
         where = f"user turn ({self.instruction_position} the scenario) {self.user_instruction!r}"

@@ -359,7 +359,7 @@ def elicit(
         judge,
         replies,
         [r.emotion for r in todo],
-        instructions=[settings.instructions(r.emotion) for r in todo],
+        instructions=[settings.instructions(r.emotion, r.user) for r in todo],
         fluency=resolve_fluency(fluency, model.name),
     )
     for row, reply, verdict, hit in zip(todo, replies, judged.verdicts, judged.hits):
@@ -391,6 +391,7 @@ def build_store(
     """
     config = config or StoreConfig()
     settings = settings or PromptSettings()
+    settings.check_sev_shaped("build_store")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset.subset(config.limit)

@@ -12,6 +12,8 @@ figure; every later figure reuses it), with a table of contents and one section 
 * ``evaluation``: the method table (accuracy, per-emotion accuracy, perplexity, distinct-2) and the
   replies behind each cell (collapsible, one ``<details>`` per method and emotion);
 * ``dose``: dose-response curves of each steered method with the band of its random controls;
+* ``validity``: emotion state or instruction word, per layer band, and steering with each prompt
+  set's directions (``emocircuits validity``);
 * ``va``: the valence-arousal circle and the steering curves of a VA run;
 * ``views``: links to the other HTML views the run holds (figures, accuracy, atlas, traces, circuit views).
 
@@ -42,6 +44,8 @@ The data (:func:`circuits.runs.report.gather_report` builds it from a run direct
                     "emotions": [str], "judge", "fluency": {...} | None, "dataset": {...}, "replies_source": str,
                     "replies": {method: {emotion: [{"text", "valence", "verdict"}]}}},
      "dose": <dose_response.json as written by ``emocircuits dose-response``> | None,
+     "validity": {"header", "rows", "intervals": [header, rows], "rule", "n", "seeds", "point", "judge", "steering_rows", "steering",
+                  "file"} | None,
      "va": {"layer", "emotions", "projection": {e: [v, a]}, "ratings": {e: [v, a]},
             "circumplex": {"center": [x, y], "radius", ...}, "fit": {"r2", ...},
             "steering": [{"direction", "alpha", "valence_proj", "arousal_proj", "judged"}], "dir": str} | None,
@@ -66,6 +70,7 @@ SECTIONS = (
     ("circuits", "Circuits"),
     ("evaluation", "Steering methods"),
     ("dose", "Dose-response"),
+    ("validity", "Emotion state or instruction word?"),
     ("va", "Valence-arousal"),
     ("views", "Other views of this run"),
 )
@@ -79,6 +84,7 @@ MAKES = {
     "evaluation": "`emocircuits evaluate --run RUN` (evaluation.json, replies.jsonl)",
     "dose": "`emocircuits dose-response --run RUN` (dose_response.json)",
     "va": "`emocircuits va --out VA_DIR`, then pass the VA directory to the report",
+    "validity": "`emocircuits validity --run RUN` (validity/validity.json)",
     "views": "`emocircuits discover` (figures/), `evaluate` (accuracy.html), `atlas`, `trace`, `export-graph`",
 }
 
@@ -427,6 +433,45 @@ def dose_tables(d: dict[str, Any]) -> list[Table]:
     return out
 
 
+def validity_tables(d: dict[str, Any]) -> list[Table]:
+    """The verdict per layer band and the steering arms of ``emocircuits validity``."""
+    out = [
+        Table(
+            "table-validity",
+            d["header"],
+            d["rows"],
+            f"Band means; in brackets the 95th percentile of {d['seeds']} permuted-label draws; read point "
+            f"{d['point']}. Forward: fitted on explicit prompts, read on the set; reverse: fitted on the set, "
+            "read on explicit prompts; cosine: explicit vs the set's directions.",
+        )
+    ]
+    if d.get("intervals"):
+        head, rows = d["intervals"]
+        out.append(
+            Table(
+                "table-validity-intervals",
+                head,
+                rows,
+                "Transfer accuracy per band with 95% Wilson intervals (the band mean as a share of the test "
+                "side's n) and the null's 95th percentile.",
+            )
+        )
+    if d.get("steering_rows"):
+        st = d.get("steering") or {}
+        out.append(
+            Table(
+                "table-validity-steering",
+                ["arm", "fluent accuracy [95% interval]", "broken", "n"],
+                d["steering_rows"],
+                f"Steering on {st.get('n_scenarios')} SEV test scenario(s) with the neutral prompt, judge "
+                f"{d.get('judge')}: direction alpha {st.get('direction_alpha')} on layers {st.get('layers')}, "
+                f"circuit lambda {st.get('circuit_lambda')}, positions {st.get('positions')} (from "
+                f"{st.get('strengths_from')}).",
+            )
+        )
+    return out
+
+
 def va_tables(d: dict[str, Any]) -> list[Table]:
     proj, ratings = d.get("projection") or {}, d.get("ratings") or {}
     rows = [
@@ -483,6 +528,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], list[Table]]] = {
     "circuits": circuit_tables,
     "evaluation": evaluation_tables,
     "dose": dose_tables,
+    "validity": validity_tables,
     "va": va_tables,
 }
 
@@ -499,6 +545,9 @@ def _notes(section: str, d: dict[str, Any]) -> list[str]:
     made = f" Made by `{shlex.join(d['command'])}`." if d.get("command") else ""
     if section == "dose" and d.get("file"):
         return [f"From {d['file']}.{made}"]
+    if section == "validity":
+        sizes = ", ".join(f"{k} {v}" for k, v in d["n"].items())
+        return [f"From {d['file']}. Rows: {sizes}.", f"Rule: {d['rule']}"]
     if section == "va" and d.get("dir"):
         return [f"VA run: {d['dir']}.{made}"]
     return []

@@ -59,6 +59,13 @@ EVALUATION_FILES = (EVALUATION_JSON, EVALUATION_CSV, ACCURACY_HTML, REPORT_MD, R
 HOUSEKEEPING = re.compile(r"\..+\.(lock|lock\.json|tmp|[a-z0-9_]{8}\.partial|[a-z0-9_]{8}\.old)")
 """Hidden names of writer locks, atomic writes and staging folders (of a folder's sub-folders): not outputs."""
 FINDINGS_MD = "findings.md"
+VALIDITY_DIR = "validity"
+"""The folder of ``emocircuits validity`` in a run (one swap)."""
+VALIDITY_JSON = "validity.json"
+VALIDITY_MD = "validity.md"
+VALIDITY_DIRECTIONS = "directions"
+"""Stem of each prompt set's directions in the validity folder: ``directions_{set}.json|.safetensors``."""
+VALIDITY_FILES = (VALIDITY_JSON, VALIDITY_MD)
 
 
 def foreign_entries(folder: str | Path, own: Sequence[str] | frozenset[str]) -> list[str]:

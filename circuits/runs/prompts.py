@@ -97,7 +97,7 @@ def measure_prompts(
     ):
         prompts = [model.chat_ids(*settings.chat(it.emotion, it.user_text)) for it in items]
         replies = generate(model, prompts, gen, progress=False, no_repeat_ngram_size=3)
-        instructions = [settings.instructions(it.emotion) for it in items]
+        instructions = [settings.instructions(it.emotion, it.user_text) for it in items]
         judged = judge_replies(judge, replies, [it.emotion for it in items], instructions=instructions, fluency=check)
         hits, verdicts = judged.hits, judged.verdicts
         if record is not None:

@@ -326,6 +326,32 @@ def dose_section(run: Run) -> dict[str, Any] | None:
         return d
 
 
+def validity_section(run: Run) -> dict[str, Any] | None:
+    """``validity/validity.json`` (``emocircuits validity``) as the verdict and steering tables' rows,
+    the rule, the set sizes and the token-identity baseline."""
+    from circuits.runs.validity import interval_table, steering_rows, validity_header, verdict_table
+
+    name = f"{layout.VALIDITY_DIR}/{layout.VALIDITY_JSON}"
+    if not run.has(name):
+        return None
+    res = run.json(name)
+    with _Shape(run.file(name)):
+        steering = res.get("steering") or {}
+        return {
+            "file": str(run.file(name)),
+            "header": validity_header(res),
+            "rows": verdict_table(res),
+            "intervals": interval_table(res),
+            "rule": res["rule"],
+            "n": dict(res["stats"]["n"]),
+            "seeds": res["stats"]["seeds"],
+            "point": res["config"]["point"],
+            "judge": res.get("judge"),
+            "steering_rows": steering_rows(res),
+            "steering": {k: v for k, v in steering.items() if k != "arms"},
+        }
+
+
 def va_section(va_dir: str | os.PathLike | None) -> dict[str, Any] | None:
     """The circle and steering curves of a VA run's ``summary.json`` (None without a VA directory)."""
     if va_dir is None:
@@ -395,6 +421,7 @@ def gather_report(
         "circuits": circuits_section(run),
         "evaluation": evaluation_section(run, evaluation),
         "dose": dose_section(run),
+        "validity": validity_section(run),
         "va": va_section(va_dir),
         "views": views_section(run, Path(page_dir) if page_dir is not None else run.path),
         "absent": {"va": "`emocircuits va --out VA_DIR` (no VA run directory was given to the report)"},

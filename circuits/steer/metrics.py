@@ -227,6 +227,7 @@ def evaluate_methods(
     scoring time is split over the methods by their number of replies scored (``timings_s``)."""
     cfg = config or EvalConfig()
     settings = settings or PromptSettings()
+    settings.check_sev_shaped("evaluate_methods")
     judge = judge or default_judge_instance(model.name)
     check = resolve_fluency(fluency, model.name)
     emotions = check_emotions(cfg.emotions)
@@ -277,7 +278,7 @@ def evaluate_methods(
             judge,
             replies,
             [it.emotion for it in rows],
-            instructions=[settings.instructions(it.emotion) for it in rows],
+            instructions=[settings.instructions(it.emotion, it.user_text) for it in rows],
             fluency=check,
         )
         if record is not None:
@@ -285,7 +286,7 @@ def evaluate_methods(
                 {
                     "text": r,
                     "label": it.emotion,
-                    "instruction": list(settings.instructions(it.emotion)),
+                    "instruction": list(settings.instructions(it.emotion, it.user_text)),
                     "method": method,
                     "valence": it.valence,
                     "skeleton_id": it.skeleton_id,

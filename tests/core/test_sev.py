@@ -255,3 +255,43 @@ def test_sev_validate_reports_a_surrogate_as_the_loader_does(tmp_path, capsys):
     assert cli.main(["sev", "validate", str(p)]) != 0
     err = capsys.readouterr().err
     assert f"{p}:1: field 'scenario': holds a lone surrogate" in err and "Traceback" not in err
+
+
+def test_the_stance_family_sends_a_stance_instruction_that_never_names_the_emotion():
+    from circuits.core.elicitation import named_words, stance_instructions
+
+    sev = "I opened the parcel.\nIt was empty."
+    user = PromptSettings(prompt_family="stance", placement="user")
+    system, turn = user.chat("anger", sev)
+    stance = turn.split("\n\n")[0]
+    assert system == user.neutral_system and turn == f"{stance}\n\n{sev}"
+    assert stance in stance_instructions("dev")["anger"] and not named_words(turn)
+    assert user.chat("anger", sev) == (system, turn)  # one fixed instruction per SEV text
+    assert user.instructions("anger", sev) == (stance,)
+    assert user.instructions("anger") == stance_instructions("dev")["anger"]  # what any reply may echo
+    paper = PromptSettings(prompt_family="stance")
+    system = paper.chat("fear", sev)[0]
+    assert paper.chat("fear", sev) == (system, sev) and paper.instructions("fear", sev) == (system,)
+    assert system.split("\n")[0] in stance_instructions("dev")["fear"] and system.endswith("\n" + paper.neutral_system)
+    assert paper.chat(None, sev) == PromptSettings().chat(None, sev)  # the neutral setting is unchanged
+    final = PromptSettings(prompt_family="stance", placement="user", implicit_split="final")
+    assert final.chat("anger", sev)[1].split("\n\n")[0] in stance_instructions("final")["anger"]
+    # the hash spreads the instructions: many SEV texts use most of an emotion's instructions
+    used = {user.chat("sadness", f"scenario {k}")[1].split("\n\n")[0] for k in range(200)}
+    assert len(used) == len(stance_instructions("dev")["sadness"])
+
+
+def test_event_and_story_families_send_the_text_alone_and_are_refused_where_sev_is_built():
+    from circuits.core.artifacts import InputError
+
+    for family in ("event", "story"):
+        p = PromptSettings(prompt_family=family, placement="both")
+        assert p.chat("anger", "My neighbour cut down my tree.") == (p.neutral_system, "My neighbour cut down my tree.")
+        assert p.instructions("anger") == () and family in p.describe()
+        with pytest.raises(InputError, match=f"prompt family '{family}'.*explicit or stance"):
+            p.check_sev_shaped("build_store")
+    PromptSettings(prompt_family="stance").check_sev_shaped("build_store")
+    with pytest.raises(InputError, match="prompt_family"):
+        PromptSettings(prompt_family="implicit")
+    old = {k: v for k, v in PromptSettings().to_dict().items() if k not in ("prompt_family", "implicit_split")}
+    assert PromptSettings.from_dict(old).prompt_family == "explicit"  # stores from before families

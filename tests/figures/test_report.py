@@ -353,7 +353,7 @@ def test_absent_sections_say_what_makes_them(tmp_path):
     write(run / layout.SUMMARY_JSON, {"model": {"name": "m", "fingerprint": "f"}})
     path = write_run_report(run)
     html = path.read_text(encoding="utf-8")
-    for section in ("probe", "circuits", "evaluation", "dose", "va", "views"):
+    for section in ("probe", "circuits", "evaluation", "dose", "validity", "va", "views"):
         m = re.search(
             rf"<section id='{section}' class='absent-section'><h2>[^<]*</h2><p class='absent'>(.*?)</p>", html
         )

@@ -176,8 +176,9 @@ def validity_stats(
     ``("explicit", "dev")``, ``("explicit", "final")`` and both sides of each of ``implicit``; ``words``:
     the emotions' centred word vectors (embedding, unembedding; None: no word share). Returns a JSON-ready
     dict: ``within``, ``forward[s]``, ``reverse[s]``, ``cosine[s]`` (each ``value`` / ``null_p95`` /
-    ``null_mean`` / ``null_draws`` per layer), ``tokens`` (forward / reverse per set, and within), ``n``
-    (rows per set and side), ``word_share``, ``chance``."""
+    ``null_mean`` / ``null_draws`` per layer; the cosine also ``per_emotion`` ``[n_layers][n_emotions]``), ``tokens`` (forward / reverse per set, and within), ``n``
+    (rows per set and side), ``word_share`` (per set: ``matched`` and ``mismatched`` per layer and
+    ``matched_per_emotion``), ``chance``."""
     E = len(emotions)
     ex_dev, ex_fin = sets[("explicit", "dev")], sets[("explicit", "final")]
     perm = permuted_labels(ex_dev.y, seeds, seed)
@@ -207,13 +208,14 @@ def validity_stats(
         rev = transfer_accuracy(dev.x, rperm, ex_fin.x, ex_fin.y, E, C, max_iter)
         s_units = class_directions(centred(dev.x), dev.y, E)
         units[s] = s_units
-        cos_real = (ex_units * s_units).sum(-1).mean(-1)  # [L]
+        cos_each = (ex_units * s_units).sum(-1)  # [L, E]
+        cos_real = cos_each.mean(-1)  # [L]
         cos_null = torch.stack(
             [(ex_units * class_directions(centred(dev.x), p, E)).sum(-1).mean(-1) for p in rperm[1:]]
         )
         out["forward"][s] = {**_summary(fwd[0], fwd[1:]), "n_test": len(fin.y)}
         out["reverse"][s] = {**_summary(rev[0], rev[1:]), "n_test": len(ex_fin.y)}
-        out["cosine"][s] = _summary(cos_real, cos_null)
+        out["cosine"][s] = {**_summary(cos_real, cos_null), "per_emotion": cos_each.tolist()}
         out["tokens"]["forward"][s] = float(
             transfer_accuracy(ex_dev.tokens[:, None], ex_dev.y, fin.tokens[:, None], fin.y, E, C, max_iter)[0]
         )
@@ -224,7 +226,11 @@ def validity_stats(
         out["word_share"] = {"random": 2.0 / words.shape[-1]}
         for name, u in units.items():
             matched, mismatched = plane_share(u, words)
-            out["word_share"][name] = {"matched": matched.mean(1).tolist(), "mismatched": mismatched.mean(1).tolist()}
+            out["word_share"][name] = {
+                "matched": matched.mean(1).tolist(),
+                "mismatched": mismatched.mean(1).tolist(),
+                "matched_per_emotion": matched.tolist(),
+            }
     return out
 
 

@@ -62,6 +62,8 @@ def test_a_planted_shared_direction_passes_every_transfer_test(shared):
         assert min(shared["reverse"][s]["value"]) > 0.8
         assert min(shared["cosine"][s]["value"]) > 0.7
         assert max(shared["forward"][s]["null_p95"]) < 0.5
+        per = torch.tensor(shared["cosine"][s]["per_emotion"])  # [L, E], its mean is the reported cosine
+        assert per.shape == (L, E) and torch.allclose(per.mean(1), torch.tensor(shared["cosine"][s]["value"]))
     rows = band_verdicts(shared, bands=3)
     assert [r["layers"] for r in rows] == [[0, 0], [1, 1], [2, 2]]
     assert {r["verdict"] for r in rows} == {"emotion state"}

@@ -434,7 +434,8 @@ def dose_tables(d: dict[str, Any]) -> list[Table]:
 
 
 def validity_tables(d: dict[str, Any]) -> list[Table]:
-    """The verdict per layer band and the steering arms of ``emocircuits validity``."""
+    """The verdict per layer band, the transfer intervals and (when it steered) the steering arms of
+    ``emocircuits validity``."""
     out = [
         Table(
             "table-validity",
@@ -443,19 +444,14 @@ def validity_tables(d: dict[str, Any]) -> list[Table]:
             f"Band means; in brackets the 95th percentile of {d['seeds']} permuted-label draws; read point "
             f"{d['point']}. Forward: fitted on explicit prompts, read on the set; reverse: fitted on the set, "
             "read on explicit prompts; cosine: explicit vs the set's directions.",
-        )
+        ),
+        Table(
+            "table-validity-intervals",
+            *d["intervals"],
+            "Transfer accuracy per band with 95% Wilson intervals (the band mean as a share of the test "
+            "side's n) and the null's 95th percentile.",
+        ),
     ]
-    if d.get("intervals"):
-        head, rows = d["intervals"]
-        out.append(
-            Table(
-                "table-validity-intervals",
-                head,
-                rows,
-                "Transfer accuracy per band with 95% Wilson intervals (the band mean as a share of the test "
-                "side's n) and the null's 95th percentile.",
-            )
-        )
     if d.get("steering_rows"):
         st = d.get("steering") or {}
         out.append(

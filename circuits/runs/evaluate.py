@@ -19,7 +19,7 @@ from circuits.core.ownership import canonical, check_folder_target, owned
 from circuits.core.provenance import provenance
 from circuits.core.sev import DEFAULT_TEST, DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.runs import layout
-from circuits.runs.layout import EVALUATION_DIR, EVALUATION_FILES, foreign_entries, shown_names
+from circuits.runs.layout import EVALUATION_DIR, EVALUATION_FILES
 from circuits.runs.report import write_run_report
 from circuits.runs.rundir import Run
 from circuits.steer.metrics import EvalConfig, evaluate_methods, method_table, strength_sweep, sweep_table
@@ -119,17 +119,7 @@ def evaluation_target(run: Run, out: str | os.PathLike | None) -> Path:
 def check_evaluation_folder(folder: str | os.PathLike, flag: str = "--out") -> None:
     """:class:`InputError` when the existing folder ``folder`` holds anything but evaluation files (and the
     hidden names of atomic writes and locks): writing an evaluation replaces the folder whole."""
-    path = Path(folder)
-    if not path.is_dir():
-        return
-    other = foreign_entries(path, EVALUATION_FILES)
-    if other:
-        shown = shown_names(other)
-        where = f"{flag} {path}" if flag == "--out" else f"{path} (the evaluation folder of {flag})"
-        raise InputError(
-            f"{where}: holds files that are not an evaluation's ({shown}); an evaluation replaces its folder "
-            f"whole, so give --out a new or empty folder, or one an earlier evaluation wrote"
-        )
+    layout.check_own_folder(Path(folder), EVALUATION_FILES, flag, "evaluation")
 
 
 def random_circuit(circuit: Any, seed: int) -> Any:

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from circuits.core.artifacts import InputError, write_text_atomic
+from circuits.core.elicitation import ELICITATIONS
 from circuits.core.readers import iter_csv, to_float, to_int
 
 STORE_DIR = "store"
@@ -65,7 +66,10 @@ VALIDITY_JSON = "validity.json"
 VALIDITY_MD = "validity.md"
 VALIDITY_DIRECTIONS = "directions"
 """Stem of each prompt set's directions in the validity folder: ``directions_{set}.json|.safetensors``."""
-VALIDITY_FILES = (VALIDITY_JSON, VALIDITY_MD)
+VALIDITY_FILES = (VALIDITY_JSON, VALIDITY_MD) + tuple(
+    f"{VALIDITY_DIRECTIONS}_{family}.{ext}" for family in ELICITATIONS for ext in ("json", "safetensors")
+)
+"""The files of one validity check, written together as one swap (:func:`circuits.runs.validity.run_validity`)."""
 
 
 def foreign_entries(folder: str | Path, own: Sequence[str] | frozenset[str]) -> list[str]:
@@ -80,6 +84,20 @@ def foreign_entries(folder: str | Path, own: Sequence[str] | frozenset[str]) -> 
         for p in path.iterdir()
         if p.name not in own and not HOUSEKEEPING.fullmatch(p.name)
     )
+
+
+def check_own_folder(folder: str | Path, own: Sequence[str], flag: str, what: str) -> None:
+    """:class:`InputError` when the existing ``folder``, which a command replaces whole, holds anything
+    but the files ``own`` that ``what`` (``"evaluation"``, ``"validity check"``) writes there (and the
+    :data:`HOUSEKEEPING` names): naming ``flag`` and listing what else it holds."""
+    other = foreign_entries(folder, own)
+    if other:
+        a = "an" if what[0] in "aeiou" else "a"
+        where = f"{flag} {folder}" if flag == "--out" else f"{folder} (the {what} folder of {flag})"
+        raise InputError(
+            f"{where}: holds files that are not {a} {what}'s ({shown_names(other)}); {a} {what} replaces its "
+            f"folder whole, so give --out a new or empty folder, or one an earlier {what} wrote"
+        )
 
 
 def shown_names(names: Sequence[str], most: int = 12) -> str:

@@ -329,27 +329,14 @@ def dose_section(run: Run) -> dict[str, Any] | None:
 def validity_section(run: Run) -> dict[str, Any] | None:
     """``validity/validity.json`` (``emocircuits validity``) as the verdict and steering tables' rows,
     the rule, the set sizes and the token-identity baseline."""
-    from circuits.runs.validity import interval_table, steering_rows, validity_header, verdict_table
+    from circuits.runs.validity import report_data
 
     name = f"{layout.VALIDITY_DIR}/{layout.VALIDITY_JSON}"
     if not run.has(name):
         return None
     res = run.json(name)
     with _Shape(run.file(name)):
-        steering = res.get("steering") or {}
-        return {
-            "file": str(run.file(name)),
-            "header": validity_header(res),
-            "rows": verdict_table(res),
-            "intervals": interval_table(res),
-            "rule": res["rule"],
-            "n": dict(res["stats"]["n"]),
-            "seeds": res["stats"]["seeds"],
-            "point": res["config"]["point"],
-            "judge": res.get("judge"),
-            "steering_rows": steering_rows(res),
-            "steering": {k: v for k, v in steering.items() if k != "arms"},
-        }
+        return report_data(res, str(run.file(name)))
 
 
 def va_section(va_dir: str | os.PathLike | None) -> dict[str, Any] | None:

@@ -269,20 +269,12 @@ def check_stance_run(stance_run: str | os.PathLike | None, model: ModelHandle | 
 
 
 def validity_target(run: Run, out: str | os.PathLike | None) -> Path:
-    """``out`` or ``RUN/validity/``; an existing folder must hold only an earlier validity's files."""
-    target = Path(out) if out is not None else run.file(layout.VALIDITY_DIR)
-    check_folder_target(target, "--out")
-    other = layout.foreign_entries(target, frozenset(layout.VALIDITY_FILES) | _direction_files())
-    if other:
-        raise InputError(
-            f"{target}: holds files that are not a validity check's ({layout.shown_names(other)}); the check "
-            "replaces its folder whole, so give --out a new or empty folder"
-        )
+    """``out``, or ``RUN/validity/`` when ``out`` is None; an existing folder must hold nothing but an
+    earlier check's files (:data:`~circuits.runs.layout.VALIDITY_FILES`), since the check replaces it whole."""
+    target, flag = (run.file(layout.VALIDITY_DIR), "--run") if out is None else (Path(out), "--out")
+    check_folder_target(target, flag)
+    layout.check_own_folder(target, layout.VALIDITY_FILES, flag, "validity check")
     return target
-
-
-def _direction_files() -> frozenset[str]:
-    return frozenset(f"{layout.VALIDITY_DIRECTIONS}_{s}.{ext}" for s in ELICITATIONS for ext in ("json", "safetensors"))
 
 
 def run_validity(
@@ -307,6 +299,7 @@ def run_validity(
     emotions = list(run.directions().emotions)
     sets: dict[tuple[str, str], SetFeatures] = {}
     dev_acts: dict[str, tuple] = {}
+    p = list(POINTS).index(cfg.point)
     for name in ELICITATIONS:
         for side in SIDES:
             ps, chats, labels, groups = set_prompts(settings, name, side, emotions, cfg)
@@ -317,7 +310,6 @@ def run_validity(
                 model, [model.chat_ids(*c) for c in chats], cfg.batch_size, f"validity {name} {side}", progress
             )
             y = torch.tensor([emotions.index(e) for e in labels])
-            p = list(POINTS).index(cfg.point)
             sets[(name, side)] = SetFeatures(name, side, x[:, p], tokens, y, groups)
             if side == "dev":
                 dev_acts[name] = (x, y, ps, groups)
@@ -417,32 +409,47 @@ def steering_rows(result: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def report_data(result: dict[str, Any], file: str) -> dict[str, Any]:
+    """The run report's ``validity`` section (:func:`circuits.figures.report_page.validity_tables`) from
+    what ``validity.json`` holds (``file``: where it was read or is written)."""
+    steering = result.get("steering") or {}
+    return {
+        "file": file,
+        "header": validity_header(result),
+        "rows": verdict_table(result),
+        "intervals": interval_table(result),
+        "rule": result["rule"],
+        "n": dict(result["stats"]["n"]),
+        "seeds": result["stats"]["seeds"],
+        "point": result["config"]["point"],
+        "judge": result.get("judge"),
+        "steering_rows": steering_rows(result),
+        "steering": {k: v for k, v in steering.items() if k != "arms"},
+    }
+
+
 def validity_markdown(result: dict[str, Any]) -> str:
-    """``validity.md``: the verdict table with its rule, the per-set sizes, the lexical baselines and the
-    steering table."""
+    """``validity.md``: the run report's tables (verdict per band, transfer intervals, steering) with the
+    rule, then the lexical baselines (token-identity probe, word-plane share)."""
+    from circuits.figures.report_page import Table, validity_tables
+
     stats = result["stats"]
     sets = list(stats["forward"])
-    head = validity_header(result)
+    verdicts, intervals, *steering = validity_tables(report_data(result, layout.VALIDITY_JSON))
     lines = [
         f"# Emotion state or instruction word? ({result['model']['name']})",
         "",
-        f"Run `{result['run']}`; read point {result['config']['point']}; {stats['seeds']} permuted-label draws per null; "
-        f"chance {_pct(stats['chance'])}. Rows: " + ", ".join(f"{k} {v}" for k, v in stats["n"].items()) + ".",
+        f"Run `{result['run']}`; chance {_pct(stats['chance'])}. Rows: "
+        + ", ".join(f"{k} {v}" for k, v in stats["n"].items())
+        + ".",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
-    lines += ["| " + " | ".join(r) + " |" for r in verdict_table(result)]
-    lines += ["", f"Rule: {result['rule']}", ""]
-    ihead, irows = interval_table(result)
-    lines += [
-        "Transfer accuracy per band with 95% Wilson intervals (the band mean as a share of the test side's n) "
-        "and the null's 95th percentile:",
+        verdicts.markdown(),
         "",
-        "| " + " | ".join(ihead) + " |",
-        "|" + "---|" * len(ihead),
+        f"Rule: {result['rule']}",
+        "",
+        intervals.markdown(),
+        "",
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in irows] + [""]
     tok = stats["tokens"]
     lines.append(
         f"Token identities alone (mean input embedding): explicit {_pct(tok['within'])} cross-validated; forward "
@@ -453,36 +460,30 @@ def validity_markdown(result: dict[str, Any]) -> str:
     )
     share = stats.get("word_share")
     if share:
-        lines += [
-            "",
-            "Share of each direction in its own emotion word's plane (embedding + unembedding), band means, "
-            f"matched / mismatched (a random direction: {share['random']:.3f}):",
-            "",
-        ]
         bands = [tuple(b["layers"]) for b in result["bands"]]
-        lines.append("| set | " + " | ".join(f"layers {lo}-{hi}" for lo, hi in bands) + " |")
-        lines.append("|---|" + "---|" * len(bands))
-        for name in [k for k in share if k != "random"]:
-            cells = [
+        rows = [
+            [name]
+            + [
                 f"{sum(share[name]['matched'][lo : hi + 1]) / (hi - lo + 1):.3f} / "
                 f"{sum(share[name]['mismatched'][lo : hi + 1]) / (hi - lo + 1):.3f}"
                 for lo, hi in bands
             ]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    rows = steering_rows(result)
-    if rows:
-        st = result["steering"]
-        lines += [
-            "",
-            f"Steering on {st['n_scenarios']} SEV test scenario(s), neutral prompt, judge `{result['judge']}`, fluent "
-            f"accuracy with 95% Wilson intervals (direction alpha {st['direction_alpha']:g} on layers "
-            f"{st['layers'][0]}-{st['layers'][-1]}; circuit lambda {st['circuit_lambda']:g}; positions "
-            f"{st['positions']}; strengths from {st['strengths_from']}"
-            + ("" if st["circuits_from_stance"] else "; no stance run given, so no circuit found on stance prompts")
-            + "):",
-            "",
-            "| arm | fluent accuracy | broken | n |",
-            "|---|---|---|---|",
+            for name in share
+            if name != "random"
         ]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        table = Table(
+            "table-validity-words",
+            ["set"] + [f"layers {lo}-{hi}" for lo, hi in bands],
+            rows,
+            "Share of each direction in its own emotion word's plane (embedding + unembedding), band means, "
+            f"matched / mismatched (a random direction: {share['random']:.3f}).",
+        )
+        lines += ["", table.markdown()]
+    if steering:
+        note = (
+            ""
+            if result["steering"]["circuits_from_stance"]
+            else " No stance run was given: no circuit found on stance prompts."
+        )
+        lines += ["", steering[0].markdown() + note]
     return "\n".join(lines) + "\n"

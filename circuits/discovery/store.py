@@ -406,8 +406,6 @@ def build_store(
         else:
             if old.get("version") != STORE_VERSION:
                 raise StoreMismatchError(f"{meta_path}: store version {old.get('version')!r}, expected {STORE_VERSION}")
-            if isinstance(old.get("prompts"), dict):  # stores from before placements: the paper's placement
-                old["prompts"] = PromptSettings.from_dict(old["prompts"]).to_dict()
             _compare(old, ident, out)
             if old.get("elicitation", False) != elicitation:
                 raise StoreMismatchError(
@@ -491,7 +489,9 @@ _ROW_REQUIRED = ("kind", "skeleton_id", "theme", "valence", "emotion")
 
 def read_store_meta(meta_path: Path) -> dict[str, Any]:
     """A store's ``meta.json``, read through the hardened reader and checked field by field (version,
-    model identity, rows, shards): a problem raises :class:`InputError` naming the file and field."""
+    model identity, rows, shards): a problem raises :class:`InputError` naming the file and field. The
+    prompt settings come back complete: a field the store was written without (``placement`` before
+    placements, ``prompt_family`` before prompt families) has its default, which is what built it."""
     meta = read_json(meta_path, what="store meta file")
 
     def bad(field: str, expected: str) -> InputError:
@@ -536,6 +536,11 @@ def read_store_meta(meta_path: Path) -> dict[str, Any]:
             raise bad(f"shards[{i}]", f"an object with a file name and 0 <= start < stop <= {len(rows)}")
     if not isinstance(meta.get("complete"), bool):
         raise bad("complete", "true or false")
+    if isinstance(meta.get("prompts"), dict):  # settings saved before a field existed read with its default
+        try:
+            meta["prompts"] = PromptSettings.from_dict(meta["prompts"]).to_dict()
+        except (InputError, TypeError) as err:
+            raise InputError(f"{meta_path}: field 'prompts': {err}") from None
     known = set(LEGACY_TENSORS) | {"attn_mean"}
     names = meta.get("tensors", list(LEGACY_TENSORS))
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in known for n in names):

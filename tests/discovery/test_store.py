@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from circuits.core.artifacts import InputError
 from circuits.core.sev import DEFAULT_TRAIN, PromptSettings, SEVDataset, load_sev
 from circuits.discovery.store import (
     ActivationStore,
@@ -111,6 +112,25 @@ def test_reuse_and_refusal(tmp_path, tiny_models):
     with pytest.raises(StoreMismatchError, match="not for"):
         ActivationStore.load(out, l)
     assert ActivationStore.load(out, q).fingerprint == q.fingerprint  # nothing was damaged
+
+
+def test_a_store_written_before_a_prompt_field_reads_and_is_reused_with_its_default(tmp_path, qwen_tiny):
+    """A reused store from before ``prompt_family`` (and ``placement``) gives back complete settings, so a run
+    built on it records them; a broken ``prompts`` field is refused naming the file."""
+    out = tmp_path / "s"
+    cfg = StoreConfig(limit=2, emotions=("anger", "fear"), neutral=False)
+    build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
+    meta = json.loads((out / "meta.json").read_text())
+    for key in ("prompt_family", "implicit_split", "placement", "user_instruction", "instruction_position"):
+        del meta["prompts"][key]
+    (out / "meta.json").write_text(json.dumps(meta))
+    again = build_store(qwen_tiny, load_sev(), out, cfg, progress=False)
+    assert again.meta["prompts"] == PromptSettings().to_dict()
+    assert ActivationStore.load(out).meta["prompts"]["prompt_family"] == "explicit"
+    meta["prompts"]["emotion_system"] = 5
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"meta\.json: field 'prompts'"):
+        ActivationStore.load(out)
 
 
 class _StubJudge:

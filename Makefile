@@ -90,7 +90,7 @@ lock: $(STAMP)
 	  --no-emit-find-links --no-emit-trusted-host --upgrade-package "torch==$(TORCH_LOCK)" $(LOCK_ARGS) \
 	  -o $(LOCK) pyproject.toml
 
-# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~20 minutes on 2 CPU cores):
+# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~15 minutes on 2 CPU cores):
 # discovery, circuits, strength sweep and the method table (`emocircuits demo`), then a dose-response
 # with random-control bands and a small valence-arousal run, so that runs/demo/report.html shows every
 # section; then the same discovery on prompts that never name the emotion (`--prompt-family stance`) and
@@ -108,7 +108,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits validity --run runs/demo --stance-run runs/demo-stance
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va
 
-# The toy model with the full discovery defaults (about 10 minutes with the stance run), then the same extras as `make demo`.
+# The toy model with the full discovery defaults (a few minutes, the stance run included), then the same extras as `make demo`.
 demo-toy: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --model toy --out runs/demo-toy
 	HF_HUB_OFFLINE=1 $(PY) -m circuits dose-response --run runs/demo-toy --out runs/demo-toy/dose $(DEMO_DOSE_ARGS)

@@ -122,6 +122,23 @@ def test_internal_error_prints_traceback_and_asks_for_a_report(capsys, monkeypat
     assert "Traceback" in err and "boom inside the library" in err and "please report" in err
 
 
+@pytest.mark.parametrize("raised, status, line", [("terminated", 143, "terminated"), ("interrupt", 130, "interrupted")])
+def test_a_stop_mid_progress_bar_says_so_on_its_own_line(capsys, monkeypatch, tmp_path, raised, status, line):
+    """A progress bar writes without a newline until it closes; the stop's line must not join it."""
+    import sys
+
+    from circuits.cli import common
+    from circuits.core.signals import Terminated
+
+    def stopped(args):
+        sys.stderr.write("Loading weights: 100%|##########| 50/50")
+        raise Terminated() if raised == "terminated" else KeyboardInterrupt()
+
+    monkeypatch.setattr(common, "check_model_args", stopped)
+    assert cli.main(["va", "--model", "toy", "--out", str(tmp_path / "va")]) == status
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"emocircuits: {line}"
+
+
 def test_circuit_sidecar_with_nan_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -128,10 +128,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"{parser.prog}: error: {user_message(err)}", file=sys.stderr)
         return 2
     except Terminated:
-        print(f"{parser.prog}: terminated", file=sys.stderr)
+        print(f"\n{parser.prog}: terminated", file=sys.stderr)  # own line: a progress bar may be mid-line
         return 128 + int(signal.SIGTERM)
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        print(f"\n{parser.prog}: interrupted", file=sys.stderr)
         return 130
     except Exception:
         import traceback

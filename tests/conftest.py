@@ -56,5 +56,14 @@ def smollm2():
 
 
 @pytest.fixture(scope="session")
+def qwen_coder():
+    """The second packaged real model, Qwen2.5-Coder-0.5B-Instruct (six chunk wheels, joined and
+    converted once into the user cache)."""
+    from circuits.core.model import load_model
+
+    return load_model("qwen2.5-coder-0.5b")
+
+
+@pytest.fixture(scope="session")
 def qwen_tiny(tiny_models):
     return tiny_models["qwen2"]

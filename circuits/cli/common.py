@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from circuits.core.config import check_number, check_template, field_default, field_flag, field_type
+from circuits.core.gguf import PACKAGED_MODELS
 from circuits.judges.base import DEFAULT_JUDGE, JUDGE_MODES, JUDGE_SPECS
 
 Handler = Callable[[argparse.Namespace], int]
@@ -91,7 +92,7 @@ def model_args(p: argparse.ArgumentParser, default: str | None = "toy") -> None:
     p.add_argument(
         "--model",
         default=default,
-        help=f"hub name, local directory, .gguf file, 'smollm2-135m' (the packaged SmolLM2-135M-Instruct) "
+        help=f"hub name, local directory, .gguf file, a packaged model ({', '.join(PACKAGED_MODELS)}) "
         f"or 'toy' (default: {shown})",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

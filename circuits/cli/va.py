@@ -21,6 +21,8 @@ VA_FLAGS = (
     "steer_limit",
     "refusal",
     "sycophancy",
+    "probe_limit",
+    "refusal_tokens",
     "limit",
 )
 
@@ -64,12 +66,23 @@ def _va(args: argparse.Namespace) -> int:
         f"layer {s['layer']}: R^2 {s['fit']['r2']}, circumplex order {s['circumplex']['order']}, "
         f"circle residual {s['circumplex']['residual']:.3f}"
     )
+    if s["fit"].get("heldout"):
+        h = s["fit"]["heldout"]
+        print(
+            f"each emotion left out ({h['n']}): R^2 valence {h['r2']['valence']:.2f}, arousal {h['r2']['arousal']:.2f}"
+        )
     if "lexicon" in s:
         print("lexicon check:", s["lexicon"])
     for r in s.get("probes", {}).get("refusal", []):
         if not r["direction"].startswith("random"):
             by_type = ", ".join(f"{t} {v:.2f}" for t, v in r["refusal_rate_by_type"].items())
             print(f"refusal {r['direction']} alpha {r['alpha']:+g}: {r['refusal_rate']:.2f} ({by_type})")
+    for name, b in s.get("behaviour", {}).items():
+        if name != "rule":
+            print(
+                f"{b['claim']}: slope {b['slope']:+.4f} per alpha [{b['low']:+.4f}, {b['high']:+.4f}], "
+                f"n {b['n']}: {b['verdict']} ({b['reason']})"
+            )
     print(f"wrote {args.out}/axes.json, axes.safetensors, summary.json, figures/")
     return 0
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from circuits.core.artifacts import staged_dir, write_atomic, write_json_atomic
 from circuits.core.config import ConfigError, check_config, check_template, config_from_dict, help_field
@@ -21,7 +22,7 @@ from circuits.va.probes import (
     load_sycophancy,
     refusal_rates,
     refusal_token_logits,
-    sycophancy_score,
+    sycophancy_probs,
 )
 from circuits.va.subspace import (
     AROUSAL_QUESTION,
@@ -30,6 +31,7 @@ from circuits.va.subspace import (
     circumplex,
     emotion_vectors_from_texts,
     fit_va_axes,
+    heldout_fit,
     lexicon_check,
     random_directions,
     self_report_va,
@@ -43,10 +45,12 @@ class VAConfig:
     """Options of :func:`run_va`; file paths default to the small files shipped in circuits/data."""
 
     texts: str = help_field(
-        str(data_path("va_texts")), "labelled texts (CSV or JSONL; default: the shipped 186 sentences)"
+        str(data_path("va_emotion_texts")),
+        "labelled texts (CSV or JSONL; default: the shipped 350 texts of 25 emotions, 14 each)",
     )
     ratings: str | None = help_field(
-        str(data_path("va_ratings")), "CSV emotion,valence,arousal (default: shipped ratings of our 6 emotions)"
+        str(data_path("va_emotion_ratings")),
+        "CSV emotion,valence,arousal (default: the shipped 1-9 ratings of the 25 emotions, ours)",
     )
     self_report: bool = help_field(False, "ask the model to rate valence and arousal (instead of --ratings)")
     lexicon: str | None = help_field(
@@ -65,12 +69,18 @@ class VAConfig:
     steer_limit: int = help_field(8, "SEV test scenarios for VA steering", min=1)
     random_seeds: int = 3
     refusal: str | None = help_field(
-        None, "CSV of prompts (prompt[,type]) for the refusal probe; rates are reported overall and per type"
+        None,
+        "CSV of prompts (prompt[,type]) for the refusal probe, or 'shipped' (110 harmful requests and 110 "
+        "benign look-alikes); rates are reported overall and per type",
     )
     refusal_phrases: tuple[str, ...] | None = None
     """Phrases of the refusal detector (case-insensitive, matched in a reply's first 120 characters);
     None: :data:`REFUSAL_PHRASES`. From a file: :func:`load_refusal_phrases`."""
-    sycophancy: str | None = help_field(None, "A/B JSONL for the sycophancy probe")
+    sycophancy: str | None = help_field(
+        None, "A/B JSONL for the sycophancy probe, or 'shipped' (120 items, matching answer 60 A / 60 B)"
+    )
+    probe_limit: int | None = help_field(None, "use at most N items of each probe set (spread over the file)", min=1)
+    refusal_tokens: int = help_field(24, "tokens per reply of the refusal probe", min=1)
     limit: int | None = help_field(None, "use at most N labelled texts per label", min=1)
     """At most this many labelled texts per label (quick runs)."""
     valence_question: str = VALENCE_QUESTION
@@ -145,7 +155,12 @@ def run_va(
         "emotions": emotions,
         "ratings": {e: list(geo["ratings"][e]) for e in emotions},
         "ratings_report": geo["report"],
-        "fit": {"r2": axes.r2, "ridge_alpha": axes.ridge_alpha, "n_components": axes.n_components},
+        "fit": {
+            "r2": axes.r2,
+            "ridge_alpha": axes.ridge_alpha,
+            "n_components": axes.n_components,
+            "heldout": geo["heldout"],
+        },
         "projection": {e: pts[i].tolist() for i, e in enumerate(emotions)},
         "circumplex": geo["circle"],
         "dropped": geo["dropped"],
@@ -162,6 +177,9 @@ def run_va(
     if inputs["sycophancy_items"] is not None:
         probes["sycophancy"] = _sycophancy_probe(model, cfg, inputs["sycophancy_items"], steer)
     summary["probes"] = probes
+    if probes:
+        types = [t for _, t in inputs["refusal_rows"]] if inputs["refusal_rows"] is not None else None
+        summary["behaviour"] = behaviour_verdicts(probes, types)
     _write_va(out_dir, cfg, inputs, geo, summary)
     return summary
 
@@ -205,8 +223,11 @@ def _read_inputs(model: ModelHandle, cfg: VAConfig) -> dict[str, Any]:
     file_ratings = None if cfg.self_report else load_va_ratings(cfg.ratings)
     _check_requested(cfg, sorted({l for _, ls in rows for l in ls} - {"neutral"}), file_ratings)
     lexicon = load_va_lexicon(cfg.lexicon) if cfg.lexicon else None
-    refusal_rows = load_prompts(cfg.refusal) if cfg.refusal else None
-    sycophancy_items = load_sycophancy(cfg.sycophancy) if cfg.sycophancy else None
+    refusal_rows = load_prompts(probe_file(cfg.refusal, "refusal_prompts")) if cfg.refusal else None
+    sycophancy_items = load_sycophancy(probe_file(cfg.sycophancy, "sycophancy_items")) if cfg.sycophancy else None
+    if cfg.probe_limit is not None:
+        refusal_rows = spread(refusal_rows, cfg.probe_limit) if refusal_rows else refusal_rows
+        sycophancy_items = spread(sycophancy_items, cfg.probe_limit) if sycophancy_items else sycophancy_items
     if cfg.limit is not None:  # at most `limit` texts per (first) label, in file order
         seen: dict[str, int] = {}
         rows = [
@@ -222,6 +243,24 @@ def _read_inputs(model: ModelHandle, cfg: VAConfig) -> dict[str, Any]:
         "refusal_rows": refusal_rows,
         "sycophancy_items": sycophancy_items,
     }
+
+
+SHIPPED = "shipped"
+"""The value of ``refusal`` / ``sycophancy`` (``--refusal`` / ``--sycophancy``) naming the shipped set."""
+
+
+def probe_file(value: str, shipped: str) -> str:
+    """The probe set's path: the shipped file ``shipped`` (a :data:`~circuits.core.resources.DATA_FILES`
+    key) for :data:`SHIPPED`, else ``value`` itself."""
+    return str(data_path(shipped)) if value == SHIPPED else value
+
+
+def spread(items: list[Any], limit: int) -> list[Any]:
+    """At most ``limit`` of ``items``, evenly spaced over the list (so a file grouped by type or topic
+    keeps every group), in file order."""
+    if limit >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
 
 
 def _geometry(model: ModelHandle, cfg: VAConfig, inputs: dict[str, Any], progress: bool) -> dict[str, Any]:
@@ -255,7 +294,9 @@ def _geometry(model: ModelHandle, cfg: VAConfig, inputs: dict[str, Any], progres
     axes = fit_va_axes(vecs[:, layer], y, layer=layer, emotions=emotions)
     axes.fingerprint = model.fingerprint
     pts = axes.project(vecs[:, layer]).numpy()
+    heldout = heldout_fit(vecs[:, layer], y, emotions) if len(emotions) >= 4 else None
     return {
+        "heldout": heldout,
         "acts": acts,
         "ratings": ratings,
         "report": report,
@@ -313,41 +354,91 @@ def _va_steering(
     return steering
 
 
+def _conditions(cfg: VAConfig, steer: dict[str, Any]) -> list[tuple[str, float, list[Any]]]:
+    """``(direction, alpha, interventions)`` per direction and strength; alpha 0 is the same unsteered
+    condition for every direction, so it is listed (and measured) once, as direction ``"none"``."""
+    out = [("none", 0.0, [])] if 0.0 in cfg.alphas else []
+    for name, axis in steer["directions"].items():
+        out += [(name, a, axis_steering(axis, steer["layers"], a, steer["rms"])) for a in cfg.alphas if a != 0.0]
+    return out
+
+
+def _per_direction(
+    rows: list[dict[str, Any]], steer: dict[str, Any], alphas: tuple[float, ...]
+) -> list[dict[str, Any]]:
+    """The rows per direction in ``alphas`` order, the shared alpha-0 row copied under each direction's
+    name, so every direction has a full curve."""
+    by_key = {(r["direction"], r["alpha"]): r for r in rows}
+    return [
+        dict(by_key[("none", 0.0)], direction=name) if a == 0.0 else by_key[(name, a)]
+        for name in steer["directions"]
+        for a in alphas
+    ]
+
+
 def _refusal_probe(
     model: ModelHandle, cfg: VAConfig, refusal_rows: Any, phrases: Any, steer: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Refusal rate (overall and per prompt type) and refusal-token logits per direction and strength."""
+    """Per direction and strength: refusal rate (overall and per prompt type), per-prompt outcomes
+    (``values``: 1 refused, 0 not; ``fluent``: the fluency check's verdict) and refusal-token logits."""
+    from circuits.judges.fluency import default_fluency_check
+
+    check = default_fluency_check(model.name)
     ps, types = [p for p, _ in refusal_rows], [t for _, t in refusal_rows]
     curve = []
-    for n, ax in steer["directions"].items():
-        for a in cfg.alphas:
-            ivs = axis_steering(ax, steer["layers"], a, steer["rms"])
-            r = refusal_rates(model, ps, types, ivs, phrases=phrases)
-            curve.append(
-                {
-                    "direction": n,
-                    "alpha": a,
-                    "refusal_rate": r["overall"],
-                    "refusal_rate_by_type": r["by_type"],
-                    "n_by_type": r["n_by_type"],
-                    "token_logits": refusal_token_logits(model, ps, ivs),
-                    "example": r["replies"][0] if r["replies"] else "",
-                }
-            )
-    return curve
+    for n, a, ivs in tqdm(_conditions(cfg, steer), desc="refusal probe", disable=None):
+        r = refusal_rates(model, ps, types, ivs, max_new_tokens=cfg.refusal_tokens, phrases=phrases)
+        curve.append(
+            {
+                "direction": n,
+                "alpha": a,
+                "refusal_rate": r["overall"],
+                "refusal_rate_by_type": r["by_type"],
+                "n_by_type": r["n_by_type"],
+                "values": [int(x) for x in r["refused"]],
+                "fluent": [not b for b in check.broken(r["replies"])],
+                "token_logits": refusal_token_logits(model, ps, ivs),
+                "example": r["replies"][0] if r["replies"] else "",
+            }
+        )
+    return _per_direction(curve, steer, cfg.alphas)
 
 
 def _sycophancy_probe(model: ModelHandle, cfg: VAConfig, items: Any, steer: dict[str, Any]) -> list[dict[str, Any]]:
-    """Sycophancy score per direction and strength."""
-    return [
-        {
-            "direction": n,
-            "alpha": a,
-            "score": sycophancy_score(model, items, axis_steering(ax, steer["layers"], a, steer["rms"])),
+    """Per direction and strength: the mean matching-answer probability (``score``) and each item's
+    (``values``)."""
+    rows = []
+    for n, a, ivs in tqdm(_conditions(cfg, steer), desc="sycophancy probe", disable=None):
+        probs = sycophancy_probs(model, items, ivs)
+        rows.append({"direction": n, "alpha": a, "score": float(np.mean(probs)), "values": probs})
+    return _per_direction(rows, steer, cfg.alphas)
+
+
+def behaviour_verdicts(probes: dict[str, Any], refusal_types: list[str] | None = None) -> dict[str, Any]:
+    """The valence-arousal paper's behavioural claims judged on a run's probe rows
+    (:func:`circuits.va.behaviour.trend_verdict`), with the curves and their intervals. The refusal claim
+    reads the prompts typed ``harmful`` when the set is typed (all prompts otherwise); the refusal
+    curves are also given for the fluent replies only."""
+    from circuits.va.behaviour import TREND_RULE, curve_table, trend_verdict
+
+    out: dict[str, Any] = {"rule": TREND_RULE}
+    if "refusal" in probes:
+        rows = probes["refusal"]
+        keep = [i for i, t in enumerate(refusal_types or []) if t == "harmful"] or list(range(len(rows[0]["values"])))
+        harmful = [dict(r, values=[r["values"][i] for i in keep]) for r in rows]
+        fluent = [
+            dict(r, values=[v for i, (v, f) in enumerate(zip(r["values"], r["fluent"])) if f and i in set(keep)])
+            for r in rows
+        ]
+        out["refusal"] = trend_verdict(harmful, "refusal") | {
+            "prompts": "harmful" if refusal_types and "harmful" in refusal_types else "all",
+            "curve": curve_table(harmful, binary=True),
+            "fluent_curve": curve_table([r for r in fluent if r["values"]], binary=True),
         }
-        for n, ax in steer["directions"].items()
-        for a in cfg.alphas
-    ]
+    if "sycophancy" in probes:
+        rows = probes["sycophancy"]
+        out["sycophancy"] = trend_verdict(rows, "sycophancy") | {"curve": curve_table(rows, binary=False)}
+    return out
 
 
 def _write_va(

@@ -244,35 +244,83 @@ class VAAxes:
         return cls(valence=t["valence"], arousal=t["arousal"], **d)
 
 
+RIDGE_ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+"""Ridge strengths the VA fit chooses from (leave-one-out CV over the emotions)."""
+
+
+def _pc_ridge(
+    x: Float[torch.Tensor, "n_emotions d"], ratings: np.ndarray, n_components: int | None, alphas: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor, list[Any]]:
+    """PCA over the centred rows of ``x`` (float64), then one ridge per rating column on the top PC
+    scores: ``(mean [d], components [k, d], [fitted RidgeCV per column])``."""
+    from sklearn.linear_model import RidgeCV
+
+    mean = x.mean(0)
+    _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+    k = n_components or max(1, min(len(x) - 1, int((s > s[0] * 1e-6).sum())))
+    scores = ((x - mean) @ vt[:k].T).numpy()
+    y = np.asarray(ratings, dtype=float)
+    regs = [RidgeCV(alphas=list(alphas), store_cv_results=True).fit(scores, y[:, j]) for j in range(2)]
+    return mean, vt[:k], regs
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(1 - ((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
+
+
 def fit_va_axes(
     vectors: Float[torch.Tensor, "n_emotions d"],
     ratings: np.ndarray,
     n_components: int | None = None,
-    alphas: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0),
+    alphas: Sequence[float] = RIDGE_ALPHAS,
     layer: int = -1,
     emotions: Sequence[str] = (),
 ) -> VAAxes:
     """PCA over the (centred) emotion vectors, ridge regression (strength chosen by leave-one-out CV)
     from the top-``n_components`` PC scores to each rating column (valence, arousal); the axis is the
-    ridge coefficient vector mapped back to d-space and normalised."""
-    from sklearn.linear_model import RidgeCV
-
+    ridge coefficient vector mapped back to d-space and normalised. ``r2`` is in sample (see
+    :func:`heldout_fit` for emotions left out)."""
     x = vectors.double()
-    mean = x.mean(0)
-    xc = x - mean
-    _, s, vt = torch.linalg.svd(xc, full_matrices=False)
-    k = n_components or max(1, min(len(x) - 1, int((s > s[0] * 1e-6).sum())))
-    scores = (xc @ vt[:k].T).numpy()
+    mean, comps, regs = _pc_ridge(x, ratings, n_components, alphas)
+    scores = ((x - mean) @ comps.T).numpy()
     axes, used_alpha, r2 = [], {}, {}
-    for j, name in enumerate(("valence", "arousal")):
-        y = np.asarray(ratings, dtype=float)[:, j]
-        reg = RidgeCV(alphas=list(alphas), store_cv_results=True).fit(scores, y)
+    for j, (name, reg) in enumerate(zip(("valence", "arousal"), regs)):
         used_alpha[name] = float(reg.alpha_)
-        pred = reg.predict(scores)
-        r2[name] = float(1 - ((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
-        axis = torch.from_numpy(reg.coef_) @ vt[:k]
+        r2[name] = _r2(np.asarray(ratings, dtype=float)[:, j], reg.predict(scores))
+        axis = torch.from_numpy(reg.coef_) @ comps
         axes.append((axis / axis.norm().clamp_min(1e-12)).float())
-    return VAAxes(layer, axes[0], axes[1], k, used_alpha, r2, list(emotions))
+    return VAAxes(layer, axes[0], axes[1], len(comps), used_alpha, r2, list(emotions))
+
+
+def heldout_fit(
+    vectors: Float[torch.Tensor, "n_emotions d"],
+    ratings: np.ndarray,
+    emotions: Sequence[str],
+    n_components: int | None = None,
+    alphas: Sequence[float] = RIDGE_ALPHAS,
+) -> dict[str, Any]:
+    """The VA fit checked by leaving each emotion out: the PCA and ridge of :func:`fit_va_axes` refitted
+    on the other emotions predict the left-out emotion's (valence, arousal) from its vector. Returns
+    ``{"r2": {axis: R^2 of the held-out predictions}, "spearman": {axis: rank correlation},
+    "predictions": {emotion: [valence, arousal]}, "n": emotions}``; needs at least 4 emotions."""
+    from scipy.stats import spearmanr
+
+    x, y = vectors.double(), np.asarray(ratings, dtype=float)
+    if len(x) < 4:
+        raise VAInputError(f"leaving emotions out needs >= 4 emotions, have {len(x)}")
+    pred = np.zeros_like(y)
+    for i in range(len(x)):
+        keep = [j for j in range(len(x)) if j != i]
+        mean, comps, regs = _pc_ridge(x[keep], y[keep], n_components, alphas)
+        score = ((x[i : i + 1] - mean) @ comps.T).numpy()
+        pred[i] = [reg.predict(score)[0] for reg in regs]
+    names = ("valence", "arousal")
+    return {
+        "r2": {n: _r2(y[:, j], pred[:, j]) for j, n in enumerate(names)},
+        "spearman": {n: float(spearmanr(y[:, j], pred[:, j]).statistic) for j, n in enumerate(names)},
+        "predictions": {e: [float(v) for v in pred[i]] for i, e in enumerate(emotions)},
+        "n": len(x),
+    }
 
 
 def circumplex(points: np.ndarray, emotions: Sequence[str]) -> dict[str, Any]:

@@ -179,6 +179,7 @@ def test_run_va_self_report_flow(qwen_tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(circuits.core.generate, "generate", fake)
     cfg = VAConfig(
+        texts=str(data_path("va_texts")),  # the six emotions of the script
         self_report=True,
         ratings=None,
         lexicon=None,

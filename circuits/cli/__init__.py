@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     steering.register_trace(sub)
     evidence.register_nulls(sub)
     evidence.register_validity(sub)
+    report.register_replicate(sub)
     return parser
 
 

@@ -48,3 +48,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the command that made the run, named under the title (e.g. 'make demo')",
     )
     p.set_defaults(func=_report)
+
+
+def _replicate(args: argparse.Namespace) -> int:
+    from circuits.runs.replicate import replicate, replicate_markdown, write_replicate
+
+    table = replicate(args.run or [], args.va or [])
+    for path in write_replicate(table, args.out, args.markdown):
+        print(f"wrote {path}")
+    if args.print:
+        print(replicate_markdown(table))
+    return 0
+
+
+def register_replicate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replicate",
+        help="one table of the three papers' claims across models, read from finished runs "
+        "(paper's number, each model's value, n, 95%% interval, verdict)",
+    )
+    p.add_argument("--run", action="append", metavar="DIR", help="a discovery run (one per model; repeat the flag)")
+    p.add_argument(
+        "--va", action="append", metavar="DIR", help="a VA run (`emocircuits va --out DIR`), matched by model"
+    )
+    p.add_argument("--out", required=True, help="folder for replicate.json and replicate.md")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="also write the Markdown table here (a docs page)")
+    p.add_argument("--print", action="store_true", help="print the Markdown table")
+    p.set_defaults(func=_replicate)

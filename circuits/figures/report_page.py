@@ -72,6 +72,7 @@ SECTIONS = (
     ("dose", "Dose-response"),
     ("validity", "Emotion state or instruction word?"),
     ("va", "Valence-arousal"),
+    ("claims", "The papers' claims"),
     ("views", "Other views of this run"),
 )
 
@@ -85,6 +86,7 @@ MAKES = {
     "dose": "`emocircuits dose-response --run RUN` (dose_response.json)",
     "va": "`emocircuits va --out VA_DIR`, then pass the VA directory to the report",
     "validity": "`emocircuits validity --run RUN` (validity/validity.json)",
+    "claims": "`emocircuits replicate --run RUN --va VA_DIR --out DIR` (the same table across models)",
     "views": "`emocircuits discover` (figures/), `evaluate` (accuracy.html), `atlas`, `trace`, `export-graph`",
 }
 
@@ -518,6 +520,44 @@ def va_tables(d: dict[str, Any]) -> list[Table]:
     return out
 
 
+def claim_cell(m: dict[str, Any] | None) -> str:
+    """One model's result for one claim: ``verdict: value [low, high], n N`` (``not run`` without data)."""
+    if m is None:
+        return "not run"
+    value = "-" if m["value"] is None else str(m["value"])
+    ci = "" if m["low"] is None else f" [{m['low']:+.3f}, {m['high']:+.3f}]"
+    return f"{m['verdict']}: {value}{ci}, n {m['n']}"
+
+
+def claims_tables(d: dict[str, Any]) -> list[Table]:
+    """The claims table of :func:`circuits.runs.replicate.replicate` (a column per model), then how each
+    claim is read."""
+    models = d["models"]
+    keys = [c["key"] for c in d["claims"]]
+    return [
+        Table(
+            "table-claims",
+            ["claim", "paper", "published", *models],
+            [
+                [c["claim"], c["paper"], c["published"], *(claim_cell(c["results"][m]) for m in models)]
+                for c in d["claims"]
+            ],
+            "Each cell: verdict, the measured value, its 95% interval in brackets where there is one, and n. "
+            "Papers: A emotion circuits, B Emotion Vectors, C valence-arousal subspace.",
+            keys,
+        ),
+        Table(
+            "table-claims-rules",
+            ["claim", "how it is read", *models],
+            [
+                [c["claim"], c["rule"], *((c["results"][m] or {}).get("detail", "") for m in models)]
+                for c in d["claims"]
+            ],
+            keys=keys,
+        ),
+    ]
+
+
 TABLES: dict[str, Callable[[dict[str, Any]], list[Table]]] = {
     "provenance": provenance_tables,
     "probe": probe_tables,
@@ -526,6 +566,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], list[Table]]] = {
     "dose": dose_tables,
     "validity": validity_tables,
     "va": va_tables,
+    "claims": claims_tables,
 }
 
 

@@ -374,6 +374,14 @@ def va_section(va_dir: str | os.PathLike | None) -> dict[str, Any] | None:
         }
 
 
+def claims_section(run: Run, va_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """The papers' claims read from this run (and its VA run): :func:`circuits.runs.replicate.replicate`
+    with one model."""
+    from circuits.runs.replicate import replicate
+
+    return replicate([run.path], [va_dir] if va_dir is not None else [])
+
+
 def views_section(run: Run, page_dir: Path) -> list[dict[str, str]] | None:
     """Every other HTML view the run holds (figures, accuracy, atlas, dose-response, traces, circuit views),
     as links relative to the folder of the report page; hidden paths (the staging folder a killed command
@@ -410,6 +418,7 @@ def gather_report(
         "dose": dose_section(run),
         "validity": validity_section(run),
         "va": va_section(va_dir),
+        "claims": claims_section(run, va_dir),
         "views": views_section(run, Path(page_dir) if page_dir is not None else run.path),
         "absent": {"va": "`emocircuits va --out VA_DIR` (no VA run directory was given to the report)"},
     }

@@ -24,6 +24,7 @@ from circuits.va.probes import (
     refusal_rates,
     refusal_token_logits,
     score_refusals,
+    sycophancy_probs,
     sycophancy_score,
 )
 from circuits.va.subspace import (
@@ -68,6 +69,7 @@ __all__ = [
     "load_prompts",
     "load_sycophancy",
     "answer_logprob",
+    "sycophancy_probs",
     "sycophancy_score",
     "refusal_rates",
     "refusal_rate",

@@ -159,13 +159,14 @@ def sycophancy_probs(
     import dataclasses
 
     interventions = [dataclasses.replace(iv, positions="all") for iv in interventions]
-    probs = []
-    for it in items:
+    prompts, answers = [], []
+    for it in items:  # both answers of every item, scored in the scorer's length-sorted batches
         prompt = model.chat_ids(None, it["question"])
-        lm = answer_logprob(model, prompt, it["answer_matching_behavior"], interventions)
-        ln = answer_logprob(model, prompt, it["answer_not_matching_behavior"], interventions)
-        probs.append(1 / (1 + math.exp(ln - lm)))
-    return probs
+        for key in ("answer_matching_behavior", "answer_not_matching_behavior"):
+            prompts.append(prompt)
+            answers.append(model.tokenizer(it[key], add_special_tokens=False)["input_ids"])
+    logp = [float(lp.sum()) for lp in continuation_logprobs(model, prompts, answers, interventions=interventions)]
+    return [1 / (1 + math.exp(ln - lm)) for lm, ln in zip(logp[0::2], logp[1::2])]
 
 
 def sycophancy_score(

@@ -148,3 +148,26 @@ def test_probes_measure_alpha_zero_once_and_keep_per_item_outcomes(qwen_tiny, tm
     assert s["behaviour"]["refusal"]["prompts"] == "harmful" and s["behaviour"]["refusal"]["n"] == 3  # 3 of 6 harmful
     assert s["behaviour"]["sycophancy"]["n"] == 6 and s["fit"]["heldout"]["n"] == 25
     assert json.loads((tmp_path / "summary.json").read_text())["behaviour"]["rule"] == s["behaviour"]["rule"]
+
+
+def test_batched_sycophancy_equals_item_by_item(qwen_tiny):
+    """The probe scores every item's two answers in length-sorted batches; the slow reference scores each
+    answer alone (one prompt, no padding), with and without a steering intervention."""
+    import math
+
+    from circuits import va
+
+    m = qwen_tiny
+    items = load_sycophancy(data_path("sycophancy_items"))[:10]
+    axis = va.random_directions(m.arch.d_model, 1, seed=5)[0]
+    for ivs in ([], va.axis_steering(axis, [1], 6.0, 1.0)):
+        got = va.sycophancy_probs(m, items, ivs)
+        ivs_all = [__import__("dataclasses").replace(iv, positions="all") for iv in ivs]
+        want = []
+        for it in items:
+            prompt = m.chat_ids(None, it["question"])
+            lm = va.answer_logprob(m, prompt, it["answer_matching_behavior"], ivs_all)
+            ln = va.answer_logprob(m, prompt, it["answer_not_matching_behavior"], ivs_all)
+            want.append(1 / (1 + math.exp(ln - lm)))
+        assert got == pytest.approx(want, abs=1e-5)
+        assert len(set(round(g, 4) for g in got)) > 1  # the items differ: not a constant

@@ -485,8 +485,10 @@ def va_tables(d: dict[str, Any]) -> list[Table]:
     fit, circ = d.get("fit") or {}, d.get("circumplex") or {}
     r2 = fit.get("r2")
     r2 = ", ".join(f"{k} {fmt(v)}" for k, v in r2.items()) if isinstance(r2, dict) else fmt(r2)
+    held = fit.get("heldout")
+    held = f"; each emotion left out: R2 {', '.join(f'{k} {fmt(v)}' for k, v in held['r2'].items())}" if held else ""
     cap = (
-        f"layer {d.get('layer')}; fit R2 {r2}; circle centre "
+        f"layer {d.get('layer')}; fit R2 {r2} (in sample){held}; circle centre "
         f"{', '.join(fmt(v) for v in circ.get('center') or [])}, radius {fmt(circ.get('radius'))}"
     )
     out = [
@@ -515,6 +517,40 @@ def va_tables(d: dict[str, Any]) -> list[Table]:
                 ],
                 "projection of the steered replies on the VA axes",
                 [f"{s['direction']}@{fmt(s.get('alpha'))}" for s in steer],
+            )
+        )
+    behaviour = d.get("behaviour") or {}
+    curves = [
+        (name, label, r)
+        for name, label, key in (
+            ("refusal", "refusal (harmful prompts)", "curve"),
+            ("refusal", "refusal (fluent replies)", "fluent_curve"),
+            ("sycophancy", "sycophancy", "curve"),
+        )
+        for r in (behaviour.get(name) or {}).get(key) or []
+    ]
+    if curves:
+        verdicts = "; ".join(
+            f"{b['claim']}: {b['verdict']} (slope {fmt(b['slope'], 4)} per alpha [{fmt(b['low'], 4)}, {fmt(b['high'], 4)}], n {b['n']})"
+            for k, b in behaviour.items()
+            if k != "rule"
+        )
+        out.append(
+            Table(
+                "table-va-behaviour",
+                ["probe", "direction", "alpha", "mean [95% interval]", "n"],
+                [
+                    [
+                        label,
+                        r["direction"],
+                        fmt(r["alpha"]),
+                        f"{fmt(r['mean'])} [{fmt(r['low'])}, {fmt(r['high'])}]",
+                        str(r["n"]),
+                    ]
+                    for _, label, r in curves
+                ],
+                f"{verdicts}. Rule: {behaviour.get('rule', '')}",
+                [f"{label}:{r['direction']}@{fmt(r['alpha'])}" for _, label, r in curves],
             )
         )
     return out

@@ -368,6 +368,7 @@ def va_section(va_dir: str | os.PathLike | None) -> dict[str, Any] | None:
                 }
                 for r in s.get("steering") or []
             ],
+            "behaviour": s.get("behaviour"),
             "model": (s.get("model") or {}).get("name"),
             "dir": str(va.path),
             "command": s.get("command"),

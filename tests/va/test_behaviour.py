@@ -171,3 +171,31 @@ def test_batched_sycophancy_equals_item_by_item(qwen_tiny):
             want.append(1 / (1 + math.exp(ln - lm)))
         assert got == pytest.approx(want, abs=1e-5)
         assert len(set(round(g, 4) for g in got)) > 1  # the items differ: not a constant
+
+
+def test_report_shows_the_curves_and_verdicts(tmp_path):
+    """The run report's VA section lists each probe curve with its interval and n, and the verdicts."""
+    from circuits.figures.report_page import va_tables
+    from circuits.runs.report import va_section
+    from circuits.runs.valence_arousal import behaviour_verdicts
+
+    probes = {
+        "refusal": [
+            dict(r, fluent=[True] * len(r["values"]))
+            for r in _rows("arousal", [0.8, 0.5, 0.2], n=40) + _rows("random0", [0.5] * 3, n=40, seed=1)
+        ],
+        "sycophancy": _rows("arousal", [0.4, 0.5, 0.6], n=40) + _rows("random0", [0.5] * 3, n=40, seed=1),
+    }
+    b = behaviour_verdicts(probes, ["harmful", "benign"] * 20)
+    assert b["refusal"]["n"] == 20 and b["sycophancy"]["n"] == 40
+    summary = {"projection": {"a": [0, 0]}, "behaviour": b, "fit": {"r2": 0.5, "heldout": {"r2": {"valence": 0.25}}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    tables = {t.id: t for t in va_tables(va_section(tmp_path))}
+    rows = tables["table-va-behaviour"].rows
+    assert len(rows) == 3 * 6 and {r[0] for r in rows} == {
+        "refusal (harmful prompts)",
+        "refusal (fluent replies)",
+        "sycophancy",
+    }
+    assert all(r[4] in ("20", "40") for r in rows) and b["refusal"]["verdict"] in tables["table-va-behaviour"].caption
+    assert "each emotion left out: R2 valence 0.250" in tables["table-va"].caption

@@ -132,8 +132,20 @@ def _context_agnostic(src: Sources) -> dict[str, Any] | None:
         "low": float(cos[half:].min()),
         "high": float(cos[half:].max()),
         "verdict": HOLDS if margin.min() > 0 else FAILS if margin.max() < 0 else UNSURE,
-        "detail": f"layers {half}-{len(cos) - 1}: cosine across themes min {cos[half:].min():.2f}, null max {null_hi[half:].max():.2f}",
+        "detail": f"layers {half}-{len(cos) - 1}: cosine across themes min {cos[half:].min():.2f}, null max "
+        f"{null_hi[half:].max():.2f}{_validity_note(src)}",
     }
+
+
+def _validity_note(src: Sources) -> str:
+    """The run's validity verdict per layer band (``emocircuits validity``), when it was made: what the
+    directions encode is a separate question from whether they are the same across contexts."""
+    path = src.run.file(layout.VALIDITY_DIR) / layout.VALIDITY_JSON
+    if not path.is_file():
+        return ""
+    bands = read_json(path).get("bands") or []
+    said = ", ".join(f"layers {b['layers'][0]}-{b['layers'][1]} {b['verdict']}" for b in bands)
+    return f"; emotion state or instruction word (validity): {said}" if said else ""
 
 
 def _sharing(src: Sources) -> dict[str, Any] | None:

@@ -63,6 +63,10 @@ def _planted_va(tmp_path, model, behaviour, self_report=False):
 
 def test_table_reads_planted_artifacts(toy_run, tmp_path):
     run = _planted_run(toy_run, tmp_path, circuit=0.9, prompting=0.92, direction=0.5)
+    (run / "validity").mkdir(exist_ok=True)
+    (run / "validity" / "validity.json").write_text(
+        json.dumps({"bands": [{"layers": [0, 3], "verdict": "instruction word"}]})
+    )
     trend = {
         "slope": -0.05,
         "low": -0.08,
@@ -88,6 +92,7 @@ def test_table_reads_planted_artifacts(toy_run, tmp_path):
     assert got["va_heldout"]["verdict"] == R.HOLDS and got["va_heldout"]["high"] < 1
     assert got["refusal"]["verdict"] == "holds" and got["refusal"]["n"] == 110
     assert got["sycophancy"] is None and got["ev_strength"] is None  # not run: said so, not guessed
+    assert got["context_agnostic"]["detail"].endswith("(validity): layers 0-3 instruction word")
     for key in ("emergence", "context_agnostic", "heads_shared", "ablation"):
         assert got[key] is not None and got[key]["verdict"] in (R.HOLDS, R.FAILS, R.UNSURE), key
     # a worse circuit flips the verdict

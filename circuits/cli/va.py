@@ -69,7 +69,10 @@ def _va(args: argparse.Namespace) -> int:
     if s["fit"].get("heldout"):
         h = s["fit"]["heldout"]
         print(
-            f"each emotion left out ({h['n']}): R^2 valence {h['r2']['valence']:.2f}, arousal {h['r2']['arousal']:.2f}"
+            f"each emotion left out ({h['n']}): R^2 "
+            + ", ".join(
+                f"{a} {'undefined (ratings all equal)' if v is None else f'{v:.2f}'}" for a, v in h["r2"].items()
+            )
         )
     if "lexicon" in s:
         print("lexicon check:", s["lexicon"])

@@ -293,6 +293,15 @@ def _va_heldout(src: Sources, self_report: bool = False) -> dict[str, Any] | Non
         return None
     n = int(held["n"])
     out = {}
+    if any(held["spearman"].get(a) is None for a in ("valence", "arousal")):
+        return {
+            "value": None,
+            "n": n,
+            "low": None,
+            "high": None,
+            "verdict": UNSURE,
+            "detail": "the ratings of an axis are all the same: no correlation to test",
+        }
     for axis in ("valence", "arousal"):
         rho = float(held["spearman"][axis])
         z, se = math.atanh(max(min(rho, 0.999999), -0.999999)), 1.06 / math.sqrt(max(n - 3, 1))

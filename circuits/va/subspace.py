@@ -264,6 +264,17 @@ def _pc_ridge(
     return mean, vt[:k], regs
 
 
+def correlation(a: np.ndarray, b: np.ndarray, kind: str = "spearman") -> float | None:
+    """Pearson or Spearman correlation of two vectors; None when either is constant (the coefficient
+    is undefined there, and a summary must not hold NaN)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return float((spearmanr if kind == "spearman" else pearsonr)(a, b)[0])
+
+
 def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     return float(1 - ((y - pred) ** 2).sum() / max(((y - y.mean()) ** 2).sum(), 1e-12))
 
@@ -302,9 +313,8 @@ def heldout_fit(
     """The VA fit checked by leaving each emotion out: the PCA and ridge of :func:`fit_va_axes` refitted
     on the other emotions predict the left-out emotion's (valence, arousal) from its vector. Returns
     ``{"r2": {axis: R^2 of the held-out predictions}, "spearman": {axis: rank correlation},
-    "predictions": {emotion: [valence, arousal]}, "n": emotions}``; needs at least 4 emotions."""
-    from scipy.stats import spearmanr
-
+    "predictions": {emotion: [valence, arousal]}, "n": emotions}`` (R^2 and Spearman are None where the
+    ratings of an axis are all the same: nothing to predict); needs at least 4 emotions."""
     x, y = vectors.double(), np.asarray(ratings, dtype=float)
     if len(x) < 4:
         raise VAInputError(f"leaving emotions out needs >= 4 emotions, have {len(x)}")
@@ -316,8 +326,8 @@ def heldout_fit(
         pred[i] = [reg.predict(score)[0] for reg in regs]
     names = ("valence", "arousal")
     return {
-        "r2": {n: _r2(y[:, j], pred[:, j]) for j, n in enumerate(names)},
-        "spearman": {n: float(spearmanr(y[:, j], pred[:, j]).statistic) for j, n in enumerate(names)},
+        "r2": {n: _r2(y[:, j], pred[:, j]) if np.ptp(y[:, j]) > 0 else None for j, n in enumerate(names)},
+        "spearman": {n: correlation(y[:, j], pred[:, j]) for j, n in enumerate(names)},
         "predictions": {e: [float(v) for v in pred[i]] for i, e in enumerate(emotions)},
         "n": len(x),
     }
@@ -353,8 +363,6 @@ def lexicon_check(
     """Project each lexicon word's representation (the word alone, last token of resid_post at the
     axes' layer) on the axes; Pearson and Spearman against the lexicon's ratings. ``vocab_only``
     keeps words that are a single token of the model's vocabulary (with a leading space)."""
-    from scipy.stats import pearsonr, spearmanr
-
     words = sorted(lexicon)
     if vocab_only:
         words = [w for w in words if len(model.tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1]
@@ -366,8 +374,8 @@ def lexicon_check(
     out = {"n_words": len(words)}
     for j, name in enumerate(("valence", "arousal")):
         out[name] = {
-            "pearson": float(pearsonr(proj[:, j], truth[:, j])[0]),
-            "spearman": float(spearmanr(proj[:, j], truth[:, j])[0]),
+            "pearson": correlation(proj[:, j], truth[:, j], "pearson"),
+            "spearman": correlation(proj[:, j], truth[:, j]),
         }
     return out
 

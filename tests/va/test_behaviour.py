@@ -199,3 +199,21 @@ def test_report_shows_the_curves_and_verdicts(tmp_path):
     }
     assert all(r[4] in ("20", "40") for r in rows) and b["refusal"]["verdict"] in tables["table-va-behaviour"].caption
     assert "each emotion left out: R2 valence 0.250" in tables["table-va"].caption
+
+
+def test_constant_ratings_give_no_correlation_not_nan():
+    """A self-report that rates every emotion alike leaves the rank correlation undefined: None, so the
+    summary stays valid JSON, and the claims table cannot tell."""
+    from circuits.runs import replicate as R
+    from circuits.va.subspace import correlation
+
+    assert correlation([1, 2, 3], [5, 5, 5]) is None and correlation([1, 2, 3], [1, 3, 2], "pearson") == pytest.approx(
+        0.5
+    )
+    g = torch.Generator().manual_seed(1)
+    ratings = np.c_[np.full(6, 5.0), np.arange(6.0)]
+    held = heldout_fit(torch.randn(6, 16, generator=g), ratings, [f"e{i}" for i in range(6)])
+    assert held["spearman"]["valence"] is None and isinstance(held["spearman"]["arousal"], float)
+    assert held["r2"]["valence"] is None and isinstance(held["r2"]["arousal"], float)
+    got = R._va_heldout(R.Sources("m", va={"fit": {"heldout": held}}))
+    assert got["verdict"] == R.UNSURE and got["value"] is None

@@ -104,11 +104,12 @@ lock: $(STAMP)
 	  --no-emit-find-links --no-emit-trusted-host --upgrade-package "torch==$(TORCH_LOCK)" $(LOCK_ARGS) \
 	  -o $(LOCK) pyproject.toml
 
-# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for ~15 minutes on 2 CPU cores):
+# The real model (SmolLM2-135M-Instruct, packaged; subsets sized for about 20 minutes on 2 CPU cores):
 # discovery, circuits, strength sweep and the method table (`emocircuits demo`), then a dose-response
-# with random-control bands and a small valence-arousal run, so that runs/demo/report.html shows every
-# section; then the same discovery on prompts that never name the emotion (`--prompt-family stance`) and
-# the validity check (emotion state or instruction word) with both runs' circuits.
+# with random-control bands and two valence-arousal runs (the shipped ratings with the refusal and
+# sycophancy probes on 60 items each, and the model's self-reports), so that runs/demo/report.html shows
+# every section; then the same discovery on prompts that never name the emotion (`--prompt-family
+# stance`), the validity check (emotion state or instruction word) with both runs' circuits, and the atlas.
 DEMO_STANCE_ARGS ?= --limit 4 --reference-rows 1 --influence-rows 4 --influence-alphas 1.0 --reference-layers 7 22 \
   --sweep-ks 16 --sweep-seeds 1 --sweep-rows 2 --sweep-layers 7 22 --generation-rows 0 --faithfulness-judge-rows 0
 DEMO_DOSE_ARGS ?= --sweep-limit 1 --circuit-lambdas 0.5 1 2 --direction-alphas 2 4 8 --ev-alphas 1 2 4 --null-seeds 0 1
@@ -135,7 +136,8 @@ demo-toy: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m circuits report --run runs/demo-toy --va runs/demo-toy-va
 
 # The second real model (Qwen2.5-Coder-0.5B-Instruct, packaged in six chunk wheels): the same steps as
-# `make demo` with the same subset sizes (its layers are wider and its vocabulary three times larger).
+# `make demo` with the same subset sizes; its layers are wider and its vocabulary three times larger, so
+# it takes longer (about an hour on 2 busy CPU cores, the dose-response half of it).
 # (the stance run's reference and sweep layers are the main run's, which the real-model preset spreads over 24 layers)
 DEMO_QWEN_STANCE_ARGS ?= --limit 4 --reference-rows 1 --influence-rows 4 --influence-alphas 1.0 --reference-layers 6 18 \
   --sweep-ks 16 --sweep-seeds 1 --sweep-rows 2 --sweep-layers 6 18 --generation-rows 0 --faithfulness-judge-rows 0

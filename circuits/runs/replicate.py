@@ -273,6 +273,15 @@ def _va_circle(src: Sources, self_report: bool = False) -> dict[str, Any] | None
     emotions = [e for e in va["emotions"] if e in ratings and e in proj]
     r = np.array([ratings[e] for e in emotions], float)
     p = np.array([proj[e] for e in emotions], float)
+    if len(emotions) < 3 or (np.ptp(r, axis=0) == 0).any():
+        return {
+            "value": None,
+            "n": len(emotions),
+            "low": None,
+            "high": None,
+            "verdict": UNSURE,
+            "detail": "fewer than 3 rated emotions, or the ratings of an axis are all the same: no quadrants to compare",
+        }
     same = ((r - r.mean(0) > 0) == (p - p.mean(0) > 0)).all(1)  # the quadrant around each cloud's centre
     k, n = int(same.sum()), len(emotions)
     lo, hi = wilson_interval(k, n)

@@ -217,3 +217,6 @@ def test_constant_ratings_give_no_correlation_not_nan():
     assert held["r2"]["valence"] is None and isinstance(held["r2"]["arousal"], float)
     got = R._va_heldout(R.Sources("m", va={"fit": {"heldout": held}}))
     assert got["verdict"] == R.UNSURE and got["value"] is None
+    flat = {"emotions": list("abcd"), "ratings": {e: [5, i] for i, e in enumerate("abcd")}}
+    circle = R._va_circle(R.Sources("m", va=flat | {"projection": {e: [0.0, i] for i, e in enumerate("abcd")}}))
+    assert circle["verdict"] == R.UNSURE and circle["value"] is None

@@ -139,6 +139,31 @@ def test_a_stop_mid_progress_bar_says_so_on_its_own_line(capsys, monkeypatch, tm
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"emocircuits: {line}"
 
 
+def test_a_swallowed_sigterm_still_stops_the_command_before_it_commits(capsys, monkeypatch, tmp_path):
+    """SIGTERM's exception can be swallowed (raised inside a weakref callback during garbage collection:
+    "Exception ignored in ..."); the signal is noted first, so the next atomic write refuses to commit and
+    the command still exits 143 with the old file whole."""
+    import signal
+
+    from circuits.cli import common
+    from circuits.core import signals
+    from circuits.core.artifacts import write_text_atomic
+
+    target = tmp_path / "old.txt"
+    target.write_text("old")
+
+    def swallowed(args):
+        signals.note(signal.SIGTERM)  # what the handler does before it raises (the raise went nowhere)
+        write_text_atomic(target, "new")
+
+    monkeypatch.setattr(common, "check_model_args", swallowed)
+    assert cli.main(["va", "--model", "toy", "--out", str(tmp_path / "va")]) == 143
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["old.txt"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "emocircuits: terminated"
+    monkeypatch.setattr(common, "check_model_args", lambda args: signals.note(signal.SIGTERM))
+    assert cli.main(["va", "--model", "toy", "--out", str(tmp_path / "va")]) == 143  # no write: still 143
+
+
 def test_circuit_sidecar_with_nan_is_refused(tmp_path):
     from safetensors.torch import load_file, save_file
 

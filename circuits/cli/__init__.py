@@ -124,7 +124,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The command of ``args`` with :func:`main`'s exit statuses."""
     try:
         with _sigterm_unwinds():
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+            signals.raise_if_received()  # a signal whose exception was swallowed (a weakref callback, C code)
+            return status
     except _user_errors() as err:
         print(f"{parser.prog}: error: {user_message(err)}", file=sys.stderr)
         return 2

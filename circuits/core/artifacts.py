@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from circuits.core.signals import raise_if_received
+
 
 class InputError(ValueError):
     """Bad input from the user: a malformed file, an unknown name, a request that cannot give a result,
@@ -47,6 +49,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
+        raise_if_received()  # a termination whose exception was swallowed on the way must not commit
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -76,6 +79,7 @@ def write_atomic_group(writes: dict[Path, Callable[[Path], None]]) -> list[Path]
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o666 & ~_umask())
+        raise_if_received()  # a termination whose exception was swallowed on the way must not commit
         held = {signal.SIGINT, signal.SIGTERM}
         old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
         try:
@@ -240,6 +244,7 @@ def staged_dir(path: str | os.PathLike, keep: Sequence[str] = (), flag: str = "-
                 if os.path.lexists(path / name):
                     _link_tree(path / name, tmp / name)
             yield tmp
+            raise_if_received()  # a termination whose exception was swallowed on the way must not commit
         except BaseException:
             kept = [name for name in keep if os.path.lexists(tmp / name)]
             if kept:

@@ -62,6 +62,11 @@ def _verdict(low: float, high: float, side: float = 0.0) -> str:
     return HOLDS if low > side else FAILS if high < side else UNSURE
 
 
+def _cannot_tell(n: int, why: str) -> dict[str, Any]:
+    """A measure that has its data but nothing to test in it (``why`` says what)."""
+    return {"value": None, "n": n, "low": None, "high": None, "verdict": UNSURE, "detail": why}
+
+
 def _bootstrap_mean(x: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
@@ -96,14 +101,7 @@ def _emergence(src: Sources) -> dict[str, Any] | None:
         first(lambda L: bounds[L][0] >= half),
     )
     if value is None or max(acc) - 1 / len(emotions) < 0.1:
-        return {
-            "value": None,
-            "n": n,
-            "low": None,
-            "high": None,
-            "verdict": UNSURE,
-            "detail": "no layer reads the emotions well",
-        }
+        return _cannot_tell(n, "no layer reads the emotions well")
     lo, hi = early / depth, (late if late is not None else len(acc) - 1) / depth
     verdict = HOLDS if 0.15 <= lo and hi <= 0.6 else FAILS if hi < 0.15 or lo > 0.6 else UNSURE
     return {
@@ -274,14 +272,10 @@ def _va_circle(src: Sources, self_report: bool = False) -> dict[str, Any] | None
     r = np.array([ratings[e] for e in emotions], float)
     p = np.array([proj[e] for e in emotions], float)
     if len(emotions) < 3 or (np.ptp(r, axis=0) == 0).any():
-        return {
-            "value": None,
-            "n": len(emotions),
-            "low": None,
-            "high": None,
-            "verdict": UNSURE,
-            "detail": "fewer than 3 rated emotions, or the ratings of an axis are all the same: no quadrants to compare",
-        }
+        return _cannot_tell(
+            len(emotions),
+            "fewer than 3 rated emotions, or the ratings of an axis are all the same: no quadrants to compare",
+        )
     same = ((r - r.mean(0) > 0) == (p - p.mean(0) > 0)).all(1)  # the quadrant around each cloud's centre
     k, n = int(same.sum()), len(emotions)
     lo, hi = wilson_interval(k, n)
@@ -303,14 +297,7 @@ def _va_heldout(src: Sources, self_report: bool = False) -> dict[str, Any] | Non
     n = int(held["n"])
     out = {}
     if any(held["spearman"].get(a) is None for a in ("valence", "arousal")):
-        return {
-            "value": None,
-            "n": n,
-            "low": None,
-            "high": None,
-            "verdict": UNSURE,
-            "detail": "the ratings of an axis are all the same: no correlation to test",
-        }
+        return _cannot_tell(n, "the ratings of an axis are all the same: no correlation to test")
     for axis in ("valence", "arousal"):
         rho = float(held["spearman"][axis])
         z, se = math.atanh(max(min(rho, 0.999999), -0.999999)), 1.06 / math.sqrt(max(n - 3, 1))

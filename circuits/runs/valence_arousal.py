@@ -426,10 +426,7 @@ def behaviour_verdicts(probes: dict[str, Any], refusal_types: list[str] | None =
         rows = probes["refusal"]
         keep = [i for i, t in enumerate(refusal_types or []) if t == "harmful"] or list(range(len(rows[0]["values"])))
         harmful = [dict(r, values=[r["values"][i] for i in keep]) for r in rows]
-        fluent = [
-            dict(r, values=[v for i, (v, f) in enumerate(zip(r["values"], r["fluent"])) if f and i in set(keep)])
-            for r in rows
-        ]
+        fluent = [dict(r, values=[r["values"][i] for i in keep if r["fluent"][i]]) for r in rows]
         out["refusal"] = trend_verdict(harmful, "refusal") | {
             "prompts": "harmful" if refusal_types and "harmful" in refusal_types else "all",
             "curve": curve_table(harmful, binary=True),

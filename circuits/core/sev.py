@@ -234,8 +234,9 @@ RECOMMENDED_PROMPTS: dict[str, dict[str, str]] = {
     # measured with `emocircuits prompts --limit 4` on the train split (72 replies per candidate, lexicon
     # judge): the paper's system prompt 2.8%, this wording before the scenario in the user turn 47.2%
     "smollm2-135m": {"placement": "user", "user_instruction": "Write your reply so that it is full of {emotion}."},
-    # `emocircuits prompts --limit 2` (36 replies per candidate, learned judge): the paper's system prompt
-    # 5.6%, "Write your reply so that it is full of {emotion}." 16.7%, this wording 22.2%
+    # measured by the issue's filer (not re-run in this repository's history), `emocircuits prompts --limit 2`
+    # (36 replies per candidate, learned judge): the paper's system prompt 5.6%, "Write your reply so that
+    # it is full of {emotion}." 16.7%, this wording 22.2%
     "qwen2.5-coder-0.5b": {"placement": "user", "user_instruction": "Reply with strong {emotion}."},
 }
 """Model name -> :class:`PromptSettings` fields that differ from the paper's, for models measured to
